@@ -1,0 +1,1220 @@
+//! The driver: [`Model`], its inputs ([`Request`]) and outputs ([`Reply`], records, deliveries,
+//! timers).
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+
+use serde_json::{Value, json};
+
+use crate::bus::{BusReply, BusRequest, Delivery, EventBus, GatewayEvent};
+use crate::config::Config;
+use crate::connector::{
+    self, ConnectorError, CsrSubmission, GatewayError, InfoReply, IssuedCertificate, LiveToken,
+    PeerCertificate, TokenDigest, TokenReply,
+};
+use crate::effects::Effects;
+use crate::error::{ClientError, CommonError};
+use crate::names;
+use crate::record::Record;
+use crate::registry::{self, MetadataError, RegisteredService};
+use crate::rng::{CertSerial, Seed, SeededRng};
+use crate::time::Timestamp;
+
+/// An HTTP request, already routed and parsed by the shell.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Request {
+    /// Connector internal API: `POST /v1/remoteenvironments/{re}/tokens`.
+    CreateToken {
+        /// RE name from the path.
+        re: String,
+    },
+    /// Connector external API: `GET /v1/remoteenvironments/{re}/info?token=`.
+    Info {
+        /// RE name from the path.
+        re: String,
+        /// The `token` query parameter.
+        token: Option<String>,
+    },
+    /// Connector external API: `POST /v1/remoteenvironments/{re}/client-certs?token=`.
+    ClientCerts {
+        /// RE name from the path.
+        re: String,
+        /// The `token` query parameter.
+        token: Option<String>,
+        /// What the shell found in the body ([`connector::decode_csr_body`], then X.509).
+        csr: CsrSubmission,
+    },
+    /// A call on the gateway, `/{re}/v1/...`, with the verified client certificate.
+    Gateway {
+        /// RE name from the path.
+        re: String,
+        /// The client certificate the TLS layer verified, if any.
+        peer: Option<PeerCertificate>,
+        /// What is called.
+        call: GatewayCall,
+    },
+    /// The admin API.
+    Admin(AdminRequest),
+    /// The Event Bus: the publish API and its resources.
+    Bus(BusRequest),
+}
+
+/// A call on the gateway, after the path's RE.
+#[derive(Clone, Debug, PartialEq)]
+pub enum GatewayCall {
+    /// Any method on `/{re}/v1/metadata`: 301 to the spec.
+    MetadataRoot,
+    /// `POST /{re}/v1/metadata/services`.
+    CreateService {
+        /// Raw body.
+        body: Vec<u8>,
+    },
+    /// `GET /{re}/v1/metadata/services`.
+    ListServices,
+    /// `GET /{re}/v1/metadata/services/{id}`.
+    GetService {
+        /// Service id from the path.
+        id: String,
+    },
+    /// `PUT /{re}/v1/metadata/services/{id}`.
+    UpdateService {
+        /// Service id from the path.
+        id: String,
+        /// Raw body.
+        body: Vec<u8>,
+    },
+    /// `DELETE /{re}/v1/metadata/services/{id}`.
+    DeleteService {
+        /// Service id from the path.
+        id: String,
+    },
+    /// `POST /{re}/v1/events`.
+    PublishEvent(GatewayEvent),
+}
+
+/// A request to the admin API (ACE's stand-in for `kubectl` on the CRDs).
+#[derive(Clone, Debug, PartialEq)]
+pub enum AdminRequest {
+    /// Create or update a RemoteEnvironment (`accessLabel` is always the name).
+    ApplyRemoteEnvironment {
+        /// `metadata.name`.
+        name: String,
+        /// `spec.description`.
+        description: String,
+        /// `spec.labels`.
+        labels: BTreeMap<String, String>,
+    },
+    /// Delete a RemoteEnvironment.
+    DeleteRemoteEnvironment {
+        /// Name.
+        name: String,
+    },
+    /// Read one RemoteEnvironment.
+    GetRemoteEnvironment {
+        /// Name.
+        name: String,
+    },
+    /// Read all RemoteEnvironments.
+    ListRemoteEnvironments,
+    /// Create an EnvironmentMapping (idempotent).
+    ApplyMapping {
+        /// `metadata.namespace`.
+        namespace: String,
+        /// `metadata.name`: the RE.
+        re: String,
+    },
+    /// Delete an EnvironmentMapping.
+    DeleteMapping {
+        /// Namespace.
+        namespace: String,
+        /// RE.
+        re: String,
+    },
+    /// List EnvironmentMappings, of one namespace or all.
+    ListMappings {
+        /// Only this namespace.
+        namespace: Option<String>,
+    },
+    /// The service classes a namespace sees.
+    Catalog {
+        /// Namespace.
+        namespace: String,
+    },
+    /// Provision a service class into a namespace (a ServiceInstance).
+    Provision {
+        /// Namespace.
+        namespace: String,
+        /// Instance name.
+        name: String,
+        /// The class: its external name, its `re-<re>-<id>` name, or the service id.
+        class: String,
+    },
+    /// Remove a ServiceInstance.
+    Deprovision {
+        /// Namespace.
+        namespace: String,
+        /// Instance name.
+        name: String,
+    },
+}
+
+/// Why the admin API refused a request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AdminError {
+    /// A name is not a DNS-1123 label.
+    InvalidName {
+        /// Which kind of name.
+        kind: &'static str,
+        /// The name.
+        name: String,
+        /// Why.
+        problem: String,
+    },
+    /// No such resource.
+    NotFound {
+        /// Kind of resource.
+        kind: &'static str,
+        /// Its name.
+        name: String,
+    },
+    /// The class is not offered in the namespace (no such service, or no mapping).
+    ClassNotAvailable {
+        /// Namespace.
+        namespace: String,
+        /// Class asked for.
+        class: String,
+    },
+    /// An instance of this name exists for another class.
+    InstanceConflict {
+        /// Namespace.
+        namespace: String,
+        /// Instance name.
+        name: String,
+    },
+}
+
+impl AdminError {
+    /// The message of the `{code, error}` body.
+    pub fn message(&self) -> String {
+        match self {
+            AdminError::InvalidName {
+                kind,
+                name,
+                problem,
+            } => format!("Invalid {kind} name {name:?}: a DNS-1123 label {problem}."),
+            AdminError::NotFound { kind, name } => format!("{kind} {name} not found."),
+            AdminError::ClassNotAvailable { namespace, class } => {
+                format!("Service class {class} is not available in namespace {namespace}.")
+            }
+            AdminError::InstanceConflict { namespace, name } => format!(
+                "ServiceInstance {namespace}/{name} already exists for another service class."
+            ),
+        }
+    }
+}
+
+impl ClientError for AdminError {
+    fn status(&self) -> u16 {
+        match self {
+            AdminError::InvalidName { .. } => 400,
+            AdminError::NotFound { .. } | AdminError::ClassNotAvailable { .. } => 404,
+            AdminError::InstanceConflict { .. } => 409,
+        }
+    }
+    fn body(&self) -> Value {
+        CommonError::new(self.status(), self.message()).to_json()
+    }
+}
+
+/// A refusal, by the surface that refused.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RequestError {
+    /// Connector Service.
+    Connector(ConnectorError),
+    /// Gateway certificate check.
+    Gateway(GatewayError),
+    /// Metadata Service.
+    Metadata(MetadataError),
+    /// Admin API.
+    Admin(AdminError),
+}
+
+impl ClientError for RequestError {
+    fn status(&self) -> u16 {
+        match self {
+            RequestError::Connector(e) => e.status(),
+            RequestError::Gateway(e) => e.status(),
+            RequestError::Metadata(e) => e.status(),
+            RequestError::Admin(e) => e.status(),
+        }
+    }
+    fn body(&self) -> Value {
+        match self {
+            RequestError::Connector(e) => e.body(),
+            RequestError::Gateway(e) => e.body(),
+            RequestError::Metadata(e) => e.body(),
+            RequestError::Admin(e) => e.body(),
+        }
+    }
+}
+
+/// The answer to a [`Request`].
+#[derive(Clone, Debug, PartialEq)]
+pub enum Reply {
+    /// `201` token and configuration URL.
+    Token(TokenReply),
+    /// `200` info.
+    Info(InfoReply),
+    /// `201`: the shell signs this certificate and answers `{"crt": ...}`.
+    Certificate(IssuedCertificate),
+    /// `301` to `location`.
+    Redirect {
+        /// The `Location` header.
+        location: String,
+    },
+    /// `200 {"id": ...}`: a service was registered.
+    ServiceCreated {
+        /// The new id.
+        id: String,
+    },
+    /// `200` list of services.
+    ServiceList(Vec<RegisteredService>),
+    /// `200` one service, credentials masked.
+    ServiceDetails(RegisteredService),
+    /// `200` the base fields of the updated service.
+    ServiceUpdated(RegisteredService),
+    /// `204`, empty body.
+    NoContent,
+    /// An admin API answer with its status and body.
+    Resource {
+        /// `200` or `201`.
+        status: u16,
+        /// The resource(s).
+        body: Value,
+    },
+    /// The Event Bus's answer.
+    Bus(BusReply),
+    /// A refusal.
+    Error(RequestError),
+}
+
+impl Reply {
+    /// The HTTP status.
+    pub fn status(&self) -> u16 {
+        match self {
+            Reply::Token(_) | Reply::Certificate(_) => 201,
+            Reply::Info(_)
+            | Reply::ServiceCreated { .. }
+            | Reply::ServiceList(_)
+            | Reply::ServiceDetails(_)
+            | Reply::ServiceUpdated(_) => 200,
+            Reply::Redirect { .. } => 301,
+            Reply::NoContent => 204,
+            Reply::Resource { status, .. } => *status,
+            Reply::Bus(b) => b.status(),
+            Reply::Error(e) => e.status(),
+        }
+    }
+
+    /// The JSON body, exactly as on the wire; `None` for an empty body, a redirect, and a
+    /// certificate (whose body the shell makes when it has signed it).
+    pub fn body(&self) -> Option<Value> {
+        match self {
+            Reply::Token(t) => Some(json!(t)),
+            Reply::Info(i) => Some(i.to_json()),
+            Reply::Certificate(_) | Reply::Redirect { .. } | Reply::NoContent => None,
+            Reply::ServiceCreated { id } => Some(json!({ "id": id })),
+            Reply::ServiceList(list) => Some(Value::Array(
+                list.iter().map(RegisteredService::summary_json).collect(),
+            )),
+            Reply::ServiceDetails(s) => Some(s.details_json()),
+            Reply::ServiceUpdated(s) => Some(s.base_json_value()),
+            Reply::Resource { body, .. } => Some(body.clone()),
+            Reply::Bus(b) => b.body(),
+            Reply::Error(e) => Some(e.body()),
+        }
+    }
+
+    /// The refusal, if this is one.
+    pub fn error(&self) -> Option<&RequestError> {
+        match self {
+            Reply::Error(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+/// A RemoteEnvironment and the services registered in it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RemoteEnvironment {
+    /// Name (a DNS-1123 label), also its `accessLabel`.
+    pub name: String,
+    /// Tells this RE apart from earlier ones of the same name.
+    pub incarnation: u64,
+    /// `spec.description`.
+    pub description: String,
+    /// `spec.labels`.
+    pub labels: BTreeMap<String, String>,
+    /// Registered services, in registration order (`spec.services`).
+    pub services: Vec<RegisteredService>,
+}
+
+impl RemoteEnvironment {
+    fn service(&self, id: &str) -> Option<&RegisteredService> {
+        self.services.iter().find(|s| s.id == id)
+    }
+
+    /// The resource as `ace get` shows it, in the shape of the CRD.
+    pub fn to_resource(&self, config: &Config) -> Value {
+        json!({
+            "apiVersion": "applicationconnector.kyma-project.io/v1alpha1",
+            "kind": "RemoteEnvironment",
+            "metadata": {"name": self.name},
+            "spec": {
+                "description": self.description,
+                "accessLabel": self.name,
+                "labels": self.labels,
+                "services": self.services.iter()
+                    .map(|s| s.entry_json(&self.name, &config.registry))
+                    .collect::<Vec<_>>(),
+            }
+        })
+    }
+}
+
+/// A provisioned service class.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServiceInstance {
+    /// The RE of the service.
+    pub re: String,
+    /// The service id.
+    pub service_id: String,
+}
+
+/// Everything the model knows; rebuilt exactly by replaying the records.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct State {
+    remote_environments: BTreeMap<String, RemoteEnvironment>,
+    last_incarnation: u64,
+    /// `(namespace, re)`.
+    mappings: BTreeSet<(String, String)>,
+    tokens: BTreeMap<String, LiveToken>,
+    certificates: BTreeMap<CertSerial, IssuedCertificate>,
+    /// `(namespace, name)`.
+    instances: BTreeMap<(String, String), ServiceInstance>,
+    bus: EventBus,
+}
+
+impl State {
+    fn apply(&mut self, record: &Record) {
+        match record {
+            Record::RemoteEnvironmentCreated {
+                name,
+                incarnation,
+                description,
+                labels,
+            } => {
+                self.last_incarnation = self.last_incarnation.max(*incarnation);
+                self.remote_environments.insert(
+                    name.clone(),
+                    RemoteEnvironment {
+                        name: name.clone(),
+                        incarnation: *incarnation,
+                        description: description.clone(),
+                        labels: labels.clone(),
+                        services: Vec::new(),
+                    },
+                );
+            }
+            Record::RemoteEnvironmentUpdated {
+                name,
+                description,
+                labels,
+            } => {
+                if let Some(re) = self.remote_environments.get_mut(name) {
+                    re.description.clone_from(description);
+                    re.labels.clone_from(labels);
+                }
+            }
+            Record::RemoteEnvironmentDeleted { name } => {
+                self.remote_environments.remove(name);
+                self.tokens.remove(name);
+            }
+            Record::MappingCreated { namespace, re } => {
+                self.mappings.insert((namespace.clone(), re.clone()));
+            }
+            Record::MappingDeleted { namespace, re } => {
+                self.mappings.remove(&(namespace.clone(), re.clone()));
+            }
+            Record::TokenIssued {
+                re,
+                digest,
+                expires_at,
+            } => {
+                self.tokens.insert(
+                    re.clone(),
+                    LiveToken {
+                        digest: digest.clone(),
+                        expires_at: *expires_at,
+                    },
+                );
+            }
+            Record::CertificateIssued(cert) => {
+                self.tokens.remove(&cert.re);
+                self.certificates.insert(cert.serial.clone(), cert.clone());
+            }
+            Record::ServiceRegistered { re, service } => {
+                if let Some(re) = self.remote_environments.get_mut(re) {
+                    re.services.push(service.clone());
+                }
+            }
+            Record::ServiceUpdated { re, service } => {
+                if let Some(re) = self.remote_environments.get_mut(re)
+                    && let Some(slot) = re.services.iter_mut().find(|s| s.id == service.id)
+                {
+                    *slot = service.clone();
+                }
+            }
+            Record::ServiceDeleted { re, id } => {
+                if let Some(re) = self.remote_environments.get_mut(re) {
+                    re.services.retain(|s| &s.id != id);
+                }
+            }
+            Record::InstanceProvisioned {
+                namespace,
+                name,
+                re,
+                service_id,
+            } => {
+                self.instances.insert(
+                    (namespace.clone(), name.clone()),
+                    ServiceInstance {
+                        re: re.clone(),
+                        service_id: service_id.clone(),
+                    },
+                );
+            }
+            Record::InstanceDeprovisioned { namespace, name } => {
+                self.instances.remove(&(namespace.clone(), name.clone()));
+            }
+            Record::IncarnationsUsed { last } => {
+                self.last_incarnation = self.last_incarnation.max(*last);
+            }
+            Record::Bus(r) => self.bus.apply(r),
+        }
+    }
+
+    /// A live RemoteEnvironment.
+    pub fn remote_environment(&self, name: &str) -> Option<&RemoteEnvironment> {
+        self.remote_environments.get(name)
+    }
+
+    /// All live RemoteEnvironments, by name.
+    pub fn remote_environments(&self) -> impl Iterator<Item = &RemoteEnvironment> {
+        self.remote_environments.values()
+    }
+
+    /// Every certificate ever issued, by serial.
+    pub fn certificates(&self) -> impl Iterator<Item = &IssuedCertificate> {
+        self.certificates.values()
+    }
+
+    /// Whether `namespace` has an EnvironmentMapping for `re`.
+    pub fn is_mapped(&self, namespace: &str, re: &str) -> bool {
+        self.mappings
+            .contains(&(namespace.to_owned(), re.to_owned()))
+    }
+
+    /// The Event Bus state.
+    pub fn bus(&self) -> &EventBus {
+        &self.bus
+    }
+
+    /// The gateway's decision for a caller of `/{re}/...` at `now` (reference §1.6, with the
+    /// certificate bound to the RE's incarnation).
+    pub fn authorize(
+        &self,
+        now: Timestamp,
+        re: &str,
+        peer: Option<&PeerCertificate>,
+    ) -> Result<(), GatewayError> {
+        let peer = peer.ok_or(GatewayError::NoCertificate)?;
+        if peer.common_name.as_deref() != Some(re) {
+            return Err(GatewayError::WrongRemoteEnvironment(re.to_owned()));
+        }
+        let cert = self
+            .certificates
+            .get(&peer.serial)
+            .ok_or(GatewayError::UnknownCertificate)?;
+        let current = self.remote_environments.get(re).map(|r| r.incarnation);
+        if cert.re != re || Some(cert.incarnation) != current {
+            return Err(GatewayError::Revoked);
+        }
+        if now < cert.not_before || now >= cert.not_after {
+            return Err(GatewayError::Expired);
+        }
+        Ok(())
+    }
+
+    /// The service classes `namespace` sees: one per service of every RE mapped to it.
+    pub fn catalog(&self, namespace: &str, config: &Config) -> Vec<Value> {
+        self.mappings
+            .iter()
+            .filter(|(ns, _)| ns == namespace)
+            .filter_map(|(_, re)| self.remote_environments.get(re))
+            .flat_map(|re| {
+                re.services
+                    .iter()
+                    .map(move |s| service_class(&re.name, s, config))
+            })
+            .collect()
+    }
+
+    fn find_class(
+        &self,
+        namespace: &str,
+        class: &str,
+    ) -> Option<(&RemoteEnvironment, &RegisteredService)> {
+        self.mappings
+            .iter()
+            .filter(|(ns, _)| ns == namespace)
+            .filter_map(|(_, re)| self.remote_environments.get(re))
+            .flat_map(|re| re.services.iter().map(move |s| (re, s)))
+            .find(|(re, s)| {
+                s.id == class
+                    || names::resource_name(&re.name, &s.id) == class
+                    || names::service_entry_name(&s.name, &s.id) == class
+            })
+    }
+}
+
+/// A service class as the catalog shows it (reference §6.4).
+pub fn service_class(re: &str, service: &RegisteredService, config: &Config) -> Value {
+    let resource = names::resource_name(re, &service.id);
+    json!({
+        "name": resource,
+        "id": service.id,
+        "externalName": names::service_entry_name(&service.name, &service.id),
+        "remoteEnvironment": re,
+        "description": service.short_description,
+        "bindable": service.api.is_some(),
+        "metadata": {
+            "displayName": service.name,
+            "providerDisplayName": service.provider,
+            "longDescription": service.description,
+            "remoteEnvironmentServiceId": service.id,
+            "labels": service.labels,
+            "bindingLabels": { resource.clone(): "true" },
+            "gatewayUrl": service.api.as_ref().map(|_| registry::gateway_url(&config.registry, re, &service.id)),
+            "hasEvents": service.events.is_some(),
+        },
+        "plans": [{"id": format!("{}-plan", service.id), "name": "default"}],
+    })
+}
+
+/// The pure state machine of the Application Connector and the Event Bus.
+///
+/// # Driving contract
+///
+/// Inputs go in through `handle_*`, each with the current time:
+/// - [`Model::handle_request`] for an HTTP request, returning its [`Reply`];
+/// - [`Model::handle_timeout`] when the deadline of [`Model::poll_timeout`] has passed;
+/// - [`Model::handle_delivery_outcome`] when a delivery the shell performed has finished.
+///
+/// After every input, drain the outputs in this order:
+/// 1. [`Model::poll_record`] until `None`, and make those records durable;
+/// 2. only then release the reply (or, with group commit, every reply of the batch);
+/// 3. [`Model::poll_delivery`] until `None`, and start those HTTP requests;
+/// 4. [`Model::poll_timeout`], and arm a timer for it.
+///
+/// ```
+/// use ace_model::{AdminRequest, Config, Model, Request, Timestamp};
+///
+/// let mut model = Model::new(Config::default(), 42.into());
+/// let now = Timestamp::from_unix_millis(1_700_000_000_000);
+/// let apply = AdminRequest::ApplyRemoteEnvironment {
+///     name: "ec-default".into(), description: "".into(), labels: Default::default(),
+/// };
+/// model.handle_request(now, Request::Admin(apply));
+/// let reply = model.handle_request(now, Request::CreateToken { re: "ec-default".into() });
+/// let mut durable = Vec::new();
+/// while let Some(record) = model.poll_record() {
+///     durable.push(record); // the shell appends and syncs here
+/// }
+/// assert_eq!(reply.status(), 201); // now the reply may be sent
+/// while let Some(_delivery) = model.poll_delivery() { /* start the POST */ }
+/// let _next_timer = model.poll_timeout();
+///
+/// // After a restart, the records rebuild the same state.
+/// let restored = Model::replay(Config::default(), 7.into(), durable);
+/// assert_eq!(restored.state(), model.state());
+/// ```
+#[derive(Debug)]
+pub struct Model {
+    config: Config,
+    rng: SeededRng,
+    state: State,
+    records: VecDeque<Record>,
+}
+
+impl Model {
+    /// An empty model. In a server the seed comes from the operating system (tokens are
+    /// derived from it); in a simulation from the printed run seed.
+    pub fn new(config: Config, seed: Seed) -> Self {
+        let state = State {
+            bus: EventBus::new(&config.bus),
+            ..State::default()
+        };
+        Model {
+            config,
+            rng: SeededRng::new(seed),
+            state,
+            records: VecDeque::new(),
+        }
+    }
+
+    /// A model whose state is rebuilt from durable records, in order. The records are not
+    /// queued again.
+    pub fn replay(config: Config, seed: Seed, records: impl IntoIterator<Item = Record>) -> Self {
+        let mut model = Model::new(config, seed);
+        for record in records {
+            model.state.apply(&record);
+        }
+        model
+    }
+
+    /// The records that rebuild the current state from nothing: a snapshot, to compact a long
+    /// log. Replaying them gives a state equal to this one.
+    pub fn snapshot(&self) -> Vec<Record> {
+        let s = &self.state;
+        // The counter first: the newest incarnation may belong to a deleted RE.
+        let mut out = vec![Record::IncarnationsUsed {
+            last: s.last_incarnation,
+        }];
+        for re in s.remote_environments.values() {
+            out.push(Record::RemoteEnvironmentCreated {
+                name: re.name.clone(),
+                incarnation: re.incarnation,
+                description: re.description.clone(),
+                labels: re.labels.clone(),
+            });
+            for service in &re.services {
+                out.push(Record::ServiceRegistered {
+                    re: re.name.clone(),
+                    service: service.clone(),
+                });
+            }
+        }
+        for (namespace, re) in &s.mappings {
+            out.push(Record::MappingCreated {
+                namespace: namespace.clone(),
+                re: re.clone(),
+            });
+        }
+        for cert in s.certificates.values() {
+            // Issuing a certificate consumes the RE's token; the live tokens come after.
+            out.push(Record::CertificateIssued(cert.clone()));
+        }
+        for (re, token) in &s.tokens {
+            out.push(Record::TokenIssued {
+                re: re.clone(),
+                digest: token.digest.clone(),
+                expires_at: token.expires_at,
+            });
+        }
+        for ((namespace, name), instance) in &s.instances {
+            out.push(Record::InstanceProvisioned {
+                namespace: namespace.clone(),
+                name: name.clone(),
+                re: instance.re.clone(),
+                service_id: instance.service_id.clone(),
+            });
+        }
+        out.extend(s.bus.snapshot().into_iter().map(Record::Bus));
+        out
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The state, read-only.
+    pub fn state(&self) -> &State {
+        &self.state
+    }
+
+    /// The next record to make durable before replies are released.
+    pub fn poll_record(&mut self) -> Option<Record> {
+        self.records.pop_front()
+    }
+
+    /// The next delivery to start.
+    pub fn poll_delivery(&mut self) -> Option<Delivery> {
+        self.state.bus.poll_delivery()
+    }
+
+    /// When [`Model::handle_timeout`] must next be called.
+    pub fn poll_timeout(&self) -> Option<Timestamp> {
+        self.state.bus.poll_timeout()
+    }
+
+    /// Handles the timers due at `now`.
+    pub fn handle_timeout(&mut self, now: Timestamp) {
+        let Model {
+            rng,
+            state,
+            records,
+            ..
+        } = self;
+        let mut fx = Effects { now, rng, records };
+        state.bus.handle_timeout(&mut fx);
+    }
+
+    /// Handles the outcome of a delivery the shell performed.
+    pub fn handle_delivery_outcome(
+        &mut self,
+        now: Timestamp,
+        outcome: crate::bus::DeliveryOutcome,
+    ) {
+        let Model {
+            rng,
+            state,
+            records,
+            ..
+        } = self;
+        let mut fx = Effects { now, rng, records };
+        state.bus.handle_delivery_outcome(&mut fx, outcome);
+    }
+
+    fn commit(&mut self, record: Record) {
+        self.state.apply(&record);
+        self.records.push_back(record);
+    }
+
+    /// Handles one request and returns its reply. Drain [`Model::poll_record`] and make the
+    /// records durable before sending the reply.
+    pub fn handle_request(&mut self, now: Timestamp, request: Request) -> Reply {
+        let result = match request {
+            Request::CreateToken { re } => self.create_token(now, &re),
+            Request::Info { re, token } => self.info(now, &re, token.as_deref()),
+            Request::ClientCerts { re, token, csr } => {
+                self.client_certs(now, &re, token.as_deref(), csr)
+            }
+            Request::Gateway { re, peer, call } => self.gateway(now, &re, peer.as_ref(), call),
+            Request::Admin(req) => self.admin(now, req),
+            Request::Bus(req) => {
+                let Model {
+                    rng,
+                    state,
+                    records,
+                    ..
+                } = self;
+                let mut fx = Effects { now, rng, records };
+                Ok(Reply::Bus(state.bus.handle(&mut fx, req)))
+            }
+        };
+        result.unwrap_or_else(Reply::Error)
+    }
+
+    fn issue_token(&mut self, now: Timestamp, re: &str) -> String {
+        let token = self.rng.token(self.config.connector.token_length);
+        self.commit(Record::TokenIssued {
+            re: re.to_owned(),
+            digest: TokenDigest::of(&token),
+            expires_at: now.saturating_add(self.config.connector.token_ttl),
+        });
+        token
+    }
+
+    fn create_token(&mut self, now: Timestamp, re: &str) -> Result<Reply, RequestError> {
+        if self.state.remote_environment(re).is_none() {
+            return Err(RequestError::Connector(
+                ConnectorError::RemoteEnvironmentNotFound(re.to_owned()),
+            ));
+        }
+        let token = self.issue_token(now, re);
+        Ok(Reply::Token(TokenReply {
+            url: connector::info_url(&self.config.connector, re, &token),
+            token,
+        }))
+    }
+
+    fn check_token(
+        &self,
+        now: Timestamp,
+        re: &str,
+        token: Option<&str>,
+    ) -> Result<(), RequestError> {
+        let token = token
+            .filter(|t| !t.is_empty())
+            .ok_or(RequestError::Connector(ConnectorError::TokenNotProvided))?;
+        match self.state.tokens.get(re) {
+            Some(live) if live.accepts(token, now) => Ok(()),
+            _ => Err(RequestError::Connector(ConnectorError::InvalidToken)),
+        }
+    }
+
+    fn info(
+        &mut self,
+        now: Timestamp,
+        re: &str,
+        token: Option<&str>,
+    ) -> Result<Reply, RequestError> {
+        self.check_token(now, re, token)?;
+        let csr_token = self.issue_token(now, re);
+        Ok(Reply::Info(connector::info_reply(
+            &self.config.connector,
+            re,
+            &csr_token,
+        )))
+    }
+
+    fn client_certs(
+        &mut self,
+        now: Timestamp,
+        re: &str,
+        token: Option<&str>,
+        csr: CsrSubmission,
+    ) -> Result<Reply, RequestError> {
+        self.check_token(now, re, token)?;
+        let csr = connector::check_csr(re, &self.config.connector, csr)
+            .map_err(RequestError::Connector)?;
+        // A live token implies a live RE: deleting an RE deletes its token.
+        let incarnation = self
+            .state
+            .remote_environment(re)
+            .map(|r| r.incarnation)
+            .ok_or(RequestError::Connector(ConnectorError::InvalidToken))?;
+        let cert = IssuedCertificate {
+            serial: self.rng.serial(),
+            re: re.to_owned(),
+            incarnation,
+            subject: csr.subject,
+            not_before: now,
+            not_after: now.saturating_add(self.config.connector.certificate_validity),
+        };
+        self.commit(Record::CertificateIssued(cert.clone()));
+        Ok(Reply::Certificate(cert))
+    }
+
+    fn gateway(
+        &mut self,
+        now: Timestamp,
+        re: &str,
+        peer: Option<&PeerCertificate>,
+        call: GatewayCall,
+    ) -> Result<Reply, RequestError> {
+        self.state
+            .authorize(now, re, peer)
+            .map_err(RequestError::Gateway)?;
+        let not_found =
+            || RequestError::Metadata(MetadataError::RemoteEnvironmentNotFound(re.to_owned()));
+        let remote = self.state.remote_environment(re).ok_or_else(not_found)?;
+        match call {
+            GatewayCall::MetadataRoot => Ok(Reply::Redirect {
+                location: format!("/{re}/v1/metadata/api.yaml"),
+            }),
+            GatewayCall::ListServices => Ok(Reply::ServiceList(remote.services.clone())),
+            GatewayCall::GetService { id } => remote
+                .service(&id)
+                .cloned()
+                .map(Reply::ServiceDetails)
+                .ok_or(RequestError::Metadata(MetadataError::NotFound(id))),
+            GatewayCall::CreateService { body } => {
+                let def =
+                    registry::parse_service_definition(&body).map_err(RequestError::Metadata)?;
+                let identifier = def.identifier().to_owned();
+                if !identifier.is_empty()
+                    && remote.services.iter().any(|s| s.identifier == identifier)
+                {
+                    return Err(RequestError::Metadata(MetadataError::IdentifierExists(
+                        identifier,
+                    )));
+                }
+                let id = self.rng.uuid_v4();
+                let service = def.into_service(re, id.clone(), identifier, &self.config.registry);
+                self.commit(Record::ServiceRegistered {
+                    re: re.to_owned(),
+                    service,
+                });
+                Ok(Reply::ServiceCreated { id })
+            }
+            GatewayCall::UpdateService { id, body } => {
+                let def =
+                    registry::parse_service_definition(&body).map_err(RequestError::Metadata)?;
+                let stored = remote.service(&id).ok_or_else(|| {
+                    RequestError::Metadata(MetadataError::UpdateNotFound(id.clone()))
+                })?;
+                let identifier = stored.identifier.clone();
+                let service = def.into_service(re, id, identifier, &self.config.registry);
+                self.commit(Record::ServiceUpdated {
+                    re: re.to_owned(),
+                    service: service.clone(),
+                });
+                Ok(Reply::ServiceUpdated(service))
+            }
+            GatewayCall::DeleteService { id } => {
+                if remote.service(&id).is_some() {
+                    self.deprovision_instances_of(now, re, &id);
+                    self.commit(Record::ServiceDeleted {
+                        re: re.to_owned(),
+                        id,
+                    });
+                }
+                Ok(Reply::NoContent)
+            }
+            GatewayCall::PublishEvent(event) => {
+                let Model {
+                    rng,
+                    state,
+                    records,
+                    ..
+                } = self;
+                let mut fx = Effects { now, rng, records };
+                Ok(Reply::Bus(
+                    state.bus.publish_from_gateway(&mut fx, re, event),
+                ))
+            }
+        }
+    }
+
+    /// Removes the instances of a service that goes away, and their EventActivations.
+    fn deprovision_instances_of(&mut self, now: Timestamp, re: &str, service_id: &str) {
+        let doomed: Vec<(String, String)> = self
+            .state
+            .instances
+            .iter()
+            .filter(|(_, i)| i.re == re && (service_id.is_empty() || i.service_id == service_id))
+            .map(|(k, _)| k.clone())
+            .collect();
+        for (namespace, name) in doomed {
+            self.deprovision(now, &namespace, &name);
+        }
+    }
+
+    fn deprovision(&mut self, now: Timestamp, namespace: &str, name: &str) -> bool {
+        let key = (namespace.to_owned(), name.to_owned());
+        let Some(instance) = self.state.instances.get(&key).cloned() else {
+            return false;
+        };
+        self.commit(Record::InstanceDeprovisioned {
+            namespace: namespace.to_owned(),
+            name: name.to_owned(),
+        });
+        let Model {
+            rng,
+            state,
+            records,
+            ..
+        } = self;
+        let mut fx = Effects { now, rng, records };
+        state
+            .bus
+            .delete_activation(&mut fx, namespace, &instance.service_id);
+        true
+    }
+
+    fn admin(&mut self, now: Timestamp, req: AdminRequest) -> Result<Reply, RequestError> {
+        let invalid = |kind: &'static str, name: &str| {
+            names::dns1123_label_problem(name).map(|problem| {
+                RequestError::Admin(AdminError::InvalidName {
+                    kind,
+                    name: name.to_owned(),
+                    problem,
+                })
+            })
+        };
+        let not_found = |kind: &'static str, name: &str| {
+            RequestError::Admin(AdminError::NotFound {
+                kind,
+                name: name.to_owned(),
+            })
+        };
+        match req {
+            AdminRequest::ApplyRemoteEnvironment {
+                name,
+                description,
+                labels,
+            } => {
+                if let Some(e) = invalid("RemoteEnvironment", &name) {
+                    return Err(e);
+                }
+                let status = match self.state.remote_environment(&name) {
+                    None => {
+                        let incarnation = self.state.last_incarnation + 1;
+                        self.commit(Record::RemoteEnvironmentCreated {
+                            name: name.clone(),
+                            incarnation,
+                            description,
+                            labels,
+                        });
+                        201
+                    }
+                    Some(re) if re.description == description && re.labels == labels => 200,
+                    Some(_) => {
+                        self.commit(Record::RemoteEnvironmentUpdated {
+                            name: name.clone(),
+                            description,
+                            labels,
+                        });
+                        200
+                    }
+                };
+                let body = self
+                    .state
+                    .remote_environment(&name)
+                    .map(|re| re.to_resource(&self.config))
+                    .unwrap_or(Value::Null);
+                Ok(Reply::Resource { status, body })
+            }
+            AdminRequest::DeleteRemoteEnvironment { name } => {
+                if self.state.remote_environment(&name).is_none() {
+                    return Err(not_found("RemoteEnvironment", &name));
+                }
+                self.deprovision_instances_of(now, &name, "");
+                self.commit(Record::RemoteEnvironmentDeleted { name });
+                Ok(Reply::NoContent)
+            }
+            AdminRequest::GetRemoteEnvironment { name } => self
+                .state
+                .remote_environment(&name)
+                .map(|re| Reply::Resource {
+                    status: 200,
+                    body: re.to_resource(&self.config),
+                })
+                .ok_or_else(|| not_found("RemoteEnvironment", &name)),
+            AdminRequest::ListRemoteEnvironments => Ok(Reply::Resource {
+                status: 200,
+                body: Value::Array(
+                    self.state
+                        .remote_environments()
+                        .map(|re| re.to_resource(&self.config))
+                        .collect(),
+                ),
+            }),
+            AdminRequest::ApplyMapping { namespace, re } => {
+                if let Some(e) =
+                    invalid("namespace", &namespace).or_else(|| invalid("RemoteEnvironment", &re))
+                {
+                    return Err(e);
+                }
+                let status = if self.state.is_mapped(&namespace, &re) {
+                    200
+                } else {
+                    self.commit(Record::MappingCreated {
+                        namespace: namespace.clone(),
+                        re: re.clone(),
+                    });
+                    201
+                };
+                Ok(Reply::Resource {
+                    status,
+                    body: mapping_resource(&namespace, &re),
+                })
+            }
+            AdminRequest::DeleteMapping { namespace, re } => {
+                if !self.state.is_mapped(&namespace, &re) {
+                    return Err(not_found(
+                        "EnvironmentMapping",
+                        &format!("{namespace}/{re}"),
+                    ));
+                }
+                self.commit(Record::MappingDeleted { namespace, re });
+                Ok(Reply::NoContent)
+            }
+            AdminRequest::ListMappings { namespace } => Ok(Reply::Resource {
+                status: 200,
+                body: Value::Array(
+                    self.state
+                        .mappings
+                        .iter()
+                        .filter(|(ns, _)| namespace.as_ref().is_none_or(|n| n == ns))
+                        .map(|(ns, re)| mapping_resource(ns, re))
+                        .collect(),
+                ),
+            }),
+            AdminRequest::Catalog { namespace } => Ok(Reply::Resource {
+                status: 200,
+                body: Value::Array(self.state.catalog(&namespace, &self.config)),
+            }),
+            AdminRequest::Provision {
+                namespace,
+                name,
+                class,
+            } => {
+                if let Some(e) =
+                    invalid("namespace", &namespace).or_else(|| invalid("ServiceInstance", &name))
+                {
+                    return Err(e);
+                }
+                let (re, service) = self
+                    .state
+                    .find_class(&namespace, &class)
+                    .map(|(re, s)| (re.name.clone(), s.clone()))
+                    .ok_or_else(|| {
+                        RequestError::Admin(AdminError::ClassNotAvailable {
+                            namespace: namespace.clone(),
+                            class: class.clone(),
+                        })
+                    })?;
+                let body = json!({
+                    "kind": "ServiceInstance",
+                    "metadata": {"name": name, "namespace": namespace},
+                    "spec": {"serviceClassName": names::resource_name(&re, &service.id),
+                             "serviceClassExternalName": names::service_entry_name(&service.name, &service.id)},
+                });
+                let key = (namespace.clone(), name.clone());
+                match self.state.instances.get(&key) {
+                    Some(i) if i.re == re && i.service_id == service.id => {
+                        return Ok(Reply::Resource { status: 200, body });
+                    }
+                    Some(_) => {
+                        return Err(RequestError::Admin(AdminError::InstanceConflict {
+                            namespace,
+                            name,
+                        }));
+                    }
+                    None => {}
+                }
+                self.commit(Record::InstanceProvisioned {
+                    namespace: namespace.clone(),
+                    name,
+                    re: re.clone(),
+                    service_id: service.id.clone(),
+                });
+                if service.events.is_some() {
+                    let Model {
+                        rng,
+                        state,
+                        records,
+                        ..
+                    } = self;
+                    let mut fx = Effects { now, rng, records };
+                    state.bus.create_activation(
+                        &mut fx,
+                        &namespace,
+                        &service.id,
+                        &re,
+                        &service.name,
+                    );
+                }
+                Ok(Reply::Resource { status: 201, body })
+            }
+            AdminRequest::Deprovision { namespace, name } => {
+                if self.deprovision(now, &namespace, &name) {
+                    Ok(Reply::NoContent)
+                } else {
+                    Err(not_found("ServiceInstance", &format!("{namespace}/{name}")))
+                }
+            }
+        }
+    }
+}
+
+fn mapping_resource(namespace: &str, re: &str) -> Value {
+    json!({
+        "apiVersion": "applicationconnector.kyma-project.io/v1alpha1",
+        "kind": "EnvironmentMapping",
+        "metadata": {"name": re, "namespace": namespace},
+    })
+}

@@ -1,0 +1,112 @@
+//! Names: validation of resource names and the names derived from them.
+
+use sha1::{Digest, Sha1};
+
+/// Longest DNS-1123 label.
+pub const DNS1123_LABEL_MAX: usize = 63;
+
+/// Why a name is not a DNS-1123 label.
+pub fn dns1123_label_problem(name: &str) -> Option<String> {
+    if name.is_empty() {
+        return Some("must not be empty".to_owned());
+    }
+    if name.len() > DNS1123_LABEL_MAX {
+        return Some(format!(
+            "must be no more than {DNS1123_LABEL_MAX} characters, got {}",
+            name.len()
+        ));
+    }
+    let valid_char = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-';
+    if let Some(bad) = name.chars().find(|&c| !valid_char(c)) {
+        return Some(format!(
+            "must consist of lower case alphanumeric characters or '-', found {bad:?}"
+        ));
+    }
+    if name.starts_with('-') || name.ends_with('-') {
+        return Some("must start and end with an alphanumeric character".to_owned());
+    }
+    None
+}
+
+/// The longest `re-<re>-` prefix, so that `re-<re>-<uuid>` fits in 63 characters (63 − 36).
+pub const RESOURCE_PREFIX_MAX: usize = 27;
+
+/// The name of the resources made for a registered API and of its service class:
+/// `re-<re>-<id>`, the RE part truncated so that `re-<re>-` is at most 27 characters
+/// (reference §2.4).
+pub fn resource_name(re: &str, service_id: &str) -> String {
+    let max_re = RESOURCE_PREFIX_MAX - "re--".len();
+    let re_part: String = re.chars().take(max_re).collect();
+    format!("re-{re_part}-{service_id}")
+}
+
+/// The `name` of a service entry in the RE's `spec.services`: the display name lower-cased,
+/// runs of non-alphanumerics replaced by `-`, a trailing `-` trimmed, cut to 57 characters,
+/// then `-` and the first 5 hex digits of sha1(id) (reference §2.4).
+pub fn service_entry_name(display_name: &str, service_id: &str) -> String {
+    let mut normalized = String::with_capacity(display_name.len());
+    let mut in_run = false;
+    for c in display_name.to_lowercase().chars() {
+        if c.is_ascii_alphanumeric() {
+            normalized.push(c);
+            in_run = false;
+        } else if !in_run {
+            normalized.push('-');
+            in_run = true;
+        }
+    }
+    let trimmed = normalized.trim_end_matches('-');
+    let cut: String = trimmed.chars().take(57).collect();
+    let digest = Sha1::digest(service_id.as_bytes());
+    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+    format!("{cut}-{}", &hex[..5])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accepts_dns1123_labels() {
+        for ok in ["ec-default", "a", "re1", "0abc", &"a".repeat(63)] {
+            assert_eq!(dns1123_label_problem(ok), None, "{ok}");
+        }
+    }
+
+    #[test]
+    fn rejects_names_that_are_not_dns1123_labels() {
+        for bad in [
+            "",
+            "system_prod",
+            "Upper",
+            "-lead",
+            "trail-",
+            "dot.ted",
+            &"a".repeat(64),
+        ] {
+            assert!(dns1123_label_problem(bad).is_some(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn resource_name_truncates_long_remote_environment_names() {
+        let id = "01a702b8-e302-4e62-b678-8d361b627e49";
+        assert_eq!(
+            resource_name("ec-default", id),
+            "re-ec-default-01a702b8-e302-4e62-b678-8d361b627e49"
+        );
+        let long = resource_name(&"x".repeat(40), id);
+        assert_eq!(long.len(), 63);
+        assert!(long.starts_with(&format!("re-{}-", "x".repeat(23))));
+    }
+
+    #[test]
+    fn service_entry_name_normalizes_and_appends_an_id_hash() {
+        let name = service_entry_name("My Service -- Orders!", "id-1");
+        let (stem, hash) = name.rsplit_once('-').unwrap_or_default();
+        assert_eq!(stem, "my-service-orders");
+        assert_eq!(hash.len(), 5);
+        let long = service_entry_name(&"a".repeat(100), "id-1");
+        assert_eq!(long.len(), 57 + 6);
+    }
+}

@@ -1,0 +1,119 @@
+//! Durable records: the only way state changes, and the only thing storage keeps.
+//!
+//! Every accepted change is one record. The model applies it to its state and queues it; the
+//! shell makes it durable before it releases the reply. Replaying the records in order into a
+//! fresh model rebuilds the same state. The serialized form (JSON, tagged by `type`) is the
+//! storage format; storage only appends, syncs and replays.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::bus::BusRecord;
+use crate::connector::{IssuedCertificate, TokenDigest};
+use crate::registry::RegisteredService;
+use crate::time::Timestamp;
+
+/// One durable change.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type")]
+pub enum Record {
+    /// A RemoteEnvironment was created; `incarnation` tells it apart from earlier ones of the
+    /// same name.
+    RemoteEnvironmentCreated {
+        /// Name.
+        name: String,
+        /// Unique among all REs ever created.
+        incarnation: u64,
+        /// `spec.description`.
+        description: String,
+        /// `spec.labels`.
+        labels: BTreeMap<String, String>,
+    },
+    /// A RemoteEnvironment's description or labels changed.
+    RemoteEnvironmentUpdated {
+        /// Name.
+        name: String,
+        /// `spec.description`.
+        description: String,
+        /// `spec.labels`.
+        labels: BTreeMap<String, String>,
+    },
+    /// A RemoteEnvironment was deleted, with its token, services and the power of its
+    /// certificates.
+    RemoteEnvironmentDeleted {
+        /// Name.
+        name: String,
+    },
+    /// An EnvironmentMapping was created.
+    MappingCreated {
+        /// The namespace that sees the RE.
+        namespace: String,
+        /// The RE.
+        re: String,
+    },
+    /// An EnvironmentMapping was deleted.
+    MappingDeleted {
+        /// The namespace.
+        namespace: String,
+        /// The RE.
+        re: String,
+    },
+    /// A token was issued for an RE, replacing any earlier one.
+    TokenIssued {
+        /// The RE.
+        re: String,
+        /// Digest of the token; the token itself is never stored.
+        digest: TokenDigest,
+        /// End of validity.
+        expires_at: Timestamp,
+    },
+    /// A client certificate was issued; the RE's token is consumed.
+    CertificateIssued(IssuedCertificate),
+    /// A service was registered.
+    ServiceRegistered {
+        /// The RE.
+        re: String,
+        /// The service.
+        service: RegisteredService,
+    },
+    /// A service was replaced.
+    ServiceUpdated {
+        /// The RE.
+        re: String,
+        /// The new service.
+        service: RegisteredService,
+    },
+    /// A service was deleted.
+    ServiceDeleted {
+        /// The RE.
+        re: String,
+        /// Its id.
+        id: String,
+    },
+    /// A service class was provisioned into a namespace.
+    InstanceProvisioned {
+        /// Namespace.
+        namespace: String,
+        /// Instance name.
+        name: String,
+        /// The RE of the service.
+        re: String,
+        /// The service id.
+        service_id: String,
+    },
+    /// A service instance was removed.
+    InstanceDeprovisioned {
+        /// Namespace.
+        namespace: String,
+        /// Instance name.
+        name: String,
+    },
+    /// Incarnations up to `last` are taken (the first record of a snapshot).
+    IncarnationsUsed {
+        /// The highest incarnation used so far.
+        last: u64,
+    },
+    /// A change of the Event Bus.
+    Bus(BusRecord),
+}
