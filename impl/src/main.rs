@@ -1,25 +1,30 @@
-//! `ace`: the command line of ACE.
-//!
-//! Today it holds one command, `ace walkthrough`, which runs the seeds' onboarding and
-//! registration flow through the pure model and prints every exchange. `ace serve`, `apply`,
-//! `get`, `connect` and `conformance` come with the server.
+//! `ace`: the command line of ACE. Run `ace --help`.
 
 #![forbid(unsafe_code)]
+#![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 
-use std::collections::BTreeMap;
-use std::io::{self, Write};
+use std::io::{self, Read, Write};
+use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
-use ace_model::config::SubjectTemplate;
-use ace_model::connector::{
-    CsrSubmission, ParsedCsr, PeerCertificate, PublicKeyKind, SignatureAlgorithm, Subject,
-};
-use ace_model::{AdminRequest, Config, GatewayCall, Model, Reply, Request, Timestamp};
-use clap::{Parser, Subcommand};
+use ace::cli;
+use ace::client::TlsOptions;
+use ace::driver::Clock;
+use ace::net::TokioNet;
+use ace::pki::KeyKind;
+use ace::serve::{self, ServeOptions};
+use ace_model::Timestamp;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use serde::Deserialize;
 
 /// ACE: the Kyma Application Connector and Event Bus, modelled, implemented and checked.
+///
+/// `ace serve` runs the server. The other commands talk to a running server: `token` and
+/// `connect` do the onboarding of an external solution; `apply`, `get` and `delete` manage
+/// resources as the seeds' `kubectl` examples do.
 #[derive(Debug, Parser)]
-#[command(name = "ace", version, about, long_about = None)]
+#[command(name = "ace", version, about, long_about)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -27,277 +32,454 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Walk through the seeds' flow on the model: create a Remote Environment, get a one-time
-    /// configuration URL, fetch the CSR info, have a certificate issued, register a service,
-    /// map the RE to a namespace and list its catalog. Every request and reply is printed.
+    /// Run the server: connector APIs, gateway (mutual TLS) and admin API.
     ///
-    /// No network is involved: this shows the decisions `ace serve` will make. The CSR step
-    /// uses the subject of the seed's `openssl req` command as already parsed.
+    /// On first start it creates its data directory, its CA and a server certificate for the
+    /// host names, and keeps them; every change is made durable before it is acknowledged.
+    /// Flags override environment variables (ACE_*), which override the config file.
+    Serve(Box<ServeArgs>),
+    /// Get a one-time configuration URL for a Remote Environment (connector internal API).
+    Token {
+        /// The Remote Environment.
+        re: String,
+        /// Base URL of the connector internal API.
+        #[arg(
+            long,
+            env = "ACE_INTERNAL_URL",
+            default_value = "http://127.0.0.1:8080"
+        )]
+        internal_url: String,
+    },
+    /// Onboard an external solution: fetch info from a configuration URL, generate a key,
+    /// send the CSR, and write key.pem, cert.pem, ca.pem and connection.json into --out.
+    Connect {
+        /// The configuration URL from `ace token`.
+        url: String,
+        /// Directory for the key, the certificates and the URLs.
+        #[arg(long, short)]
+        out: PathBuf,
+        /// CA certificate that signed the server's certificate (e.g. the server's ca.crt).
+        #[arg(long, conflicts_with = "insecure")]
+        ca: Option<PathBuf>,
+        /// Do not verify the server's certificate (as `curl -k`).
+        #[arg(long, short = 'k')]
+        insecure: bool,
+        /// Key algorithm; by default the one `info` asks for.
+        #[arg(long, value_enum)]
+        key_algorithm: Option<KeyKind>,
+    },
+    /// Create or update resources from YAML manifests (multi-document; `-f -` reads stdin).
+    Apply {
+        /// Manifest file.
+        #[arg(short = 'f', long = "filename")]
+        file: PathBuf,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+    /// Show resources: remoteenvironment (re), environmentmapping (em), serviceclass.
+    Get {
+        /// Kind.
+        kind: String,
+        /// Name (all when absent).
+        name: Option<String>,
+        /// Namespace.
+        #[arg(short, long)]
+        namespace: Option<String>,
+        /// Output format.
+        #[arg(short, long, value_enum, default_value_t = Output::Table)]
+        output: Output,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+    /// Delete resources, by kind and name or from a manifest file.
+    Delete {
+        /// Kind (or use -f).
+        kind: Option<String>,
+        /// Name.
+        name: Option<String>,
+        /// Namespace.
+        #[arg(short, long)]
+        namespace: Option<String>,
+        /// Manifest file whose resources to delete.
+        #[arg(short = 'f', long = "filename", conflicts_with_all = ["kind", "name"])]
+        file: Option<PathBuf>,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+    /// Walk through the seeds' flow on the model alone (no server, no network) and print
+    /// every request and reply.
     Walkthrough {
-        /// Seed of the model's generator (tokens, ids, serials). The same seed prints the
-        /// same walkthrough.
+        /// Seed of the model's generator.
         #[arg(long, default_value_t = 1)]
         seed: u64,
-        /// Name of the Remote Environment (a DNS-1123 label).
+        /// Remote Environment name.
         #[arg(long, default_value = "ec-default")]
         re: String,
-        /// Namespace the RE is mapped to.
+        /// Namespace it is mapped to.
         #[arg(long, default_value = "production")]
         namespace: String,
-        /// Model time, in milliseconds since the Unix epoch.
-        #[arg(long, default_value_t = 1_539_702_000_000)]
-        time_ms: u64,
     },
 }
 
-fn main() -> ExitCode {
-    let cli = Cli::parse();
-    let result = match cli.command {
+#[derive(Debug, Args)]
+struct AdminArgs {
+    /// Base URL of the admin API.
+    #[arg(long, env = "ACE_ADMIN_URL", default_value = "http://127.0.0.1:8081")]
+    admin_url: String,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum Output {
+    Table,
+    Json,
+    Yaml,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum LogFormat {
+    Human,
+    Json,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum CsrPolicyArg {
+    /// RSA keys of at least 2048 bits, no MD5 or SHA-1 signatures.
+    Ace,
+    /// Kyma 0.5: subject checks only.
+    Kyma,
+}
+
+/// `ace serve` options. Every one can also come from the environment (`ACE_…`) or from the
+/// YAML config file (same names, e.g. `gateway-addr: 0.0.0.0:8444`).
+#[derive(Debug, Default, Args, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+struct ServeArgs {
+    /// YAML config file.
+    #[arg(long, env = "ACE_CONFIG")]
+    #[serde(skip)]
+    config: Option<PathBuf>,
+    /// Data directory [default: $XDG_DATA_HOME/ace or ~/.local/share/ace].
+    #[arg(long, env = "ACE_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// Host name or IP address for the server certificate (repeat; the first is used in
+    /// URLs) [default: localhost, 127.0.0.1].
+    #[arg(long = "host", env = "ACE_HOSTS", value_delimiter = ',')]
+    host: Option<Vec<String>>,
+    /// Cluster domain: hand out https://connector-service.<domain> and https://gateway.<domain>.
+    #[arg(long, env = "ACE_DOMAIN")]
+    domain: Option<String>,
+    /// Connector internal API (plain HTTP) [default: 127.0.0.1:8080].
+    #[arg(long, env = "ACE_CONNECTOR_INTERNAL_ADDR")]
+    connector_internal_addr: Option<String>,
+    /// Connector external API (HTTPS) [default: 127.0.0.1:8443].
+    #[arg(long, env = "ACE_CONNECTOR_EXTERNAL_ADDR")]
+    connector_external_addr: Option<String>,
+    /// Gateway (HTTPS, client certificates) [default: 127.0.0.1:8444].
+    #[arg(long, env = "ACE_GATEWAY_ADDR")]
+    gateway_addr: Option<String>,
+    /// Admin API, /metrics and health (plain HTTP) [default: 127.0.0.1:8081].
+    #[arg(long, env = "ACE_ADMIN_ADDR")]
+    admin_addr: Option<String>,
+    /// Key algorithm of a new CA and server certificate [default: ecdsa-p256].
+    #[arg(long, env = "ACE_CA_KEY", value_enum)]
+    ca_key: Option<KeyKind>,
+    /// Validity of a connector token, e.g. 5m [default: 5m].
+    #[arg(long, env = "ACE_TOKEN_TTL", value_parser = humantime::parse_duration)]
+    #[serde(default, with = "humantime_serde_opt")]
+    token_ttl: Option<Duration>,
+    /// Validity of issued client certificates, e.g. 365days [default: 365days].
+    #[arg(long, env = "ACE_CERTIFICATE_VALIDITY", value_parser = humantime::parse_duration)]
+    #[serde(default, with = "humantime_serde_opt")]
+    certificate_validity: Option<Duration>,
+    /// CSR policy [default: ace].
+    #[arg(long, env = "ACE_CSR_POLICY", value_enum)]
+    csr_policy: Option<CsrPolicyArg>,
+    /// Most connections open at once [default: 1024].
+    #[arg(long, env = "ACE_MAX_CONNECTIONS")]
+    max_connections: Option<usize>,
+    /// Largest request body in bytes on the connector, events and admin APIs [default: 65536].
+    #[arg(long, env = "ACE_MAX_BODY_BYTES")]
+    max_body_bytes: Option<usize>,
+    /// Base URL of the proxy for registered APIs [default: http://127.0.0.1:8090].
+    #[arg(long, env = "ACE_PROXY_URL")]
+    proxy_url: Option<String>,
+    /// Log format [default: human]; the level comes from RUST_LOG (default info).
+    #[arg(long, env = "ACE_LOG_FORMAT", value_enum)]
+    log_format: Option<LogFormat>,
+}
+
+mod humantime_serde_opt {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer};
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+        let s = Option::<String>::deserialize(d)?;
+        s.map(|s| humantime::parse_duration(&s).map_err(serde::de::Error::custom))
+            .transpose()
+    }
+}
+
+impl ServeArgs {
+    /// Flags and environment over the config file over the defaults.
+    fn resolve(self) -> Result<(ServeOptions, LogFormat), String> {
+        let file: ServeArgs = match &self.config {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| format!("config {}: {e}", path.display()))?;
+                serde_yaml_ng::from_str(&text)
+                    .map_err(|e| format!("config {}: {e}", path.display()))?
+            }
+            None => ServeArgs::default(),
+        };
+        let d = ServeOptions::default();
+        let mut limits = d.limits;
+        limits.max_body_bytes = self
+            .max_body_bytes
+            .or(file.max_body_bytes)
+            .unwrap_or(limits.max_body_bytes);
+        let options = ServeOptions {
+            data_dir: self.data_dir.or(file.data_dir).unwrap_or(d.data_dir),
+            hosts: self.host.or(file.host).unwrap_or(d.hosts),
+            domain: self.domain.or(file.domain),
+            connector_internal_addr: self
+                .connector_internal_addr
+                .or(file.connector_internal_addr)
+                .unwrap_or(d.connector_internal_addr),
+            connector_external_addr: self
+                .connector_external_addr
+                .or(file.connector_external_addr)
+                .unwrap_or(d.connector_external_addr),
+            gateway_addr: self
+                .gateway_addr
+                .or(file.gateway_addr)
+                .unwrap_or(d.gateway_addr),
+            admin_addr: self.admin_addr.or(file.admin_addr).unwrap_or(d.admin_addr),
+            ca_key: self.ca_key.or(file.ca_key).unwrap_or(d.ca_key),
+            token_ttl: self.token_ttl.or(file.token_ttl).unwrap_or(d.token_ttl),
+            certificate_validity: self
+                .certificate_validity
+                .or(file.certificate_validity)
+                .unwrap_or(d.certificate_validity),
+            strict_csr_policy: !matches!(
+                self.csr_policy.or(file.csr_policy),
+                Some(CsrPolicyArg::Kyma)
+            ),
+            max_connections: self
+                .max_connections
+                .or(file.max_connections)
+                .unwrap_or(d.max_connections),
+            proxy_url: self.proxy_url.or(file.proxy_url).unwrap_or(d.proxy_url),
+            limits,
+            ..d
+        };
+        if options.hosts.is_empty() {
+            return Err("at least one --host is needed".into());
+        }
+        Ok((
+            options,
+            self.log_format
+                .or(file.log_format)
+                .unwrap_or(LogFormat::Human),
+        ))
+    }
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(io::stderr);
+    match format {
+        LogFormat::Human => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+fn unix_millis_now() -> u64 {
+    // The only wall-clock read of the server: the rest of time comes from tokio::time.
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+fn os_seed() -> ace_model::Seed {
+    use rand::RngCore;
+    let mut bytes = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut bytes);
+    ace_model::Seed(bytes)
+}
+
+async fn run_serve(args: ServeArgs) -> Result<(), String> {
+    let (options, log_format) = args.resolve()?;
+    init_logging(log_format);
+    let data_dir = options.data_dir.clone();
+    let mut server = serve::start(TokioNet, options, Clock::new(unix_millis_now()), os_seed())
+        .await
+        .map_err(|e| e.to_string())?;
+    let c = &server.config.connector;
+    let mut out = io::stdout().lock();
+    let _ = writeln!(
+        out,
+        "ACE is serving (data directory {}, {} records replayed)\n  \
+         connector internal API  http://{}/v1/remoteenvironments/{{re}}/tokens\n  \
+         connector external API  {}/v1/api.yaml   (listening on {})\n  \
+         gateway                 {}/{{re}}/v1/metadata/services   (listening on {})\n  \
+         admin API               http://{}/v1/api.yaml   (metrics: /metrics, health: /healthz)\n  \
+         CA certificate          {}",
+        data_dir.display(),
+        server.replayed,
+        server.connector_internal,
+        c.connector_url,
+        server.connector_external,
+        c.gateway_url,
+        server.gateway,
+        server.admin,
+        data_dir.join("ca.crt").display()
+    );
+    drop(out);
+    tokio::select! {
+        result = server.wait() => result.map_err(|e| format!("the server stopped: {e}")),
+        _ = tokio::signal::ctrl_c() => {
+            tracing::info!("interrupted; every acknowledged change is already durable");
+            Ok(())
+        }
+    }
+}
+
+fn read_input(path: &PathBuf) -> Result<String, String> {
+    if path.as_os_str() == "-" {
+        let mut text = String::new();
+        io::stdin()
+            .read_to_string(&mut text)
+            .map_err(|e| format!("stdin: {e}"))?;
+        Ok(text)
+    } else {
+        std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))
+    }
+}
+
+fn print(text: &str) {
+    let _ = io::stdout().lock().write_all(text.as_bytes());
+}
+
+async fn run(cli: Cli) -> Result<(), String> {
+    match cli.command {
+        Command::Serve(args) => run_serve(*args).await,
+        Command::Token { re, internal_url } => {
+            print(&format!("{}\n", cli::token(&internal_url, &re).await?));
+            Ok(())
+        }
+        Command::Connect {
+            url,
+            out,
+            ca,
+            insecure,
+            key_algorithm,
+        } => {
+            let mut tls = TlsOptions {
+                insecure,
+                ..TlsOptions::default()
+            };
+            if let Some(ca) = ca {
+                let pem =
+                    std::fs::read_to_string(&ca).map_err(|e| format!("{}: {e}", ca.display()))?;
+                tls.roots = ace::pki::certs_from_pem(&pem).map_err(|e| e.to_string())?;
+            }
+            let c = cli::connect(&url, &out, &tls, key_algorithm).await?;
+            print(&format!(
+                "Connected. Wrote key.pem, cert.pem, ca.pem and connection.json to {}\n  metadata: {}\n  events:   {}\n",
+                c.dir.display(),
+                c.metadata_url,
+                c.events_url
+            ));
+            Ok(())
+        }
+        Command::Apply { file, admin } => {
+            for line in cli::apply(&admin.admin_url, &read_input(&file)?).await? {
+                print(&format!("{line}\n"));
+            }
+            Ok(())
+        }
+        Command::Get {
+            kind,
+            name,
+            namespace,
+            output,
+            admin,
+        } => {
+            let value = cli::get(
+                &admin.admin_url,
+                &kind,
+                name.as_deref(),
+                namespace.as_deref(),
+            )
+            .await?;
+            let text = match output {
+                Output::Table => cli::table(&value),
+                Output::Json => serde_json::to_string_pretty(&value).unwrap_or_default() + "\n",
+                Output::Yaml => serde_yaml_ng::to_string(&value).unwrap_or_default(),
+            };
+            print(&text);
+            Ok(())
+        }
+        Command::Delete {
+            kind,
+            name,
+            namespace,
+            file,
+            admin,
+        } => {
+            let targets = match (file, kind, name) {
+                (Some(file), _, _) => cli::parse_manifests(&read_input(&file)?)?
+                    .into_iter()
+                    .map(|m| (m.kind, m.name, m.namespace))
+                    .collect(),
+                (None, Some(kind), Some(name)) => vec![(kind, name, namespace)],
+                _ => return Err("give KIND NAME or -f FILE".into()),
+            };
+            for (kind, name, ns) in targets {
+                print(&format!(
+                    "{}\n",
+                    cli::delete(&admin.admin_url, &kind, &name, ns.as_deref()).await?
+                ));
+            }
+            Ok(())
+        }
         Command::Walkthrough {
             seed,
             re,
             namespace,
-            time_ms,
-        } => walkthrough(
+        } => ace::walkthrough::walkthrough(
             &mut io::stdout().lock(),
             seed,
             &re,
             &namespace,
-            Timestamp::from_unix_millis(time_ms),
+            Timestamp::from_unix_millis(1_539_702_000_000),
         ),
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            let _ = writeln!(io::stderr(), "ace: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
     };
-    match result {
+    match runtime.block_on(run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             let _ = writeln!(io::stderr(), "ace: {e}");
             ExitCode::FAILURE
         }
-    }
-}
-
-struct Printer<'a, W: Write> {
-    out: &'a mut W,
-    model: Model,
-    now: Timestamp,
-}
-
-impl<W: Write> Printer<'_, W> {
-    fn exchange(&mut self, what: &str, request: Request) -> Result<Reply, String> {
-        let reply = self.model.handle_request(self.now, request);
-        let mut durable = 0;
-        while self.model.poll_record().is_some() {
-            durable += 1;
-        }
-        let body = match (&reply, reply.body()) {
-            (Reply::Certificate(c), _) => format!(
-                "certificate to sign: serial {} for RE {} (incarnation {}), valid {} .. {}",
-                c.serial.0,
-                c.re,
-                c.incarnation,
-                c.not_before.to_rfc3339(),
-                c.not_after.to_rfc3339()
-            ),
-            (Reply::Redirect { location }, _) => format!("Location: {location}"),
-            (_, Some(body)) => serde_json::to_string_pretty(&body).map_err(|e| e.to_string())?,
-            (_, None) => String::new(),
-        };
-        writeln!(
-            self.out,
-            "> {what}\n< {} ({durable} record(s) made durable first)\n{body}\n",
-            reply.status()
-        )
-        .map_err(|e| e.to_string())?;
-        Ok(reply)
-    }
-}
-
-fn walkthrough(
-    out: &mut impl Write,
-    seed: u64,
-    re: &str,
-    namespace: &str,
-    now: Timestamp,
-) -> Result<(), String> {
-    let mut p = Printer {
-        out,
-        model: Model::new(Config::default(), seed.into()),
-        now,
-    };
-    let created = p.exchange(
-        &format!("apply RemoteEnvironment {re}"),
-        Request::Admin(AdminRequest::ApplyRemoteEnvironment {
-            name: re.into(),
-            description: "The seed's e-commerce solution".into(),
-            labels: BTreeMap::from([
-                ("region".into(), "us".into()),
-                ("kind".into(), "production".into()),
-            ]),
-        }),
-    )?;
-    if created.error().is_some() {
-        return Err(format!("cannot create Remote Environment {re:?}"));
-    }
-    let Reply::Token(token) = p.exchange(
-        &format!("POST /v1/remoteenvironments/{re}/tokens"),
-        Request::CreateToken { re: re.into() },
-    )?
-    else {
-        return Err("no token".into());
-    };
-    let Reply::Info(info) = p.exchange(
-        &format!("GET {}", token.url),
-        Request::Info {
-            re: re.into(),
-            token: Some(token.token.clone()),
-        },
-    )?
-    else {
-        return Err("no info".into());
-    };
-    p.exchange(
-        &format!("GET {} (a second time)", token.url),
-        Request::Info {
-            re: re.into(),
-            token: Some(token.token),
-        },
-    )?;
-    let csr_token = info.csr_url.split_once("token=").map(|(_, t)| t.to_owned());
-    let t = SubjectTemplate::default();
-    let csr = ParsedCsr {
-        subject: Subject {
-            common_name: Some(re.into()),
-            country: Some(t.country),
-            organization: Some(t.organization),
-            organizational_unit: Some(t.organizational_unit),
-            locality: Some(t.locality),
-            province: Some(t.province),
-        },
-        public_key: PublicKeyKind::Rsa { bits: 2048 },
-        signature_algorithm: SignatureAlgorithm::RsaSha256,
-        signature: Ok(()),
-    };
-    let Reply::Certificate(cert) = p.exchange(
-        &format!(
-            "POST {} with the CSR of `openssl req -subj \"/{}\"`",
-            info.csr_url,
-            info.subject.replace(',', "/")
-        ),
-        Request::ClientCerts {
-            re: re.into(),
-            token: csr_token,
-            csr: CsrSubmission::Parsed(csr),
-        },
-    )?
-    else {
-        return Err("no certificate".into());
-    };
-    let peer = PeerCertificate {
-        common_name: cert.subject.common_name.clone(),
-        serial: cert.serial.clone(),
-    };
-    let service = serde_json::json!({
-        "provider": "myCompany", "name": "my-service", "Identifier": "identifier",
-        "description": "This is some service",
-        "api": {"targetUrl": "http://httpbin.org/", "spec": {"swagger": "2.0"},
-                "credentials": {"oauth": {"url": "https://oauth.example.com/token", "clientId": "id", "clientSecret": "secret"}}},
-        "events": {"spec": {"asyncapi": "1.0.0"}}
-    });
-    let gateway = |call| Request::Gateway {
-        re: re.into(),
-        peer: Some(peer.clone()),
-        call,
-    };
-    let Reply::ServiceCreated { id } = p.exchange(
-        &format!(
-            "POST {} (client certificate {})",
-            info.metadata_url, cert.serial.0
-        ),
-        gateway(GatewayCall::CreateService {
-            body: service.to_string().into_bytes(),
-        }),
-    )?
-    else {
-        return Err("service not registered".into());
-    };
-    p.exchange(
-        &format!("GET {}/{id}", info.metadata_url),
-        gateway(GatewayCall::GetService { id: id.clone() }),
-    )?;
-    p.exchange(
-        &format!(
-            "GET {} with the same certificate on another RE",
-            info.metadata_url.replace(re, "other-re")
-        ),
-        Request::Gateway {
-            re: "other-re".into(),
-            peer: Some(peer.clone()),
-            call: GatewayCall::ListServices,
-        },
-    )?;
-    p.exchange(
-        &format!("apply EnvironmentMapping {re} in namespace {namespace}"),
-        Request::Admin(AdminRequest::ApplyMapping {
-            namespace: namespace.into(),
-            re: re.into(),
-        }),
-    )?;
-    p.exchange(
-        &format!("catalog of namespace {namespace}"),
-        Request::Admin(AdminRequest::Catalog {
-            namespace: namespace.into(),
-        }),
-    )?;
-    Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn run(seed: u64) -> String {
-        let mut out = Vec::new();
-        walkthrough(
-            &mut out,
-            seed,
-            "ec-default",
-            "production",
-            Timestamp::from_unix_millis(1_539_702_000_000),
-        )
-        .unwrap_or_else(|e| panic!("{e}"));
-        String::from_utf8(out).unwrap_or_default()
-    }
-
-    #[test]
-    fn walkthrough_onboards_registers_and_shows_the_catalog() {
-        let text = run(1);
-        assert!(text.contains("< 201"), "token created");
-        assert!(
-            text.contains("\"error\": \"Invalid token.\""),
-            "config URL works once"
-        );
-        assert!(text.contains("certificate to sign: serial"));
-        assert!(
-            text.contains("\"clientSecret\": \"********\""),
-            "secrets masked"
-        );
-        assert!(!text.contains("\"secret\""), "secret never shown");
-        assert!(text.contains("does not belong to Remote Environment other-re"));
-        assert!(
-            text.contains("\"name\": \"re-ec-default-"),
-            "catalog lists the class"
-        );
-    }
-
-    #[test]
-    fn walkthrough_is_deterministic_per_seed() {
-        assert_eq!(run(5), run(5));
-        assert_ne!(run(5), run(6));
-    }
-
-    #[test]
-    fn walkthrough_refuses_a_bad_name() {
-        let mut out = Vec::new();
-        let err = walkthrough(&mut out, 1, "Bad_Name", "production", Timestamp::EPOCH);
-        assert!(err.is_err());
     }
 }

@@ -63,6 +63,8 @@ pub enum Request {
 pub enum GatewayCall {
     /// Any method on `/{re}/v1/metadata`: 301 to the spec.
     MetadataRoot,
+    /// `GET /{re}/v1/metadata/api.yaml`: the Metadata API's spec, for callers of this RE.
+    MetadataSpec,
     /// `POST /{re}/v1/metadata/services`.
     CreateService {
         /// Raw body.
@@ -266,6 +268,8 @@ pub enum Reply {
     Info(InfoReply),
     /// `201`: the shell signs this certificate and answers `{"crt": ...}`.
     Certificate(IssuedCertificate),
+    /// `200`: the shell serves the Metadata API's OpenAPI document.
+    MetadataSpec,
     /// `301` to `location`.
     Redirect {
         /// The `Location` header.
@@ -306,7 +310,8 @@ impl Reply {
             | Reply::ServiceCreated { .. }
             | Reply::ServiceList(_)
             | Reply::ServiceDetails(_)
-            | Reply::ServiceUpdated(_) => 200,
+            | Reply::ServiceUpdated(_)
+            | Reply::MetadataSpec => 200,
             Reply::Redirect { .. } => 301,
             Reply::NoContent => 204,
             Reply::Resource { status, .. } => *status,
@@ -315,13 +320,17 @@ impl Reply {
         }
     }
 
-    /// The JSON body, exactly as on the wire; `None` for an empty body, a redirect, and a
-    /// certificate (whose body the shell makes when it has signed it).
+    /// The JSON body, exactly as on the wire; `None` for an empty body, a redirect, the
+    /// Metadata API's spec (a YAML file the shell serves) and a certificate (whose body the
+    /// shell makes when it has signed it).
     pub fn body(&self) -> Option<Value> {
         match self {
             Reply::Token(t) => Some(json!(t)),
             Reply::Info(i) => Some(i.to_json()),
-            Reply::Certificate(_) | Reply::Redirect { .. } | Reply::NoContent => None,
+            Reply::Certificate(_)
+            | Reply::Redirect { .. }
+            | Reply::NoContent
+            | Reply::MetadataSpec => None,
             Reply::ServiceCreated { id } => Some(json!({ "id": id })),
             Reply::ServiceList(list) => Some(Value::Array(
                 list.iter().map(RegisteredService::summary_json).collect(),
@@ -914,6 +923,7 @@ impl Model {
             GatewayCall::MetadataRoot => Ok(Reply::Redirect {
                 location: format!("/{re}/v1/metadata/api.yaml"),
             }),
+            GatewayCall::MetadataSpec => Ok(Reply::MetadataSpec),
             GatewayCall::ListServices => Ok(Reply::ServiceList(remote.services.clone())),
             GatewayCall::GetService { id } => remote
                 .service(&id)

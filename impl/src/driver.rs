@@ -1,0 +1,150 @@
+//! The driver: the one task that owns the model.
+//!
+//! Requests arrive on a channel. The driver takes every request waiting (a batch), hands each
+//! to the model, appends all the batch's records to the store with one sync (group commit),
+//! and only then releases the replies. If the store fails, the driver stops: the model's state
+//! would be ahead of the disk, so no further reply may be sent (fail-stop).
+
+use std::io;
+use std::sync::Arc;
+
+use ace_model::{Model, Reply, Request, Timestamp};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::metrics::Metrics;
+use crate::store::Store;
+
+/// Maps `tokio::time` to Unix time: the only way the server reads the time.
+///
+/// The wall-clock reading at start comes from outside (the binary reads it once; a simulation
+/// gives its own epoch); after that, time advances with `tokio::time::Instant`, which a
+/// simulation controls.
+#[derive(Clone, Copy, Debug)]
+pub struct Clock {
+    unix_millis_at_start: u64,
+    start: tokio::time::Instant,
+}
+
+impl Clock {
+    /// A clock that reads `unix_millis_at_start` now.
+    pub fn new(unix_millis_at_start: u64) -> Self {
+        Clock {
+            unix_millis_at_start,
+            start: tokio::time::Instant::now(),
+        }
+    }
+
+    /// The current time.
+    pub fn now(&self) -> Timestamp {
+        let elapsed = u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX);
+        Timestamp::from_unix_millis(self.unix_millis_at_start.saturating_add(elapsed))
+    }
+}
+
+struct Job {
+    request: Request,
+    reply: oneshot::Sender<Reply>,
+}
+
+/// A cheap handle for sending requests to the driver.
+#[derive(Clone, Debug)]
+pub struct Handle {
+    tx: mpsc::Sender<Job>,
+}
+
+/// The driver has stopped (the store failed or the server is shutting down).
+#[derive(Debug)]
+pub struct Stopped;
+
+impl Handle {
+    /// Sends a request and waits for its reply, which comes only after its records are durable.
+    pub async fn call(&self, request: Request) -> Result<Reply, Stopped> {
+        let (tx, rx) = oneshot::channel();
+        self.tx
+            .send(Job { request, reply: tx })
+            .await
+            .map_err(|_| Stopped)?;
+        rx.await.map_err(|_| Stopped)
+    }
+}
+
+/// Most requests handled in one batch (one sync).
+pub const MAX_BATCH: usize = 512;
+
+/// Compact the log once it holds this many records more than the last snapshot did.
+pub const COMPACT_AFTER: u64 = 50_000;
+
+/// Starts the driver task. Returns its handle and the task, which ends with an error if the
+/// store failed, or `Ok` once every handle is dropped.
+pub fn spawn<S: Store>(
+    model: Model,
+    store: S,
+    clock: Clock,
+    metrics: Arc<Metrics>,
+) -> (Handle, tokio::task::JoinHandle<io::Result<()>>) {
+    let (tx, rx) = mpsc::channel(4 * MAX_BATCH);
+    let task = tokio::spawn(run(model, store, rx, clock, metrics));
+    (Handle { tx }, task)
+}
+
+async fn run<S: Store>(
+    mut model: Model,
+    mut store: S,
+    mut rx: mpsc::Receiver<Job>,
+    clock: Clock,
+    metrics: Arc<Metrics>,
+) -> io::Result<()> {
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    let mut replies = Vec::with_capacity(MAX_BATCH);
+    let mut records = Vec::new();
+    let mut snapshot_len = store.len();
+    loop {
+        let deadline = model.poll_timeout();
+        let sleep = async {
+            match deadline {
+                Some(t) => {
+                    let wait = t.saturating_duration_since(clock.now());
+                    tokio::time::sleep(wait).await;
+                }
+                None => std::future::pending::<()>().await,
+            }
+        };
+        tokio::select! {
+            biased;
+            n = rx.recv_many(&mut batch, MAX_BATCH) => {
+                if n == 0 {
+                    return Ok(());
+                }
+            }
+            () = sleep => {
+                model.handle_timeout(clock.now());
+            }
+        }
+        for job in batch.drain(..) {
+            let reply = model.handle_request(clock.now(), job.request);
+            replies.push((reply, job.reply));
+        }
+        while let Some(record) = model.poll_record() {
+            records.push(record);
+        }
+        if !records.is_empty() {
+            let n = records.len() as u64;
+            let started = tokio::time::Instant::now();
+            if let Err(e) = store.append(std::mem::take(&mut records)).await {
+                tracing::error!(error = %e, "storage failed; stopping so that no unrecorded change is acknowledged");
+                return Err(e);
+            }
+            metrics.record_sync(n, started.elapsed());
+            if store.len() > snapshot_len + COMPACT_AFTER {
+                let snapshot = model.snapshot();
+                snapshot_len = snapshot.len() as u64;
+                store.compact(snapshot).await?;
+                tracing::info!(records = snapshot_len, "compacted the log");
+            }
+        }
+        for (reply, tx) in replies.drain(..) {
+            // The caller may have gone (client hung up); its change is durable regardless.
+            let _ = tx.send(reply);
+        }
+    }
+}

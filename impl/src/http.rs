@@ -1,0 +1,600 @@
+//! The HTTP edges: one router per surface. They translate HTTP into model requests and model
+//! replies into HTTP; every decision is the model's.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ace_model::connector::{self, PeerCertificate};
+use ace_model::error::{ClientError, CommonError};
+use ace_model::{AdminRequest, GatewayCall, Reply, Request};
+use base64::Engine as _;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::header::{CONTENT_TYPE, HeaderValue, LOCATION};
+use hyper::{Method, StatusCode};
+use serde_json::Value;
+
+use crate::driver::{Handle, Stopped};
+use crate::metrics::Metrics;
+use crate::pki::Ca;
+use crate::specs;
+
+/// A response as ACE sends it.
+pub type Response = hyper::Response<Full<Bytes>>;
+
+/// Which listener a request came in on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Surface {
+    /// Connector internal API (plain HTTP, loopback).
+    ConnectorInternal,
+    /// Connector external API (HTTPS).
+    ConnectorExternal,
+    /// Gateway (HTTPS with client certificates).
+    Gateway,
+    /// Admin API, metrics and health (plain HTTP, loopback).
+    Admin,
+}
+
+impl Surface {
+    /// The label used in metrics and logs.
+    pub fn name(self) -> &'static str {
+        match self {
+            Surface::ConnectorInternal => "connector_internal",
+            Surface::ConnectorExternal => "connector_external",
+            Surface::Gateway => "gateway",
+            Surface::Admin => "admin",
+        }
+    }
+}
+
+/// Limits that protect the server from its clients.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    /// Largest request body on the connector and admin APIs.
+    pub max_body_bytes: usize,
+    /// Largest request body on the metadata API (API specs can be large).
+    pub max_metadata_body_bytes: usize,
+    /// Time allowed to read a request body.
+    pub body_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_body_bytes: 64 * 1024,
+            max_metadata_body_bytes: 4 * 1024 * 1024,
+            body_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// What the routers share.
+#[derive(Debug)]
+pub struct App {
+    /// The driver.
+    pub driver: Handle,
+    /// The CA that signs client certificates.
+    pub ca: Arc<Ca>,
+    /// Metrics.
+    pub metrics: Arc<Metrics>,
+    /// Limits.
+    pub limits: Limits,
+}
+
+const AC_JSON: &str = "application/json;charset=UTF-8";
+
+fn respond(status: u16, content_type: Option<&'static str>, body: Bytes) -> Response {
+    let mut r = hyper::Response::new(Full::new(body));
+    *r.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    if let Some(ct) = content_type {
+        r.headers_mut()
+            .insert(CONTENT_TYPE, HeaderValue::from_static(ct));
+    }
+    r
+}
+
+fn json(status: u16, content_type: &'static str, body: &Value) -> Response {
+    respond(status, Some(content_type), Bytes::from(body.to_string()))
+}
+
+fn error(e: &CommonError) -> Response {
+    json(e.code, AC_JSON, &e.to_json())
+}
+
+fn not_found() -> Response {
+    error(&CommonError::route_not_found())
+}
+
+fn method_not_allowed() -> Response {
+    error(&CommonError::method_not_allowed())
+}
+
+fn unavailable(_: Stopped) -> Response {
+    error(&CommonError::new(503, "The server is shutting down."))
+}
+
+fn redirect(location: &str) -> Response {
+    let mut r = respond(301, None, Bytes::new());
+    if let Ok(v) = HeaderValue::from_str(location) {
+        r.headers_mut().insert(LOCATION, v);
+    }
+    r
+}
+
+fn yaml(text: &'static str) -> Response {
+    respond(
+        200,
+        Some("application/yaml"),
+        Bytes::from_static(text.as_bytes()),
+    )
+}
+
+/// The reply as HTTP (a certificate reply is signed first by [`App::certificate`]).
+fn from_reply(reply: &Reply) -> Response {
+    match reply {
+        Reply::Redirect { location } => redirect(location),
+        Reply::NoContent => respond(204, None, Bytes::new()),
+        Reply::MetadataSpec => yaml(specs::GATEWAY),
+        Reply::Error(e) => json(e.status(), AC_JSON, &e.body()),
+        other => match other.body() {
+            Some(body) => json(other.status(), "application/json", &body),
+            None => respond(other.status(), None, Bytes::new()),
+        },
+    }
+}
+
+/// Reads a body of at most `limit` bytes within the body timeout; 413 if larger.
+async fn read_body(
+    req: hyper::Request<Incoming>,
+    limit: usize,
+    timeout: Duration,
+) -> Result<Vec<u8>, Response> {
+    if let Some(len) = req
+        .headers()
+        .get(hyper::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<usize>().ok())
+        && len > limit
+    {
+        return Err(error(&CommonError::payload_too_large(limit)));
+    }
+    match tokio::time::timeout(timeout, Limited::new(req.into_body(), limit).collect()).await {
+        Ok(Ok(collected)) => Ok(collected.to_bytes().to_vec()),
+        Ok(Err(e))
+            if e.downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some() =>
+        {
+            Err(error(&CommonError::payload_too_large(limit)))
+        }
+        Ok(Err(_)) => Err(error(&CommonError::new(
+            400,
+            "The request body could not be read.",
+        ))),
+        Err(_) => Err(error(&CommonError::new(
+            408,
+            "The request body was not received in time.",
+        ))),
+    }
+}
+
+/// The value of query parameter `name`, percent-decoded.
+pub fn query_param(query: Option<&str>, name: &str) -> Option<String> {
+    query?.split('&').find_map(|pair| {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        (k == name).then(|| percent_decode(v))
+    })
+}
+
+fn percent_decode(s: &str) -> String {
+    fn hex(b: u8) -> Option<u8> {
+        (b as char).to_digit(16).and_then(|d| u8::try_from(d).ok())
+    }
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let decoded = (bytes[i] == b'%' && i + 2 < bytes.len())
+            .then(|| Some(hex(bytes[i + 1])? * 16 + hex(bytes[i + 2])?))
+            .flatten();
+        match decoded {
+            Some(b) => {
+                out.push(b);
+                i += 3;
+            }
+            None => {
+                out.push(bytes[i]);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn segments(path: &str) -> Vec<&str> {
+    path.trim_start_matches('/').split('/').collect()
+}
+
+impl App {
+    /// Routes one request of `surface`; `peer` is the verified client certificate, if any.
+    pub async fn handle(
+        &self,
+        surface: Surface,
+        peer: Option<PeerCertificate>,
+        req: hyper::Request<Incoming>,
+    ) -> Result<Response, Infallible> {
+        let method = req.method().clone();
+        let path = req.uri().path().to_owned();
+        let response = match surface {
+            Surface::ConnectorInternal => self.connector_internal(req).await,
+            Surface::ConnectorExternal => self.connector_external(req).await,
+            Surface::Gateway => self.gateway(req, peer).await,
+            Surface::Admin => self.admin(req).await,
+        };
+        let status = response.status().as_u16();
+        self.metrics.request(surface.name(), status);
+        tracing::debug!(surface = surface.name(), %method, path, status, "request");
+        Ok(response)
+    }
+
+    async fn call(&self, request: Request) -> Response {
+        match self.driver.call(request).await {
+            Ok(reply) => from_reply(&reply),
+            Err(e) => unavailable(e),
+        }
+    }
+
+    async fn connector_internal(&self, req: hyper::Request<Incoming>) -> Response {
+        match segments(req.uri().path()).as_slice() {
+            ["v1", "remoteenvironments", re, "tokens"] => {
+                if req.method() != Method::POST {
+                    return method_not_allowed();
+                }
+                self.call(Request::CreateToken {
+                    re: (*re).to_owned(),
+                })
+                .await
+            }
+            ["v1", "api.yaml"] if req.method() == Method::GET => yaml(specs::CONNECTOR),
+            _ => not_found(),
+        }
+    }
+
+    async fn connector_external(&self, req: hyper::Request<Incoming>) -> Response {
+        let path = req.uri().path().to_owned();
+        let token = query_param(req.uri().query(), "token");
+        match segments(&path).as_slice() {
+            ["v1"] => redirect("/v1/api.yaml"),
+            ["v1", "api.yaml"] => yaml(specs::CONNECTOR),
+            ["v1", "remoteenvironments", re, "info"] => {
+                if req.method() != Method::GET {
+                    return method_not_allowed();
+                }
+                self.call(Request::Info {
+                    re: (*re).to_owned(),
+                    token,
+                })
+                .await
+            }
+            ["v1", "remoteenvironments", re, "client-certs"] => {
+                if req.method() != Method::POST {
+                    return method_not_allowed();
+                }
+                let re = (*re).to_owned();
+                let body = match read_body(
+                    req,
+                    self.limits.max_body_bytes,
+                    self.limits.body_timeout,
+                )
+                .await
+                {
+                    Ok(b) => b,
+                    Err(r) => return r,
+                };
+                let (der, csr) = match connector::decode_csr_body(&body) {
+                    Ok(der) => {
+                        let csr = crate::pki::inspect_csr(&der);
+                        (der, csr)
+                    }
+                    Err(e) => (Vec::new(), e.into()),
+                };
+                match self
+                    .driver
+                    .call(Request::ClientCerts { re, token, csr })
+                    .await
+                {
+                    Ok(Reply::Certificate(issued)) => self.certificate(&der, &issued),
+                    Ok(reply) => from_reply(&reply),
+                    Err(e) => unavailable(e),
+                }
+            }
+            _ => not_found(),
+        }
+    }
+
+    /// `201 {"crt": base64(client certificate PEM + CA certificate PEM)}`.
+    fn certificate(&self, csr_der: &[u8], issued: &connector::IssuedCertificate) -> Response {
+        match self.ca.sign_client(csr_der, issued) {
+            Ok(client_pem) => {
+                let chain = format!("{client_pem}{}", self.ca.cert_pem());
+                let crt = base64::engine::general_purpose::STANDARD.encode(chain);
+                json(201, "application/json", &serde_json::json!({ "crt": crt }))
+            }
+            Err(e) => {
+                tracing::error!(error = %e, serial = issued.serial.0, "signing an accepted CSR failed");
+                error(&CommonError::new(500, "Internal error."))
+            }
+        }
+    }
+
+    async fn gateway(
+        &self,
+        req: hyper::Request<Incoming>,
+        peer: Option<PeerCertificate>,
+    ) -> Response {
+        let path = req.uri().path().to_owned();
+        let method = req.method().clone();
+        let segs = segments(&path);
+        if segs.as_slice() == ["v1", "health"] {
+            return if method == Method::GET {
+                respond(200, None, Bytes::new())
+            } else {
+                method_not_allowed()
+            };
+        }
+        let (re, rest) = match segs.split_first() {
+            Some((re, rest)) if !re.is_empty() && rest.first() == Some(&"v1") => {
+                ((*re).to_owned(), &rest[1..])
+            }
+            _ => return not_found(),
+        };
+        let call = match (rest, &method) {
+            (["metadata"], _) => GatewayCall::MetadataRoot,
+            (["metadata", "api.yaml"], &Method::GET) => GatewayCall::MetadataSpec,
+            (["metadata", "services"], &Method::GET) => GatewayCall::ListServices,
+            (["metadata", "services"], &Method::POST) => {
+                match read_body(
+                    req,
+                    self.limits.max_metadata_body_bytes,
+                    self.limits.body_timeout,
+                )
+                .await
+                {
+                    Ok(body) => GatewayCall::CreateService { body },
+                    Err(r) => return r,
+                }
+            }
+            (["metadata", "services", id], &Method::GET) => GatewayCall::GetService {
+                id: (*id).to_owned(),
+            },
+            (["metadata", "services", id], &Method::PUT) => {
+                let id = (*id).to_owned();
+                match read_body(
+                    req,
+                    self.limits.max_metadata_body_bytes,
+                    self.limits.body_timeout,
+                )
+                .await
+                {
+                    Ok(body) => GatewayCall::UpdateService { id, body },
+                    Err(r) => return r,
+                }
+            }
+            (["metadata", "services", id], &Method::DELETE) => GatewayCall::DeleteService {
+                id: (*id).to_owned(),
+            },
+            (
+                ["metadata", "api.yaml"] | ["metadata", "services"] | ["metadata", "services", _],
+                _,
+            ) => return method_not_allowed(),
+            (["events", ..], &Method::POST) => {
+                match read_body(req, self.limits.max_body_bytes, self.limits.body_timeout).await {
+                    Ok(body) => GatewayCall::PublishEvent(ace_model::bus::GatewayEvent { body }),
+                    Err(r) => return r,
+                }
+            }
+            (["events", ..], _) => return method_not_allowed(),
+            _ => return not_found(),
+        };
+        self.call(Request::Gateway { re, peer, call }).await
+    }
+
+    async fn admin(&self, req: hyper::Request<Incoming>) -> Response {
+        let path = req.uri().path().to_owned();
+        let method = req.method().clone();
+        let segs = segments(&path);
+        let owned = |s: &&str| (*s).to_owned();
+        let request = match (segs.as_slice(), &method) {
+            (["healthz"], &Method::GET) => {
+                return respond(200, Some("text/plain"), Bytes::from_static(b"ok\n"));
+            }
+            (["readyz"], &Method::GET) => {
+                return match self
+                    .driver
+                    .call(Request::Admin(AdminRequest::ListMappings {
+                        namespace: Some("-".into()),
+                    }))
+                    .await
+                {
+                    Ok(_) => respond(200, Some("text/plain"), Bytes::from_static(b"ready\n")),
+                    Err(e) => unavailable(e),
+                };
+            }
+            (["metrics"], &Method::GET) => {
+                return respond(
+                    200,
+                    Some("application/openmetrics-text; version=1.0.0; charset=utf-8"),
+                    Bytes::from(self.metrics.encode()),
+                );
+            }
+            (["v1", "api.yaml"], &Method::GET) => return yaml(specs::ADMIN),
+            (["v1", "remoteenvironments"], &Method::GET) => AdminRequest::ListRemoteEnvironments,
+            (["v1", "remoteenvironments", name], &Method::GET) => {
+                AdminRequest::GetRemoteEnvironment { name: owned(name) }
+            }
+            (["v1", "remoteenvironments", name], &Method::DELETE) => {
+                AdminRequest::DeleteRemoteEnvironment { name: owned(name) }
+            }
+            (["v1", "remoteenvironments", name], &Method::PUT) => {
+                let name = owned(name);
+                let doc = match self.json_body(req).await {
+                    Ok(v) => v,
+                    Err(r) => return r,
+                };
+                match remote_environment_from(&name, &doc) {
+                    Ok(r) => r,
+                    Err(msg) => return error(&CommonError::new(400, msg)),
+                }
+            }
+            (["v1", "environmentmappings"], &Method::GET) => {
+                AdminRequest::ListMappings { namespace: None }
+            }
+            (["v1", "namespaces", ns, "environmentmappings"], &Method::GET) => {
+                AdminRequest::ListMappings {
+                    namespace: Some(owned(ns)),
+                }
+            }
+            (["v1", "namespaces", ns, "environmentmappings", re], &Method::PUT) => {
+                AdminRequest::ApplyMapping {
+                    namespace: owned(ns),
+                    re: owned(re),
+                }
+            }
+            (["v1", "namespaces", ns, "environmentmappings", re], &Method::DELETE) => {
+                AdminRequest::DeleteMapping {
+                    namespace: owned(ns),
+                    re: owned(re),
+                }
+            }
+            (["v1", "namespaces", ns, "serviceclasses"], &Method::GET) => AdminRequest::Catalog {
+                namespace: owned(ns),
+            },
+            (["v1", "namespaces", ns, "serviceinstances", name], &Method::PUT) => {
+                let (namespace, name) = (owned(ns), owned(name));
+                let doc = match self.json_body(req).await {
+                    Ok(v) => v,
+                    Err(r) => return r,
+                };
+                let spec = doc.get("spec").unwrap_or(&doc);
+                let class = ["serviceClassExternalName", "serviceClassName", "class"]
+                    .iter()
+                    .find_map(|k| spec.get(*k).and_then(Value::as_str));
+                match class {
+                    Some(class) => AdminRequest::Provision {
+                        namespace,
+                        name,
+                        class: class.to_owned(),
+                    },
+                    None => {
+                        return error(&CommonError::new(
+                            400,
+                            "spec.serviceClassExternalName is required.",
+                        ));
+                    }
+                }
+            }
+            (["v1", "namespaces", ns, "serviceinstances", name], &Method::DELETE) => {
+                AdminRequest::Deprovision {
+                    namespace: owned(ns),
+                    name: owned(name),
+                }
+            }
+            (
+                ["v1", "remoteenvironments"]
+                | ["v1", "remoteenvironments", _]
+                | ["v1", "environmentmappings"]
+                | ["v1", "namespaces", _, "environmentmappings"]
+                | ["v1", "namespaces", _, "environmentmappings", _]
+                | ["v1", "namespaces", _, "serviceclasses"]
+                | ["v1", "namespaces", _, "serviceinstances", _]
+                | ["healthz" | "readyz" | "metrics"],
+                _,
+            ) => return method_not_allowed(),
+            _ => return not_found(),
+        };
+        self.call(Request::Admin(request)).await
+    }
+
+    async fn json_body(&self, req: hyper::Request<Incoming>) -> Result<Value, Response> {
+        let body = read_body(
+            req,
+            self.limits.max_metadata_body_bytes,
+            self.limits.body_timeout,
+        )
+        .await?;
+        serde_json::from_slice(&body).map_err(|e| {
+            error(&CommonError::new(
+                400,
+                format!("The body is not valid JSON: {e}"),
+            ))
+        })
+    }
+}
+
+/// An apply of a RemoteEnvironment document (`metadata.name` must match the path).
+fn remote_environment_from(name: &str, doc: &Value) -> Result<AdminRequest, String> {
+    if let Some(kind) = doc.get("kind").and_then(Value::as_str)
+        && kind != "RemoteEnvironment"
+    {
+        return Err(format!("Expected kind RemoteEnvironment, got {kind}."));
+    }
+    if let Some(n) = doc.pointer("/metadata/name").and_then(Value::as_str)
+        && n != name
+    {
+        return Err(format!(
+            "metadata.name {n} does not match the path's {name}."
+        ));
+    }
+    let spec = doc.get("spec").cloned().unwrap_or(Value::Null);
+    let description = match spec.get("description") {
+        None | Some(Value::Null) => String::new(),
+        Some(Value::String(s)) => s.clone(),
+        Some(_) => return Err("spec.description must be a string.".into()),
+    };
+    let labels = match spec.get("labels") {
+        None | Some(Value::Null) => Default::default(),
+        Some(v) => serde_json::from_value(v.clone())
+            .map_err(|_| "spec.labels must map strings to strings.".to_owned())?,
+    };
+    Ok(AdminRequest::ApplyRemoteEnvironment {
+        name: name.to_owned(),
+        description,
+        labels,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_params_are_found_and_percent_decoded() {
+        assert_eq!(
+            query_param(Some("token=abc=="), "token").as_deref(),
+            Some("abc==")
+        );
+        assert_eq!(
+            query_param(Some("a=1&token=x%3D%3D"), "token").as_deref(),
+            Some("x==")
+        );
+        assert_eq!(query_param(Some("token="), "token").as_deref(), Some(""));
+        assert_eq!(query_param(Some("tokens=1"), "token"), None);
+        assert_eq!(query_param(None, "token"), None);
+        assert_eq!(
+            query_param(Some("token=%zz%"), "token").as_deref(),
+            Some("%zz%")
+        );
+    }
+
+    #[test]
+    fn remote_environment_documents_are_checked() {
+        let ok = serde_json::json!({"kind": "RemoteEnvironment", "metadata": {"name": "ec"}, "spec": {"description": "d", "labels": {"a": "b"}}});
+        assert!(matches!(
+            remote_environment_from("ec", &ok),
+            Ok(AdminRequest::ApplyRemoteEnvironment { .. })
+        ));
+        assert!(remote_environment_from("other", &ok).is_err());
+        let bad = serde_json::json!({"spec": {"labels": {"a": 1}}});
+        assert!(remote_environment_from("ec", &bad).is_err());
+    }
+}
