@@ -151,6 +151,14 @@ impl Server {
             l.abort();
         }
     }
+
+    /// Stops everything and waits until the store is closed (so the same data directory can
+    /// be opened again, as after a restart).
+    pub async fn stop(mut self) {
+        self.shutdown();
+        self.driver.abort();
+        let _ = (&mut self.driver).await;
+    }
 }
 
 impl Drop for Server {
