@@ -150,10 +150,7 @@ impl RetryPolicy {
                 let initial_ms = u64::try_from(initial.as_millis()).unwrap_or(u64::MAX);
                 let max_ms = u64::try_from(max.as_millis()).unwrap_or(u64::MAX);
                 let shift = failures.saturating_sub(1).min(63);
-                let wait = initial_ms
-                    .checked_mul(1u64 << shift)
-                    .unwrap_or(u64::MAX)
-                    .min(max_ms);
+                let wait = initial_ms.saturating_mul(1u64 << shift).min(max_ms);
                 let half = wait / 2;
                 let jittered = wait - half + rng.below(half + 1);
                 now.saturating_add(Duration::from_millis(jittered))
