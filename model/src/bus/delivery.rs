@@ -184,11 +184,20 @@ mod tests {
         let policy = RetryPolicy::default();
         let mut rng = SeededRng::new(Seed::from(1));
         let t0 = Timestamp::from_unix_millis(1_000_000);
-        for (failures, lo, hi) in [(1, 500, 1000), (2, 1000, 2000), (3, 2000, 4000), (10, 30_000, 60_000), (40, 30_000, 60_000)] {
+        for (failures, lo, hi) in [
+            (1, 500, 1000),
+            (2, 1000, 2000),
+            (3, 2000, 4000),
+            (10, 30_000, 60_000),
+            (40, 30_000, 60_000),
+        ] {
             for _ in 0..50 {
                 let at = policy.retry_at(&mut rng, t0, t0, failures);
                 let wait = at.as_unix_millis() - t0.as_unix_millis();
-                assert!((lo..=hi).contains(&wait), "failures {failures}: wait {wait}");
+                assert!(
+                    (lo..=hi).contains(&wait),
+                    "failures {failures}: wait {wait}"
+                );
             }
         }
     }

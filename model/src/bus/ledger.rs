@@ -103,8 +103,7 @@ impl DeliveryLedger {
 
     /// `subscription` allows at most `max_inflight` deliveries at once (from now on).
     pub fn set_max_inflight(&mut self, subscription: &ResourceKey, max_inflight: usize) {
-        self.max_inflight
-            .insert(subscription.clone(), max_inflight);
+        self.max_inflight.insert(subscription.clone(), max_inflight);
     }
 
     /// `subscription` is activated or not (from now on).
@@ -128,7 +127,10 @@ impl DeliveryLedger {
     /// A delivery of `event_id` to `subscription` started; `delivery` identifies it until
     /// [`DeliveryLedger::finished`].
     pub fn started(&mut self, delivery: u64, event_id: &str, subscription: &ResourceKey) {
-        match self.due.get_mut(&(event_id.to_owned(), subscription.clone())) {
+        match self
+            .due
+            .get_mut(&(event_id.to_owned(), subscription.clone()))
+        {
             Some(due) => due.attempts += 1,
             None => self.violations.push(Violation::NotDue {
                 event_id: event_id.to_owned(),
@@ -173,9 +175,7 @@ impl DeliveryLedger {
         if let Some(n) = self.in_flight.get_mut(&open.subscription) {
             *n = n.saturating_sub(1);
         }
-        if acknowledged
-            && let Some(due) = self.due.get_mut(&(open.event_id, open.subscription))
-        {
+        if acknowledged && let Some(due) = self.due.get_mut(&(open.event_id, open.subscription)) {
             due.acknowledgements += 1;
             if due.acknowledgements > 1 {
                 self.duplicates += 1;
@@ -312,7 +312,11 @@ mod tests {
         l.started(3, "e2", &sub("a"));
         assert!(matches!(
             l.violations(),
-            [Violation::MaxInflightExceeded { in_flight: 2, max_inflight: 1, .. }]
+            [Violation::MaxInflightExceeded {
+                in_flight: 2,
+                max_inflight: 1,
+                ..
+            }]
         ));
     }
 

@@ -40,8 +40,7 @@ use serde_json::{Value, json};
 pub use delivery::{Delivery, DeliveryId, DeliveryOutcome, DeliveryResult, RetryPolicy};
 pub use publish::{Event, EventServiceError, PublishError};
 pub use subscription::{
-    ActivatedCondition, ActivationSpec, DeliveryStats, ResourceError, ResourceKey,
-    SubscriptionSpec,
+    ActivatedCondition, ActivationSpec, DeliveryStats, ResourceError, ResourceKey, SubscriptionSpec,
 };
 
 use crate::effects::Effects;
@@ -795,7 +794,13 @@ impl EventBus {
                 let key = ResourceKey::new(namespace, name);
                 if self.activations.contains_key(&key) {
                     let at = fx.now;
-                    self.commit(fx, BusRecord::ActivationDeleted { activation: key, at });
+                    self.commit(
+                        fx,
+                        BusRecord::ActivationDeleted {
+                            activation: key,
+                            at,
+                        },
+                    );
                     BusReply::NoContent
                 } else {
                     BusReply::ResourceRefused(ResourceError::NotFound {
@@ -1097,8 +1102,11 @@ impl EventBus {
             .values()
             .filter(|s| {
                 s.condition.activated
-                    && s.spec
-                        .matches(&event.source_id, &event.event_type, &event.event_type_version)
+                    && s.spec.matches(
+                        &event.source_id,
+                        &event.event_type,
+                        &event.event_type_version,
+                    )
             })
             .map(|s| s.key.clone())
             .collect();
@@ -1146,7 +1154,13 @@ impl EventBus {
         let key = ResourceKey::new(namespace, name);
         if self.activations.contains_key(&key) {
             let at = fx.now;
-            self.commit(fx, BusRecord::ActivationDeleted { activation: key, at });
+            self.commit(
+                fx,
+                BusRecord::ActivationDeleted {
+                    activation: key,
+                    at,
+                },
+            );
         }
         self.pump(fx.now);
     }
@@ -1315,7 +1329,11 @@ impl EventBus {
     }
 
     /// The `events-activated` condition of a subscription.
-    pub fn subscription_condition(&self, namespace: &str, name: &str) -> Option<ActivatedCondition> {
+    pub fn subscription_condition(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> Option<ActivatedCondition> {
         let id = self
             .subscription_ids
             .get(&ResourceKey::new(namespace, name))?;

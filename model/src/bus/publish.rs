@@ -61,7 +61,11 @@ pub struct Event {
     #[serde(with = "raw_json")]
     pub data: String,
     /// Trace headers passed on to deliveries (names in lower case).
-    #[serde(default, rename = "trace-headers", skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        rename = "trace-headers",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub trace_headers: Vec<(String, String)>,
 }
 
@@ -216,7 +220,8 @@ pub const MISSING_FIELD_MESSAGE: &str = "We need all required fields complete to
 pub const INVALID_FIELD_MESSAGE: &str =
     "We need all your entries to be correct to keep you moving.";
 /// The message of a bad request, a bad payload and an internal error at publish.
-pub const INTERNAL_MESSAGE: &str = "Some unexpected internal error occurred, please contact support.";
+pub const INTERNAL_MESSAGE: &str =
+    "Some unexpected internal error occurred, please contact support.";
 /// The message of a missing `source-id` at publish (T05).
 pub const MISSING_SOURCE_ID_MESSAGE: &str =
     "Either provide 'Source-Id' header or specify 'source-id' in the json payload";
@@ -260,14 +265,18 @@ impl PublishError {
     }
 
     fn parts(&self) -> (&'static str, &'static str, Option<Detail>) {
-        let detail = |field, kind, message| Some(Detail {
-            field,
-            kind,
-            message,
-        });
+        let detail = |field, kind, message| {
+            Some(Detail {
+                field,
+                kind,
+                message,
+            })
+        };
         match self {
             PublishError::BadRequest => ("bad_request", INTERNAL_MESSAGE, None),
-            PublishError::RequestBodyTooLarge => ("request_body_too_large", TOO_LARGE_MESSAGE, None),
+            PublishError::RequestBodyTooLarge => {
+                ("request_body_too_large", TOO_LARGE_MESSAGE, None)
+            }
             PublishError::BadPayloadSyntax => ("bad_payload_syntax", INTERNAL_MESSAGE, None),
             PublishError::MissingSourceId => (
                 "validation_violation",
@@ -502,7 +511,11 @@ pub(crate) fn parse_gateway(body: &[u8], re: &str) -> Result<Candidate, EventSer
 
 impl Candidate {
     /// The event, once [`validate_publish`] passed and the id is settled.
-    pub(crate) fn into_event(self, event_id: String, trace_headers: Vec<(String, String)>) -> Arc<Event> {
+    pub(crate) fn into_event(
+        self,
+        event_id: String,
+        trace_headers: Vec<(String, String)>,
+    ) -> Arc<Event> {
         Arc::new(Event {
             source_id: self.source_id,
             event_type: self.event_type,

@@ -179,44 +179,276 @@ fn body_with(overrides: Value, remove: &[&str]) -> Vec<u8> {
 #[test]
 fn publish_api_checks_in_kymas_order_with_exact_bodies() {
     use PublishError as E;
-    let cases: Vec<(&str, &str, Option<&str>, Vec<u8>, Option<PublishError>)> = vec![
-        ("get is a bad request", "GET", None, body_with(json!({}), &[]), Some(E::BadRequest)),
-        ("put is a bad request", "PUT", None, vec![], Some(E::BadRequest)),
-        ("over the size limit", "POST", None, vec![b' '; 301], Some(E::RequestBodyTooLarge)),
-        ("empty body", "POST", None, vec![], Some(E::BadPayloadSyntax)),
-        ("not json", "POST", None, b"{".to_vec(), Some(E::BadPayloadSyntax)),
-        ("array", "POST", None, b"[]".to_vec(), Some(E::BadPayloadSyntax)),
-        ("wrong field type", "POST", None, body_with(json!({"event-type": 5}), &[]), Some(E::BadPayloadSyntax)),
-        ("no source", "POST", None, body_with(json!({}), &["source-id"]), Some(E::MissingSourceId)),
-        ("empty source, no header", "POST", None, body_with(json!({"source-id": ""}), &[]), Some(E::MissingSourceId)),
-        ("source from header", "POST", Some("ec-default"), body_with(json!({}), &["source-id"]), None),
-        ("payload source wins over a bad header", "POST", Some("1bad"), body_with(json!({}), &[]), None),
-        ("bad source header", "POST", Some("1bad"), body_with(json!({}), &["source-id"]), Some(E::InvalidSourceIdHeader)),
-        ("missing type before missing version", "POST", None, body_with(json!({}), &["event-type", "event-type-version"]), Some(E::MissingField("event-type"))),
-        ("missing version", "POST", None, body_with(json!({}), &["event-type-version"]), Some(E::MissingField("event-type-version"))),
-        ("missing time", "POST", None, body_with(json!({}), &["event-time"]), Some(E::MissingField("event-time"))),
-        ("missing data", "POST", None, body_with(json!({}), &["data"]), Some(E::MissingField("data"))),
-        ("null data", "POST", None, body_with(json!({"data": null}), &[]), Some(E::MissingField("data"))),
-        ("empty string data", "POST", None, body_with(json!({"data": ""}), &[]), Some(E::MissingField("data"))),
-        ("zero data", "POST", None, body_with(json!({"data": 0}), &[]), None),
-        ("false data", "POST", None, body_with(json!({"data": false}), &[]), None),
-        ("empty object data", "POST", None, body_with(json!({"data": {}}), &[]), None),
-        ("missing data before invalid source", "POST", None, body_with(json!({"source-id": "1x"}), &["data"]), Some(E::MissingField("data"))),
-        ("source with a dot", "POST", None, body_with(json!({"source-id": "stage.commerce.kyma.local"}), &[]), None),
-        ("source starting with a digit", "POST", None, body_with(json!({"source-id": "1source"}), &[]), Some(E::InvalidField("source-id"))),
-        ("source with two separators", "POST", None, body_with(json!({"source-id": "a..b"}), &[]), Some(E::InvalidField("source-id"))),
-        ("source ending with a separator", "POST", None, body_with(json!({"source-id": "ab-"}), &[]), Some(E::InvalidField("source-id"))),
-        ("type with underscore", "POST", None, body_with(json!({"event-type": "order_created"}), &[]), None),
-        ("type with a space", "POST", None, body_with(json!({"event-type": "order created"}), &[]), Some(E::InvalidField("event-type"))),
-        ("version with a dot", "POST", None, body_with(json!({"event-type-version": "v1.0"}), &[]), Some(E::InvalidField("event-type-version"))),
-        ("time without offset", "POST", None, body_with(json!({"event-time": "2018-11-02T22:08:41"}), &[]), Some(E::InvalidField("event-time"))),
-        ("time with fraction and Z", "POST", None, body_with(json!({"event-time": "2018-11-02T22:08:41.123Z"}), &[]), None),
-        ("time in lower case", "POST", None, body_with(json!({"event-time": "2018-11-02t22:08:41z"}), &[]), Some(E::InvalidField("event-time"))),
-        ("id not a uuid", "POST", None, body_with(json!({"event-id": "42"}), &[]), Some(E::InvalidField("event-id"))),
-        ("id in upper case", "POST", None, body_with(json!({"event-id": "4EA567CF-812B-49D9-A4B2-CB5DDF464094"}), &[]), None),
-        ("empty id is generated", "POST", None, body_with(json!({"event-id": ""}), &[]), None),
-        ("invalid type before invalid version", "POST", None, body_with(json!({"event-type": "-", "event-type-version": "."}), &[]), Some(E::InvalidField("event-type"))),
-        ("unknown fields are ignored", "POST", None, body_with(json!({"extra": [1]}), &[]), None),
+    type Case<'a> = (
+        &'a str,
+        &'a str,
+        Option<&'a str>,
+        Vec<u8>,
+        Option<PublishError>,
+    );
+    let cases: Vec<Case> = vec![
+        (
+            "get is a bad request",
+            "GET",
+            None,
+            body_with(json!({}), &[]),
+            Some(E::BadRequest),
+        ),
+        (
+            "put is a bad request",
+            "PUT",
+            None,
+            vec![],
+            Some(E::BadRequest),
+        ),
+        (
+            "over the size limit",
+            "POST",
+            None,
+            vec![b' '; 301],
+            Some(E::RequestBodyTooLarge),
+        ),
+        (
+            "empty body",
+            "POST",
+            None,
+            vec![],
+            Some(E::BadPayloadSyntax),
+        ),
+        (
+            "not json",
+            "POST",
+            None,
+            b"{".to_vec(),
+            Some(E::BadPayloadSyntax),
+        ),
+        (
+            "array",
+            "POST",
+            None,
+            b"[]".to_vec(),
+            Some(E::BadPayloadSyntax),
+        ),
+        (
+            "wrong field type",
+            "POST",
+            None,
+            body_with(json!({"event-type": 5}), &[]),
+            Some(E::BadPayloadSyntax),
+        ),
+        (
+            "no source",
+            "POST",
+            None,
+            body_with(json!({}), &["source-id"]),
+            Some(E::MissingSourceId),
+        ),
+        (
+            "empty source, no header",
+            "POST",
+            None,
+            body_with(json!({"source-id": ""}), &[]),
+            Some(E::MissingSourceId),
+        ),
+        (
+            "source from header",
+            "POST",
+            Some("ec-default"),
+            body_with(json!({}), &["source-id"]),
+            None,
+        ),
+        (
+            "payload source wins over a bad header",
+            "POST",
+            Some("1bad"),
+            body_with(json!({}), &[]),
+            None,
+        ),
+        (
+            "bad source header",
+            "POST",
+            Some("1bad"),
+            body_with(json!({}), &["source-id"]),
+            Some(E::InvalidSourceIdHeader),
+        ),
+        (
+            "missing type before missing version",
+            "POST",
+            None,
+            body_with(json!({}), &["event-type", "event-type-version"]),
+            Some(E::MissingField("event-type")),
+        ),
+        (
+            "missing version",
+            "POST",
+            None,
+            body_with(json!({}), &["event-type-version"]),
+            Some(E::MissingField("event-type-version")),
+        ),
+        (
+            "missing time",
+            "POST",
+            None,
+            body_with(json!({}), &["event-time"]),
+            Some(E::MissingField("event-time")),
+        ),
+        (
+            "missing data",
+            "POST",
+            None,
+            body_with(json!({}), &["data"]),
+            Some(E::MissingField("data")),
+        ),
+        (
+            "null data",
+            "POST",
+            None,
+            body_with(json!({"data": null}), &[]),
+            Some(E::MissingField("data")),
+        ),
+        (
+            "empty string data",
+            "POST",
+            None,
+            body_with(json!({"data": ""}), &[]),
+            Some(E::MissingField("data")),
+        ),
+        (
+            "zero data",
+            "POST",
+            None,
+            body_with(json!({"data": 0}), &[]),
+            None,
+        ),
+        (
+            "false data",
+            "POST",
+            None,
+            body_with(json!({"data": false}), &[]),
+            None,
+        ),
+        (
+            "empty object data",
+            "POST",
+            None,
+            body_with(json!({"data": {}}), &[]),
+            None,
+        ),
+        (
+            "missing data before invalid source",
+            "POST",
+            None,
+            body_with(json!({"source-id": "1x"}), &["data"]),
+            Some(E::MissingField("data")),
+        ),
+        (
+            "source with a dot",
+            "POST",
+            None,
+            body_with(json!({"source-id": "stage.commerce.kyma.local"}), &[]),
+            None,
+        ),
+        (
+            "source starting with a digit",
+            "POST",
+            None,
+            body_with(json!({"source-id": "1source"}), &[]),
+            Some(E::InvalidField("source-id")),
+        ),
+        (
+            "source with two separators",
+            "POST",
+            None,
+            body_with(json!({"source-id": "a..b"}), &[]),
+            Some(E::InvalidField("source-id")),
+        ),
+        (
+            "source ending with a separator",
+            "POST",
+            None,
+            body_with(json!({"source-id": "ab-"}), &[]),
+            Some(E::InvalidField("source-id")),
+        ),
+        (
+            "type with underscore",
+            "POST",
+            None,
+            body_with(json!({"event-type": "order_created"}), &[]),
+            None,
+        ),
+        (
+            "type with a space",
+            "POST",
+            None,
+            body_with(json!({"event-type": "order created"}), &[]),
+            Some(E::InvalidField("event-type")),
+        ),
+        (
+            "version with a dot",
+            "POST",
+            None,
+            body_with(json!({"event-type-version": "v1.0"}), &[]),
+            Some(E::InvalidField("event-type-version")),
+        ),
+        (
+            "time without offset",
+            "POST",
+            None,
+            body_with(json!({"event-time": "2018-11-02T22:08:41"}), &[]),
+            Some(E::InvalidField("event-time")),
+        ),
+        (
+            "time with fraction and Z",
+            "POST",
+            None,
+            body_with(json!({"event-time": "2018-11-02T22:08:41.123Z"}), &[]),
+            None,
+        ),
+        (
+            "time in lower case",
+            "POST",
+            None,
+            body_with(json!({"event-time": "2018-11-02t22:08:41z"}), &[]),
+            Some(E::InvalidField("event-time")),
+        ),
+        (
+            "id not a uuid",
+            "POST",
+            None,
+            body_with(json!({"event-id": "42"}), &[]),
+            Some(E::InvalidField("event-id")),
+        ),
+        (
+            "id in upper case",
+            "POST",
+            None,
+            body_with(
+                json!({"event-id": "4EA567CF-812B-49D9-A4B2-CB5DDF464094"}),
+                &[],
+            ),
+            None,
+        ),
+        (
+            "empty id is generated",
+            "POST",
+            None,
+            body_with(json!({"event-id": ""}), &[]),
+            None,
+        ),
+        (
+            "invalid type before invalid version",
+            "POST",
+            None,
+            body_with(json!({"event-type": "-", "event-type-version": "."}), &[]),
+            Some(E::InvalidField("event-type")),
+        ),
+        (
+            "unknown fields are ignored",
+            "POST",
+            None,
+            body_with(json!({"extra": [1]}), &[]),
+            None,
+        ),
     ];
     let mut bodies = serde_json::Map::new();
     for (name, method, header, body, expected) in cases {
@@ -253,24 +485,109 @@ fn event_service_checks_in_kymas_order_and_relays_publish_errors() {
     let cases: Vec<(&str, &str, Vec<u8>, Option<u16>)> = vec![
         ("empty body", "ec-default", vec![], Some(400)),
         ("not json", "ec-default", b"{\"a\"".to_vec(), Some(400)),
-        ("wrong field type", "ec-default", gateway_body(json!({"data": 1, "event-time": 7}), &[]), Some(400)),
-        ("over the size limit", "ec-default", vec![b' '; 301], Some(413)),
-        ("missing type", "ec-default", gateway_body(json!({}), &["event-type"]), Some(400)),
-        ("missing version", "ec-default", gateway_body(json!({}), &["event-type-version"]), Some(400)),
-        ("version without alphanumerics", "ec-default", gateway_body(json!({"event-type-version": "._"}), &[]), Some(400)),
-        ("missing time", "ec-default", gateway_body(json!({}), &["event-time"]), Some(400)),
-        ("invalid time", "ec-default", gateway_body(json!({"event-time": "yesterday"}), &[]), Some(400)),
-        ("invalid id", "ec-default", gateway_body(json!({"event-id": "not-a-uuid"}), &[]), Some(400)),
-        ("missing data", "ec-default", gateway_body(json!({}), &["data"]), Some(400)),
-        ("null data", "ec-default", gateway_body(json!({"data": null}), &[]), Some(400)),
-        ("empty string data", "ec-default", gateway_body(json!({"data": ""}), &[]), Some(400)),
-        ("missing time before invalid id", "ec-default", gateway_body(json!({"event-id": "x"}), &["event-time"]), Some(400)),
+        (
+            "wrong field type",
+            "ec-default",
+            gateway_body(json!({"data": 1, "event-time": 7}), &[]),
+            Some(400),
+        ),
+        (
+            "over the size limit",
+            "ec-default",
+            vec![b' '; 301],
+            Some(413),
+        ),
+        (
+            "missing type",
+            "ec-default",
+            gateway_body(json!({}), &["event-type"]),
+            Some(400),
+        ),
+        (
+            "missing version",
+            "ec-default",
+            gateway_body(json!({}), &["event-type-version"]),
+            Some(400),
+        ),
+        (
+            "version without alphanumerics",
+            "ec-default",
+            gateway_body(json!({"event-type-version": "._"}), &[]),
+            Some(400),
+        ),
+        (
+            "missing time",
+            "ec-default",
+            gateway_body(json!({}), &["event-time"]),
+            Some(400),
+        ),
+        (
+            "invalid time",
+            "ec-default",
+            gateway_body(json!({"event-time": "yesterday"}), &[]),
+            Some(400),
+        ),
+        (
+            "invalid id",
+            "ec-default",
+            gateway_body(json!({"event-id": "not-a-uuid"}), &[]),
+            Some(400),
+        ),
+        (
+            "missing data",
+            "ec-default",
+            gateway_body(json!({}), &["data"]),
+            Some(400),
+        ),
+        (
+            "null data",
+            "ec-default",
+            gateway_body(json!({"data": null}), &[]),
+            Some(400),
+        ),
+        (
+            "empty string data",
+            "ec-default",
+            gateway_body(json!({"data": ""}), &[]),
+            Some(400),
+        ),
+        (
+            "missing time before invalid id",
+            "ec-default",
+            gateway_body(json!({"event-id": "x"}), &["event-time"]),
+            Some(400),
+        ),
         ("valid", "ec-default", gateway_body(json!({}), &[]), None),
-        ("no id", "ec-default", gateway_body(json!({}), &["event-id"]), None),
-        ("data zero", "ec-default", gateway_body(json!({"data": 0}), &[]), None),
-        ("publish refuses the type pattern", "ec-default", gateway_body(json!({"event-type": "order created"}), &[]), Some(400)),
-        ("publish refuses the anchored version", "ec-default", gateway_body(json!({"event-type-version": "v1.0"}), &[]), Some(400)),
-        ("publish refuses an RE starting with a digit", "1re", gateway_body(json!({}), &[]), Some(400)),
+        (
+            "no id",
+            "ec-default",
+            gateway_body(json!({}), &["event-id"]),
+            None,
+        ),
+        (
+            "data zero",
+            "ec-default",
+            gateway_body(json!({"data": 0}), &[]),
+            None,
+        ),
+        (
+            "publish refuses the type pattern",
+            "ec-default",
+            gateway_body(json!({"event-type": "order created"}), &[]),
+            Some(400),
+        ),
+        (
+            "publish refuses the anchored version",
+            "ec-default",
+            gateway_body(json!({"event-type-version": "v1.0"}), &[]),
+            Some(400),
+        ),
+        (
+            "publish refuses an RE starting with a digit",
+            "1re",
+            gateway_body(json!({}), &[]),
+            Some(400),
+        ),
     ];
     let mut bodies = serde_json::Map::new();
     for (name, re, body, expected) in cases {
@@ -279,7 +596,14 @@ fn event_service_checks_in_kymas_order_and_relays_publish_errors() {
             ..BusConfig::default()
         });
         let reply = h.run(|bus, fx| {
-            bus.publish_from_gateway(fx, re, GatewayEvent { body, headers: vec![] })
+            bus.publish_from_gateway(
+                fx,
+                re,
+                GatewayEvent {
+                    body,
+                    headers: vec![],
+                },
+            )
         });
         match expected {
             None => assert_eq!(reply.status(), 200, "{name}: {reply:?}"),
@@ -314,7 +638,9 @@ fn gateway_events_take_the_re_as_source_and_answer_their_id() {
 fn a_missing_event_id_is_a_generated_uuid_v4() {
     let mut h = ready();
     let reply = h.publish(None);
-    let id = reply.body().and_then(|b| b["event-id"].as_str().map(str::to_owned));
+    let id = reply
+        .body()
+        .and_then(|b| b["event-id"].as_str().map(str::to_owned));
     let id = id.expect("an event id");
     assert!(publish::is_valid_event_id(&id));
     assert_eq!(&id[14..15], "4");
@@ -355,18 +681,37 @@ fn a_refused_event_leaves_no_record() {
 
 #[test]
 fn subscription_constraints_are_400_naming_the_field() {
-    let cases: Vec<(&str, Box<dyn Fn(&mut SubscriptionSpec)>)> = vec![
+    type Change = Box<dyn Fn(&mut SubscriptionSpec)>;
+    let cases: Vec<(&str, Change)> = vec![
         ("ftp endpoint", Box::new(|s| s.endpoint = "ftp://x".into())),
         ("bare scheme", Box::new(|s| s.endpoint = "http://".into())),
-        ("long endpoint", Box::new(|s| s.endpoint = format!("http://{}", "a".repeat(510)))),
+        (
+            "long endpoint",
+            Box::new(|s| s.endpoint = format!("http://{}", "a".repeat(510))),
+        ),
         ("zero max_inflight", Box::new(|s| s.max_inflight = 0)),
         ("401 max_inflight", Box::new(|s| s.max_inflight = 401)),
-        ("negative timeout", Box::new(|s| s.push_request_timeout_ms = -1)),
-        ("5001 timeout", Box::new(|s| s.push_request_timeout_ms = 5001)),
+        (
+            "negative timeout",
+            Box::new(|s| s.push_request_timeout_ms = -1),
+        ),
+        (
+            "5001 timeout",
+            Box::new(|s| s.push_request_timeout_ms = 5001),
+        ),
         ("empty type", Box::new(|s| s.event_type = String::new())),
-        ("bad type", Box::new(|s| s.event_type = "order created".into())),
-        ("empty version", Box::new(|s| s.event_type_version = String::new())),
-        ("bad version", Box::new(|s| s.event_type_version = "v-1".into())),
+        (
+            "bad type",
+            Box::new(|s| s.event_type = "order created".into()),
+        ),
+        (
+            "empty version",
+            Box::new(|s| s.event_type_version = String::new()),
+        ),
+        (
+            "bad version",
+            Box::new(|s| s.event_type_version = "v-1".into()),
+        ),
         ("empty source", Box::new(|s| s.source_id = String::new())),
     ];
     let mut bodies = serde_json::Map::new();
@@ -383,7 +728,10 @@ fn subscription_constraints_are_400_naming_the_field() {
     for (ns, name) in [("Prod", "sub"), ("prod", "sub_1"), ("", "sub")] {
         let reply = h.subscribe(ns, name, spec("http://x/"));
         assert_eq!(reply.status(), 400);
-        bodies.insert(format!("name {ns:?}/{name:?}"), reply.body().unwrap_or(Value::Null));
+        bodies.insert(
+            format!("name {ns:?}/{name:?}"),
+            reply.body().unwrap_or(Value::Null),
+        );
     }
     let ok = spec("https://x");
     assert_eq!(h.subscribe("prod", "sub", ok).status(), 201);
@@ -430,7 +778,11 @@ fn apply_answers_201_then_200_and_unknown_resources_404() {
 fn a_subscription_is_activated_iff_an_activation_for_its_source_exists_in_its_namespace() {
     let mut h = Harness::new();
     h.subscribe("prod", "sub", spec("http://a/"));
-    let cond = |h: &Harness| h.bus.subscription_condition("prod", "sub").map(|c| c.activated);
+    let cond = |h: &Harness| {
+        h.bus
+            .subscription_condition("prod", "sub")
+            .map(|c| c.activated)
+    };
     assert_eq!(cond(&h), Some(false));
     h.run(|bus, fx| bus.create_activation(fx, "other", "svc", "ec-default", "x"));
     assert_eq!(cond(&h), Some(false));
@@ -455,10 +807,7 @@ fn the_transition_time_changes_only_when_the_status_changes() {
     assert_eq!(activated.last_transition_time, h.now);
     h.now = h.now.saturating_add(Duration::from_secs(5));
     h.run(|bus, fx| bus.create_activation(fx, "prod", "svc2", "ec-default", "y"));
-    assert_eq!(
-        h.bus.subscription_condition("prod", "sub"),
-        Some(activated)
-    );
+    assert_eq!(h.bus.subscription_condition("prod", "sub"), Some(activated));
 }
 
 #[test]
@@ -467,12 +816,16 @@ fn deleting_one_of_two_activations_for_a_source_keeps_the_subscription_activated
     h.run(|bus, fx| bus.create_activation(fx, "prod", "svc2", "ec-default", "y"));
     h.deactivate("prod", "svc");
     assert_eq!(
-        h.bus.subscription_condition("prod", "sub").map(|c| c.activated),
+        h.bus
+            .subscription_condition("prod", "sub")
+            .map(|c| c.activated),
         Some(true)
     );
     h.deactivate("prod", "svc2");
     assert_eq!(
-        h.bus.subscription_condition("prod", "sub").map(|c| c.activated),
+        h.bus
+            .subscription_condition("prod", "sub")
+            .map(|c| c.activated),
         Some(false)
     );
 }
@@ -489,7 +842,10 @@ fn a_delivery_posts_data_with_kymas_headers() {
     assert_eq!(d.endpoint, "http://sub.prod:8080/");
     assert_eq!(d.body(), r#"{"orderCode":"4caad296"}"#);
     assert_eq!(d.attempt, 1);
-    assert_eq!(d.deadline, h.now.saturating_add(Duration::from_millis(2000)));
+    assert_eq!(
+        d.deadline,
+        h.now.saturating_add(Duration::from_millis(2000))
+    );
     let headers = d.headers();
     let expected: Vec<(String, String)> = [
         ("Content-Type", "application/json"),
@@ -538,7 +894,10 @@ fn a_zero_timeout_means_the_default_of_1000_ms_and_no_name_header_unless_asked()
     h.subscribe("prod", "sub", s);
     h.publish(None);
     let d = h.deliveries();
-    assert_eq!(d[0].deadline, h.now.saturating_add(Duration::from_millis(1000)));
+    assert_eq!(
+        d[0].deadline,
+        h.now.saturating_add(Duration::from_millis(1000))
+    );
     assert!(!d[0].headers().iter().any(|(n, _)| n == "Kyma-Subscription"));
 }
 
@@ -732,7 +1091,10 @@ fn updating_a_subscription_keeps_pending_deliveries_with_the_new_spec() {
     assert_eq!(d[0].endpoint, "http://new/");
     assert_eq!(d[0].event.event_id, uuid(2));
     h.publish(Some(&uuid(3)));
-    assert!(h.deliveries().is_empty(), "the new triple no longer matches");
+    assert!(
+        h.deliveries().is_empty(),
+        "the new triple no longer matches"
+    );
     assert_eq!(h.stats("sub").pending, 2);
 }
 
