@@ -51,25 +51,26 @@ impl Delivery {
     /// The headers, in this order: `Content-Type: application/json`, `KYMA-Source-ID`,
     /// `KYMA-Event-Type`, `KYMA-Event-Type-Version`, `KYMA-Event-ID`, `KYMA-Event-Time`,
     /// then `Kyma-Subscription: <metadata.name>` if asked for, then the event's trace headers.
-    pub fn headers(&self) -> Vec<(String, String)> {
-        let e = &self.event;
+    /// Names and values borrow from the delivery.
+    pub fn headers(&self) -> Vec<(&str, &str)> {
+        let e = &*self.event;
         let mut headers = Vec::with_capacity(7 + e.trace_headers.len());
-        headers.push(("Content-Type".to_owned(), "application/json".to_owned()));
-        headers.push(("KYMA-Source-ID".to_owned(), e.source_id.clone()));
-        headers.push(("KYMA-Event-Type".to_owned(), e.event_type.clone()));
-        headers.push((
-            "KYMA-Event-Type-Version".to_owned(),
-            e.event_type_version.clone(),
-        ));
-        headers.push(("KYMA-Event-ID".to_owned(), e.event_id.clone()));
-        headers.push(("KYMA-Event-Time".to_owned(), e.event_time.clone()));
+        headers.extend([
+            ("Content-Type", "application/json"),
+            ("KYMA-Source-ID", e.source_id.as_str()),
+            ("KYMA-Event-Type", e.event_type.as_str()),
+            ("KYMA-Event-Type-Version", e.event_type_version.as_str()),
+            ("KYMA-Event-ID", e.event_id.as_str()),
+            ("KYMA-Event-Time", e.event_time.as_str()),
+        ]);
         if self.include_subscription_name_header {
-            headers.push((
-                SUBSCRIPTION_NAME_HEADER.to_owned(),
-                self.subscription.name.clone(),
-            ));
+            headers.push((SUBSCRIPTION_NAME_HEADER, self.subscription.name.as_str()));
         }
-        headers.extend(e.trace_headers.iter().cloned());
+        headers.extend(
+            e.trace_headers
+                .iter()
+                .map(|(n, v)| (n.as_str(), v.as_str())),
+        );
         headers
     }
 }

@@ -847,18 +847,16 @@ fn a_delivery_posts_data_with_kymas_headers() {
         h.now.saturating_add(Duration::from_millis(2000))
     );
     let headers = d.headers();
-    let expected: Vec<(String, String)> = [
+    let id = uuid(1);
+    let expected: Vec<(&str, &str)> = vec![
         ("Content-Type", "application/json"),
         ("KYMA-Source-ID", "ec-default"),
         ("KYMA-Event-Type", "order.created"),
         ("KYMA-Event-Type-Version", "v1"),
-        ("KYMA-Event-ID", uuid(1).as_str()),
+        ("KYMA-Event-ID", id.as_str()),
         ("KYMA-Event-Time", OK_TIME),
         ("Kyma-Subscription", "sub"),
-    ]
-    .iter()
-    .map(|(a, b)| ((*a).to_owned(), (*b).to_owned()))
-    .collect();
+    ];
     assert_eq!(headers, expected);
 }
 
@@ -880,8 +878,8 @@ fn trace_headers_travel_from_the_publisher_to_deliveries() {
     });
     let d = h.deliveries();
     let headers = d[0].headers();
-    assert!(headers.contains(&("x-b3-traceid".into(), "abc".into())));
-    assert!(!headers.iter().any(|(n, _)| n == "Authorization"));
+    assert!(headers.contains(&("x-b3-traceid", "abc")));
+    assert!(!headers.iter().any(|(n, _)| *n == "Authorization"));
 }
 
 #[test]
@@ -898,7 +896,12 @@ fn a_zero_timeout_means_the_default_of_1000_ms_and_no_name_header_unless_asked()
         d[0].deadline,
         h.now.saturating_add(Duration::from_millis(1000))
     );
-    assert!(!d[0].headers().iter().any(|(n, _)| n == "Kyma-Subscription"));
+    assert!(
+        !d[0]
+            .headers()
+            .iter()
+            .any(|(n, _)| *n == "Kyma-Subscription")
+    );
 }
 
 #[test]
