@@ -1,126 +1,1360 @@
 //! The Event Service and the Event Bus: publishing, activation, subscriptions, at-least-once
 //! push delivery (reference §3, §4 and §6.3, seed `event-bus.txt`).
 //!
-//! Not built yet: this module holds only the interface the rest of the model calls. Until it
-//! is, the gateway's events path answers 404 like any unknown route.
+//! # What is durable
+//!
+//! Activations, subscriptions (spec and `events-activated` condition), and for every accepted
+//! event the subscriptions still owed it ([`BusRecord::EventAccepted`] names them;
+//! [`BusRecord::DeliveryAcknowledged`] and [`BusRecord::DeadLettered`] settle them). An event
+//! is answered 200 only after its record is queued, and the shell makes records durable before
+//! it releases replies, so an accepted event survives a crash.
+//!
+//! What is not durable: which deliveries are in flight, retry timers and attempt counts. After
+//! [`EventBus::apply`]-ing the records of a previous process, every owed delivery is startable
+//! at once: [`EventBus::poll_timeout`] answers [`Timestamp::EPOCH`] ("now") and the next
+//! [`EventBus::handle_timeout`] starts them.
+//!
+//! # Delivery
+//!
+//! An accepted event is owed to every subscription that matches its (source, type, version)
+//! and is activated at that moment. Per subscription, owed events start in order of
+//! acceptance, never more than `max_inflight` at once; a 2xx acknowledges, anything else
+//! (another status, a timeout, a connection error, a passed deadline) schedules a retry by the
+//! [`RetryPolicy`]. An event still owed after the retention is dead-lettered for that
+//! subscription: listed, counted, and replayable. A deactivated subscription keeps its owed
+//! events paused; an update keeps them and applies the new spec to later attempts; a deletion
+//! drops them, counted.
+
+pub mod delivery;
+pub mod ledger;
+pub mod publish;
+pub mod subscription;
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::sync::Arc;
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
+use serde_json::{Value, json};
+
+pub use delivery::{Delivery, DeliveryId, DeliveryOutcome, DeliveryResult, RetryPolicy};
+pub use publish::{Event, EventServiceError, PublishError};
+pub use subscription::{
+    ActivatedCondition, ActivationSpec, DeliveryStats, ResourceError, ResourceKey, SubscriptionSpec,
+};
 
 use crate::effects::Effects;
-use crate::error::CommonError;
+use crate::record::Record;
 use crate::time::Timestamp;
 
 /// Configuration of the Event Service and the Event Bus.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
-pub struct BusConfig {}
+pub struct BusConfig {
+    /// Largest event body accepted, in bytes; larger ones get 413 `request_body_too_large`
+    /// (Kyma from 2019-03: 65536).
+    pub max_event_bytes: usize,
+    /// How long an accepted event stays owed to a subscription before it is dead-lettered
+    /// (Kyma: NATS Streaming `maxAge` 24 h).
+    #[serde(with = "delivery::millis", rename = "retention_ms")]
+    pub retention: Duration,
+    /// The delivery timeout of a subscription whose `push_request_timeout_ms` is 0 (the CRD
+    /// comment says 1000 ms; Kyma 0.5 applied none, ACE always applies one so that a stalled
+    /// subscriber cannot hold a slot forever).
+    #[serde(with = "delivery::millis", rename = "default_push_timeout_ms")]
+    pub default_push_timeout: Duration,
+    /// When failed deliveries are retried.
+    pub retry: RetryPolicy,
+}
 
-/// A request to the Event Bus (publish API, admin of activations and subscriptions).
+impl Default for BusConfig {
+    fn default() -> Self {
+        BusConfig {
+            max_event_bytes: 64 * 1024,
+            retention: Duration::from_secs(24 * 3600),
+            default_push_timeout: Duration::from_millis(1000),
+            retry: RetryPolicy::default(),
+        }
+    }
+}
+
+/// A request to the Event Bus: the publish API, and the admin surface of activations,
+/// subscriptions and dead letters.
 #[derive(Clone, Debug, PartialEq)]
-pub enum BusRequest {}
+pub enum BusRequest {
+    /// `/v1/events` on the publish API, any method.
+    Publish {
+        /// The HTTP method.
+        method: String,
+        /// The `Source-Id` header, if present.
+        source_id_header: Option<String>,
+        /// Raw body.
+        body: Vec<u8>,
+        /// Request headers the shell passes on (only trace headers are kept).
+        headers: Vec<(String, String)>,
+    },
+    /// Create or update an EventActivation.
+    ApplyActivation {
+        /// `metadata.namespace`.
+        namespace: String,
+        /// `metadata.name`.
+        name: String,
+        /// `spec`.
+        spec: ActivationSpec,
+    },
+    /// Delete an EventActivation.
+    DeleteActivation {
+        /// Namespace.
+        namespace: String,
+        /// Name.
+        name: String,
+    },
+    /// Read one EventActivation.
+    GetActivation {
+        /// Namespace.
+        namespace: String,
+        /// Name.
+        name: String,
+    },
+    /// Read the EventActivations of a namespace, or all.
+    ListActivations {
+        /// Only this namespace.
+        namespace: Option<String>,
+    },
+    /// Create or update a Subscription.
+    ApplySubscription {
+        /// `metadata.namespace`.
+        namespace: String,
+        /// `metadata.name`.
+        name: String,
+        /// `spec`.
+        spec: SubscriptionSpec,
+    },
+    /// Delete a Subscription, dropping what it is still owed.
+    DeleteSubscription {
+        /// Namespace.
+        namespace: String,
+        /// Name.
+        name: String,
+    },
+    /// Read one Subscription.
+    GetSubscription {
+        /// Namespace.
+        namespace: String,
+        /// Name.
+        name: String,
+    },
+    /// Read the Subscriptions of a namespace, or all.
+    ListSubscriptions {
+        /// Only this namespace.
+        namespace: Option<String>,
+    },
+    /// Read the dead letters of a namespace, or all.
+    ListDeadLetters {
+        /// Only this namespace.
+        namespace: Option<String>,
+    },
+    /// Queue dead letters of a subscription again, with a fresh retention.
+    ReplayDeadLetters {
+        /// Namespace.
+        namespace: String,
+        /// Subscription name.
+        name: String,
+        /// Only the dead letters of this event id; all of the subscription if `None`.
+        event_id: Option<String>,
+    },
+}
 
 /// An event sent by an external solution to `POST /{re}/v1/events`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct GatewayEvent {
     /// Raw body.
     pub body: Vec<u8>,
+    /// Request headers the shell passes on (only trace headers are kept).
+    pub headers: Vec<(String, String)>,
 }
 
 /// The answer to a [`BusRequest`] or to an Event Service call.
 #[derive(Clone, Debug, PartialEq)]
 pub enum BusReply {
-    /// The Event Bus is not built: 404, as an unknown route.
-    NotBuilt,
+    /// `200 {"event-id": ...}`: the event is accepted (its record is queued).
+    Published {
+        /// The client's id or the generated one.
+        event_id: String,
+    },
+    /// The publish API refused the event.
+    PublishRefused(PublishError),
+    /// The Event Service refused the event (or relays publish's refusal).
+    EventServiceRefused(EventServiceError),
+    /// An admin answer with its status (`200`, `201`) and body.
+    Resource {
+        /// The status.
+        status: u16,
+        /// The resource(s).
+        body: Value,
+    },
+    /// `204`, empty body.
+    NoContent,
+    /// The admin surface refused the request.
+    ResourceRefused(ResourceError),
 }
 
 impl BusReply {
     /// The HTTP status.
     pub fn status(&self) -> u16 {
-        404
+        match self {
+            BusReply::Published { .. } => 200,
+            BusReply::PublishRefused(e) => e.status(),
+            BusReply::EventServiceRefused(e) => e.status(),
+            BusReply::Resource { status, .. } => *status,
+            BusReply::NoContent => 204,
+            BusReply::ResourceRefused(e) => e.status(),
+        }
     }
 
     /// The JSON body, if any.
     pub fn body(&self) -> Option<Value> {
-        Some(CommonError::route_not_found().to_json())
+        match self {
+            BusReply::Published { event_id } => Some(json!({ "event-id": event_id })),
+            BusReply::PublishRefused(e) => Some(e.body()),
+            BusReply::EventServiceRefused(e) => Some(e.body()),
+            BusReply::Resource { body, .. } => Some(body.clone()),
+            BusReply::NoContent => None,
+            BusReply::ResourceRefused(e) => Some(e.body()),
+        }
     }
 }
 
 /// A durable change of the Event Bus.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub enum BusRecord {}
+pub enum BusRecord {
+    /// An EventActivation was created or changed at `at`.
+    ActivationApplied {
+        /// Its key.
+        activation: ResourceKey,
+        /// Its spec.
+        spec: ActivationSpec,
+        /// When (the transition time of the conditions it changes).
+        at: Timestamp,
+    },
+    /// An EventActivation was deleted at `at`.
+    ActivationDeleted {
+        /// Its key.
+        activation: ResourceKey,
+        /// When.
+        at: Timestamp,
+    },
+    /// A Subscription was created or changed at `at`.
+    SubscriptionApplied {
+        /// Its key.
+        subscription: ResourceKey,
+        /// Its spec.
+        spec: SubscriptionSpec,
+        /// When (for a new one, the transition time of its condition).
+        at: Timestamp,
+    },
+    /// A Subscription was deleted, with everything it was still owed.
+    SubscriptionDeleted {
+        /// Its key.
+        subscription: ResourceKey,
+    },
+    /// An event was accepted at `at`, owed to `deliveries`.
+    EventAccepted {
+        /// Its sequence number in this bus (unique, increasing).
+        seq: u64,
+        /// When.
+        at: Timestamp,
+        /// The event.
+        event: Arc<Event>,
+        /// The subscriptions due it: matching and activated at `at`.
+        deliveries: Vec<ResourceKey>,
+    },
+    /// A subscription acknowledged an event.
+    DeliveryAcknowledged {
+        /// The event's sequence number.
+        seq: u64,
+        /// The subscription.
+        subscription: ResourceKey,
+    },
+    /// An event owed to a subscription outlived the retention.
+    DeadLettered {
+        /// The event's sequence number.
+        seq: u64,
+        /// The subscription.
+        subscription: ResourceKey,
+    },
+    /// A dead letter was queued again at `at`, with a fresh retention.
+    DeadLetterReplayed {
+        /// The event's sequence number.
+        seq: u64,
+        /// The subscription.
+        subscription: ResourceKey,
+        /// When.
+        at: Timestamp,
+    },
+    /// Counters a snapshot carries over.
+    Counters {
+        /// The next sequence number is at least this.
+        next_seq: u64,
+        /// Owed events dropped by subscription deletions.
+        dropped: u64,
+    },
+    /// A subscription's acknowledged count a snapshot carries over.
+    SubscriptionCounters {
+        /// The subscription.
+        subscription: ResourceKey,
+        /// Events it acknowledged.
+        delivered: u64,
+    },
+}
 
-/// An HTTP POST the shell performs for the Event Bus.
+/// An accepted event still owed to (or dead-lettered for) some subscription.
 #[derive(Clone, Debug, PartialEq)]
-pub struct Delivery {}
+struct StoredEvent {
+    event: Arc<Event>,
+    accepted_at: Timestamp,
+    /// Subscriptions that still owe it or hold it as a dead letter.
+    refs: usize,
+}
 
-/// How a delivery ended.
-#[derive(Clone, Debug, PartialEq)]
-pub struct DeliveryOutcome {}
+/// Internal handle of a subscription: a re-created subscription of the same name gets a new
+/// one, so stale timers and outcomes of the old one never touch it.
+type SubId = u64;
+
+#[derive(Clone, Debug)]
+struct Subscription {
+    key: ResourceKey,
+    spec: SubscriptionSpec,
+    condition: ActivatedCondition,
+    /// Durable: owed events (by sequence number) and when each is dead-lettered.
+    pending: BTreeMap<u64, Timestamp>,
+    /// Durable: dead letters.
+    dead: BTreeSet<u64>,
+    /// Durable: acknowledged events.
+    delivered: u64,
+    /// Volatile: owed events ready to start, in order.
+    ready: BTreeSet<u64>,
+    /// Volatile: owed events waiting for a retry, and when.
+    waiting: BTreeMap<u64, Timestamp>,
+    /// Volatile: events in flight, by attempt.
+    in_flight: BTreeMap<u64, DeliveryId>,
+    /// Volatile: attempts so far, per owed event.
+    attempts: BTreeMap<u64, u32>,
+    /// Volatile: failed attempts scheduled again.
+    retried: u64,
+}
+
+impl Subscription {
+    fn durable_eq(&self, other: &Self) -> bool {
+        self.key == other.key
+            && self.spec == other.spec
+            && self.condition == other.condition
+            && self.pending == other.pending
+            && self.dead == other.dead
+            && self.delivered == other.delivered
+    }
+
+    fn stats(&self) -> DeliveryStats {
+        DeliveryStats {
+            pending: self.pending.len() as u64,
+            in_flight: self.in_flight.len() as u64,
+            delivered: self.delivered,
+            retried: self.retried,
+            dead_lettered: self.dead.len() as u64,
+        }
+    }
+
+    fn timeout(&self, config: &BusConfig) -> Duration {
+        match u64::try_from(self.spec.push_request_timeout_ms) {
+            Ok(0) | Err(_) => config.default_push_timeout,
+            Ok(ms) => Duration::from_millis(ms),
+        }
+    }
+
+    fn max_inflight(&self) -> usize {
+        usize::try_from(self.spec.max_inflight).unwrap_or(1).max(1)
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
+struct InFlight {
+    sub: SubId,
+    seq: u64,
+    started: Timestamp,
+    deadline: Timestamp,
+}
 
 /// The Event Bus state machine.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct EventBus {}
+///
+/// Driven like the rest of the model (see [`crate::Model`]): `handle*` / `publish_from_gateway`
+/// / `create_activation` / `delete_activation` with the input's [`Effects`], then
+/// [`EventBus::poll_delivery`] until `None` and [`EventBus::poll_timeout`]. A delivery counts
+/// as in flight from the moment `poll_delivery` can return it until its outcome or its
+/// deadline, whichever comes first.
+#[derive(Clone, Debug)]
+pub struct EventBus {
+    config: BusConfig,
+    // Durable.
+    activations: BTreeMap<ResourceKey, ActivationSpec>,
+    subscription_ids: BTreeMap<ResourceKey, SubId>,
+    subscriptions: BTreeMap<SubId, Subscription>,
+    events: BTreeMap<u64, StoredEvent>,
+    next_seq: u64,
+    dropped: u64,
+    // Volatile.
+    next_sub_id: SubId,
+    next_delivery_id: u64,
+    in_flight: BTreeMap<DeliveryId, InFlight>,
+    deadlines: BTreeSet<(Timestamp, DeliveryId)>,
+    retries: BTreeSet<(Timestamp, SubId, u64)>,
+    expiries: BTreeSet<(Timestamp, SubId, u64)>,
+    /// Subscriptions that may be able to start deliveries.
+    dirty: BTreeSet<SubId>,
+    outbox: VecDeque<Delivery>,
+}
+
+/// Compares only the durable state, what [`EventBus::apply`] rebuilds from records:
+/// activations, subscriptions (spec, condition, owed events, dead letters, acknowledged
+/// count), stored events and counters. In-flight deliveries, timers, attempt and retry counts
+/// and internal handles are lost in a restart by design, so two buses that differ only there
+/// are equal. [`crate::State`] derives `PartialEq` through this, and
+/// `Model::replay(records).state() == model.state()` is the replay guarantee.
+impl PartialEq for EventBus {
+    fn eq(&self, other: &Self) -> bool {
+        let subs = |bus: &EventBus| {
+            bus.subscription_ids
+                .values()
+                .map(|id| bus.subscriptions.get(id).cloned())
+                .collect::<Vec<_>>()
+        };
+        let (a, b) = (subs(self), subs(other));
+        self.activations == other.activations
+            && self.events == other.events
+            && self.next_seq == other.next_seq
+            && self.dropped == other.dropped
+            && a.len() == b.len()
+            && a.iter().zip(&b).all(|(x, y)| match (x, y) {
+                (Some(x), Some(y)) => x.durable_eq(y),
+                _ => false,
+            })
+    }
+}
+
+impl Default for EventBus {
+    fn default() -> Self {
+        EventBus::new(&BusConfig::default())
+    }
+}
 
 impl EventBus {
     /// An empty bus.
-    pub fn new(_config: &BusConfig) -> Self {
-        EventBus {}
+    pub fn new(config: &BusConfig) -> Self {
+        EventBus {
+            config: config.clone(),
+            activations: BTreeMap::new(),
+            subscription_ids: BTreeMap::new(),
+            subscriptions: BTreeMap::new(),
+            events: BTreeMap::new(),
+            next_seq: 0,
+            dropped: 0,
+            next_sub_id: 0,
+            next_delivery_id: 0,
+            in_flight: BTreeMap::new(),
+            deadlines: BTreeSet::new(),
+            retries: BTreeSet::new(),
+            expiries: BTreeSet::new(),
+            dirty: BTreeSet::new(),
+            outbox: VecDeque::new(),
+        }
+    }
+
+    fn commit(&mut self, fx: &mut Effects<'_>, record: BusRecord) {
+        self.apply(&record);
+        fx.push_record(Record::Bus(record));
+    }
+
+    fn sub_id(&self, key: &ResourceKey) -> SubId {
+        *self
+            .subscription_ids
+            .get(key)
+            .unwrap_or_else(|| panic!("record names subscription {key}, which does not exist"))
+    }
+
+    fn is_activated(&self, namespace: &str, source_id: &str) -> bool {
+        self.activations
+            .iter()
+            .any(|(k, a)| k.namespace == namespace && a.source_id == source_id)
+    }
+
+    /// Recomputes the `events-activated` condition of the subscriptions of `namespace`.
+    fn revalidate(&mut self, namespace: &str, at: Timestamp) {
+        let ids: Vec<SubId> = self
+            .subscriptions
+            .iter()
+            .filter(|(_, s)| s.key.namespace == namespace)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in ids {
+            self.revalidate_one(id, at);
+        }
+    }
+
+    fn revalidate_one(&mut self, id: SubId, at: Timestamp) {
+        let Some(sub) = self.subscriptions.get(&id) else {
+            return;
+        };
+        let activated = self.is_activated(&sub.key.namespace, &sub.spec.source_id);
+        if let Some(sub) = self.subscriptions.get_mut(&id)
+            && sub.condition.activated != activated
+        {
+            sub.condition = ActivatedCondition {
+                activated,
+                last_transition_time: at,
+            };
+            self.dirty.insert(id);
+        }
+    }
+
+    /// An event no longer owed to (nor dead-lettered for) one subscription.
+    fn release(&mut self, seq: u64) {
+        let stored = self
+            .events
+            .get_mut(&seq)
+            .unwrap_or_else(|| panic!("released event {seq} is not stored"));
+        stored.refs -= 1;
+        if stored.refs == 0 {
+            self.events.remove(&seq);
+        }
+    }
+
+    /// Removes `seq` from what `id` owes, with its timers; returns whether it was owed.
+    fn settle(&mut self, id: SubId, seq: u64) -> bool {
+        let sub = self
+            .subscriptions
+            .get_mut(&id)
+            .unwrap_or_else(|| panic!("subscription {id} does not exist"));
+        let Some(expires) = sub.pending.remove(&seq) else {
+            return false;
+        };
+        self.expiries.remove(&(expires, id, seq));
+        sub.ready.remove(&seq);
+        sub.attempts.remove(&seq);
+        if let Some(at) = sub.waiting.remove(&seq) {
+            self.retries.remove(&(at, id, seq));
+        }
+        true
+    }
+
+    /// Makes `seq` owed by `id` until `expires`, startable at once.
+    fn owe(&mut self, id: SubId, seq: u64, expires: Timestamp) {
+        let sub = self
+            .subscriptions
+            .get_mut(&id)
+            .unwrap_or_else(|| panic!("subscription {id} does not exist"));
+        sub.pending.insert(seq, expires);
+        if !sub.in_flight.contains_key(&seq) {
+            sub.ready.insert(seq);
+        }
+        self.expiries.insert((expires, id, seq));
+        self.dirty.insert(id);
     }
 
     /// Applies a record (while handling an input, or on replay).
     pub fn apply(&mut self, record: &BusRecord) {
-        match *record {}
+        match record {
+            BusRecord::ActivationApplied {
+                activation,
+                spec,
+                at,
+            } => {
+                self.activations.insert(activation.clone(), spec.clone());
+                self.revalidate(&activation.namespace, *at);
+            }
+            BusRecord::ActivationDeleted { activation, at } => {
+                self.activations.remove(activation);
+                self.revalidate(&activation.namespace, *at);
+            }
+            BusRecord::SubscriptionApplied {
+                subscription,
+                spec,
+                at,
+            } => match self.subscription_ids.get(subscription) {
+                Some(&id) => {
+                    if let Some(sub) = self.subscriptions.get_mut(&id) {
+                        sub.spec = spec.clone();
+                    }
+                    self.dirty.insert(id);
+                    self.revalidate_one(id, *at);
+                }
+                None => {
+                    let id = self.next_sub_id;
+                    self.next_sub_id += 1;
+                    let activated = self.is_activated(&subscription.namespace, &spec.source_id);
+                    self.subscription_ids.insert(subscription.clone(), id);
+                    self.subscriptions.insert(
+                        id,
+                        Subscription {
+                            key: subscription.clone(),
+                            spec: spec.clone(),
+                            condition: ActivatedCondition {
+                                activated,
+                                last_transition_time: *at,
+                            },
+                            pending: BTreeMap::new(),
+                            dead: BTreeSet::new(),
+                            delivered: 0,
+                            ready: BTreeSet::new(),
+                            waiting: BTreeMap::new(),
+                            in_flight: BTreeMap::new(),
+                            attempts: BTreeMap::new(),
+                            retried: 0,
+                        },
+                    );
+                }
+            },
+            BusRecord::SubscriptionDeleted { subscription } => {
+                let id = self.sub_id(subscription);
+                self.subscription_ids.remove(subscription);
+                let owed: Vec<u64> = self.subscriptions[&id].pending.keys().copied().collect();
+                for seq in owed {
+                    self.settle(id, seq);
+                    self.release(seq);
+                    self.dropped += 1;
+                }
+                let sub = self
+                    .subscriptions
+                    .remove(&id)
+                    .unwrap_or_else(|| panic!("subscription {id} does not exist"));
+                for seq in sub.dead {
+                    self.release(seq);
+                    self.dropped += 1;
+                }
+                // Its in-flight attempts stay in `in_flight` until their outcome or deadline,
+                // which then find no subscription and are ignored.
+                self.dirty.remove(&id);
+            }
+            BusRecord::EventAccepted {
+                seq,
+                at,
+                event,
+                deliveries,
+            } => {
+                self.next_seq = self.next_seq.max(seq + 1);
+                if deliveries.is_empty() {
+                    return;
+                }
+                let previous = self.events.insert(
+                    *seq,
+                    StoredEvent {
+                        event: Arc::clone(event),
+                        accepted_at: *at,
+                        refs: deliveries.len(),
+                    },
+                );
+                assert!(previous.is_none(), "event {seq} accepted twice");
+                let expires = at.saturating_add(self.config.retention);
+                for key in deliveries {
+                    let id = self.sub_id(key);
+                    self.owe(id, *seq, expires);
+                }
+            }
+            BusRecord::DeliveryAcknowledged { seq, subscription } => {
+                let id = self.sub_id(subscription);
+                if self.settle(id, *seq) {
+                    if let Some(sub) = self.subscriptions.get_mut(&id) {
+                        sub.delivered += 1;
+                    }
+                    self.release(*seq);
+                }
+            }
+            BusRecord::DeadLettered { seq, subscription } => {
+                let id = self.sub_id(subscription);
+                if self.settle(id, *seq)
+                    && let Some(sub) = self.subscriptions.get_mut(&id)
+                {
+                    sub.dead.insert(*seq);
+                }
+            }
+            BusRecord::DeadLetterReplayed {
+                seq,
+                subscription,
+                at,
+            } => {
+                let id = self.sub_id(subscription);
+                let was_dead = self
+                    .subscriptions
+                    .get_mut(&id)
+                    .is_some_and(|s| s.dead.remove(seq));
+                if was_dead {
+                    self.owe(id, *seq, at.saturating_add(self.config.retention));
+                }
+            }
+            BusRecord::Counters { next_seq, dropped } => {
+                self.next_seq = self.next_seq.max(*next_seq);
+                self.dropped = *dropped;
+            }
+            BusRecord::SubscriptionCounters {
+                subscription,
+                delivered,
+            } => {
+                let id = self.sub_id(subscription);
+                if let Some(sub) = self.subscriptions.get_mut(&id) {
+                    sub.delivered = *delivered;
+                }
+            }
+        }
     }
 
-    /// The records that rebuild this state.
+    /// The records that rebuild this state (see the `PartialEq` implementation for what
+    /// that covers).
     pub fn snapshot(&self) -> Vec<BusRecord> {
-        Vec::new()
+        let mut out = vec![BusRecord::Counters {
+            next_seq: self.next_seq,
+            dropped: self.dropped,
+        }];
+        for (key, spec) in &self.activations {
+            out.push(BusRecord::ActivationApplied {
+                activation: key.clone(),
+                spec: spec.clone(),
+                at: Timestamp::EPOCH,
+            });
+        }
+        for id in self.subscription_ids.values() {
+            let sub = &self.subscriptions[id];
+            // Replayed after the activations, a new subscription gets the same condition
+            // status, and this transition time.
+            out.push(BusRecord::SubscriptionApplied {
+                subscription: sub.key.clone(),
+                spec: sub.spec.clone(),
+                at: sub.condition.last_transition_time,
+            });
+            out.push(BusRecord::SubscriptionCounters {
+                subscription: sub.key.clone(),
+                delivered: sub.delivered,
+            });
+        }
+        for (seq, stored) in &self.events {
+            let holders: Vec<&Subscription> = self
+                .subscription_ids
+                .values()
+                .map(|id| &self.subscriptions[id])
+                .filter(|s| s.pending.contains_key(seq) || s.dead.contains(seq))
+                .collect();
+            out.push(BusRecord::EventAccepted {
+                seq: *seq,
+                at: stored.accepted_at,
+                event: Arc::clone(&stored.event),
+                deliveries: holders.iter().map(|s| s.key.clone()).collect(),
+            });
+            let normal_expiry = stored.accepted_at.saturating_add(self.config.retention);
+            for sub in holders {
+                let dead = BusRecord::DeadLettered {
+                    seq: *seq,
+                    subscription: sub.key.clone(),
+                };
+                match sub.pending.get(seq) {
+                    None => out.push(dead),
+                    Some(&expires) if expires != normal_expiry => {
+                        // A replayed dead letter: its retention restarted.
+                        let at = Timestamp::from_unix_millis(
+                            expires.as_unix_millis().saturating_sub(
+                                u64::try_from(self.config.retention.as_millis())
+                                    .unwrap_or(u64::MAX),
+                            ),
+                        );
+                        out.push(dead);
+                        out.push(BusRecord::DeadLetterReplayed {
+                            seq: *seq,
+                            subscription: sub.key.clone(),
+                            at,
+                        });
+                    }
+                    Some(_) => {}
+                }
+            }
+        }
+        out
     }
 
     /// Handles a request to the bus.
-    pub fn handle(&mut self, _fx: &mut Effects<'_>, request: BusRequest) -> BusReply {
-        match request {}
+    pub fn handle(&mut self, fx: &mut Effects<'_>, request: BusRequest) -> BusReply {
+        let reply = match request {
+            BusRequest::Publish {
+                method,
+                source_id_header,
+                body,
+                headers,
+            } => self.publish(fx, &method, source_id_header.as_deref(), &body, &headers),
+            BusRequest::ApplyActivation {
+                namespace,
+                name,
+                spec,
+            } => self.apply_activation(fx, namespace, name, spec),
+            BusRequest::DeleteActivation { namespace, name } => {
+                let key = ResourceKey::new(namespace, name);
+                if self.activations.contains_key(&key) {
+                    let at = fx.now;
+                    self.commit(
+                        fx,
+                        BusRecord::ActivationDeleted {
+                            activation: key,
+                            at,
+                        },
+                    );
+                    BusReply::NoContent
+                } else {
+                    BusReply::ResourceRefused(ResourceError::NotFound {
+                        kind: "EventActivation",
+                        key,
+                    })
+                }
+            }
+            BusRequest::GetActivation { namespace, name } => {
+                let key = ResourceKey::new(namespace, name);
+                match self.activations.get(&key) {
+                    Some(spec) => BusReply::Resource {
+                        status: 200,
+                        body: subscription::activation_resource(&key, spec),
+                    },
+                    None => BusReply::ResourceRefused(ResourceError::NotFound {
+                        kind: "EventActivation",
+                        key,
+                    }),
+                }
+            }
+            BusRequest::ListActivations { namespace } => BusReply::Resource {
+                status: 200,
+                body: self
+                    .activations
+                    .iter()
+                    .filter(|(k, _)| namespace.as_ref().is_none_or(|n| *n == k.namespace))
+                    .map(|(k, spec)| subscription::activation_resource(k, spec))
+                    .collect(),
+            },
+            BusRequest::ApplySubscription {
+                namespace,
+                name,
+                spec,
+            } => self.apply_subscription(fx, namespace, name, spec),
+            BusRequest::DeleteSubscription { namespace, name } => {
+                let key = ResourceKey::new(namespace, name);
+                if self.subscription_ids.contains_key(&key) {
+                    self.commit(fx, BusRecord::SubscriptionDeleted { subscription: key });
+                    BusReply::NoContent
+                } else {
+                    BusReply::ResourceRefused(ResourceError::NotFound {
+                        kind: "Subscription",
+                        key,
+                    })
+                }
+            }
+            BusRequest::GetSubscription { namespace, name } => {
+                let key = ResourceKey::new(namespace, name);
+                match self.subscription_resource(&key) {
+                    Some(body) => BusReply::Resource { status: 200, body },
+                    None => BusReply::ResourceRefused(ResourceError::NotFound {
+                        kind: "Subscription",
+                        key,
+                    }),
+                }
+            }
+            BusRequest::ListSubscriptions { namespace } => BusReply::Resource {
+                status: 200,
+                body: self
+                    .subscription_ids
+                    .keys()
+                    .filter(|k| namespace.as_ref().is_none_or(|n| *n == k.namespace))
+                    .filter_map(|k| self.subscription_resource(k))
+                    .collect(),
+            },
+            BusRequest::ListDeadLetters { namespace } => BusReply::Resource {
+                status: 200,
+                body: self.dead_letters(namespace.as_deref()),
+            },
+            BusRequest::ReplayDeadLetters {
+                namespace,
+                name,
+                event_id,
+            } => self.replay_dead_letters(fx, namespace, name, event_id),
+        };
+        self.pump(fx.now);
+        reply
     }
 
-    /// Handles `POST /{re}/v1/events` from an authorized external solution of `re`.
+    fn apply_activation(
+        &mut self,
+        fx: &mut Effects<'_>,
+        namespace: String,
+        name: String,
+        spec: ActivationSpec,
+    ) -> BusReply {
+        if let Err(e) = subscription::check_names("EventActivation", &namespace, &name) {
+            return BusReply::ResourceRefused(e);
+        }
+        if spec.source_id.is_empty() {
+            return BusReply::ResourceRefused(ResourceError::InvalidSpec {
+                kind: "EventActivation",
+                problem: "spec.sourceId must not be empty".to_owned(),
+            });
+        }
+        let key = ResourceKey::new(namespace, name);
+        let status = match self.activations.get(&key) {
+            Some(old) if *old == spec => 200,
+            old => {
+                let status = if old.is_some() { 200 } else { 201 };
+                let at = fx.now;
+                self.commit(
+                    fx,
+                    BusRecord::ActivationApplied {
+                        activation: key.clone(),
+                        spec: spec.clone(),
+                        at,
+                    },
+                );
+                status
+            }
+        };
+        BusReply::Resource {
+            status,
+            body: subscription::activation_resource(&key, &spec),
+        }
+    }
+
+    fn apply_subscription(
+        &mut self,
+        fx: &mut Effects<'_>,
+        namespace: String,
+        name: String,
+        spec: SubscriptionSpec,
+    ) -> BusReply {
+        if let Err(e) = subscription::check_names("Subscription", &namespace, &name) {
+            return BusReply::ResourceRefused(e);
+        }
+        if let Some(problem) = spec.problem() {
+            return BusReply::ResourceRefused(ResourceError::InvalidSpec {
+                kind: "Subscription",
+                problem,
+            });
+        }
+        let key = ResourceKey::new(namespace, name);
+        let existing = self
+            .subscription_ids
+            .get(&key)
+            .map(|id| &self.subscriptions[id].spec);
+        let status = match existing {
+            Some(old) if *old == spec => 200,
+            old => {
+                let status = if old.is_some() { 200 } else { 201 };
+                let at = fx.now;
+                self.commit(
+                    fx,
+                    BusRecord::SubscriptionApplied {
+                        subscription: key.clone(),
+                        spec,
+                        at,
+                    },
+                );
+                status
+            }
+        };
+        let body = self.subscription_resource(&key).unwrap_or(Value::Null);
+        BusReply::Resource { status, body }
+    }
+
+    fn subscription_resource(&self, key: &ResourceKey) -> Option<Value> {
+        let sub = &self.subscriptions[self.subscription_ids.get(key)?];
+        Some(subscription::subscription_resource(
+            key,
+            &sub.spec,
+            sub.condition,
+            sub.stats(),
+        ))
+    }
+
+    fn dead_letters(&self, namespace: Option<&str>) -> Value {
+        let mut out = Vec::new();
+        for (key, id) in &self.subscription_ids {
+            if namespace.is_some_and(|n| n != key.namespace) {
+                continue;
+            }
+            for seq in &self.subscriptions[id].dead {
+                let stored = &self.events[seq];
+                let e = &stored.event;
+                out.push(json!({
+                    "namespace": key.namespace,
+                    "subscription": key.name,
+                    "event-id": e.event_id,
+                    "source-id": e.source_id,
+                    "event-type": e.event_type,
+                    "event-type-version": e.event_type_version,
+                    "event-time": e.event_time,
+                    "accepted-at": stored.accepted_at.to_rfc3339(),
+                }));
+            }
+        }
+        Value::Array(out)
+    }
+
+    fn replay_dead_letters(
+        &mut self,
+        fx: &mut Effects<'_>,
+        namespace: String,
+        name: String,
+        event_id: Option<String>,
+    ) -> BusReply {
+        let key = ResourceKey::new(namespace, name);
+        let Some(&id) = self.subscription_ids.get(&key) else {
+            return BusReply::ResourceRefused(ResourceError::NotFound {
+                kind: "Subscription",
+                key,
+            });
+        };
+        let seqs: Vec<u64> = self.subscriptions[&id]
+            .dead
+            .iter()
+            .copied()
+            .filter(|seq| {
+                event_id
+                    .as_ref()
+                    .is_none_or(|e| *e == self.events[seq].event.event_id)
+            })
+            .collect();
+        for &seq in &seqs {
+            let at = fx.now;
+            self.commit(
+                fx,
+                BusRecord::DeadLetterReplayed {
+                    seq,
+                    subscription: key.clone(),
+                    at,
+                },
+            );
+        }
+        BusReply::Resource {
+            status: 200,
+            body: json!({ "replayed": seqs.len() }),
+        }
+    }
+
+    fn publish(
+        &mut self,
+        fx: &mut Effects<'_>,
+        method: &str,
+        source_id_header: Option<&str>,
+        body: &[u8],
+        headers: &[(String, String)],
+    ) -> BusReply {
+        if method != "POST" {
+            return BusReply::PublishRefused(PublishError::BadRequest);
+        }
+        if body.len() > self.config.max_event_bytes {
+            return BusReply::PublishRefused(PublishError::RequestBodyTooLarge);
+        }
+        let candidate = match publish::parse_publish(body, source_id_header)
+            .and_then(|c| publish::validate_publish(&c).map(|()| c))
+        {
+            Ok(c) => c,
+            Err(e) => return BusReply::PublishRefused(e),
+        };
+        self.accept(fx, candidate, headers)
+    }
+
+    /// Handles `POST /{re}/v1/events` from an authorized external solution of `re`: the
+    /// Event Service's checks (reference §3.3), `source-id` = `re`, then the publish checks
+    /// (§3.4, §4.1) whose refusal is relayed with its status.
     pub fn publish_from_gateway(
         &mut self,
-        _fx: &mut Effects<'_>,
-        _re: &str,
-        _event: GatewayEvent,
+        fx: &mut Effects<'_>,
+        re: &str,
+        event: GatewayEvent,
     ) -> BusReply {
-        BusReply::NotBuilt
+        if event.body.len() > self.config.max_event_bytes {
+            return BusReply::EventServiceRefused(EventServiceError::RequestBodyTooLarge);
+        }
+        let candidate = match publish::parse_gateway(&event.body, re) {
+            Ok(c) => c,
+            Err(e) => return BusReply::EventServiceRefused(e),
+        };
+        if let Err(e) = publish::validate_publish(&candidate) {
+            return BusReply::EventServiceRefused(EventServiceError::Publish(e));
+        }
+        let reply = self.accept(fx, candidate, &event.headers);
+        self.pump(fx.now);
+        reply
+    }
+
+    /// Accepts a validated event: owed to every matching, activated subscription, durable
+    /// (its record queued) before the reply.
+    fn accept(
+        &mut self,
+        fx: &mut Effects<'_>,
+        candidate: publish::Candidate,
+        headers: &[(String, String)],
+    ) -> BusReply {
+        let event_id = if candidate.event_id.is_empty() {
+            fx.rng.uuid_v4()
+        } else {
+            candidate.event_id.clone()
+        };
+        let event = candidate.into_event(event_id.clone(), publish::trace_headers_of(headers));
+        let deliveries: Vec<ResourceKey> = self
+            .subscriptions
+            .values()
+            .filter(|s| {
+                s.condition.activated
+                    && s.spec.matches(
+                        &event.source_id,
+                        &event.event_type,
+                        &event.event_type_version,
+                    )
+            })
+            .map(|s| s.key.clone())
+            .collect();
+        let record = BusRecord::EventAccepted {
+            seq: self.next_seq,
+            at: fx.now,
+            event,
+            deliveries,
+        };
+        self.commit(fx, record);
+        BusReply::Published { event_id }
     }
 
     /// Creates the EventActivation made by provisioning a service that has events
     /// (reference §6.3: named after the service id, `sourceId` = the RE).
     pub fn create_activation(
         &mut self,
-        _fx: &mut Effects<'_>,
-        _namespace: &str,
-        _name: &str,
-        _source_id: &str,
-        _display_name: &str,
+        fx: &mut Effects<'_>,
+        namespace: &str,
+        name: &str,
+        source_id: &str,
+        display_name: &str,
     ) {
+        let key = ResourceKey::new(namespace, name);
+        let spec = ActivationSpec {
+            source_id: source_id.to_owned(),
+            display_name: display_name.to_owned(),
+        };
+        if self.activations.get(&key) != Some(&spec) {
+            let at = fx.now;
+            self.commit(
+                fx,
+                BusRecord::ActivationApplied {
+                    activation: key,
+                    spec,
+                    at,
+                },
+            );
+        }
+        self.pump(fx.now);
     }
 
     /// Removes the EventActivation made by provisioning, on deprovisioning.
-    pub fn delete_activation(&mut self, _fx: &mut Effects<'_>, _namespace: &str, _name: &str) {}
-
-    /// Handles timers due at `fx.now`.
-    pub fn handle_timeout(&mut self, _fx: &mut Effects<'_>) {}
-
-    /// Handles the outcome of a delivery.
-    pub fn handle_delivery_outcome(&mut self, _fx: &mut Effects<'_>, _outcome: DeliveryOutcome) {}
-
-    /// The next deadline, if any.
-    pub fn poll_timeout(&self) -> Option<Timestamp> {
-        None
+    pub fn delete_activation(&mut self, fx: &mut Effects<'_>, namespace: &str, name: &str) {
+        let key = ResourceKey::new(namespace, name);
+        if self.activations.contains_key(&key) {
+            let at = fx.now;
+            self.commit(
+                fx,
+                BusRecord::ActivationDeleted {
+                    activation: key,
+                    at,
+                },
+            );
+        }
+        self.pump(fx.now);
     }
 
-    /// The next delivery to start, if any.
+    /// Handles timers due at `fx.now`: delivery deadlines (counted as timeouts), retries,
+    /// retention expiries (dead letters); then starts what can start.
+    pub fn handle_timeout(&mut self, fx: &mut Effects<'_>) {
+        let now = fx.now;
+        while let Some(&(deadline, id)) = self.deadlines.first()
+            && deadline <= now
+        {
+            self.deadlines.pop_first();
+            self.finish(fx, id, false);
+        }
+        while let Some(&(at, id, seq)) = self.retries.first()
+            && at <= now
+        {
+            self.retries.pop_first();
+            if let Some(sub) = self.subscriptions.get_mut(&id)
+                && sub.waiting.get(&seq) == Some(&at)
+            {
+                sub.waiting.remove(&seq);
+                sub.ready.insert(seq);
+                self.dirty.insert(id);
+            }
+        }
+        while let Some(&(expires, id, seq)) = self.expiries.first()
+            && expires <= now
+        {
+            self.expiries.pop_first();
+            let Some(sub) = self.subscriptions.get(&id) else {
+                continue;
+            };
+            if sub.pending.get(&seq) != Some(&expires) {
+                continue;
+            }
+            let key = sub.key.clone();
+            self.commit(
+                fx,
+                BusRecord::DeadLettered {
+                    seq,
+                    subscription: key,
+                },
+            );
+        }
+        self.pump(now);
+    }
+
+    /// Handles the outcome of a delivery. An outcome of an attempt that already timed out,
+    /// or that the bus does not know, is ignored.
+    pub fn handle_delivery_outcome(&mut self, fx: &mut Effects<'_>, outcome: DeliveryOutcome) {
+        self.finish(fx, outcome.delivery, outcome.acknowledges());
+        self.pump(fx.now);
+    }
+
+    /// Ends attempt `id`: acknowledged, or to be retried.
+    fn finish(&mut self, fx: &mut Effects<'_>, id: DeliveryId, acknowledged: bool) {
+        let Some(f) = self.in_flight.remove(&id) else {
+            return;
+        };
+        self.deadlines.remove(&(f.deadline, id));
+        let Some(sub) = self.subscriptions.get_mut(&f.sub) else {
+            return;
+        };
+        if sub.in_flight.get(&f.seq) == Some(&id) {
+            sub.in_flight.remove(&f.seq);
+        }
+        self.dirty.insert(f.sub);
+        if !sub.pending.contains_key(&f.seq) {
+            return;
+        }
+        if acknowledged {
+            let key = sub.key.clone();
+            self.commit(
+                fx,
+                BusRecord::DeliveryAcknowledged {
+                    seq: f.seq,
+                    subscription: key,
+                },
+            );
+        } else if !sub.ready.contains(&f.seq) {
+            let failures = sub.attempts.get(&f.seq).copied().unwrap_or(1);
+            let at = self
+                .config
+                .retry
+                .retry_at(fx.rng, f.started, fx.now, failures);
+            sub.retried += 1;
+            sub.waiting.insert(f.seq, at);
+            self.retries.insert((at, f.sub, f.seq));
+        }
+    }
+
+    /// Starts every delivery that can start: owed events of activated subscriptions, in
+    /// order, up to `max_inflight` each.
+    fn pump(&mut self, now: Timestamp) {
+        while let Some(id) = self.dirty.pop_first() {
+            let Some(sub) = self.subscriptions.get_mut(&id) else {
+                continue;
+            };
+            if !sub.condition.activated {
+                continue;
+            }
+            let max = sub.max_inflight();
+            let deadline = now.saturating_add(sub.timeout(&self.config));
+            while sub.in_flight.len() < max
+                && let Some(seq) = sub.ready.pop_first()
+            {
+                let delivery = DeliveryId(self.next_delivery_id);
+                self.next_delivery_id += 1;
+                let attempt = sub.attempts.entry(seq).or_insert(0);
+                *attempt += 1;
+                sub.in_flight.insert(seq, delivery);
+                self.in_flight.insert(
+                    delivery,
+                    InFlight {
+                        sub: id,
+                        seq,
+                        started: now,
+                        deadline,
+                    },
+                );
+                self.deadlines.insert((deadline, delivery));
+                let event = &self.events[&seq].event;
+                self.outbox.push_back(Delivery {
+                    id: delivery,
+                    subscription: sub.key.clone(),
+                    attempt: *attempt,
+                    endpoint: sub.spec.endpoint.clone(),
+                    include_subscription_name_header: sub.spec.include_subscription_name_header,
+                    deadline,
+                    event: Arc::clone(event),
+                });
+            }
+        }
+    }
+
+    /// The next deadline, if any: the earliest delivery deadline, retry or retention expiry.
+    /// [`Timestamp::EPOCH`] means "at once": deliveries are startable (after a replay) and
+    /// [`EventBus::handle_timeout`] starts them.
+    pub fn poll_timeout(&self) -> Option<Timestamp> {
+        if !self.dirty.is_empty() {
+            return Some(Timestamp::EPOCH);
+        }
+        [
+            self.deadlines.first().map(|d| d.0),
+            self.retries.first().map(|r| r.0),
+            self.expiries.first().map(|e| e.0),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+    }
+
+    /// The next delivery to start, if any. It is in flight from now until its outcome or its
+    /// deadline.
     pub fn poll_delivery(&mut self) -> Option<Delivery> {
-        None
+        self.outbox.pop_front()
+    }
+
+    /// The delivery figures of a subscription.
+    pub fn subscription_stats(&self, namespace: &str, name: &str) -> Option<DeliveryStats> {
+        let id = self
+            .subscription_ids
+            .get(&ResourceKey::new(namespace, name))?;
+        Some(self.subscriptions[id].stats())
+    }
+
+    /// The `events-activated` condition of a subscription.
+    pub fn subscription_condition(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> Option<ActivatedCondition> {
+        let id = self
+            .subscription_ids
+            .get(&ResourceKey::new(namespace, name))?;
+        Some(self.subscriptions[id].condition)
+    }
+
+    /// Owed events dropped because their subscription was deleted.
+    pub fn dropped(&self) -> u64 {
+        self.dropped
+    }
+
+    /// Accepted events still stored (owed to or dead-lettered for some subscription).
+    pub fn stored_events(&self) -> usize {
+        self.events.len()
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &BusConfig {
+        &self.config
     }
 }
+
+#[cfg(test)]
+mod tests;

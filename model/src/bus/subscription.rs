@@ -1,0 +1,278 @@
+//! EventActivations and Subscriptions: their specs, the CRD constraints (reference §4.5,
+//! §6.3) and their resources in the CRD shape.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use super::publish::{is_valid_name_token, is_valid_version};
+use crate::error::CommonError;
+use crate::names;
+use crate::time::Timestamp;
+
+/// `apiVersion` of a Subscription.
+pub const SUBSCRIPTION_API_VERSION: &str = "eventing.kyma.cx/v1alpha1";
+/// `apiVersion` of an EventActivation.
+pub const ACTIVATION_API_VERSION: &str = "applicationconnector.kyma-project.io/v1alpha1";
+/// The type of the Subscription condition the sub-validator maintains.
+pub const EVENTS_ACTIVATED: &str = "events-activated";
+
+/// A namespaced resource name: `namespace/name`.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct ResourceKey {
+    /// `metadata.namespace`.
+    pub namespace: String,
+    /// `metadata.name`.
+    pub name: String,
+}
+
+impl ResourceKey {
+    /// The key of `namespace/name`.
+    pub fn new(namespace: impl Into<String>, name: impl Into<String>) -> Self {
+        ResourceKey {
+            namespace: namespace.into(),
+            name: name.into(),
+        }
+    }
+}
+
+impl std::fmt::Display for ResourceKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.namespace, self.name)
+    }
+}
+
+/// `spec` of an EventActivation.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ActivationSpec {
+    /// `spec.sourceId`: the RE whose events this namespace may receive.
+    #[serde(rename = "sourceId")]
+    pub source_id: String,
+    /// `spec.displayName`.
+    #[serde(rename = "displayName")]
+    pub display_name: String,
+}
+
+/// `spec` of a Subscription (snake_case, as the CRD).
+///
+/// The integers are signed so that out-of-range values reach validation and get a clear
+/// message instead of a decoding error.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SubscriptionSpec {
+    /// Where events are POSTed: `^(https?)://.+$`, at most 512 characters.
+    pub endpoint: String,
+    /// Whether deliveries carry `Kyma-Subscription: <metadata.name>`.
+    pub include_subscription_name_header: bool,
+    /// Most deliveries in flight at once, 1–400.
+    pub max_inflight: i64,
+    /// Delivery timeout in milliseconds, 0–5000; 0 means the configured default.
+    pub push_request_timeout_ms: i64,
+    /// Event type matched, `^[a-zA-Z]+([_\-\.]?[a-zA-Z0-9]+)*$`.
+    pub event_type: String,
+    /// Event type version matched, `^[a-zA-Z0-9]+$`.
+    pub event_type_version: String,
+    /// Source matched (the RE), at least one character.
+    pub source_id: String,
+}
+
+impl SubscriptionSpec {
+    /// The first CRD constraint this spec breaks, as a message naming the field.
+    pub fn problem(&self) -> Option<String> {
+        let endpoint_ok = (self.endpoint.starts_with("http://") && self.endpoint.len() > 7)
+            || (self.endpoint.starts_with("https://") && self.endpoint.len() > 8);
+        if !endpoint_ok {
+            return Some(format!(
+                "spec.endpoint {:?} must match ^(https?)://.+$",
+                self.endpoint
+            ));
+        }
+        if self.endpoint.chars().count() > 512 {
+            return Some(format!(
+                "spec.endpoint must be at most 512 characters, got {}",
+                self.endpoint.chars().count()
+            ));
+        }
+        if !(1..=400).contains(&self.max_inflight) {
+            return Some(format!(
+                "spec.max_inflight must be between 1 and 400, got {}",
+                self.max_inflight
+            ));
+        }
+        if !(0..=5000).contains(&self.push_request_timeout_ms) {
+            return Some(format!(
+                "spec.push_request_timeout_ms must be between 0 and 5000, got {}",
+                self.push_request_timeout_ms
+            ));
+        }
+        if self.event_type.is_empty() {
+            return Some("spec.event_type must not be empty".to_owned());
+        }
+        if !is_valid_name_token(&self.event_type) {
+            return Some(format!(
+                "spec.event_type {:?} must match ^[a-zA-Z]+([_\\-\\.]?[a-zA-Z0-9]+)*$",
+                self.event_type
+            ));
+        }
+        if self.event_type_version.is_empty() {
+            return Some("spec.event_type_version must not be empty".to_owned());
+        }
+        if !is_valid_version(&self.event_type_version) {
+            return Some(format!(
+                "spec.event_type_version {:?} must match ^[a-zA-Z0-9]+$",
+                self.event_type_version
+            ));
+        }
+        if self.source_id.is_empty() {
+            return Some("spec.source_id must not be empty".to_owned());
+        }
+        None
+    }
+
+    /// Whether an event of this source, type and version is for this subscription.
+    pub fn matches(&self, source_id: &str, event_type: &str, event_type_version: &str) -> bool {
+        self.source_id == source_id
+            && self.event_type == event_type
+            && self.event_type_version == event_type_version
+    }
+}
+
+/// The `events-activated` condition (reference §4.4).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ActivatedCondition {
+    /// `status`: `"True"` or `"False"`.
+    pub activated: bool,
+    /// `last_transition_time`: when `status` last changed (or the subscription was created).
+    pub last_transition_time: Timestamp,
+}
+
+impl ActivatedCondition {
+    /// The condition as the CRD status shows it.
+    pub fn to_json(self) -> Value {
+        json!({
+            "type": EVENTS_ACTIVATED,
+            "status": if self.activated { "True" } else { "False" },
+            "last_transition_time": self.last_transition_time.to_rfc3339(),
+            "reason": "",
+            "message": "",
+        })
+    }
+}
+
+/// Why an admin request on an EventActivation or Subscription was refused.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ResourceError {
+    /// A namespace or name is not a DNS-1123 label.
+    InvalidName {
+        /// `namespace` or the kind.
+        kind: &'static str,
+        /// The name.
+        name: String,
+        /// Why.
+        problem: String,
+    },
+    /// A spec breaks a CRD constraint.
+    InvalidSpec {
+        /// The kind.
+        kind: &'static str,
+        /// The message naming the field and the constraint.
+        problem: String,
+    },
+    /// No such resource.
+    NotFound {
+        /// The kind.
+        kind: &'static str,
+        /// Its key.
+        key: ResourceKey,
+    },
+}
+
+impl ResourceError {
+    /// The HTTP status.
+    pub fn status(&self) -> u16 {
+        match self {
+            ResourceError::NotFound { .. } => 404,
+            _ => 400,
+        }
+    }
+
+    /// The message of the `{code, error}` body.
+    pub fn message(&self) -> String {
+        match self {
+            ResourceError::InvalidName {
+                kind,
+                name,
+                problem,
+            } => format!("Invalid {kind} name {name:?}: a DNS-1123 label {problem}."),
+            ResourceError::InvalidSpec { kind, problem } => format!("Invalid {kind}: {problem}."),
+            ResourceError::NotFound { kind, key } => format!("{kind} {key} not found."),
+        }
+    }
+
+    /// The common `{code, error}` body.
+    pub fn body(&self) -> Value {
+        CommonError::new(self.status(), self.message()).to_json()
+    }
+}
+
+/// Checks that `namespace` and `name` are DNS-1123 labels.
+pub(crate) fn check_names(
+    kind: &'static str,
+    namespace: &str,
+    name: &str,
+) -> Result<(), ResourceError> {
+    for (kind, value) in [("namespace", namespace), (kind, name)] {
+        if let Some(problem) = names::dns1123_label_problem(value) {
+            return Err(ResourceError::InvalidName {
+                kind,
+                name: value.to_owned(),
+                problem,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// An EventActivation in the CRD shape.
+pub fn activation_resource(key: &ResourceKey, spec: &ActivationSpec) -> Value {
+    json!({
+        "apiVersion": ACTIVATION_API_VERSION,
+        "kind": "EventActivation",
+        "metadata": {"name": key.name, "namespace": key.namespace},
+        "spec": {"displayName": spec.display_name, "sourceId": spec.source_id},
+    })
+}
+
+/// Delivery figures of one subscription, shown in its status.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeliveryStats {
+    /// Events due and not yet acknowledged or dead-lettered (in flight included).
+    pub pending: u64,
+    /// Deliveries started and not finished.
+    #[serde(rename = "inFlight")]
+    pub in_flight: u64,
+    /// Events acknowledged with a 2xx.
+    pub delivered: u64,
+    /// Attempts that failed and were scheduled again (since the process started).
+    pub retried: u64,
+    /// Events dead-lettered after the retention and not replayed.
+    #[serde(rename = "deadLettered")]
+    pub dead_lettered: u64,
+}
+
+/// A Subscription in the CRD shape, with ACE's delivery figures in `status.delivery`.
+pub fn subscription_resource(
+    key: &ResourceKey,
+    spec: &SubscriptionSpec,
+    condition: ActivatedCondition,
+    stats: DeliveryStats,
+) -> Value {
+    json!({
+        "apiVersion": SUBSCRIPTION_API_VERSION,
+        "kind": "Subscription",
+        "metadata": {"name": key.name, "namespace": key.namespace},
+        "spec": spec,
+        "status": {
+            "conditions": [condition.to_json()],
+            "delivery": stats,
+        },
+    })
+}
