@@ -211,6 +211,19 @@ fn percent_decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// The request's trace headers (reference §3.4), the only ones passed on with an event.
+fn trace_headers(headers: &hyper::HeaderMap) -> Vec<(String, String)> {
+    ace_model::bus::publish::TRACE_HEADERS
+        .iter()
+        .filter_map(|name| {
+            Some((
+                (*name).to_owned(),
+                headers.get(*name)?.to_str().ok()?.to_owned(),
+            ))
+        })
+        .collect()
+}
+
 fn segments(path: &str) -> Vec<&str> {
     path.trim_start_matches('/').split('/').collect()
 }
@@ -388,8 +401,11 @@ impl App {
                 _,
             ) => return method_not_allowed(),
             (["events", ..], &Method::POST) => {
+                let headers = trace_headers(req.headers());
                 match read_body(req, self.limits.max_body_bytes, self.limits.body_timeout).await {
-                    Ok(body) => GatewayCall::PublishEvent(ace_model::bus::GatewayEvent { body }),
+                    Ok(body) => {
+                        GatewayCall::PublishEvent(ace_model::bus::GatewayEvent { body, headers })
+                    }
                     Err(r) => return r,
                 }
             }

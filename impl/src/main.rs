@@ -1,7 +1,7 @@
 //! `ace`: the command line of ACE. Run `ace --help`.
 
 #![forbid(unsafe_code)]
-#![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
+#![cfg_attr(not(test), warn(clippy::unwrap_used))]
 
 use std::io::{self, Read, Write};
 use std::path::PathBuf;

@@ -21,25 +21,66 @@ async fn tokens_info_and_one_time_urls() {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let s = start(dir.path()).await;
     s.apply_re("ec-default").await;
-    let r = s.send(Method::POST, &s.internal("/v1/remoteenvironments/ec-default/tokens"), None, None).await;
+    let r = s
+        .send(
+            Method::POST,
+            &s.internal("/v1/remoteenvironments/ec-default/tokens"),
+            None,
+            None,
+        )
+        .await;
     assert_eq!(r.status, 201);
     let body = r.json();
     let token = body["token"].as_str().unwrap_or_default();
     assert_eq!(token.len(), 88);
     let url = body["url"].as_str().unwrap_or_default().to_owned();
-    assert_eq!(url, s.external(&format!("/v1/remoteenvironments/ec-default/info?token={token}")));
+    assert_eq!(
+        url,
+        s.external(&format!(
+            "/v1/remoteenvironments/ec-default/info?token={token}"
+        ))
+    );
 
     let info = s.send(Method::GET, &url, None, None).await;
     assert_eq!(info.status, 200);
-    assert_eq!(info.json()["certificate"]["subject"], "OU=OrgUnit,O=Organization,L=Waldorf,ST=Waldorf,C=DE,CN=ec-default");
-    assert_eq!(info.json()["api"]["metadataUrl"], json!(s.gateway("/ec-default/v1/metadata/services")));
+    assert_eq!(
+        info.json()["certificate"]["subject"],
+        "OU=OrgUnit,O=Organization,L=Waldorf,ST=Waldorf,C=DE,CN=ec-default"
+    );
+    assert_eq!(
+        info.json()["api"]["metadataUrl"],
+        json!(s.gateway("/ec-default/v1/metadata/services"))
+    );
     let again = s.send(Method::GET, &url, None, None).await;
-    assert_eq!((again.status, again.json()), (403, err(403, "Invalid token.")));
-    assert_eq!(again.headers["content-type"], "application/json;charset=UTF-8");
+    assert_eq!(
+        (again.status, again.json()),
+        (403, err(403, "Invalid token."))
+    );
+    assert_eq!(
+        again.headers["content-type"],
+        "application/json;charset=UTF-8"
+    );
 
-    let missing = s.send(Method::GET, &s.external("/v1/remoteenvironments/ec-default/info"), None, None).await;
-    assert_eq!((missing.status, missing.json()), (403, err(403, "Token not provided.")));
-    let unknown = s.send(Method::POST, &s.internal("/v1/remoteenvironments/nope/tokens"), None, None).await;
+    let missing = s
+        .send(
+            Method::GET,
+            &s.external("/v1/remoteenvironments/ec-default/info"),
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(
+        (missing.status, missing.json()),
+        (403, err(403, "Token not provided."))
+    );
+    let unknown = s
+        .send(
+            Method::POST,
+            &s.internal("/v1/remoteenvironments/nope/tokens"),
+            None,
+            None,
+        )
+        .await;
     assert_eq!(unknown.status, 404);
 }
 
@@ -52,7 +93,10 @@ async fn client_certs_returns_the_client_and_ca_chain() {
     assert_eq!(r.status, 201, "{}", r.text());
     let chain = pki::certs_from_pem(&chain_of(&r.json())).unwrap_or_default();
     assert_eq!(chain.len(), 2, "client certificate, then the CA");
-    assert_eq!(chain[1].as_ref(), pki::certs_from_pem(&s.server.ca_pem).unwrap_or_default()[0].as_ref());
+    assert_eq!(
+        chain[1].as_ref(),
+        pki::certs_from_pem(&s.server.ca_pem).unwrap_or_default()[0].as_ref()
+    );
     let peer = pki::peer_identity(&chain[0]).unwrap_or_else(|| panic!("unreadable certificate"));
     assert_eq!(peer.common_name.as_deref(), Some("ec"));
 }
@@ -72,8 +116,18 @@ async fn bad_csrs_get_400_and_keep_the_token() {
     let s = start(dir.path()).await;
     s.apply_re("ec").await;
     let token = s.token("ec").await;
-    let info = s.send(Method::GET, &s.external(&format!("/v1/remoteenvironments/ec/info?token={token}")), None, None).await;
-    let csr_url = info.json()["csrUrl"].as_str().unwrap_or_default().to_owned();
+    let info = s
+        .send(
+            Method::GET,
+            &s.external(&format!("/v1/remoteenvironments/ec/info?token={token}")),
+            None,
+            None,
+        )
+        .await;
+    let csr_url = info.json()["csrUrl"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
     let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
     let key = pki::generate_key(KeyKind::EcdsaP256).unwrap_or_else(|e| panic!("{e}"));
     let wrong_cn = pki::make_csr(&key, &subject("intruder")).unwrap_or_default();
@@ -89,16 +143,35 @@ async fn bad_csrs_get_400_and_keep_the_token() {
         (json!({"csr": b64(&no_country)}).to_string(), "CSR: No country provided."),
     ];
     for (body, message) in cases {
-        let r = s.send(Method::POST, &csr_url, Some(body.as_bytes()), None).await;
+        let r = s
+            .send(Method::POST, &csr_url, Some(body.as_bytes()), None)
+            .await;
         assert_eq!(r.status, 400, "{body}: {}", r.text());
         let got = r.json()["error"].as_str().unwrap_or_default().to_owned();
-        assert!(got.starts_with(message), "{got:?} should start with {message:?}");
+        assert!(
+            got.starts_with(message),
+            "{got:?} should start with {message:?}"
+        );
     }
     // The token survived every failure.
     let good = pki::make_csr(&key, &subject("ec")).unwrap_or_default();
-    let r = s.send(Method::POST, &csr_url, Some(json!({"csr": b64(&good)}).to_string().as_bytes()), None).await;
+    let r = s
+        .send(
+            Method::POST,
+            &csr_url,
+            Some(json!({"csr": b64(&good)}).to_string().as_bytes()),
+            None,
+        )
+        .await;
     assert_eq!(r.status, 201, "{}", r.text());
-    let r = s.send(Method::POST, &csr_url, Some(json!({"csr": b64(&good)}).to_string().as_bytes()), None).await;
+    let r = s
+        .send(
+            Method::POST,
+            &csr_url,
+            Some(json!({"csr": b64(&good)}).to_string().as_bytes()),
+            None,
+        )
+        .await;
     assert_eq!((r.status, r.json()), (403, err(403, "Invalid token.")));
 }
 
@@ -107,10 +180,18 @@ async fn the_spec_is_served_and_v1_redirects_to_it() {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let s = start(dir.path()).await;
     let r = s.send(Method::GET, &s.external("/v1"), None, None).await;
-    assert_eq!((r.status, r.headers["location"].to_str().unwrap_or_default()), (301, "/v1/api.yaml"));
-    let r = s.send(Method::GET, &s.external("/v1/api.yaml"), None, None).await;
+    assert_eq!(
+        (r.status, r.headers["location"].to_str().unwrap_or_default()),
+        (301, "/v1/api.yaml")
+    );
+    let r = s
+        .send(Method::GET, &s.external("/v1/api.yaml"), None, None)
+        .await;
     assert_eq!(r.status, 200);
-    assert!(r.text().contains("/v1/remoteenvironments/{reName}/client-certs"));
+    assert!(
+        r.text()
+            .contains("/v1/remoteenvironments/{reName}/client-certs")
+    );
 }
 
 #[tokio::test]
@@ -120,33 +201,94 @@ async fn metadata_crud_over_mutual_tls() {
     s.apply_re("ec").await;
     let me = s.onboard("ec").await;
     let services = s.gateway("/ec/v1/metadata/services");
-    let created = s.send(Method::POST, &services, Some(&service_body("orders")), Some(&me)).await;
+    let created = s
+        .send(
+            Method::POST,
+            &services,
+            Some(&service_body("orders")),
+            Some(&me),
+        )
+        .await;
     assert_eq!(created.status, 200, "{}", created.text());
     let id = created.json()["id"].as_str().unwrap_or_default().to_owned();
-    let dup = s.send(Method::POST, &services, Some(&service_body("orders")), Some(&me)).await;
-    assert_eq!((dup.status, dup.json()), (409, err(409, "Service with Identifier orders already exists")));
-    let one = s.send(Method::GET, &format!("{services}/{id}"), None, Some(&me)).await;
+    let dup = s
+        .send(
+            Method::POST,
+            &services,
+            Some(&service_body("orders")),
+            Some(&me),
+        )
+        .await;
+    assert_eq!(
+        (dup.status, dup.json()),
+        (
+            409,
+            err(409, "Service with Identifier orders already exists")
+        )
+    );
+    let one = s
+        .send(Method::GET, &format!("{services}/{id}"), None, Some(&me))
+        .await;
     assert_eq!(one.status, 200);
     assert!(!one.text().contains("very-secret"), "secrets are masked");
-    assert_eq!(one.json()["api"]["credentials"]["oauth"]["clientSecret"], "********");
-    let invalid = s.send(Method::POST, &services, Some(b"{}"), Some(&me)).await;
+    assert_eq!(
+        one.json()["api"]["credentials"]["oauth"]["clientSecret"],
+        "********"
+    );
+    let invalid = s
+        .send(Method::POST, &services, Some(b"{}"), Some(&me))
+        .await;
     assert_eq!(invalid.status, 400);
     assert!(invalid.json()["error"].as_str().unwrap_or_default().starts_with("Failed to validate request body, Incorrect structure of service definition, Provider field cannot be empty."));
-    let update = s.send(Method::PUT, &format!("{services}/{id}"), Some(&service_body("ignored")), Some(&me)).await;
-    assert_eq!((update.status, update.json()["identifier"].clone()), (200, json!("orders")));
-    let unknown = s.send(Method::GET, &format!("{services}/nope"), None, Some(&me)).await;
-    assert_eq!((unknown.status, unknown.json()), (404, err(404, "Service with ID nope not found")));
+    let update = s
+        .send(
+            Method::PUT,
+            &format!("{services}/{id}"),
+            Some(&service_body("ignored")),
+            Some(&me),
+        )
+        .await;
+    assert_eq!(
+        (update.status, update.json()["identifier"].clone()),
+        (200, json!("orders"))
+    );
+    let unknown = s
+        .send(Method::GET, &format!("{services}/nope"), None, Some(&me))
+        .await;
+    assert_eq!(
+        (unknown.status, unknown.json()),
+        (404, err(404, "Service with ID nope not found"))
+    );
     let list = s.send(Method::GET, &services, None, Some(&me)).await;
     assert_eq!(list.json().as_array().map(Vec::len), Some(1));
     for _ in 0..2 {
-        let deleted = s.send(Method::DELETE, &format!("{services}/{id}"), None, Some(&me)).await;
+        let deleted = s
+            .send(Method::DELETE, &format!("{services}/{id}"), None, Some(&me))
+            .await;
         assert_eq!((deleted.status, deleted.body.len()), (204, 0));
     }
-    let root = s.send(Method::POST, &s.gateway("/ec/v1/metadata"), None, Some(&me)).await;
-    assert_eq!((root.status, root.headers["location"].to_str().unwrap_or_default()), (301, "/ec/v1/metadata/api.yaml"));
-    let spec = s.send(Method::GET, &s.gateway("/ec/v1/metadata/api.yaml"), None, Some(&me)).await;
+    let root = s
+        .send(Method::POST, &s.gateway("/ec/v1/metadata"), None, Some(&me))
+        .await;
+    assert_eq!(
+        (
+            root.status,
+            root.headers["location"].to_str().unwrap_or_default()
+        ),
+        (301, "/ec/v1/metadata/api.yaml")
+    );
+    let spec = s
+        .send(
+            Method::GET,
+            &s.gateway("/ec/v1/metadata/api.yaml"),
+            None,
+            Some(&me),
+        )
+        .await;
     assert_eq!(spec.status, 200);
-    let health = s.send(Method::GET, &s.gateway("/v1/health"), None, None).await;
+    let health = s
+        .send(Method::GET, &s.gateway("/v1/health"), None, None)
+        .await;
     assert_eq!(health.status, 200);
 }
 
@@ -157,10 +299,36 @@ async fn certificates_open_only_their_remote_environment() {
     s.apply_re("ec-a").await;
     s.apply_re("ec-b").await;
     let a = s.onboard("ec-a").await;
-    let r = s.send(Method::GET, &s.gateway("/ec-b/v1/metadata/services"), None, Some(&a)).await;
-    assert_eq!((r.status, r.json()), (403, err(403, "The client certificate does not belong to Remote Environment ec-b.")));
-    let anonymous = s.send(Method::GET, &s.gateway("/ec-a/v1/metadata/services"), None, None).await;
-    assert_eq!((anonymous.status, anonymous.json()), (403, err(403, "A client certificate is required.")));
+    let r = s
+        .send(
+            Method::GET,
+            &s.gateway("/ec-b/v1/metadata/services"),
+            None,
+            Some(&a),
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.json()),
+        (
+            403,
+            err(
+                403,
+                "The client certificate does not belong to Remote Environment ec-b."
+            )
+        )
+    );
+    let anonymous = s
+        .send(
+            Method::GET,
+            &s.gateway("/ec-a/v1/metadata/services"),
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(
+        (anonymous.status, anonymous.json()),
+        (403, err(403, "A client certificate is required."))
+    );
 }
 
 #[tokio::test]
@@ -169,13 +337,37 @@ async fn a_deleted_remote_environment_refuses_its_certificates_even_when_recreat
     let s = start(dir.path()).await;
     s.apply_re("ec").await;
     let old = s.onboard("ec").await;
-    let r = s.send(Method::DELETE, &s.admin("/v1/remoteenvironments/ec"), None, None).await;
+    let r = s
+        .send(
+            Method::DELETE,
+            &s.admin("/v1/remoteenvironments/ec"),
+            None,
+            None,
+        )
+        .await;
     assert_eq!(r.status, 204);
     s.apply_re("ec").await;
-    let r = s.send(Method::GET, &s.gateway("/ec/v1/metadata/services"), None, Some(&old)).await;
-    assert_eq!((r.status, r.json()), (403, err(403, "The client certificate has been revoked.")));
+    let r = s
+        .send(
+            Method::GET,
+            &s.gateway("/ec/v1/metadata/services"),
+            None,
+            Some(&old),
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.json()),
+        (403, err(403, "The client certificate has been revoked."))
+    );
     let fresh = s.onboard("ec").await;
-    let r = s.send(Method::GET, &s.gateway("/ec/v1/metadata/services"), None, Some(&fresh)).await;
+    let r = s
+        .send(
+            Method::GET,
+            &s.gateway("/ec/v1/metadata/services"),
+            None,
+            Some(&fresh),
+        )
+        .await;
     assert_eq!(r.status, 200);
 }
 
@@ -185,10 +377,13 @@ async fn a_certificate_from_another_ca_fails_the_handshake() {
     let s = start(dir.path()).await;
     s.apply_re("ec").await;
     // A certificate with the right CN and a plausible serial, signed by a stranger's CA.
-    let rogue = Ca::generate(KeyKind::EcdsaP256, Timestamp::from_unix_millis(now_ms())).unwrap_or_else(|e| panic!("{e}"));
+    let rogue = Ca::generate(KeyKind::EcdsaP256, Timestamp::from_unix_millis(now_ms()))
+        .unwrap_or_else(|e| panic!("{e}"));
     let key = pki::generate_key(KeyKind::EcdsaP256).unwrap_or_else(|e| panic!("{e}"));
     let csr = pki::make_csr(&key, &subject("ec")).unwrap_or_default();
-    let der = pem::parse(&csr).map(|p| p.into_contents()).unwrap_or_default();
+    let der = pem::parse(&csr)
+        .map(|p| p.into_contents())
+        .unwrap_or_default();
     let issued = ace_model::connector::IssuedCertificate {
         serial: ace_model::rng::CertSerial("11".repeat(16)),
         re: "ec".into(),
@@ -197,15 +392,33 @@ async fn a_certificate_from_another_ca_fails_the_handshake() {
         not_before: Timestamp::from_unix_millis(now_ms() - 1000),
         not_after: Timestamp::from_unix_millis(now_ms() + 86_400_000),
     };
-    let cert = rogue.sign_client(&der, &issued).unwrap_or_else(|e| panic!("{e}"));
+    let cert = rogue
+        .sign_client(&der, &issued)
+        .unwrap_or_else(|e| panic!("{e}"));
     let tls = client::tls_connector(&TlsOptions {
         roots: pki::certs_from_pem(&s.server.ca_pem).unwrap_or_default(),
-        identity: Some((pki::certs_from_pem(&cert).unwrap_or_default(), pki::key_from_pem(&key.serialize_pem()).unwrap_or_else(|e| panic!("{e}")))),
+        identity: Some((
+            pki::certs_from_pem(&cert).unwrap_or_default(),
+            pki::key_from_pem(&key.serialize_pem()).unwrap_or_else(|e| panic!("{e}")),
+        )),
         insecure: false,
     })
     .unwrap_or_else(|e| panic!("{e}"));
-    let result = client::request(&TokioNet, Method::GET, &s.gateway("/ec/v1/metadata/services"), &[], None, Some(&tls), TIMEOUT).await;
-    assert!(result.is_err(), "a foreign certificate must not get an answer, got {:?}", result.map(|r| r.status));
+    let result = client::request(
+        &TokioNet,
+        Method::GET,
+        &s.gateway("/ec/v1/metadata/services"),
+        &[],
+        None,
+        Some(&tls),
+        TIMEOUT,
+    )
+    .await;
+    assert!(
+        result.is_err(),
+        "a foreign certificate must not get an answer, got {:?}",
+        result.map(|r| r.status)
+    );
 }
 
 #[tokio::test]
@@ -218,22 +431,79 @@ async fn unknown_routes_wrong_methods_and_large_bodies() {
     s.apply_re("ec").await;
     let me = s.onboard("ec").await;
     let r = s.send(Method::GET, &s.internal("/nope"), None, None).await;
-    assert_eq!((r.status, r.json()), (404, err(404, "Requested resource could not be found.")));
-    let r = s.send(Method::GET, &s.internal("/v1/remoteenvironments/ec/tokens"), None, None).await;
+    assert_eq!(
+        (r.status, r.json()),
+        (404, err(404, "Requested resource could not be found."))
+    );
+    let r = s
+        .send(
+            Method::GET,
+            &s.internal("/v1/remoteenvironments/ec/tokens"),
+            None,
+            None,
+        )
+        .await;
     assert_eq!((r.status, r.json()), (405, err(405, "Method not allowed.")));
-    let r = s.send(Method::DELETE, &s.external("/v1/remoteenvironments/ec/info"), None, None).await;
+    let r = s
+        .send(
+            Method::DELETE,
+            &s.external("/v1/remoteenvironments/ec/info"),
+            None,
+            None,
+        )
+        .await;
     assert_eq!(r.status, 405);
     let big = vec![b'x'; 4096];
-    let r = s.send(Method::POST, &s.external("/v1/remoteenvironments/ec/client-certs?token=t"), Some(&big), None).await;
+    let r = s
+        .send(
+            Method::POST,
+            &s.external("/v1/remoteenvironments/ec/client-certs?token=t"),
+            Some(&big),
+            None,
+        )
+        .await;
     assert_eq!(r.status, 413);
-    let r = s.send(Method::POST, &s.gateway("/ec/v1/metadata/services"), Some(&big), Some(&me)).await;
+    let r = s
+        .send(
+            Method::POST,
+            &s.gateway("/ec/v1/metadata/services"),
+            Some(&big),
+            Some(&me),
+        )
+        .await;
     assert_eq!(r.status, 413);
-    let r = s.send(Method::PATCH, &s.gateway("/ec/v1/metadata/services"), None, Some(&me)).await;
+    let r = s
+        .send(
+            Method::PATCH,
+            &s.gateway("/ec/v1/metadata/services"),
+            None,
+            Some(&me),
+        )
+        .await;
     assert_eq!(r.status, 405);
-    let r = s.send(Method::PUT, &s.admin("/v1/remoteenvironments/Bad_Name"), Some(b"{}"), None).await;
+    let r = s
+        .send(
+            Method::PUT,
+            &s.admin("/v1/remoteenvironments/Bad_Name"),
+            Some(b"{}"),
+            None,
+        )
+        .await;
     assert_eq!(r.status, 400);
-    assert!(r.json()["error"].as_str().unwrap_or_default().contains("DNS-1123"));
-    let r = s.send(Method::PUT, &s.admin("/v1/remoteenvironments/ec"), Some(b"{"), None).await;
+    assert!(
+        r.json()["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("DNS-1123")
+    );
+    let r = s
+        .send(
+            Method::PUT,
+            &s.admin("/v1/remoteenvironments/ec"),
+            Some(b"{"),
+            None,
+        )
+        .await;
     assert_eq!(r.status, 400);
 }
 
@@ -244,7 +514,14 @@ async fn state_survives_a_restart() {
         let s = start(dir.path()).await;
         s.apply_re("ec").await;
         let me = s.onboard("ec").await;
-        let r = s.send(Method::POST, &s.gateway("/ec/v1/metadata/services"), Some(&service_body("x")), Some(&me)).await;
+        let r = s
+            .send(
+                Method::POST,
+                &s.gateway("/ec/v1/metadata/services"),
+                Some(&service_body("x")),
+                Some(&me),
+            )
+            .await;
         let id = r.json()["id"].as_str().unwrap_or_default().to_owned();
         let ca = s.server.ca_pem.clone();
         s.server.stop().await;
@@ -253,8 +530,20 @@ async fn state_survives_a_restart() {
     let s = start(dir.path()).await;
     assert_eq!(s.server.ca_pem, ca, "the CA is kept");
     assert!(s.server.replayed > 0);
-    let r = s.send(Method::GET, &s.gateway(&format!("/ec/v1/metadata/services/{id}")), None, Some(&me)).await;
-    assert_eq!(r.status, 200, "the certificate and the service survive: {}", r.text());
+    let r = s
+        .send(
+            Method::GET,
+            &s.gateway(&format!("/ec/v1/metadata/services/{id}")),
+            None,
+            Some(&me),
+        )
+        .await;
+    assert_eq!(
+        r.status,
+        200,
+        "the certificate and the service survive: {}",
+        r.text()
+    );
 }
 
 #[tokio::test]
@@ -263,15 +552,48 @@ async fn catalog_and_provisioning_through_the_admin_api() {
     let s = start(dir.path()).await;
     s.apply_re("ec").await;
     let me = s.onboard("ec").await;
-    let r = s.send(Method::POST, &s.gateway("/ec/v1/metadata/services"), Some(&service_body("")), Some(&me)).await;
+    let r = s
+        .send(
+            Method::POST,
+            &s.gateway("/ec/v1/metadata/services"),
+            Some(&service_body("")),
+            Some(&me),
+        )
+        .await;
     let id = r.json()["id"].as_str().unwrap_or_default().to_owned();
-    let r = s.send(Method::PUT, &s.admin("/v1/namespaces/production/environmentmappings/ec"), None, None).await;
+    let r = s
+        .send(
+            Method::PUT,
+            &s.admin("/v1/namespaces/production/environmentmappings/ec"),
+            None,
+            None,
+        )
+        .await;
     assert_eq!(r.status, 201);
-    let classes = s.send(Method::GET, &s.admin("/v1/namespaces/production/serviceclasses"), None, None).await.json();
+    let classes = s
+        .send(
+            Method::GET,
+            &s.admin("/v1/namespaces/production/serviceclasses"),
+            None,
+            None,
+        )
+        .await
+        .json();
     assert_eq!(classes[0]["name"], json!(format!("re-ec-{id}")));
     let doc = json!({"spec": {"serviceClassName": format!("re-ec-{id}")}}).to_string();
-    let r = s.send(Method::PUT, &s.admin("/v1/namespaces/production/serviceinstances/orders"), Some(doc.as_bytes()), None).await;
+    let r = s
+        .send(
+            Method::PUT,
+            &s.admin("/v1/namespaces/production/serviceinstances/orders"),
+            Some(doc.as_bytes()),
+            None,
+        )
+        .await;
     assert_eq!(r.status, 201, "{}", r.text());
     let r = s.send(Method::GET, &s.admin("/metrics"), None, None).await;
-    assert!(r.text().contains("ace_records_appended_total"), "{}", r.text());
+    assert!(
+        r.text().contains("ace_records_appended_total"),
+        "{}",
+        r.text()
+    );
 }

@@ -9,7 +9,7 @@ use ace::client::{self, Response, TlsOptions};
 use ace::driver::Clock;
 use ace::net::TokioNet;
 use ace::pki::{self, KeyKind};
-use ace::serve::{self, Server, ServeOptions};
+use ace::serve::{self, ServeOptions, Server};
 use ace_model::connector::Subject;
 use base64::Engine as _;
 use hyper::Method;
@@ -18,7 +18,9 @@ use tokio_rustls::TlsConnector;
 
 /// The wall clock, as `ace serve` reads it at start (clients verify against real time too).
 pub fn now_ms() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 pub fn options(dir: &Path) -> ServeOptions {
@@ -42,9 +44,15 @@ pub async fn start(dir: &Path) -> TestServer {
 }
 
 pub async fn start_with(opts: ServeOptions) -> TestServer {
-    let server = serve::start(TokioNet, opts, Clock::new(now_ms()), 7.into()).await.unwrap_or_else(|e| panic!("start: {e}"));
+    let server = serve::start(TokioNet, opts, Clock::new(now_ms()), 7.into())
+        .await
+        .unwrap_or_else(|e| panic!("start: {e}"));
     let roots = pki::certs_from_pem(&server.ca_pem).unwrap_or_else(|e| panic!("{e}"));
-    let anonymous = client::tls_connector(&TlsOptions { roots, ..TlsOptions::default() }).unwrap_or_else(|e| panic!("{e}"));
+    let anonymous = client::tls_connector(&TlsOptions {
+        roots,
+        ..TlsOptions::default()
+    })
+    .unwrap_or_else(|e| panic!("{e}"));
     TestServer { server, anonymous }
 }
 
@@ -55,7 +63,10 @@ impl TestServer {
         format!("http://{}{path}", self.server.connector_internal)
     }
     pub fn external(&self, path: &str) -> String {
-        format!("https://localhost:{}{path}", self.server.connector_external.port())
+        format!(
+            "https://localhost:{}{path}",
+            self.server.connector_external.port()
+        )
     }
     pub fn gateway(&self, path: &str) -> String {
         format!("https://localhost:{}{path}", self.server.gateway.port())
@@ -64,33 +75,86 @@ impl TestServer {
         format!("http://{}{path}", self.server.admin)
     }
 
-    pub async fn send(&self, method: Method, url: &str, body: Option<&[u8]>, tls: Option<&TlsConnector>) -> Response {
+    pub async fn send(
+        &self,
+        method: Method,
+        url: &str,
+        body: Option<&[u8]>,
+        tls: Option<&TlsConnector>,
+    ) -> Response {
         let tls = tls.or(Some(&self.anonymous));
-        let headers: &[(&str, &str)] = if body.is_some() { &[("content-type", "application/json")] } else { &[] };
-        client::request(&TokioNet, method, url, headers, body.map(<[u8]>::to_vec), tls, TIMEOUT).await.unwrap_or_else(|e| panic!("{url}: {e}"))
+        let headers: &[(&str, &str)] = if body.is_some() {
+            &[("content-type", "application/json")]
+        } else {
+            &[]
+        };
+        client::request(
+            &TokioNet,
+            method,
+            url,
+            headers,
+            body.map(<[u8]>::to_vec),
+            tls,
+            TIMEOUT,
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{url}: {e}"))
     }
 
     pub async fn apply_re(&self, name: &str) -> Response {
         let doc = json!({"apiVersion": "applicationconnector.kyma-project.io/v1alpha1", "kind": "RemoteEnvironment", "metadata": {"name": name}, "spec": {"description": "test"}});
-        self.send(Method::PUT, &self.admin(&format!("/v1/remoteenvironments/{name}")), Some(doc.to_string().as_bytes()), None).await
+        self.send(
+            Method::PUT,
+            &self.admin(&format!("/v1/remoteenvironments/{name}")),
+            Some(doc.to_string().as_bytes()),
+            None,
+        )
+        .await
     }
 
     pub async fn token(&self, re: &str) -> String {
-        let r = self.send(Method::POST, &self.internal(&format!("/v1/remoteenvironments/{re}/tokens")), None, None).await;
+        let r = self
+            .send(
+                Method::POST,
+                &self.internal(&format!("/v1/remoteenvironments/{re}/tokens")),
+                None,
+                None,
+            )
+            .await;
         assert_eq!(r.status, 201, "{}", r.text());
         r.json()["token"].as_str().unwrap_or_default().to_owned()
     }
 
     /// Token, info and a CSR with `subject`; returns the client-certs response and the key.
-    pub async fn submit_csr(&self, re: &str, subject: &Subject, kind: KeyKind) -> (Response, rcgen::KeyPair) {
+    pub async fn submit_csr(
+        &self,
+        re: &str,
+        subject: &Subject,
+        kind: KeyKind,
+    ) -> (Response, rcgen::KeyPair) {
         let token = self.token(re).await;
-        let info = self.send(Method::GET, &self.external(&format!("/v1/remoteenvironments/{re}/info?token={token}")), None, None).await;
+        let info = self
+            .send(
+                Method::GET,
+                &self.external(&format!("/v1/remoteenvironments/{re}/info?token={token}")),
+                None,
+                None,
+            )
+            .await;
         assert_eq!(info.status, 200, "{}", info.text());
-        let csr_url = info.json()["csrUrl"].as_str().unwrap_or_default().to_owned();
+        let csr_url = info.json()["csrUrl"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
         let key = pki::generate_key(kind).unwrap_or_else(|e| panic!("{e}"));
         let csr = pki::make_csr(&key, subject).unwrap_or_else(|e| panic!("{e}"));
-        let body = json!({"csr": base64::engine::general_purpose::STANDARD.encode(csr)}).to_string();
-        (self.send(Method::POST, &csr_url, Some(body.as_bytes()), None).await, key)
+        let body =
+            json!({"csr": base64::engine::general_purpose::STANDARD.encode(csr)}).to_string();
+        (
+            self.send(Method::POST, &csr_url, Some(body.as_bytes()), None)
+                .await,
+            key,
+        )
     }
 
     /// A client connector holding a certificate for `re`.
@@ -115,14 +179,24 @@ pub fn subject(cn: &str) -> Subject {
 /// The chain in a `{"crt": ...}` reply.
 pub fn chain_of(reply: &Value) -> String {
     let crt = reply["crt"].as_str().unwrap_or_default();
-    String::from_utf8(base64::engine::general_purpose::STANDARD.decode(crt).unwrap_or_default()).unwrap_or_default()
+    String::from_utf8(
+        base64::engine::general_purpose::STANDARD
+            .decode(crt)
+            .unwrap_or_default(),
+    )
+    .unwrap_or_default()
 }
 
 pub fn identity(ca_pem: &str, reply: &Value, key: &rcgen::KeyPair) -> TlsConnector {
     let chain = pki::certs_from_pem(&chain_of(reply)).unwrap_or_else(|e| panic!("{e}"));
     let key = pki::key_from_pem(&key.serialize_pem()).unwrap_or_else(|e| panic!("{e}"));
     let roots = pki::certs_from_pem(ca_pem).unwrap_or_else(|e| panic!("{e}"));
-    client::tls_connector(&TlsOptions { roots, identity: Some((chain, key)), insecure: false }).unwrap_or_else(|e| panic!("{e}"))
+    client::tls_connector(&TlsOptions {
+        roots,
+        identity: Some((chain, key)),
+        insecure: false,
+    })
+    .unwrap_or_else(|e| panic!("{e}"))
 }
 
 pub fn service_body(identifier: &str) -> Vec<u8> {

@@ -1,0 +1,232 @@
+//! The seeds' "Trigger a lambda with events" flow through the whole model: register a service
+//! with events, map and provision it (which activates its events in the namespace), subscribe,
+//! publish through the gateway, deliver, acknowledge.
+
+mod common;
+
+use std::time::Duration;
+
+use ace_model::bus::subscription::SubscriptionSpec;
+use ace_model::bus::{BusReply, BusRequest, DeliveryOutcome, DeliveryResult, GatewayEvent};
+use ace_model::{AdminRequest, GatewayCall, Reply, Request};
+use common::*;
+use serde_json::json;
+
+fn subscription(re: &str) -> SubscriptionSpec {
+    SubscriptionSpec {
+        endpoint: "http://my-lambda.production:8080/".into(),
+        include_subscription_name_header: true,
+        max_inflight: 400,
+        push_request_timeout_ms: 2000,
+        event_type: "exampleEvent".into(),
+        event_type_version: "v1".into(),
+        source_id: re.into(),
+    }
+}
+
+fn seed_event() -> Vec<u8> {
+    json!({
+        "event-type": "exampleEvent",
+        "event-type-version": "v1",
+        "event-id": "aaaaaaaa-aaaa-aaaa-aaaa-aaaaaaaaaaaa",
+        "event-time": "2018-10-16T15:00:00Z",
+        "data": "some data"
+    })
+    .to_string()
+    .into_bytes()
+}
+
+#[test]
+fn provisioning_activates_events_and_a_published_event_reaches_the_subscriber() {
+    let mut h = Harness::new(31);
+    h.apply_re("ec-default");
+    let cert = h.onboard("ec-default");
+    let id = h
+        .gateway(
+            "ec-default",
+            Some(&cert),
+            GatewayCall::CreateService {
+                body: service_body("identifier", "s"),
+            },
+        )
+        .body()
+        .unwrap_or_default()["id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    h.send(Request::Admin(AdminRequest::ApplyMapping {
+        namespace: "production".into(),
+        re: "ec-default".into(),
+    }));
+    let sub = h.send(Request::Bus(BusRequest::ApplySubscription {
+        namespace: "production".into(),
+        name: "lambda-my-lambda-exampleevent-v1".into(),
+        spec: subscription("ec-default"),
+    }));
+    assert_eq!(sub.status(), 201, "{:?}", sub.body());
+    let condition = |h: &Harness| {
+        h.model
+            .state()
+            .bus()
+            .subscription_condition("production", "lambda-my-lambda-exampleevent-v1")
+            .map(|c| c.activated)
+    };
+    assert_eq!(condition(&h), Some(false), "no activation yet");
+
+    // An event before activation is never delivered to the subscription.
+    let early = h.gateway(
+        "ec-default",
+        Some(&cert),
+        GatewayCall::PublishEvent(GatewayEvent {
+            body: seed_event(),
+            headers: vec![],
+        }),
+    );
+    assert_eq!(early.status(), 200);
+    assert!(h.model.poll_delivery().is_none());
+
+    let provisioned = h.send(Request::Admin(AdminRequest::Provision {
+        namespace: "production".into(),
+        name: "my-service-instance-name".into(),
+        class: format!("re-ec-default-{id}"),
+    }));
+    assert_eq!(provisioned.status(), 201);
+    assert_eq!(
+        condition(&h),
+        Some(true),
+        "provisioning a service with events activates them"
+    );
+    assert!(
+        h.model.poll_delivery().is_none(),
+        "the early event stays undelivered"
+    );
+
+    let published = h.gateway(
+        "ec-default",
+        Some(&cert),
+        GatewayCall::PublishEvent(GatewayEvent {
+            body: seed_event(),
+            headers: vec![
+                ("x-b3-traceid".into(), "abc".into()),
+                ("authorization".into(), "secret".into()),
+            ],
+        }),
+    );
+    assert!(
+        matches!(published, Reply::Bus(BusReply::Published { .. })),
+        "{published:?}"
+    );
+    assert_eq!(
+        published.body(),
+        Some(json!({"event-id": "aaaaaaaa-aaaa-aaaa-aaaa-aaaaaaaaaaaa"}))
+    );
+    assert!(
+        h.log.iter().any(|r| matches!(r, ace_model::Record::Bus(_))),
+        "accepting an event writes a record"
+    );
+
+    let delivery = h
+        .model
+        .poll_delivery()
+        .unwrap_or_else(|| panic!("no delivery"));
+    assert_eq!(delivery.endpoint, "http://my-lambda.production:8080/");
+    assert_eq!(delivery.body(), "\"some data\"");
+    let headers: Vec<(String, String)> = delivery
+        .headers()
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
+    for expected in [
+        ("Content-Type", "application/json"),
+        ("KYMA-Source-ID", "ec-default"),
+        ("KYMA-Event-Type", "exampleEvent"),
+        ("KYMA-Event-Type-Version", "v1"),
+        ("KYMA-Event-ID", "aaaaaaaa-aaaa-aaaa-aaaa-aaaaaaaaaaaa"),
+        ("KYMA-Event-Time", "2018-10-16T15:00:00Z"),
+        ("Kyma-Subscription", "lambda-my-lambda-exampleevent-v1"),
+        ("x-b3-traceid", "abc"),
+    ] {
+        assert!(
+            headers
+                .iter()
+                .any(|(k, v)| k == expected.0 && v == expected.1),
+            "missing {expected:?} in {headers:?}"
+        );
+    }
+    assert!(
+        !headers
+            .iter()
+            .any(|(k, _)| k.eq_ignore_ascii_case("authorization")),
+        "only trace headers pass"
+    );
+
+    // A 500 is retried; the retry is delivered and acknowledged.
+    h.model.handle_delivery_outcome(
+        h.now,
+        DeliveryOutcome {
+            delivery: delivery.id,
+            result: DeliveryResult::Status(500),
+        },
+    );
+    assert!(
+        h.model.poll_delivery().is_none(),
+        "the retry waits for its backoff"
+    );
+    let retry_at = h
+        .model
+        .poll_timeout()
+        .unwrap_or_else(|| panic!("no retry timer"));
+    assert!(retry_at > h.now);
+    h.now = retry_at;
+    h.model.handle_timeout(h.now);
+    let retry = h
+        .model
+        .poll_delivery()
+        .unwrap_or_else(|| panic!("no retry"));
+    assert_eq!(retry.attempt, 2);
+    h.model.handle_delivery_outcome(
+        h.now,
+        DeliveryOutcome {
+            delivery: retry.id,
+            result: DeliveryResult::Status(200),
+        },
+    );
+    let stats = h
+        .model
+        .state()
+        .bus()
+        .subscription_stats("production", "lambda-my-lambda-exampleevent-v1")
+        .unwrap_or_else(|| panic!("no stats"));
+    assert_eq!((stats.delivered, stats.pending), (1, 0));
+
+    // Deprovisioning removes the activation again.
+    h.send(Request::Admin(AdminRequest::Deprovision {
+        namespace: "production".into(),
+        name: "my-service-instance-name".into(),
+    }));
+    assert_eq!(condition(&h), Some(false));
+    h.advance(Duration::from_secs(1));
+}
+
+#[test]
+fn a_certificate_of_another_re_cannot_publish() {
+    let mut h = Harness::new(32);
+    h.apply_re("a");
+    h.apply_re("b");
+    let cert_a = h.onboard("a");
+    let reply = h.gateway(
+        "b",
+        Some(&cert_a),
+        GatewayCall::PublishEvent(GatewayEvent {
+            body: seed_event(),
+            headers: vec![],
+        }),
+    );
+    assert_eq!(reply.status(), 403);
+    assert!(
+        h.log
+            .iter()
+            .all(|r| !matches!(r, ace_model::Record::Bus(_))),
+        "nothing was accepted"
+    );
+}
