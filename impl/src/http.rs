@@ -5,6 +5,8 @@ use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
+use ace_model::bus::BusRequest;
+use ace_model::bus::subscription::{ActivationSpec, SubscriptionSpec};
 use ace_model::connector::{self, PeerCertificate};
 use ace_model::error::{ClientError, CommonError};
 use ace_model::{AdminRequest, GatewayCall, Reply, Request};
@@ -48,6 +50,135 @@ impl Surface {
         }
     }
 }
+
+/// Every route ACE serves: surface, method, path template (as in the OpenAPI files).
+/// `impl/tests/specs.rs` checks this table against `specs/` and against a live server.
+pub const ROUTES: &[(Surface, &str, &str)] = &[
+    (
+        Surface::ConnectorInternal,
+        "POST",
+        "/v1/remoteenvironments/{reName}/tokens",
+    ),
+    (Surface::ConnectorInternal, "GET", "/v1/api.yaml"),
+    (
+        Surface::ConnectorExternal,
+        "GET",
+        "/v1/remoteenvironments/{reName}/info",
+    ),
+    (
+        Surface::ConnectorExternal,
+        "POST",
+        "/v1/remoteenvironments/{reName}/client-certs",
+    ),
+    (Surface::ConnectorExternal, "GET", "/v1"),
+    (Surface::ConnectorExternal, "GET", "/v1/api.yaml"),
+    (Surface::Gateway, "GET", "/v1/health"),
+    (Surface::Gateway, "GET", "/{reName}/v1/metadata"),
+    (Surface::Gateway, "POST", "/{reName}/v1/metadata"),
+    (Surface::Gateway, "PUT", "/{reName}/v1/metadata"),
+    (Surface::Gateway, "DELETE", "/{reName}/v1/metadata"),
+    (Surface::Gateway, "PATCH", "/{reName}/v1/metadata"),
+    (Surface::Gateway, "GET", "/{reName}/v1/metadata/api.yaml"),
+    (Surface::Gateway, "GET", "/{reName}/v1/metadata/services"),
+    (Surface::Gateway, "POST", "/{reName}/v1/metadata/services"),
+    (
+        Surface::Gateway,
+        "GET",
+        "/{reName}/v1/metadata/services/{serviceId}",
+    ),
+    (
+        Surface::Gateway,
+        "PUT",
+        "/{reName}/v1/metadata/services/{serviceId}",
+    ),
+    (
+        Surface::Gateway,
+        "DELETE",
+        "/{reName}/v1/metadata/services/{serviceId}",
+    ),
+    (Surface::Gateway, "POST", "/{reName}/v1/events"),
+    (Surface::Admin, "GET", "/healthz"),
+    (Surface::Admin, "GET", "/readyz"),
+    (Surface::Admin, "GET", "/metrics"),
+    (Surface::Admin, "GET", "/v1/api.yaml"),
+    (Surface::Admin, "GET", "/v1/remoteenvironments"),
+    (Surface::Admin, "GET", "/v1/remoteenvironments/{name}"),
+    (Surface::Admin, "PUT", "/v1/remoteenvironments/{name}"),
+    (Surface::Admin, "DELETE", "/v1/remoteenvironments/{name}"),
+    (Surface::Admin, "GET", "/v1/environmentmappings"),
+    (
+        Surface::Admin,
+        "GET",
+        "/v1/namespaces/{namespace}/environmentmappings",
+    ),
+    (
+        Surface::Admin,
+        "PUT",
+        "/v1/namespaces/{namespace}/environmentmappings/{name}",
+    ),
+    (
+        Surface::Admin,
+        "DELETE",
+        "/v1/namespaces/{namespace}/environmentmappings/{name}",
+    ),
+    (
+        Surface::Admin,
+        "GET",
+        "/v1/namespaces/{namespace}/serviceclasses",
+    ),
+    (
+        Surface::Admin,
+        "PUT",
+        "/v1/namespaces/{namespace}/serviceinstances/{name}",
+    ),
+    (
+        Surface::Admin,
+        "DELETE",
+        "/v1/namespaces/{namespace}/serviceinstances/{name}",
+    ),
+    (Surface::Admin, "GET", "/v1/eventactivations"),
+    (
+        Surface::Admin,
+        "GET",
+        "/v1/namespaces/{namespace}/eventactivations",
+    ),
+    (
+        Surface::Admin,
+        "GET",
+        "/v1/namespaces/{namespace}/eventactivations/{name}",
+    ),
+    (
+        Surface::Admin,
+        "PUT",
+        "/v1/namespaces/{namespace}/eventactivations/{name}",
+    ),
+    (
+        Surface::Admin,
+        "DELETE",
+        "/v1/namespaces/{namespace}/eventactivations/{name}",
+    ),
+    (Surface::Admin, "GET", "/v1/subscriptions"),
+    (
+        Surface::Admin,
+        "GET",
+        "/v1/namespaces/{namespace}/subscriptions",
+    ),
+    (
+        Surface::Admin,
+        "GET",
+        "/v1/namespaces/{namespace}/subscriptions/{name}",
+    ),
+    (
+        Surface::Admin,
+        "PUT",
+        "/v1/namespaces/{namespace}/subscriptions/{name}",
+    ),
+    (
+        Surface::Admin,
+        "DELETE",
+        "/v1/namespaces/{namespace}/subscriptions/{name}",
+    ),
+];
 
 /// Limits that protect the server from its clients.
 #[derive(Clone, Copy, Debug)]
@@ -269,6 +400,7 @@ impl App {
                 .await
             }
             ["v1", "api.yaml"] if req.method() == Method::GET => yaml(specs::CONNECTOR),
+            ["v1", "api.yaml"] => method_not_allowed(),
             _ => not_found(),
         }
     }
@@ -277,8 +409,9 @@ impl App {
         let path = req.uri().path().to_owned();
         let token = query_param(req.uri().query(), "token");
         match segments(&path).as_slice() {
-            ["v1"] => redirect("/v1/api.yaml"),
-            ["v1", "api.yaml"] => yaml(specs::CONNECTOR),
+            ["v1"] if req.method() == Method::GET => redirect("/v1/api.yaml"),
+            ["v1", "api.yaml"] if req.method() == Method::GET => yaml(specs::CONNECTOR),
+            ["v1"] | ["v1", "api.yaml"] => method_not_allowed(),
             ["v1", "remoteenvironments", re, "info"] => {
                 if req.method() != Method::GET {
                     return method_not_allowed();
@@ -515,6 +648,113 @@ impl App {
                     name: owned(name),
                 }
             }
+            (["v1", "eventactivations"], &Method::GET) => {
+                return self
+                    .bus(BusRequest::ListActivations { namespace: None })
+                    .await;
+            }
+            (["v1", "namespaces", ns, "eventactivations"], &Method::GET) => {
+                return self
+                    .bus(BusRequest::ListActivations {
+                        namespace: Some(owned(ns)),
+                    })
+                    .await;
+            }
+            (["v1", "namespaces", ns, "eventactivations", name], &Method::GET) => {
+                return self
+                    .bus(BusRequest::GetActivation {
+                        namespace: owned(ns),
+                        name: owned(name),
+                    })
+                    .await;
+            }
+            (["v1", "namespaces", ns, "eventactivations", name], &Method::DELETE) => {
+                return self
+                    .bus(BusRequest::DeleteActivation {
+                        namespace: owned(ns),
+                        name: owned(name),
+                    })
+                    .await;
+            }
+            (["v1", "namespaces", ns, "eventactivations", name], &Method::PUT) => {
+                let (namespace, name) = (owned(ns), owned(name));
+                let spec = match self.spec_of(req, "EventActivation", &name).await {
+                    Ok(spec) => spec,
+                    Err(r) => return r,
+                };
+                let Some(source_id) = spec.get("sourceId").and_then(Value::as_str) else {
+                    return error(&CommonError::new(
+                        400,
+                        "spec.sourceId is required and must be a string.",
+                    ));
+                };
+                let display_name = spec
+                    .get("displayName")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default();
+                let spec = ActivationSpec {
+                    source_id: source_id.to_owned(),
+                    display_name: display_name.to_owned(),
+                };
+                return self
+                    .bus(BusRequest::ApplyActivation {
+                        namespace,
+                        name,
+                        spec,
+                    })
+                    .await;
+            }
+            (["v1", "subscriptions"], &Method::GET) => {
+                return self
+                    .bus(BusRequest::ListSubscriptions { namespace: None })
+                    .await;
+            }
+            (["v1", "namespaces", ns, "subscriptions"], &Method::GET) => {
+                return self
+                    .bus(BusRequest::ListSubscriptions {
+                        namespace: Some(owned(ns)),
+                    })
+                    .await;
+            }
+            (["v1", "namespaces", ns, "subscriptions", name], &Method::GET) => {
+                return self
+                    .bus(BusRequest::GetSubscription {
+                        namespace: owned(ns),
+                        name: owned(name),
+                    })
+                    .await;
+            }
+            (["v1", "namespaces", ns, "subscriptions", name], &Method::DELETE) => {
+                return self
+                    .bus(BusRequest::DeleteSubscription {
+                        namespace: owned(ns),
+                        name: owned(name),
+                    })
+                    .await;
+            }
+            (["v1", "namespaces", ns, "subscriptions", name], &Method::PUT) => {
+                let (namespace, name) = (owned(ns), owned(name));
+                let spec = match self.spec_of(req, "Subscription", &name).await {
+                    Ok(spec) => spec,
+                    Err(r) => return r,
+                };
+                let spec: SubscriptionSpec = match serde_json::from_value(spec) {
+                    Ok(spec) => spec,
+                    Err(e) => {
+                        return error(&CommonError::new(
+                            400,
+                            format!("The Subscription's spec is invalid: {e}."),
+                        ));
+                    }
+                };
+                return self
+                    .bus(BusRequest::ApplySubscription {
+                        namespace,
+                        name,
+                        spec,
+                    })
+                    .await;
+            }
             (
                 ["v1", "remoteenvironments"]
                 | ["v1", "remoteenvironments", _]
@@ -523,12 +763,58 @@ impl App {
                 | ["v1", "namespaces", _, "environmentmappings", _]
                 | ["v1", "namespaces", _, "serviceclasses"]
                 | ["v1", "namespaces", _, "serviceinstances", _]
+                | ["v1", "eventactivations" | "subscriptions"]
+                | ["v1", "namespaces", _, "eventactivations" | "subscriptions"]
+                | [
+                    "v1",
+                    "namespaces",
+                    _,
+                    "eventactivations" | "subscriptions",
+                    _,
+                ]
                 | ["healthz" | "readyz" | "metrics"],
                 _,
             ) => return method_not_allowed(),
             _ => return not_found(),
         };
         self.call(Request::Admin(request)).await
+    }
+
+    async fn bus(&self, request: BusRequest) -> Response {
+        self.call(Request::Bus(request)).await
+    }
+
+    /// The `spec` of a resource document of `kind` named `name` (the path's name).
+    async fn spec_of(
+        &self,
+        req: hyper::Request<Incoming>,
+        kind: &str,
+        name: &str,
+    ) -> Result<Value, Response> {
+        let doc = self.json_body(req).await?;
+        if let Some(k) = doc.get("kind").and_then(Value::as_str)
+            && k != kind
+        {
+            return Err(error(&CommonError::new(
+                400,
+                format!("Expected kind {kind}, got {k}."),
+            )));
+        }
+        if let Some(n) = doc.pointer("/metadata/name").and_then(Value::as_str)
+            && n != name
+        {
+            return Err(error(&CommonError::new(
+                400,
+                format!("metadata.name {n} does not match the path's {name}."),
+            )));
+        }
+        match doc.get("spec") {
+            Some(spec @ Value::Object(_)) => Ok(spec.clone()),
+            _ => Err(error(&CommonError::new(
+                400,
+                format!("A {kind} needs a spec object."),
+            ))),
+        }
     }
 
     async fn json_body(&self, req: hyper::Request<Incoming>) -> Result<Value, Response> {

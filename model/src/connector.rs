@@ -227,7 +227,14 @@ pub fn decode_csr_body(body: &[u8]) -> Result<Vec<u8>, CsrDecodeError> {
     }
     let parsed: CsrBody =
         serde_json::from_slice(body).map_err(|e| CsrDecodeError::MalformedBody(e.to_string()))?;
-    let encoded = parsed.csr.unwrap_or_default();
+    // Go's decoder skips line breaks, so Kyma accepted `openssl base64` output as it is
+    // (wrapped at 64 columns); so does ACE.
+    let encoded: String = parsed
+        .csr
+        .unwrap_or_default()
+        .chars()
+        .filter(|c| !matches!(c, '\r' | '\n'))
+        .collect();
     let decoded = base64::engine::general_purpose::STANDARD
         .decode(encoded.trim())
         .map_err(|_| CsrDecodeError::BadBase64)?;
@@ -660,6 +667,14 @@ mod tests {
         assert_eq!(decode_csr_body(b"{}"), Err(CsrDecodeError::NoPemBlock));
         let pem = "-----BEGIN CERTIFICATE REQUEST-----\nAQID\n-----END CERTIFICATE REQUEST-----\n";
         let body = json!({"csr": base64::engine::general_purpose::STANDARD.encode(pem)});
+        assert_eq!(
+            decode_csr_body(body.to_string().as_bytes()),
+            Ok(vec![1, 2, 3])
+        );
+        // Wrapped base64, as `openssl base64` prints it.
+        let encoded = base64::engine::general_purpose::STANDARD.encode(pem);
+        let wrapped = format!("{}\n{}\n", &encoded[..40], &encoded[40..]);
+        let body = json!({ "csr": wrapped });
         assert_eq!(
             decode_csr_body(body.to_string().as_bytes()),
             Ok(vec![1, 2, 3])

@@ -1,0 +1,169 @@
+//! A `kill -9` during a stream of writes loses no write that was answered 2xx: a real
+//! `ace serve` process, concurrent writers, SIGKILL mid-stream, restart, read back.
+
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use ace::client;
+use ace::net::TokioNet;
+use hyper::Method;
+use serde_json::json;
+
+struct Serve {
+    child: Child,
+    admin: String,
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+async fn serve(data: &Path) -> Serve {
+    let ports: Vec<u16> = (0..4).map(|_| free_port()).collect();
+    let child = Command::new(env!("CARGO_BIN_EXE_ace"))
+        .args(["serve", "--data-dir"])
+        .arg(data)
+        .args([
+            "--connector-internal-addr",
+            &format!("127.0.0.1:{}", ports[0]),
+        ])
+        .args([
+            "--connector-external-addr",
+            &format!("127.0.0.1:{}", ports[1]),
+        ])
+        .args(["--gateway-addr", &format!("127.0.0.1:{}", ports[2])])
+        .args(["--admin-addr", &format!("127.0.0.1:{}", ports[3])])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let s = Serve {
+        child,
+        admin: format!("http://127.0.0.1:{}", ports[3]),
+    };
+    let started = Instant::now();
+    loop {
+        let r = client::request(
+            &TokioNet,
+            Method::GET,
+            &format!("{}/readyz", s.admin),
+            &[],
+            None,
+            None,
+            Duration::from_secs(2),
+        )
+        .await;
+        if r.is_ok_and(|r| r.status == 200) {
+            return s;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "ace serve did not come up"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Writes from 8 concurrent clients until the server dies; returns the names answered 2xx.
+async fn write_until_killed(server: &mut Serve, round: usize, run_for: Duration) -> Vec<String> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut writers = Vec::new();
+    for w in 0..8 {
+        let admin = server.admin.clone();
+        let stop = stop.clone();
+        writers.push(tokio::spawn(async move {
+            let mut acknowledged = Vec::new();
+            for i in 0.. {
+                if stop.load(Ordering::Relaxed) {
+                    break;
+                }
+                let name = format!("r{round}-w{w}-{i}");
+                let doc = json!({"kind": "RemoteEnvironment", "metadata": {"name": name}, "spec": {"description": "durable"}}).to_string();
+                let url = format!("{admin}/v1/remoteenvironments/{name}");
+                match client::request(&TokioNet, Method::PUT, &url, &[], Some(doc.into_bytes()), None, Duration::from_secs(5)).await {
+                    Ok(r) if (200..300).contains(&r.status) => acknowledged.push(name),
+                    _ => break, // the server is gone
+                }
+            }
+            acknowledged
+        }));
+    }
+    tokio::time::sleep(run_for).await;
+    server.child.kill().unwrap_or_else(|e| panic!("{e}")); // SIGKILL
+    let _ = server.child.wait();
+    stop.store(true, Ordering::Relaxed);
+    let mut acknowledged = Vec::new();
+    for w in writers {
+        acknowledged.extend(w.await.unwrap_or_default());
+    }
+    acknowledged
+}
+
+async fn names(server: &Serve) -> std::collections::BTreeSet<String> {
+    let r = client::request(
+        &TokioNet,
+        Method::GET,
+        &format!("{}/v1/remoteenvironments", server.admin),
+        &[],
+        None,
+        None,
+        Duration::from_secs(10),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    r.json()
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|re| {
+            re.pointer("/metadata/name")
+                .and_then(|n| n.as_str())
+                .map(str::to_owned)
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_loses_no_acknowledged_write() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let data = dir.path().join("data");
+    let mut acknowledged = Vec::new();
+    let mut server = serve(&data).await;
+    // Several rounds, so that a kill lands in the middle of a group commit more than once.
+    for round in 0..3 {
+        let written = write_until_killed(&mut server, round, Duration::from_millis(700)).await;
+        assert!(
+            written.len() > 20,
+            "round {round}: too little progress to mean anything: {}",
+            written.len()
+        );
+        acknowledged.extend(written);
+        server = serve(&data).await;
+        let present = names(&server).await;
+        let lost: Vec<&String> = acknowledged
+            .iter()
+            .filter(|n| !present.contains(*n))
+            .collect();
+        assert!(
+            lost.is_empty(),
+            "after round {round}, {} of {} acknowledged writes were lost, e.g. {:?}",
+            lost.len(),
+            acknowledged.len(),
+            &lost[..lost.len().min(5)]
+        );
+    }
+}

@@ -1,0 +1,284 @@
+//! The seeds' own client walkthrough, with the real `openssl` and `curl` binaries against a
+//! real `ace serve` process: create the RE from the seed's manifest, get the configuration
+//! URL, fetch info, generate the key and CSR exactly as the seed shows, send it, decode the
+//! chain, register the seed's example service and read it back, publish the seed's event.
+//!
+//! CI installs openssl and curl; the test fails (it does not skip) when they are missing.
+
+use std::io::Write;
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+struct Serve(Child);
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn run(cmd: &mut Command) -> Output {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e} (CI installs openssl and curl)"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+fn stdout(cmd: &mut Command) -> String {
+    String::from_utf8_lossy(&run(cmd).stdout).into_owned()
+}
+
+fn json(cmd: &mut Command) -> Value {
+    let text = stdout(cmd);
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
+}
+
+fn curl(dir: &Path) -> Command {
+    let mut c = Command::new("curl");
+    c.current_dir(dir).args(["-sS", "--max-time", "20"]);
+    c
+}
+
+#[test]
+fn the_seeds_openssl_and_curl_walkthrough_works() {
+    let work = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let dir = work.path();
+    let (internal, external, gateway, admin) = (free_port(), free_port(), free_port(), free_port());
+    let ace = env!("CARGO_BIN_EXE_ace");
+    let _serve = Serve(
+        Command::new(ace)
+            .args(["serve", "--data-dir"])
+            .arg(dir.join("data"))
+            .args([
+                "--connector-internal-addr",
+                &format!("127.0.0.1:{internal}"),
+            ])
+            .args([
+                "--connector-external-addr",
+                &format!("127.0.0.1:{external}"),
+            ])
+            .args(["--gateway-addr", &format!("127.0.0.1:{gateway}")])
+            .args(["--admin-addr", &format!("127.0.0.1:{admin}")])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("{e}")),
+    );
+    let started = Instant::now();
+    while Command::new("curl")
+        .args(["-sf", &format!("http://127.0.0.1:{admin}/healthz")])
+        .output()
+        .map(|o| !o.status.success())
+        .unwrap_or(true)
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "ace serve did not come up"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let ca = dir.join("data/ca.crt");
+    let re = "ec-default";
+
+    // Create a new Remote Environment (the seed's manifest).
+    let manifest = format!(
+        "apiVersion: applicationconnector.kyma-project.io/v1alpha1\nkind: RemoteEnvironment\nmetadata:\n  name: {re}\nspec:\n  description: The e-commerce solution\n  labels:\n    region: us\n    kind: production\n"
+    );
+    let mut apply = Command::new(ace)
+        .args([
+            "apply",
+            "-f",
+            "-",
+            "--admin-url",
+            &format!("http://127.0.0.1:{admin}"),
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{e}"));
+    apply
+        .stdin
+        .take()
+        .map(|mut i| i.write_all(manifest.as_bytes()));
+    let applied = apply.wait_with_output().unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        String::from_utf8_lossy(&applied.stdout).contains("remoteenvironment/ec-default created")
+    );
+
+    // curl -X POST http://localhost:8080/v1/remoteenvironments/{RE_NAME}/tokens
+    let token = json(curl(dir).args([
+        "-X",
+        "POST",
+        &format!("http://localhost:{internal}/v1/remoteenvironments/{re}/tokens"),
+    ]));
+    let config_url = token["url"].as_str().unwrap_or_default().to_owned();
+    assert!(config_url.contains(&format!("/v1/remoteenvironments/{re}/info?token=")));
+
+    // curl {CONFIGURATION_URL_WITH_TOKEN} (the server's CA trusted, as the seed's local-deployment note says)
+    let info = json(curl(dir).arg("--cacert").arg(&ca).arg(&config_url));
+    let subject = info["certificate"]["subject"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert_eq!(
+        subject,
+        format!("OU=OrgUnit,O=Organization,L=Waldorf,ST=Waldorf,C=DE,CN={re}")
+    );
+    let again = stdout(
+        curl(dir)
+            .args(["-o", "/dev/null", "-w", "%{http_code}"])
+            .arg("--cacert")
+            .arg(&ca)
+            .arg(&config_url),
+    );
+    assert_eq!(again, "403", "a configuration URL works once");
+
+    // openssl genrsa / req / base64, exactly as in the seed.
+    run(Command::new("openssl")
+        .current_dir(dir)
+        .args(["genrsa", "-out", "generated.key", "2048"])
+        .stderr(Stdio::null()));
+    let subj = format!("/OU=OrgUnit/O=Organization/L=Waldorf/ST=Waldorf/C=DE/CN={re}");
+    run(Command::new("openssl").current_dir(dir).args([
+        "req",
+        "-new",
+        "-sha256",
+        "-out",
+        "generated.csr",
+        "-key",
+        "generated.key",
+        "-subj",
+        &subj,
+    ]));
+    let csr_b64 =
+        stdout(
+            Command::new("openssl")
+                .current_dir(dir)
+                .args(["base64", "-in", "generated.csr"]),
+        );
+    assert!(
+        csr_b64.trim_end().contains('\n'),
+        "openssl wraps base64 lines; ACE must accept that as Kyma did"
+    );
+
+    // curl -H "Content-Type: application/json" -d '{"csr":"BASE64_ENCODED_CSR_HERE"}' {csrUrl}
+    let body = serde_json::json!({ "csr": csr_b64 }).to_string();
+    let csr_url = info["csrUrl"].as_str().unwrap_or_default().to_owned();
+    let crt = json(
+        curl(dir)
+            .args(["-H", "Content-Type: application/json", "-d", &body])
+            .arg("--cacert")
+            .arg(&ca)
+            .arg(&csr_url),
+    );
+    let crt = crt["crt"].as_str().unwrap_or_else(|| panic!("no crt"));
+    std::fs::write(dir.join("crt.b64"), crt).unwrap_or_else(|e| panic!("{e}"));
+    run(Command::new("openssl").current_dir(dir).args([
+        "base64",
+        "-d",
+        "-A",
+        "-in",
+        "crt.b64",
+        "-out",
+        "generated.crt",
+    ]));
+    let chain = std::fs::read_to_string(dir.join("generated.crt")).unwrap_or_default();
+    assert_eq!(
+        chain.matches("BEGIN CERTIFICATE").count(),
+        2,
+        "client certificate and CA"
+    );
+    let verified = stdout(
+        Command::new("openssl")
+            .current_dir(dir)
+            .args(["verify", "-CAfile"])
+            .arg(&ca)
+            .arg("generated.crt"),
+    );
+    assert!(verified.contains("OK"), "{verified}");
+
+    // Register the seed's example service and read it back (curl ... --cert --key -k).
+    let service = r#"{"name":"my-service","provider":"myCompany","Identifier":"identifier","description":"This is some service","events":{"spec":{"asyncapi":"1.0.0","info":{"title":"Example Events","version":"1.0.0"},"topics":{"exampleEvent.v1":{"subscribe":{"summary":"Example event"}}}}}}"#;
+    let services = format!("https://localhost:{gateway}/{re}/v1/metadata/services");
+    let created = json(curl(dir).args([
+        "-X",
+        "POST",
+        "-d",
+        service,
+        &services,
+        "--cert",
+        "generated.crt",
+        "--key",
+        "generated.key",
+        "-k",
+    ]));
+    let id = created["id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no id: {created}"))
+        .to_owned();
+    let read = json(curl(dir).args([
+        &format!("{services}/{id}"),
+        "--cert",
+        "generated.crt",
+        "--key",
+        "generated.key",
+        "-k",
+    ]));
+    assert_eq!(read["identifier"], "identifier");
+    assert_eq!(read["events"]["spec"]["asyncapi"], "1.0.0");
+
+    // The same certificate on another RE, and no certificate at all: 403.
+    let other = stdout(curl(dir).args([
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{http_code}",
+        &format!("https://localhost:{gateway}/other/v1/metadata/services"),
+        "--cert",
+        "generated.crt",
+        "--key",
+        "generated.key",
+        "-k",
+    ]));
+    assert_eq!(other, "403");
+    let anonymous =
+        stdout(curl(dir).args(["-o", "/dev/null", "-w", "%{http_code}", &services, "-k"]));
+    assert_eq!(anonymous, "403");
+
+    // Send the seed's event (curl -X POST https://gateway.../{RE_NAME}/v1/events -k --cert --key -d '...').
+    let event = r#"{"event-type": "exampleEvent", "event-type-version": "v1", "event-id": "aaaaaaaa-aaaa-aaaa-aaaa-aaaaaaaaaaaa", "event-time": "2018-10-16T15:00:00Z", "data": "some data"}"#;
+    let published = json(curl(dir).args([
+        "-X",
+        "POST",
+        &format!("https://localhost:{gateway}/{re}/v1/events"),
+        "-k",
+        "--cert",
+        "generated.crt",
+        "--key",
+        "generated.key",
+        "-d",
+        event,
+    ]));
+    assert_eq!(
+        published["event-id"],
+        "aaaaaaaa-aaaa-aaaa-aaaa-aaaaaaaaaaaa"
+    );
+}
