@@ -180,6 +180,26 @@ pub const ROUTES: &[(Surface, &str, &str)] = &[
     ),
 ];
 
+/// Whether `path` matches `template` (`{...}` matches one non-empty segment).
+pub fn matches_template(template: &str, path: &str) -> bool {
+    let (t, p) = (segments(template), segments(path));
+    t.len() == p.len()
+        && t.iter()
+            .zip(&p)
+            .all(|(t, p)| (t.starts_with('{') && !p.is_empty()) || t == p)
+}
+
+/// The methods [`ROUTES`] serves for `path` on `surface`, for the `Allow` header of a 405.
+pub fn allowed_methods(surface: Surface, path: &str) -> Vec<&'static str> {
+    let mut methods: Vec<&'static str> = ROUTES
+        .iter()
+        .filter(|(s, _, t)| *s == surface && matches_template(t, path))
+        .map(|(_, m, _)| *m)
+        .collect();
+    methods.dedup();
+    methods
+}
+
 /// Limits that protect the server from its clients.
 #[derive(Clone, Copy, Debug)]
 pub struct Limits {
@@ -375,6 +395,12 @@ impl App {
             Surface::Gateway => self.gateway(req, peer).await,
             Surface::Admin => self.admin(req).await,
         };
+        let mut response = response;
+        if response.status() == StatusCode::METHOD_NOT_ALLOWED
+            && let Ok(allow) = HeaderValue::from_str(&allowed_methods(surface, &path).join(", "))
+        {
+            response.headers_mut().insert(hyper::header::ALLOW, allow);
+        }
         let status = response.status().as_u16();
         self.metrics.request(surface.name(), status);
         tracing::debug!(surface = surface.name(), %method, path, status, "request");
@@ -495,7 +521,10 @@ impl App {
             _ => return not_found(),
         };
         let call = match (rest, &method) {
-            (["metadata"], _) => GatewayCall::MetadataRoot,
+            (
+                ["metadata"],
+                &Method::GET | &Method::POST | &Method::PUT | &Method::DELETE | &Method::PATCH,
+            ) => GatewayCall::MetadataRoot,
             (["metadata", "api.yaml"], &Method::GET) => GatewayCall::MetadataSpec,
             (["metadata", "services"], &Method::GET) => GatewayCall::ListServices,
             (["metadata", "services"], &Method::POST) => {
@@ -530,7 +559,10 @@ impl App {
                 id: (*id).to_owned(),
             },
             (
-                ["metadata", "api.yaml"] | ["metadata", "services"] | ["metadata", "services", _],
+                ["metadata"]
+                | ["metadata", "api.yaml"]
+                | ["metadata", "services"]
+                | ["metadata", "services", _],
                 _,
             ) => return method_not_allowed(),
             (["events", ..], &Method::POST) => {

@@ -94,6 +94,24 @@ async fn the_declared_routes_are_exactly_what_the_server_answers() {
                 )
                 .await;
             let miss = is_route_miss(r.status, &r.json());
+            if r.status == 405 {
+                let allow = r
+                    .headers
+                    .get("allow")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or_default()
+                    .to_owned();
+                let expected: Vec<&str> = ROUTES
+                    .iter()
+                    .filter(|(sf, _, p)| sf == surface && p == template)
+                    .map(|(_, m, _)| *m)
+                    .collect();
+                assert_eq!(
+                    allow,
+                    expected.join(", "),
+                    "405 on {method} {url} must list the allowed methods"
+                );
+            }
             assert_eq!(
                 !miss,
                 declared,
@@ -103,4 +121,13 @@ async fn the_declared_routes_are_exactly_what_the_server_answers() {
             );
         }
     }
+}
+
+#[test]
+fn the_gateway_spec_states_the_models_url_pattern() {
+    let doc: Value = serde_yaml_ng::from_str(specs::GATEWAY).unwrap_or_else(|e| panic!("{e}"));
+    let url = &doc["components"]["schemas"]["Url"];
+    assert_eq!(url["pattern"], ace_model::registry::URL_PATTERN);
+    assert_eq!(url["minLength"], *ace_model::registry::URL_LENGTH.start());
+    assert_eq!(url["maxLength"], *ace_model::registry::URL_LENGTH.end());
 }

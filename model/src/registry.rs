@@ -69,18 +69,23 @@ pub struct ServiceApi {
     pub spec: Option<Value>,
 }
 
-/// One entry of `documentation.docs`.
+/// One entry of `documentation.docs` (its fields are not enforced, as in Kyma; `null` reads as
+/// empty, as Go's decoder reads it).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DocEntry {
     /// Title.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_empty")]
     pub title: String,
     /// Type.
-    #[serde(default, rename = "type")]
+    #[serde(default, rename = "type", deserialize_with = "null_as_empty")]
     pub kind: String,
     /// Source.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_empty")]
     pub source: String,
+}
+
+fn null_as_empty<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    Option::<String>::deserialize(d).map(Option::unwrap_or_default)
 }
 
 /// A service's documentation.
@@ -381,7 +386,7 @@ struct WireDocumentation {
     #[serde(rename = "type")]
     kind: Option<String>,
     tags: Option<Vec<String>>,
-    docs: Option<Vec<DocEntry>>,
+    docs: Option<Vec<Option<DocEntry>>>,
 }
 
 // Field names of each wire object, for Go's case-insensitive key matching.
@@ -457,6 +462,44 @@ fn fold_service(value: &mut Value) {
     }
 }
 
+/// Go decodes a JSON object (or `null`) into a struct and nothing else; serde would also take
+/// an array of the fields in order. Refuse that as Go does, before decoding.
+fn require_objects(value: &Value) -> Result<(), MetadataError> {
+    let check = |v: Option<&Value>, field: &str, ty: &str| match v {
+        None | Some(Value::Null | Value::Object(_)) => Ok(()),
+        Some(other) => Err(MetadataError::Unmarshal(format!(
+            "json: cannot unmarshal {} into Go struct field {field} of type {ty}",
+            json_kind(other)
+        ))),
+    };
+    let api = value.get("api");
+    check(api, "ServiceDetails.api", "externalapi.API")?;
+    let credentials = api.and_then(|a| a.get("credentials"));
+    check(credentials, "API.credentials", "externalapi.Credentials")?;
+    check(
+        credentials.and_then(|c| c.get("oauth")),
+        "Credentials.oauth",
+        "externalapi.Oauth",
+    )?;
+    check(
+        value.get("events"),
+        "ServiceDetails.events",
+        "externalapi.Events",
+    )?;
+    let documentation = value.get("documentation");
+    check(
+        documentation,
+        "ServiceDetails.documentation",
+        "externalapi.Documentation",
+    )?;
+    if let Some(Value::Array(docs)) = documentation.and_then(|d| d.get("docs")) {
+        for doc in docs {
+            check(Some(doc), "Documentation.docs", "externalapi.DocsObject")?;
+        }
+    }
+    Ok(())
+}
+
 /// Decodes and validates a service definition in the order of reference §2.3.
 pub fn parse_service_definition(body: &[u8]) -> Result<ServiceDefinition, MetadataError> {
     // 1. JSON and field types.
@@ -469,6 +512,7 @@ pub fn parse_service_definition(body: &[u8]) -> Result<ServiceDefinition, Metada
         )));
     }
     fold_service(&mut value);
+    require_objects(&value)?;
     let wire: WireService =
         serde_json::from_value(value).map_err(|e| MetadataError::Unmarshal(e.to_string()))?;
 
@@ -594,7 +638,17 @@ pub fn parse_service_definition(body: &[u8]) -> Result<ServiceDefinition, Metada
             description: d.description.unwrap_or_default(),
             kind: d.kind.unwrap_or_default(),
             tags: d.tags,
-            docs: d.docs,
+            docs: d.docs.map(|docs| {
+                docs.into_iter()
+                    .map(|doc| {
+                        doc.unwrap_or(DocEntry {
+                            title: String::new(),
+                            kind: String::new(),
+                            source: String::new(),
+                        })
+                    })
+                    .collect()
+            }),
         }),
     })
 }
@@ -617,51 +671,23 @@ fn not_an_object(v: &Value) -> String {
     )
 }
 
-/// Whether `s` is a URL in govalidator's sense: an optional scheme, a host name or IP
-/// address, an optional port, and an optional path, query or fragment without whitespace.
+/// The pattern of a URL the Metadata Service accepts, in govalidator's spirit: an optional
+/// scheme, an optional user, a host name or IPv4 address (labels of letters, digits and inner
+/// hyphens; bracketed IPv6 literals are not accepted), an optional port, and an optional path, query or fragment without
+/// spaces or control characters. `specs/gateway.yaml` carries the same pattern, so the spec and
+/// the server agree; the classes are spelled in ASCII because `\s` differs between regex
+/// dialects.
+pub const URL_PATTERN: &str = r"^((https?|ftp|tcp|udp|wss?)://)?([^\x00-\x20\x7f@/]+@)?([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?)(:[0-9]{1,5})?([/?#][^\x00-\x20\x7f]*)?$";
+
+/// Shortest and longest accepted URL (govalidator: more than 3, fewer than 2083 characters).
+pub const URL_LENGTH: std::ops::RangeInclusive<usize> = 4..=2082;
+
+/// Whether `s` is a URL the Metadata Service accepts ([`URL_PATTERN`], [`URL_LENGTH`]).
 pub fn is_url(s: &str) -> bool {
-    if s.len() <= 3 || s.len() >= 2083 || s.starts_with('.') || s.chars().any(char::is_whitespace) {
-        return false;
-    }
-    let rest = match s.split_once("://") {
-        Some((scheme, rest)) => {
-            let known = ["http", "https", "ftp", "tcp", "udp", "ws", "wss"];
-            if !known.contains(&scheme.to_ascii_lowercase().as_str()) {
-                return false;
-            }
-            rest
-        }
-        None => s,
-    };
-    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let authority = &rest[..authority_end];
-    let host_port = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
-    let (host, port) = match host_port.rsplit_once(':') {
-        Some((h, p)) if !h.contains(']') || h.ends_with(']') => (h, Some(p)),
-        _ => (host_port, None),
-    };
-    if let Some(p) = port
-        && (p.is_empty() || p.len() > 5 || !p.chars().all(|c| c.is_ascii_digit()))
-    {
-        return false;
-    }
-    if host.starts_with('[') && host.ends_with(']') {
-        return host[1..host.len() - 1]
-            .parse::<std::net::Ipv6Addr>()
-            .is_ok();
-    }
-    if host.parse::<std::net::Ipv4Addr>().is_ok() {
-        return true;
-    }
-    let host = host.strip_suffix('.').unwrap_or(host);
-    !host.is_empty()
-        && host.split('.').all(|label| {
-            !label.is_empty()
-                && label.len() <= 63
-                && !label.starts_with('-')
-                && !label.ends_with('-')
-                && label.chars().all(|c| c.is_alphanumeric() || c == '-')
-        })
+    static URL: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
+        regex::Regex::new(URL_PATTERN).expect("the URL pattern compiles")
+    });
+    URL_LENGTH.contains(&s.chars().count()) && URL.is_match(s)
 }
 
 impl ServiceDefinition {
@@ -781,6 +807,30 @@ mod tests {
     }
 
     #[test]
+    fn nested_objects_must_be_objects_as_go_requires() {
+        for body in [
+            r#"{"provider":"p","name":"n","description":"d","api":["http://x.com"]}"#,
+            r#"{"provider":"p","name":"n","description":"d","api":{"targetUrl":"http://x.com","credentials":[1]}}"#,
+            r#"{"provider":"p","name":"n","description":"d","events":[{}]}"#,
+            r#"{"provider":"p","name":"n","description":"d","events":{"spec":{}},"documentation":{"displayName":"a","description":"b","type":"c","docs":[[null,null]]}}"#,
+        ] {
+            assert!(matches!(err(body), MetadataError::Unmarshal(_)), "{body}");
+        }
+    }
+
+    #[test]
+    fn null_optional_fields_read_as_absent_like_go() {
+        let d = parse_service_definition(
+            br#"{"provider":"p","name":"n","description":"d","identifier":null,"labels":null,"api":null,
+                 "events":{"spec":{}},"documentation":{"displayName":"x","description":"y","type":"z","tags":null,
+                 "docs":[{"title":null,"type":null,"source":null},null]}}"#,
+        );
+        let d = d.unwrap_or_else(|e| panic!("{e:?}"));
+        assert_eq!(d.identifier(), "");
+        assert!(d.api.is_none());
+    }
+
+    #[test]
     fn requires_api_or_events_after_the_structure() {
         assert_eq!(
             err(r#"{"provider":"p","name":"n","description":"d"}"#),
@@ -832,7 +882,7 @@ mod tests {
             "httpbin.org",
             "http://localhost:8080/x?y=1",
             "http://127.0.0.1:1/",
-            "http://[::1]:80/",
+            "https://user:pw@orders.com:8443/v1?x=1#f",
         ] {
             assert!(is_url(ok), "{ok}");
         }
