@@ -483,3 +483,51 @@ fn main() -> ExitCode {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_override_the_config_file_which_overrides_defaults() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let file = dir.path().join("ace.yaml");
+        std::fs::write(&file, "gateway-addr: 0.0.0.0:9444\nadmin-addr: 127.0.0.1:9081\ntoken-ttl: 10m\ncsr-policy: kyma\nhost: [ace.example.com]\n")
+            .unwrap_or_else(|e| panic!("{e}"));
+        let cli = Cli::try_parse_from([
+            "ace",
+            "serve",
+            "--config",
+            file.to_str().unwrap_or_default(),
+            "--admin-addr",
+            "127.0.0.1:7081",
+        ])
+        .unwrap_or_else(|e| panic!("{e}"));
+        let Command::Serve(args) = cli.command else {
+            panic!("not serve")
+        };
+        let (opts, _) = args.resolve().unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(opts.gateway_addr, "0.0.0.0:9444", "from the file");
+        assert_eq!(opts.admin_addr, "127.0.0.1:7081", "the flag wins");
+        assert_eq!(
+            opts.connector_internal_addr, "127.0.0.1:8080",
+            "the default"
+        );
+        assert_eq!(opts.token_ttl, Duration::from_secs(600));
+        assert!(!opts.strict_csr_policy);
+        assert_eq!(opts.hosts, vec!["ace.example.com".to_owned()]);
+    }
+
+    #[test]
+    fn unknown_config_keys_are_refused_clearly() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let file = dir.path().join("ace.yaml");
+        std::fs::write(&file, "gatway-addr: 0.0.0.0:1\n").unwrap_or_else(|e| panic!("{e}"));
+        let args = ServeArgs {
+            config: Some(file),
+            ..ServeArgs::default()
+        };
+        let err = args.resolve().map(|_| ()).unwrap_err();
+        assert!(err.contains("gatway-addr"), "{err}");
+    }
+}

@@ -19,9 +19,16 @@ async fn an_expired_client_certificate_fails_the_handshake() {
     let s = start(dir.path()).await;
     s.apply_re("ec").await;
     // Issued by ACE's own CA for the right RE, but its validity ended an hour ago.
-    let ca = Ca::load_or_create(dir.path(), KeyKind::EcdsaP256, Timestamp::from_unix_millis(now_ms())).unwrap_or_else(|e| panic!("{e}"));
+    let ca = Ca::load_or_create(
+        dir.path(),
+        KeyKind::EcdsaP256,
+        Timestamp::from_unix_millis(now_ms()),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
     let key = pki::generate_key(KeyKind::EcdsaP256).unwrap_or_else(|e| panic!("{e}"));
-    let der = pem::parse(pki::make_csr(&key, &subject("ec")).unwrap_or_default()).map(|p| p.into_contents()).unwrap_or_default();
+    let der = pem::parse(pki::make_csr(&key, &subject("ec")).unwrap_or_default())
+        .map(|p| p.into_contents())
+        .unwrap_or_default();
     let issued = ace_model::connector::IssuedCertificate {
         serial: ace_model::rng::CertSerial("22".repeat(16)),
         re: "ec".into(),
@@ -30,15 +37,33 @@ async fn an_expired_client_certificate_fails_the_handshake() {
         not_before: Timestamp::from_unix_millis(now_ms() - 7_200_000),
         not_after: Timestamp::from_unix_millis(now_ms() - 3_600_000),
     };
-    let cert = ca.sign_client(&der, &issued).unwrap_or_else(|e| panic!("{e}"));
+    let cert = ca
+        .sign_client(&der, &issued)
+        .unwrap_or_else(|e| panic!("{e}"));
     let tls = client::tls_connector(&TlsOptions {
         roots: pki::certs_from_pem(&s.server.ca_pem).unwrap_or_default(),
-        identity: Some((pki::certs_from_pem(&cert).unwrap_or_default(), pki::key_from_pem(&key.serialize_pem()).unwrap_or_else(|e| panic!("{e}")))),
+        identity: Some((
+            pki::certs_from_pem(&cert).unwrap_or_default(),
+            pki::key_from_pem(&key.serialize_pem()).unwrap_or_else(|e| panic!("{e}")),
+        )),
         insecure: false,
     })
     .unwrap_or_else(|e| panic!("{e}"));
-    let result = client::request(&TokioNet, Method::GET, &s.gateway("/ec/v1/metadata/services"), &[], None, Some(&tls), TIMEOUT).await;
-    assert!(result.is_err(), "an expired certificate must not get an answer, got {:?}", result.map(|r| r.status));
+    let result = client::request(
+        &TokioNet,
+        Method::GET,
+        &s.gateway("/ec/v1/metadata/services"),
+        &[],
+        None,
+        Some(&tls),
+        TIMEOUT,
+    )
+    .await;
+    assert!(
+        result.is_err(),
+        "an expired certificate must not get an answer, got {:?}",
+        result.map(|r| r.status)
+    );
 }
 
 #[tokio::test]
@@ -47,13 +72,22 @@ async fn a_client_that_never_finishes_its_headers_is_disconnected() {
     let mut opts = options(dir.path());
     opts.header_timeout = Duration::from_millis(300);
     let s = start_with(opts).await;
-    let mut conn = TcpStream::connect(s.server.admin).await.unwrap_or_else(|e| panic!("{e}"));
-    conn.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n").await.unwrap_or_else(|e| panic!("{e}"));
+    let mut conn = TcpStream::connect(s.server.admin)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    conn.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     let mut buf = Vec::new();
     let read = tokio::time::timeout(Duration::from_secs(5), conn.read_to_end(&mut buf)).await;
-    assert!(read.is_ok(), "the server must close a connection whose headers never end");
+    assert!(
+        read.is_ok(),
+        "the server must close a connection whose headers never end"
+    );
     // An idle keep-alive connection is closed the same way.
-    let mut idle = TcpStream::connect(s.server.admin).await.unwrap_or_else(|e| panic!("{e}"));
+    let mut idle = TcpStream::connect(s.server.admin)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     let read = tokio::time::timeout(Duration::from_secs(5), idle.read_to_end(&mut buf)).await;
     assert!(read.is_ok(), "the server must close an idle connection");
 }
@@ -66,18 +100,36 @@ async fn connections_beyond_the_cap_are_refused_and_counted() {
     opts.header_timeout = Duration::from_secs(30);
     let s = start_with(opts).await;
     let _held: Vec<TcpStream> = vec![
-        TcpStream::connect(s.server.admin).await.unwrap_or_else(|e| panic!("{e}")),
-        TcpStream::connect(s.server.admin).await.unwrap_or_else(|e| panic!("{e}")),
+        TcpStream::connect(s.server.admin)
+            .await
+            .unwrap_or_else(|e| panic!("{e}")),
+        TcpStream::connect(s.server.admin)
+            .await
+            .unwrap_or_else(|e| panic!("{e}")),
     ];
     tokio::time::sleep(Duration::from_millis(100)).await;
-    let mut third = TcpStream::connect(s.server.admin).await.unwrap_or_else(|e| panic!("{e}"));
-    let _ = third.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n").await;
+    let mut third = TcpStream::connect(s.server.admin)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let _ = third
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await;
     let mut buf = Vec::new();
     let read = tokio::time::timeout(Duration::from_secs(5), third.read_to_end(&mut buf)).await;
-    assert!(read.is_ok(), "the connection over the cap is closed at once");
-    assert!(!String::from_utf8_lossy(&buf).contains("200 OK"), "and not served");
+    assert!(
+        read.is_ok(),
+        "the connection over the cap is closed at once"
+    );
+    assert!(
+        !String::from_utf8_lossy(&buf).contains("200 OK"),
+        "and not served"
+    );
     drop(_held);
     tokio::time::sleep(Duration::from_millis(200)).await;
     let r = s.send(Method::GET, &s.admin("/metrics"), None, None).await;
-    assert!(r.text().contains("ace_connections_refused_total 1"), "{}", r.text());
+    assert!(
+        r.text().contains("ace_connections_refused_total 1"),
+        "{}",
+        r.text()
+    );
 }
