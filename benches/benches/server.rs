@@ -22,9 +22,10 @@
 //! Throughput is in handshakes or certificates (`Throughput::Elements(1)` per iteration).
 //! Clients and server share the machine: the server runs on its own runtime (threads
 //! `ace-server`), the clients on another (`bench-client`). After each benchmark that ran at
-//! least 1,000 elements, the server threads' CPU time per element (from `/proc/self/task`,
-//! warm-up included) is printed to stderr as `server CPU <name>: ...`, with the rate that makes
-//! per core of server CPU.
+//! least 1,000 elements, the CPU time per element of the server threads and of the rest of the
+//! process (from `/proc/self`, warm-up included) is printed to stderr as `cpu <name>: ...`,
+//! with the rate the server's share makes per core; the issuance benchmarks also print the
+//! store's group commits (`store <name>: ...`, from `/metrics`).
 
 use std::hint::black_box;
 use std::sync::Arc;
@@ -59,61 +60,80 @@ const TIMEOUT: Duration = Duration::from_secs(30);
 /// Name of the server runtime's threads (workers and blocking pool).
 const SERVER_THREADS: &str = "ace-server";
 
-/// CPU time (user and system) of the server's threads so far, from `/proc/self/task`
-/// (zero where there is no such file system). Resolution: one clock tick, 10 ms.
-fn server_cpu() -> Duration {
-    let mut ticks = 0u64;
-    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
-        return Duration::ZERO;
-    };
-    for task in tasks.flatten() {
+/// User and system CPU time in a `/proc/<pid>[/task/<tid>]/stat` line, and the thread's
+/// name. Resolution: one clock tick, 10 ms.
+fn stat_cpu(stat: &str) -> Option<(&str, Duration)> {
+    // `pid (comm) state ppid ...`: utime and stime are fields 14 and 15.
+    let (open, close) = (stat.find('(')?, stat.rfind(')')?);
+    let fields: Vec<&str> = stat[close + 1..].split_whitespace().collect();
+    let field = |i: usize| fields.get(i).and_then(|v| v.parse::<u64>().ok());
+    let ticks = field(11)? + field(12)?;
+    Some((&stat[open + 1..close], Duration::from_millis(ticks * 10)))
+}
+
+/// CPU time so far of the server's threads and of the whole process, from `/proc/self`
+/// (zero where there is no such file system).
+fn cpu_times() -> (Duration, Duration) {
+    let process = std::fs::read_to_string("/proc/self/stat")
+        .ok()
+        .and_then(|s| stat_cpu(&s).map(|(_, cpu)| cpu))
+        .unwrap_or_default();
+    let mut server = Duration::ZERO;
+    for task in std::fs::read_dir("/proc/self/task")
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
         let Ok(stat) = std::fs::read_to_string(task.path().join("stat")) else {
             continue;
         };
-        // `pid (comm) state ppid ...`: utime and stime are fields 14 and 15.
-        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
-            continue;
-        };
-        if !stat[open + 1..close].starts_with(SERVER_THREADS) {
-            continue;
+        if let Some((name, cpu)) = stat_cpu(&stat)
+            && name.starts_with(SERVER_THREADS)
+        {
+            server += cpu;
         }
-        let fields: Vec<&str> = stat[close + 1..].split_whitespace().collect();
-        let field = |i: usize| fields.get(i).and_then(|v| v.parse::<u64>().ok());
-        ticks += field(11).unwrap_or(0) + field(12).unwrap_or(0);
     }
-    Duration::from_millis(ticks * 10)
+    (server, process)
 }
 
-/// Server CPU time per element over all of a benchmark's timed runs (warm-up included).
+/// CPU time per element over all of a benchmark's timed runs (warm-up included): the
+/// server's threads, and the rest of the process (the clients).
 #[derive(Debug, Default)]
 struct ServerCpu {
-    cpu: std::cell::Cell<Duration>,
+    server: std::cell::Cell<Duration>,
+    process: std::cell::Cell<Duration>,
     elements: std::cell::Cell<u64>,
 }
 
 impl ServerCpu {
-    /// Runs `timed` (which does `n` elements), adding the server's CPU time meanwhile.
+    /// Runs `timed` (which does `n` elements), adding the CPU time used meanwhile.
     fn measure(&self, n: u64, timed: impl FnOnce() -> Duration) -> Duration {
-        let before = server_cpu();
+        let (server, process) = cpu_times();
         let wall = timed();
-        self.cpu
-            .set(self.cpu.get() + server_cpu().saturating_sub(before));
+        let (server_after, process_after) = cpu_times();
+        self.server
+            .set(self.server.get() + server_after.saturating_sub(server));
+        self.process
+            .set(self.process.get() + process_after.saturating_sub(process));
         self.elements.set(self.elements.get() + n);
         wall
     }
 
-    /// Prints the server's CPU time per element and what that makes per core.
+    /// Prints the server's CPU time per element, the rate that makes per core, and the
+    /// clients' CPU time per element.
     fn report(&self, name: &str) {
         let n = self.elements.get();
-        let cpu = self.cpu.get();
-        if n == 0 || cpu.is_zero() || n < 1000 {
+        if n < 1000 || self.server.get().is_zero() {
             return;
         }
-        let per = cpu / u32::try_from(n).unwrap_or(u32::MAX);
+        let n32 = u32::try_from(n).unwrap_or(u32::MAX);
+        let server = self.server.get() / n32;
+        let clients = self.process.get().saturating_sub(self.server.get()) / n32;
         eprintln!(
-            "server CPU {name}: {:.0} µs per element over {n} ({:.0}/s per core)",
-            per.as_secs_f64() * 1e6,
-            1.0 / per.as_secs_f64()
+            "cpu {name}: server {:.0} µs per element ({:.0}/s per core), clients {:.0} µs, over {n}",
+            server.as_secs_f64() * 1e6,
+            1.0 / server.as_secs_f64(),
+            clients.as_secs_f64() * 1e6,
         );
     }
 }
@@ -143,6 +163,56 @@ fn csr_body(re: &str) -> (Vec<u8>, rcgen::KeyPair) {
         .to_string()
         .into_bytes();
     (body, key)
+}
+
+/// The store's group commits so far, from the admin listener's `/metrics`.
+#[derive(Clone, Copy, Debug, Default)]
+struct StoreStats {
+    syncs: f64,
+    records: f64,
+    sync_seconds: f64,
+    /// Wall time of the timed runs these were counted in.
+    wall: Duration,
+}
+
+impl StoreStats {
+    fn parse(text: &str) -> StoreStats {
+        let value = |name: &str| {
+            text.lines()
+                .filter_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+                .filter_map(|v| v.trim().parse::<f64>().ok())
+                .next()
+                .unwrap_or(0.0)
+        };
+        StoreStats {
+            syncs: value("ace_store_syncs_total"),
+            records: value("ace_records_appended_total"),
+            sync_seconds: value("ace_store_sync_seconds_sum"),
+            wall: Duration::ZERO,
+        }
+    }
+
+    /// Adds the commits between `before` and `after`, made during `wall`.
+    fn add(&mut self, before: StoreStats, after: StoreStats, wall: Duration) {
+        self.syncs += after.syncs - before.syncs;
+        self.records += after.records - before.records;
+        self.sync_seconds += after.sync_seconds - before.sync_seconds;
+        self.wall += wall;
+    }
+
+    /// Prints records per commit, time per commit and the share of the time spent committing.
+    fn report(&self, name: &str) {
+        if self.records < 1000.0 || self.wall.is_zero() {
+            return;
+        }
+        eprintln!(
+            "store {name}: {:.0} commits of {:.1} records on average, {:.2} ms each (append and sync); committing {:.0} % of the time",
+            self.syncs,
+            self.records / self.syncs,
+            self.sync_seconds / self.syncs * 1e3,
+            self.sync_seconds / self.wall.as_secs_f64() * 100.0
+        );
+    }
 }
 
 /// A multi-thread runtime (one worker per core) with the server running on it.
@@ -210,6 +280,32 @@ impl Fixture {
         )
         .await;
         assert!(status < 300, "PUT {url}: {status}");
+    }
+
+    /// The store's commit counters now.
+    fn store_stats(&self) -> StoreStats {
+        let url = format!("http://{}/metrics", self.server.admin);
+        let text = self.rt.block_on(async {
+            client::request(&TokioNet, Method::GET, &url, &[], None, None, TIMEOUT)
+                .await
+                .expect("metrics")
+                .text()
+        });
+        StoreStats::parse(&text)
+    }
+
+    /// Runs `timed`, adding the store's commits meanwhile to `stats`.
+    fn with_store_stats(
+        &self,
+        stats: &std::cell::Cell<StoreStats>,
+        timed: impl FnOnce() -> Duration,
+    ) -> Duration {
+        let before = self.store_stats();
+        let wall = timed();
+        let mut sum = stats.get();
+        sum.add(before, self.store_stats(), wall);
+        stats.set(sum);
+        wall
     }
 
     /// `pool` with at least `n` remote environments, each with a prepared `client-certs`
@@ -562,26 +658,31 @@ fn certificates(c: &mut Criterion) {
         })
     });
     let meter = ServerCpu::default();
+    let stats = std::cell::Cell::new(StoreStats::default());
     let name = "onboarding_token_info_csr_16_concurrent";
     group.bench_function(name, |b| {
         // Task `t` onboards to `bench-t` again and again.
         let pool = pool.clone();
         b.iter_custom(|n| {
             let (fx, pool) = (f.clone(), pool.clone());
-            meter.measure(n, || {
-                f.concurrent(n, move |task, _| {
-                    let (fx, pool) = (fx.clone(), pool.clone());
-                    async move {
-                        let (re, body) = &pool[task];
-                        let url = fx.csr_url(re).await;
-                        black_box(fx.client_certs(&url, body).await);
-                    }
+            f.with_store_stats(&stats, || {
+                meter.measure(n, || {
+                    f.concurrent(n, move |task, _| {
+                        let (fx, pool) = (fx.clone(), pool.clone());
+                        async move {
+                            let (re, body) = &pool[task];
+                            let url = fx.csr_url(re).await;
+                            black_box(fx.client_certs(&url, body).await);
+                        }
+                    })
                 })
             })
         })
     });
     meter.report(name);
+    stats.get().report(name);
     let meter = ServerCpu::default();
+    let stats = std::cell::Cell::new(StoreStats::default());
     let name = "client_certs_only_16_concurrent";
     group.bench_function(name, |b| {
         b.iter_custom(|n| {
@@ -599,17 +700,20 @@ fn certificates(c: &mut Criterion) {
             });
             let urls = Arc::new(std::mem::take(&mut *urls.lock().expect("lock")));
             let (fx, items) = (f.clone(), pool.clone());
-            meter.measure(n, || {
-                f.concurrent(n, move |_, i| {
-                    let (fx, items, urls) = (fx.clone(), items.clone(), urls.clone());
-                    async move {
-                        black_box(fx.client_certs(&urls[i], &items[i].1).await);
-                    }
+            f.with_store_stats(&stats, || {
+                meter.measure(n, || {
+                    f.concurrent(n, move |_, i| {
+                        let (fx, items, urls) = (fx.clone(), items.clone(), urls.clone());
+                        async move {
+                            black_box(fx.client_certs(&urls[i], &items[i].1).await);
+                        }
+                    })
                 })
             })
         })
     });
     meter.report(name);
+    stats.get().report(name);
     group.finish();
 }
 
