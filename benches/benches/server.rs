@@ -4,7 +4,7 @@
 //! Group `server_mtls`: TLS 1.3 handshakes with a client certificate obtained through the real
 //! onboarding flow, against the gateway listener. "full" uses a client configuration with
 //! resumption disabled, so every iteration is a full handshake; "resumed" keeps the client's
-//! session store across iterations, and a setup step asserts that the handshakes really resume.
+//! session store across iterations, and setup and every iteration assert that they resume.
 //! Each iteration opens a TCP connection and does the handshake; the `_handshake` variants then
 //! close (close_notify) and read to the server's end of the connection, so the server has
 //! verified the client's certificate and `Finished` before the iteration ends; the
@@ -14,7 +14,8 @@
 //!
 //! Group `server_certificates`: client certificates issued through the HTTP API with CSRs
 //! prepared up front, 16 concurrent clients so the store's group commit can batch the durable
-//! writes. "onboarding" is `POST tokens` (internal API) → `GET info?token=` → `POST
+//! writes; each client has its own remote environment (`bench-*`), as an RE has one live token
+//! at a time. "onboarding" is `POST tokens` (internal API) → `GET info?token=` → `POST
 //! client-certs` (external API, HTTPS); "client_certs_only" does the token and info calls before
 //! the clock starts and times only `POST client-certs`. Baseline: the server's own work per
 //! certificate in-process (decode the body, parse and verify the CSR, sign the certificate).
@@ -50,11 +51,11 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::runtime::Runtime;
 use tokio_rustls::TlsConnector;
 
-/// The remote environment every client onboards to.
+/// The remote environment the gateway client onboards to (and the baseline's CSR subject).
 const RE: &str = "ec-default";
 /// Concurrent clients in the `_16_concurrent` variants.
 const CONCURRENCY: usize = 16;
-/// Distinct prepared CSRs (each with its own key), used round robin.
+/// Distinct prepared CSRs (each with its own key) the in-process baseline signs round robin.
 const PREPARED_CSRS: usize = 64;
 const TIMEOUT: Duration = Duration::from_secs(30);
 /// Name of the server runtime's threads (workers and blocking pool).
