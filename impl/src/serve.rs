@@ -235,6 +235,10 @@ fn server_configs(
         .with_single_cert(chain.clone(), key.clone_key())
         .map_err(tls_err)?;
     external.alpn_protocols = vec![b"http/1.1".to_vec()];
+    // Stateless TLS 1.3 session tickets, one key per listener: the default (stateful, a cache
+    // of 256 sessions shared by every client) forgets a client's session once 128 other
+    // connections have been made, so under load nobody resumes.
+    external.ticketer = rustls::crypto::ring::Ticketer::new().map_err(tls_err)?;
     let mut roots = RootCertStore::empty();
     roots.add(ca.cert_der().clone()).map_err(tls_err)?;
     // Callers without a certificate get through the handshake and a clear 403 from the model;
@@ -250,6 +254,7 @@ fn server_configs(
         .with_single_cert(chain, key)
         .map_err(tls_err)?;
     gateway.alpn_protocols = vec![b"http/1.1".to_vec()];
+    gateway.ticketer = rustls::crypto::ring::Ticketer::new().map_err(tls_err)?;
     Ok((
         TlsAcceptor::from(Arc::new(external)),
         TlsAcceptor::from(Arc::new(gateway)),
