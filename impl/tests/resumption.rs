@@ -88,3 +88,36 @@ async fn a_returning_client_resumes_even_after_many_other_clients() {
         HandshakeKind::Resumed
     );
 }
+
+#[tokio::test]
+async fn a_resumed_session_is_refused_once_its_certificate_is_revoked() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let t = start(dir.path()).await;
+    t.apply_re("ec").await;
+    let client = t.onboard("ec").await;
+    let gateway = t.server.gateway;
+    let (kind, _) = connect(&client, gateway, "/ec/v1/metadata/services").await;
+    assert_eq!(kind, HandshakeKind::Full);
+    let (kind, response) = connect(&client, gateway, "/ec/v1/metadata/services").await;
+    assert_eq!(kind, HandshakeKind::Resumed);
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    // Delete and re-create the RE: the certificate is revoked, and a resumed session (which
+    // skips certificate verification) still carries it, so the model refuses it per request.
+    let deleted = t
+        .send(
+            hyper::Method::DELETE,
+            &t.admin("/v1/remoteenvironments/ec"),
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(deleted.status, 204);
+    t.apply_re("ec").await;
+    let (kind, response) = connect(&client, gateway, "/ec/v1/metadata/services").await;
+    assert_eq!(kind, HandshakeKind::Resumed);
+    assert!(response.starts_with("HTTP/1.1 403"), "{response}");
+    assert!(
+        response.contains("The client certificate has been revoked."),
+        "{response}"
+    );
+}
