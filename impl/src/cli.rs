@@ -298,8 +298,16 @@ fn resource_url(
             "serviceinstance",
             format!("{admin}/v1/namespaces/{}/serviceinstances/{name}", ns()),
         )),
+        "eventactivation" | "eventactivations" | "ea" => Ok((
+            "eventactivation",
+            format!("{admin}/v1/namespaces/{}/eventactivations/{name}", ns()),
+        )),
+        "subscription" | "subscriptions" | "sub" => Ok((
+            "subscription",
+            format!("{admin}/v1/namespaces/{}/subscriptions/{name}", ns()),
+        )),
         other => Err(format!(
-            "unknown kind {other}: ACE knows RemoteEnvironment, EnvironmentMapping and ServiceInstance (EventActivation and Subscription come with the Event Bus)"
+            "unknown kind {other}: ACE knows RemoteEnvironment, EnvironmentMapping, EventActivation, Subscription and ServiceInstance"
         )),
     }
 }
@@ -355,6 +363,14 @@ pub async fn get(
         ("remoteenvironment" | "remoteenvironments" | "re", None) => {
             format!("{admin}/v1/remoteenvironments")
         }
+        ("eventactivation" | "eventactivations" | "ea", None) => match namespace {
+            Some(ns) => format!("{admin}/v1/namespaces/{ns}/eventactivations"),
+            None => format!("{admin}/v1/eventactivations"),
+        },
+        ("subscription" | "subscriptions" | "sub", None) => match namespace {
+            Some(ns) => format!("{admin}/v1/namespaces/{ns}/subscriptions"),
+            None => format!("{admin}/v1/subscriptions"),
+        },
         (_, Some(name)) => resource_url(admin, kind, name, namespace)?.1,
         (other, None) => return Err(format!("cannot list {other}")),
     };
@@ -373,6 +389,38 @@ pub async fn get(
             .ok_or_else(|| format!("{kind} {name} not found"));
     }
     Ok(body)
+}
+
+/// `ace events dead-letter list`.
+pub async fn dead_letters(admin: &str, namespace: Option<&str>) -> Result<Value, String> {
+    let url = match namespace {
+        Some(ns) => format!("{admin}/v1/namespaces/{ns}/deadletters"),
+        None => format!("{admin}/v1/deadletters"),
+    };
+    let r = call(Method::GET, &url, None).await?;
+    if r.status != 200 {
+        return Err(api_error("dead letters", &r));
+    }
+    Ok(r.json())
+}
+
+/// `ace events dead-letter replay`.
+pub async fn replay(
+    admin: &str,
+    namespace: &str,
+    subscription: &str,
+    event_id: Option<&str>,
+) -> Result<Value, String> {
+    let url = format!("{admin}/v1/namespaces/{namespace}/subscriptions/{subscription}/replay");
+    let body = event_id.map_or_else(|| json!({}), |id| json!({ "eventId": id }));
+    let r = call(Method::POST, &url, Some(body)).await?;
+    if r.status != 200 {
+        return Err(api_error(
+            &format!("replay for {namespace}/{subscription}"),
+            &r,
+        ));
+    }
+    Ok(r.json())
 }
 
 /// A table of resources: NAMESPACE (when namespaced), NAME, and a summary column.
@@ -403,6 +451,23 @@ pub fn table(value: &Value) -> String {
                     .and_then(Value::as_array)
                     .map_or(0, Vec::len)
             ),
+            Some("EventActivation") => format!(
+                "sourceId={}",
+                item.pointer("/spec/sourceId")
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+            ),
+            Some("Subscription") => {
+                let activated = item
+                    .pointer("/status/conditions/0/status")
+                    .and_then(Value::as_str)
+                    .unwrap_or("Unknown");
+                let figures = item
+                    .pointer("/status/delivery")
+                    .map(Value::to_string)
+                    .unwrap_or_default();
+                format!("events-activated={activated} {figures}")
+            }
             _ => item
                 .pointer("/metadata/displayName")
                 .or_else(|| item.get("externalName"))
@@ -490,6 +555,31 @@ serviceClassExternalName: my-service-abcde
                 .unwrap_err()
                 .contains("not valid YAML")
         );
+    }
+
+    #[test]
+    fn every_seed_kind_has_an_admin_url() {
+        for (kind, url) in [
+            ("RemoteEnvironment", "http://a/v1/remoteenvironments/x"),
+            (
+                "EnvironmentMapping",
+                "http://a/v1/namespaces/ns/environmentmappings/x",
+            ),
+            (
+                "EventActivation",
+                "http://a/v1/namespaces/ns/eventactivations/x",
+            ),
+            ("Subscription", "http://a/v1/namespaces/ns/subscriptions/x"),
+            (
+                "ServiceInstance",
+                "http://a/v1/namespaces/ns/serviceinstances/x",
+            ),
+        ] {
+            assert_eq!(
+                resource_url("http://a", kind, "x", Some("ns")).map(|r| r.1),
+                Ok(url.to_owned())
+            );
+        }
     }
 
     #[test]

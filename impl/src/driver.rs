@@ -8,6 +8,7 @@
 use std::io;
 use std::sync::Arc;
 
+use ace_model::bus::{Delivery, DeliveryOutcome};
 use ace_model::{Model, Reply, Request, Timestamp};
 use tokio::sync::{mpsc, oneshot};
 
@@ -74,16 +75,26 @@ pub const MAX_BATCH: usize = 512;
 /// Compact the log once it holds this many records more than the last snapshot did.
 pub const COMPACT_AFTER: u64 = 50_000;
 
-/// Starts the driver task. Returns its handle and the task, which ends with an error if the
-/// store failed, or `Ok` once every handle is dropped.
+/// Where delivery outcomes go back to the driver.
+pub type OutcomeSender = mpsc::UnboundedSender<DeliveryOutcome>;
+
+/// Starts a delivery; built by the caller of [`spawn`] around an [`OutcomeSender`].
+pub type Deliverer = Box<dyn FnMut(Delivery) + Send>;
+
+/// Starts the driver task. `deliverer` is given the channel for delivery outcomes and returns
+/// the function that starts deliveries. Returns the driver's handle and its task, which ends
+/// with an error if the store failed, or `Ok` once every handle is dropped.
 pub fn spawn<S: Store>(
     model: Model,
     store: S,
     clock: Clock,
     metrics: Arc<Metrics>,
+    deliverer: impl FnOnce(OutcomeSender) -> Deliverer,
 ) -> (Handle, tokio::task::JoinHandle<io::Result<()>>) {
     let (tx, rx) = mpsc::channel(4 * MAX_BATCH);
-    let task = tokio::spawn(run(model, store, rx, clock, metrics));
+    let (outcome_tx, outcome_rx) = mpsc::unbounded_channel();
+    let deliver = deliverer(outcome_tx);
+    let task = tokio::spawn(run(model, store, rx, outcome_rx, deliver, clock, metrics));
     (Handle { tx }, task)
 }
 
@@ -91,6 +102,8 @@ async fn run<S: Store>(
     mut model: Model,
     mut store: S,
     mut rx: mpsc::Receiver<Job>,
+    mut outcomes: mpsc::UnboundedReceiver<DeliveryOutcome>,
+    mut deliver: Deliverer,
     clock: Clock,
     metrics: Arc<Metrics>,
 ) -> io::Result<()> {
@@ -111,6 +124,12 @@ async fn run<S: Store>(
         };
         tokio::select! {
             biased;
+            Some(outcome) = outcomes.recv() => {
+                model.handle_delivery_outcome(clock.now(), outcome);
+                while let Ok(outcome) = outcomes.try_recv() {
+                    model.handle_delivery_outcome(clock.now(), outcome);
+                }
+            }
             n = rx.recv_many(&mut batch, MAX_BATCH) => {
                 if n == 0 {
                     return Ok(());
@@ -145,6 +164,10 @@ async fn run<S: Store>(
         for (reply, tx) in replies.drain(..) {
             // The caller may have gone (client hung up); its change is durable regardless.
             let _ = tx.send(reply);
+        }
+        while let Some(delivery) = model.poll_delivery() {
+            metrics.delivery_started();
+            deliver(delivery);
         }
     }
 }

@@ -5,8 +5,9 @@ use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ace_model::bus::BusRequest;
+use ace_model::bus::publish::{EventServiceError, PublishError};
 use ace_model::bus::subscription::{ActivationSpec, SubscriptionSpec};
+use ace_model::bus::{BusReply, BusRequest};
 use ace_model::connector::{self, PeerCertificate};
 use ace_model::error::{ClientError, CommonError};
 use ace_model::{AdminRequest, GatewayCall, Reply, Request};
@@ -19,7 +20,7 @@ use hyper::{Method, StatusCode};
 use serde_json::Value;
 
 use crate::driver::{Handle, Stopped};
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, SubscriptionFigures};
 use crate::pki::Ca;
 use crate::specs;
 
@@ -37,6 +38,8 @@ pub enum Surface {
     Gateway,
     /// Admin API, metrics and health (plain HTTP, loopback).
     Admin,
+    /// Event Bus publish API and its status (plain HTTP, loopback).
+    Publish,
 }
 
 impl Surface {
@@ -47,6 +50,7 @@ impl Surface {
             Surface::ConnectorExternal => "connector_external",
             Surface::Gateway => "gateway",
             Surface::Admin => "admin",
+            Surface::Publish => "publish",
         }
     }
 }
@@ -178,6 +182,24 @@ pub const ROUTES: &[(Surface, &str, &str)] = &[
         "DELETE",
         "/v1/namespaces/{namespace}/subscriptions/{name}",
     ),
+    (Surface::Admin, "GET", "/v1/deadletters"),
+    (
+        Surface::Admin,
+        "GET",
+        "/v1/namespaces/{namespace}/deadletters",
+    ),
+    (
+        Surface::Admin,
+        "POST",
+        "/v1/namespaces/{namespace}/subscriptions/{name}/replay",
+    ),
+    (Surface::Publish, "GET", "/v1/events"),
+    (Surface::Publish, "POST", "/v1/events"),
+    (Surface::Publish, "PUT", "/v1/events"),
+    (Surface::Publish, "DELETE", "/v1/events"),
+    (Surface::Publish, "PATCH", "/v1/events"),
+    (Surface::Publish, "GET", "/v1/status/live"),
+    (Surface::Publish, "GET", "/v1/status/ready"),
 ];
 
 /// Whether `path` matches `template` (`{...}` matches one non-empty segment).
@@ -209,6 +231,8 @@ pub struct Limits {
     pub max_metadata_body_bytes: usize,
     /// Time allowed to read a request body.
     pub body_timeout: Duration,
+    /// Largest event (the Event Bus's limit, answered with its own 413 body).
+    pub max_event_bytes: usize,
 }
 
 impl Default for Limits {
@@ -217,6 +241,7 @@ impl Default for Limits {
             max_body_bytes: 64 * 1024,
             max_metadata_body_bytes: 4 * 1024 * 1024,
             body_timeout: Duration::from_secs(30),
+            max_event_bytes: 64 * 1024,
         }
     }
 }
@@ -302,13 +327,38 @@ async fn read_body(
     limit: usize,
     timeout: Duration,
 ) -> Result<Vec<u8>, Response> {
+    read_body_or(req, limit, timeout, || {
+        error(&CommonError::payload_too_large(limit))
+    })
+    .await
+}
+
+/// An event's body: over the Event Bus's limit, the bus's own 413 body (`too_large`).
+async fn read_event(
+    req: hyper::Request<Incoming>,
+    limits: &Limits,
+    too_large: impl FnOnce() -> Reply,
+) -> Result<Vec<u8>, Response> {
+    read_body_or(req, limits.max_event_bytes, limits.body_timeout, || {
+        from_reply(&too_large())
+    })
+    .await
+}
+
+/// Reads a body of at most `limit` bytes within the body timeout; `too_large()` if larger.
+async fn read_body_or(
+    req: hyper::Request<Incoming>,
+    limit: usize,
+    timeout: Duration,
+    too_large: impl FnOnce() -> Response,
+) -> Result<Vec<u8>, Response> {
     if let Some(len) = req
         .headers()
         .get(hyper::header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok()?.parse::<usize>().ok())
         && len > limit
     {
-        return Err(error(&CommonError::payload_too_large(limit)));
+        return Err(too_large());
     }
     match tokio::time::timeout(timeout, Limited::new(req.into_body(), limit).collect()).await {
         Ok(Ok(collected)) => Ok(collected.to_bytes().to_vec()),
@@ -316,7 +366,7 @@ async fn read_body(
             if e.downcast_ref::<http_body_util::LengthLimitError>()
                 .is_some() =>
         {
-            Err(error(&CommonError::payload_too_large(limit)))
+            Err(too_large())
         }
         Ok(Err(_)) => Err(error(&CommonError::new(
             400,
@@ -394,6 +444,7 @@ impl App {
             Surface::ConnectorExternal => self.connector_external(req).await,
             Surface::Gateway => self.gateway(req, peer).await,
             Surface::Admin => self.admin(req).await,
+            Surface::Publish => self.publish(req).await,
         };
         let mut response = response;
         if response.status() == StatusCode::METHOD_NOT_ALLOWED
@@ -567,7 +618,12 @@ impl App {
             ) => return method_not_allowed(),
             (["events", ..], &Method::POST) => {
                 let headers = trace_headers(req.headers());
-                match read_body(req, self.limits.max_body_bytes, self.limits.body_timeout).await {
+                let too_large = || {
+                    Reply::Bus(BusReply::EventServiceRefused(
+                        EventServiceError::RequestBodyTooLarge,
+                    ))
+                };
+                match read_event(req, &self.limits, too_large).await {
                     Ok(body) => {
                         GatewayCall::PublishEvent(ace_model::bus::GatewayEvent { body, headers })
                     }
@@ -605,7 +661,7 @@ impl App {
                 return respond(
                     200,
                     Some("application/openmetrics-text; version=1.0.0; charset=utf-8"),
-                    Bytes::from(self.metrics.encode()),
+                    Bytes::from(self.metrics_text().await),
                 );
             }
             (["v1", "api.yaml"], &Method::GET) => return yaml(specs::ADMIN),
@@ -736,6 +792,51 @@ impl App {
                     })
                     .await;
             }
+            (["v1", "deadletters"], &Method::GET) => {
+                return self
+                    .bus(BusRequest::ListDeadLetters { namespace: None })
+                    .await;
+            }
+            (["v1", "namespaces", ns, "deadletters"], &Method::GET) => {
+                return self
+                    .bus(BusRequest::ListDeadLetters {
+                        namespace: Some(owned(ns)),
+                    })
+                    .await;
+            }
+            (["v1", "namespaces", ns, "subscriptions", name, "replay"], &Method::POST) => {
+                let (namespace, name) = (owned(ns), owned(name));
+                let body = match read_body(
+                    req,
+                    self.limits.max_body_bytes,
+                    self.limits.body_timeout,
+                )
+                .await
+                {
+                    Ok(body) => body,
+                    Err(r) => return r,
+                };
+                let event_id = if body.iter().all(u8::is_ascii_whitespace) {
+                    None
+                } else {
+                    match serde_json::from_slice::<Value>(&body) {
+                        Ok(v) => v.get("eventId").and_then(Value::as_str).map(str::to_owned),
+                        Err(e) => {
+                            return error(&CommonError::new(
+                                400,
+                                format!("The body is not valid JSON: {e}"),
+                            ));
+                        }
+                    }
+                };
+                return self
+                    .bus(BusRequest::ReplayDeadLetters {
+                        namespace,
+                        name,
+                        event_id,
+                    })
+                    .await;
+            }
             (["v1", "subscriptions"], &Method::GET) => {
                 return self
                     .bus(BusRequest::ListSubscriptions { namespace: None })
@@ -795,7 +896,9 @@ impl App {
                 | ["v1", "namespaces", _, "environmentmappings", _]
                 | ["v1", "namespaces", _, "serviceclasses"]
                 | ["v1", "namespaces", _, "serviceinstances", _]
-                | ["v1", "eventactivations" | "subscriptions"]
+                | ["v1", "eventactivations" | "subscriptions" | "deadletters"]
+                | ["v1", "namespaces", _, "deadletters"]
+                | ["v1", "namespaces", _, "subscriptions", _, "replay"]
                 | ["v1", "namespaces", _, "eventactivations" | "subscriptions"]
                 | [
                     "v1",
@@ -810,6 +913,95 @@ impl App {
             _ => return not_found(),
         };
         self.call(Request::Admin(request)).await
+    }
+
+    async fn publish(&self, req: hyper::Request<Incoming>) -> Response {
+        let path = req.uri().path().to_owned();
+        match (segments(&path).as_slice(), req.method()) {
+            (["v1", "events"], _) => {
+                let method = req.method().as_str().to_owned();
+                let source_id_header = req
+                    .headers()
+                    .get("source-id")
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_owned);
+                let headers = trace_headers(req.headers());
+                let too_large =
+                    || Reply::Bus(BusReply::PublishRefused(PublishError::RequestBodyTooLarge));
+                let body = match read_event(req, &self.limits, too_large).await {
+                    Ok(body) => body,
+                    Err(r) => return r,
+                };
+                self.bus(BusRequest::Publish {
+                    method,
+                    source_id_header,
+                    body,
+                    headers,
+                })
+                .await
+            }
+            (["v1", "status", "live"], &Method::GET) => {
+                respond(200, Some("text/plain"), Bytes::from_static(b"live\n"))
+            }
+            (["v1", "status", "ready"], &Method::GET) => {
+                match self
+                    .driver
+                    .call(Request::Admin(AdminRequest::ListMappings {
+                        namespace: Some("-".into()),
+                    }))
+                    .await
+                {
+                    Ok(_) => respond(200, Some("text/plain"), Bytes::from_static(b"ready\n")),
+                    Err(_) => respond(502, Some("text/plain"), Bytes::from_static(b"not ready\n")),
+                }
+            }
+            (["v1", "status", "live" | "ready"], _) => method_not_allowed(),
+            _ => not_found(),
+        }
+    }
+
+    /// Refreshes the per-subscription figures, then encodes every metric.
+    async fn metrics_text(&self) -> String {
+        if let Ok(Reply::Bus(BusReply::Resource { body, .. })) = self
+            .driver
+            .call(Request::Bus(BusRequest::ListSubscriptions {
+                namespace: None,
+            }))
+            .await
+        {
+            let figures: Vec<SubscriptionFigures> = body
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|sub| {
+                    let text = |p: &str| {
+                        sub.pointer(p)
+                            .and_then(Value::as_str)
+                            .unwrap_or_default()
+                            .to_owned()
+                    };
+                    let n = |k: &str| {
+                        sub.pointer(&format!("/status/delivery/{k}"))
+                            .and_then(Value::as_i64)
+                            .unwrap_or(0)
+                    };
+                    let values = [
+                        ("pending", n("pending")),
+                        ("in_flight", n("inFlight")),
+                        ("delivered", n("delivered")),
+                        ("retried", n("retried")),
+                        ("dead_lettered", n("deadLettered")),
+                    ];
+                    SubscriptionFigures {
+                        namespace: text("/metadata/namespace"),
+                        name: text("/metadata/name"),
+                        figures: values,
+                    }
+                })
+                .collect();
+            self.metrics.set_subscriptions(&figures);
+        }
+        self.metrics.encode()
     }
 
     async fn bus(&self, request: BusRequest) -> Response {

@@ -15,6 +15,7 @@ use ace::net::TokioNet;
 use ace::pki::KeyKind;
 use ace::serve::{self, ServeOptions};
 use ace_model::Timestamp;
+use ace_model::bus::RetryPolicy;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use serde::Deserialize;
 
@@ -106,6 +107,11 @@ enum Command {
         #[command(flatten)]
         admin: AdminArgs,
     },
+    /// Dead letters: events a subscription did not take within the retention.
+    Events {
+        #[command(subcommand)]
+        command: EventsCommand,
+    },
     /// Walk through the seeds' flow on the model alone (no server, no network) and print
     /// every request and reply.
     Walkthrough {
@@ -118,6 +124,38 @@ enum Command {
         /// Namespace it is mapped to.
         #[arg(long, default_value = "production")]
         namespace: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum EventsCommand {
+    /// Dead letters: list them, or queue them again.
+    #[command(name = "dead-letter", subcommand)]
+    DeadLetter(DeadLetterCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum DeadLetterCommand {
+    /// List dead letters (all namespaces, or one).
+    List {
+        /// Namespace.
+        #[arg(short, long)]
+        namespace: Option<String>,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+    /// Queue a subscription's dead letters again, with a fresh retention.
+    Replay {
+        /// The subscription.
+        subscription: String,
+        /// Its namespace.
+        #[arg(short, long, default_value = "default")]
+        namespace: String,
+        /// Only the dead letters of this event id.
+        #[arg(long)]
+        event_id: Option<String>,
+        #[command(flatten)]
+        admin: AdminArgs,
     },
 }
 
@@ -140,6 +178,15 @@ enum Output {
 enum LogFormat {
     Human,
     Json,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum RetryPolicyArg {
+    /// Exponential backoff with jitter.
+    Backoff,
+    /// A fixed ack wait.
+    Kyma,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum, Deserialize)]
@@ -182,6 +229,39 @@ struct ServeArgs {
     /// Admin API, /metrics and health (plain HTTP) [default: 127.0.0.1:8081].
     #[arg(long, env = "ACE_ADMIN_ADDR")]
     admin_addr: Option<String>,
+    /// Event Bus publish API (plain HTTP) [default: 127.0.0.1:8082].
+    #[arg(long, env = "ACE_PUBLISH_ADDR")]
+    publish_addr: Option<String>,
+    /// Do not verify the certificates of https subscribers (Kyma's chart did not).
+    #[arg(long, env = "ACE_PUSH_TLS_SKIP_VERIFY")]
+    #[serde(default)]
+    push_tls_skip_verify: bool,
+    /// PEM file of CA certificates trusted for https subscribers (ACE's own CA always is).
+    #[arg(long, env = "ACE_PUSH_CA")]
+    push_ca: Option<PathBuf>,
+    /// When failed deliveries are retried: `backoff` (exponential with jitter) or `kyma`
+    /// (a fixed ack wait, as NATS Streaming redelivered) [default: backoff].
+    #[arg(long, env = "ACE_RETRY_POLICY", value_enum)]
+    retry_policy: Option<RetryPolicyArg>,
+    /// First backoff wait, e.g. 1s [default: 1s].
+    #[arg(long, env = "ACE_RETRY_INITIAL", value_parser = humantime::parse_duration)]
+    #[serde(default, with = "humantime_serde_opt")]
+    retry_initial: Option<Duration>,
+    /// Longest backoff wait [default: 60s].
+    #[arg(long, env = "ACE_RETRY_MAX", value_parser = humantime::parse_duration)]
+    #[serde(default, with = "humantime_serde_opt")]
+    retry_max: Option<Duration>,
+    /// The fixed wait of the `kyma` retry policy [default: 30s].
+    #[arg(long, env = "ACE_ACK_WAIT", value_parser = humantime::parse_duration)]
+    #[serde(default, with = "humantime_serde_opt")]
+    ack_wait: Option<Duration>,
+    /// How long an event stays owed to a subscription before it is dead-lettered [default: 24h].
+    #[arg(long, env = "ACE_RETENTION", value_parser = humantime::parse_duration)]
+    #[serde(default, with = "humantime_serde_opt")]
+    retention: Option<Duration>,
+    /// Largest event in bytes (413 request_body_too_large beyond) [default: 65536].
+    #[arg(long, env = "ACE_MAX_EVENT_BYTES")]
+    max_event_bytes: Option<usize>,
     /// Key algorithm of a new CA and server certificate [default: ecdsa-p256].
     #[arg(long, env = "ACE_CA_KEY", value_enum)]
     ca_key: Option<KeyKind>,
@@ -257,6 +337,18 @@ impl ServeArgs {
                 .or(file.gateway_addr)
                 .unwrap_or(d.gateway_addr),
             admin_addr: self.admin_addr.or(file.admin_addr).unwrap_or(d.admin_addr),
+            publish_addr: self
+                .publish_addr
+                .or(file.publish_addr)
+                .unwrap_or(d.publish_addr),
+            push_tls_skip_verify: self.push_tls_skip_verify || file.push_tls_skip_verify,
+            push_ca_pem: match self.push_ca.or(file.push_ca) {
+                Some(path) => Some(
+                    std::fs::read_to_string(&path)
+                        .map_err(|e| format!("push CA {}: {e}", path.display()))?,
+                ),
+                None => None,
+            },
             ca_key: self.ca_key.or(file.ca_key).unwrap_or(d.ca_key),
             token_ttl: self.token_ttl.or(file.token_ttl).unwrap_or(d.token_ttl),
             certificate_validity: self
@@ -274,6 +366,31 @@ impl ServeArgs {
             proxy_url: self.proxy_url.or(file.proxy_url).unwrap_or(d.proxy_url),
             limits,
             ..d
+        };
+        let mut options = options;
+        let bus = &mut options.bus;
+        bus.retention = self.retention.or(file.retention).unwrap_or(bus.retention);
+        bus.max_event_bytes = self
+            .max_event_bytes
+            .or(file.max_event_bytes)
+            .unwrap_or(bus.max_event_bytes);
+        bus.retry = match self.retry_policy.or(file.retry_policy) {
+            Some(RetryPolicyArg::Kyma) => RetryPolicy::Kyma {
+                ack_wait: self
+                    .ack_wait
+                    .or(file.ack_wait)
+                    .unwrap_or(Duration::from_secs(30)),
+            },
+            _ => {
+                let (initial, max) = match RetryPolicy::default() {
+                    RetryPolicy::Backoff { initial, max } => (initial, max),
+                    RetryPolicy::Kyma { .. } => (Duration::from_secs(1), Duration::from_secs(60)),
+                };
+                RetryPolicy::Backoff {
+                    initial: self.retry_initial.or(file.retry_initial).unwrap_or(initial),
+                    max: self.retry_max.or(file.retry_max).unwrap_or(max),
+                }
+            }
         };
         if options.hosts.is_empty() {
             return Err("at least one --host is needed".into());
@@ -329,6 +446,7 @@ async fn run_serve(args: ServeArgs) -> Result<(), String> {
          connector external API  {}/v1/api.yaml   (listening on {})\n  \
          gateway                 {}/{{re}}/v1/metadata/services   (listening on {})\n  \
          admin API               http://{}/v1/api.yaml   (metrics: /metrics, health: /healthz)\n  \
+         publish API             http://{}/v1/events\n  \
          CA certificate          {}",
         data_dir.display(),
         server.replayed,
@@ -338,6 +456,7 @@ async fn run_serve(args: ServeArgs) -> Result<(), String> {
         c.gateway_url,
         server.gateway,
         server.admin,
+        server.publish,
         data_dir.join("ca.crt").display()
     );
     drop(out);
@@ -447,6 +566,31 @@ async fn run(cli: Cli) -> Result<(), String> {
                     cli::delete(&admin.admin_url, &kind, &name, ns.as_deref()).await?
                 ));
             }
+            Ok(())
+        }
+        Command::Events {
+            command: EventsCommand::DeadLetter(command),
+        } => {
+            let value = match command {
+                DeadLetterCommand::List { namespace, admin } => {
+                    cli::dead_letters(&admin.admin_url, namespace.as_deref()).await?
+                }
+                DeadLetterCommand::Replay {
+                    subscription,
+                    namespace,
+                    event_id,
+                    admin,
+                } => {
+                    cli::replay(
+                        &admin.admin_url,
+                        &namespace,
+                        &subscription,
+                        event_id.as_deref(),
+                    )
+                    .await?
+                }
+            };
+            print(&(serde_json::to_string_pretty(&value).unwrap_or_default() + "\n"));
             Ok(())
         }
         Command::Walkthrough {

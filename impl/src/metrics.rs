@@ -6,6 +6,7 @@ use std::time::Duration;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
@@ -27,6 +28,30 @@ pub struct Metrics {
     syncs: Counter,
     sync_seconds: Histogram,
     connections_refused: Counter,
+    deliveries_started: Counter,
+    subscription: Family<SubscriptionLabels, Gauge>,
+}
+
+/// One subscription's delivery figures, as `/metrics` shows them.
+#[derive(Clone, Debug)]
+pub struct SubscriptionFigures {
+    /// Namespace.
+    pub namespace: String,
+    /// Subscription name.
+    pub name: String,
+    /// `(figure, value)` for pending, in flight, delivered, retried, dead-lettered.
+    pub figures: [(&'static str, i64); 5],
+}
+
+/// Labels of a subscription's delivery figures.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SubscriptionLabels {
+    /// Namespace.
+    pub namespace: String,
+    /// Subscription name.
+    pub subscription: String,
+    /// `pending`, `in_flight`, `delivered`, `retried` or `dead_lettered`.
+    pub figure: &'static str,
 }
 
 impl Default for Metrics {
@@ -36,6 +61,8 @@ impl Default for Metrics {
         let syncs = Counter::default();
         let sync_seconds = Histogram::new(exponential_buckets(0.0001, 2.0, 16));
         let connections_refused = Counter::default();
+        let deliveries_started = Counter::default();
+        let subscription = Family::<SubscriptionLabels, Gauge>::default();
         let mut registry = Registry::with_prefix("ace");
         registry.register(
             "http_requests",
@@ -62,6 +89,16 @@ impl Default for Metrics {
             "Connections refused because the connection cap was reached",
             connections_refused.clone(),
         );
+        registry.register(
+            "deliveries_started",
+            "Delivery attempts started (push)",
+            deliveries_started.clone(),
+        );
+        registry.register(
+            "subscription_deliveries",
+            "Per subscription: events pending, in flight, delivered, retried (since start) and dead-lettered",
+            subscription.clone(),
+        );
         Metrics {
             registry: Mutex::new(registry),
             requests,
@@ -69,6 +106,8 @@ impl Default for Metrics {
             syncs,
             sync_seconds,
             connections_refused,
+            deliveries_started,
+            subscription,
         }
     }
 }
@@ -91,6 +130,26 @@ impl Metrics {
     /// Counts a connection refused at the cap.
     pub fn connection_refused(&self) {
         self.connections_refused.inc();
+    }
+
+    /// Counts a started delivery attempt.
+    pub fn delivery_started(&self) {
+        self.deliveries_started.inc();
+    }
+
+    /// Replaces the per-subscription figures.
+    pub fn set_subscriptions(&self, subscriptions: &[SubscriptionFigures]) {
+        self.subscription.clear();
+        for s in subscriptions {
+            for (figure, value) in s.figures {
+                let labels = SubscriptionLabels {
+                    namespace: s.namespace.clone(),
+                    subscription: s.name.clone(),
+                    figure,
+                };
+                self.subscription.get_or_create(&labels).set(value);
+            }
+        }
     }
 
     /// The Prometheus text exposition.

@@ -42,6 +42,12 @@ pub struct ServeOptions {
     pub gateway_addr: String,
     /// Listen address of the admin API, metrics and health (plain HTTP).
     pub admin_addr: String,
+    /// Listen address of the Event Bus publish API (plain HTTP).
+    pub publish_addr: String,
+    /// Do not verify `https` subscribers' certificates (Kyma's chart set `tls_skip_verify`).
+    pub push_tls_skip_verify: bool,
+    /// CA certificates (PEM) trusted for `https` subscribers, besides ACE's own CA.
+    pub push_ca_pem: Option<String>,
     /// Key algorithm of a newly created CA and server certificate.
     pub ca_key: KeyKind,
     /// How long a connector token is valid.
@@ -60,6 +66,8 @@ pub struct ServeOptions {
     pub limits: Limits,
     /// Base URL of the proxy, used in registered APIs' `gatewayUrl`.
     pub proxy_url: String,
+    /// The Event Bus: event size limit, retention, retry policy, default push timeout.
+    pub bus: ace_model::bus::BusConfig,
 }
 
 impl Default for ServeOptions {
@@ -73,6 +81,9 @@ impl Default for ServeOptions {
             connector_external_addr: "127.0.0.1:8443".into(),
             gateway_addr: "127.0.0.1:8444".into(),
             admin_addr: "127.0.0.1:8081".into(),
+            publish_addr: "127.0.0.1:8082".into(),
+            push_tls_skip_verify: false,
+            push_ca_pem: None,
             ca_key: KeyKind::EcdsaP256,
             token_ttl: model.connector.token_ttl,
             certificate_validity: model.connector.certificate_validity,
@@ -82,6 +93,7 @@ impl Default for ServeOptions {
             handshake_timeout: Duration::from_secs(10),
             limits: Limits::default(),
             proxy_url: model.registry.proxy_url,
+            bus: model.bus,
         }
     }
 }
@@ -126,6 +138,8 @@ pub struct Server {
     pub gateway: SocketAddr,
     /// Bound address of the admin API.
     pub admin: SocketAddr,
+    /// Bound address of the publish API.
+    pub publish: SocketAddr,
     /// The CA certificate clients must trust, PEM.
     pub ca_pem: String,
     /// The model's configuration (URLs handed to clients).
@@ -289,6 +303,7 @@ fn model_config(opts: &ServeOptions, external: SocketAddr, gateway: SocketAddr) 
         config.connector.csr_policy = CsrPolicy::kyma();
     }
     config.registry.proxy_url.clone_from(&opts.proxy_url);
+    config.bus = opts.bus.clone();
     config
 }
 
@@ -340,12 +355,14 @@ pub async fn start_with_store<N: Net, S: Store>(
     let external_l = bind(opts.connector_external_addr.clone()).await?;
     let gateway_l = bind(opts.gateway_addr.clone()).await?;
     let admin_l = bind(opts.admin_addr.clone()).await?;
+    let publish_l = bind(opts.publish_addr.clone()).await?;
     let addr = |l: &N::Listener| l.local_addr().map_err(|e| StartError(e.to_string()));
-    let (connector_internal, connector_external, gateway, admin) = (
+    let (connector_internal, connector_external, gateway, admin, publish) = (
         addr(&internal_l)?,
         addr(&external_l)?,
         addr(&gateway_l)?,
         addr(&admin_l)?,
+        addr(&publish_l)?,
     );
 
     let config = model_config(&opts, connector_external, gateway);
@@ -355,12 +372,29 @@ pub async fn start_with_store<N: Net, S: Store>(
     let replayed = records.len();
     let model = Model::replay(config.clone(), seed, records);
     let metrics = Arc::new(Metrics::default());
-    let (handle, driver) = driver::spawn(model, store, clock, metrics.clone());
+    let mut push_roots = vec![ca.cert_der().clone()];
+    if let Some(pem) = &opts.push_ca_pem {
+        push_roots.extend(pki::certs_from_pem(pem)?);
+    }
+    let push_tls =
+        crate::push::subscriber_tls(push_roots, opts.push_tls_skip_verify).map_err(tls_err)?;
+    let pusher = crate::push::Pusher::new(net.clone(), push_tls, clock);
+    let (handle, driver) = driver::spawn(model, store, clock, metrics.clone(), move |outcomes| {
+        Box::new(move |delivery| {
+            let outcomes = outcomes.clone();
+            pusher.start(delivery, move |outcome| {
+                // The driver is gone only when the server stops; the outcome no longer matters.
+                let _ = outcomes.send(outcome);
+            });
+        })
+    });
+    let mut limits = opts.limits;
+    limits.max_event_bytes = config.bus.max_event_bytes;
     let app = Arc::new(App {
         driver: handle,
         ca: ca.clone(),
         metrics,
-        limits: opts.limits,
+        limits,
     });
     let conns = Arc::new(Semaphore::new(opts.max_connections));
     let conn = ConnOptions {
@@ -392,13 +426,29 @@ pub async fn start_with_store<N: Net, S: Store>(
             conns.clone(),
             conn,
         )),
-        tokio::spawn(accept_loop(admin_l, None, Surface::Admin, app, conns, conn)),
+        tokio::spawn(accept_loop(
+            admin_l,
+            None,
+            Surface::Admin,
+            app.clone(),
+            conns.clone(),
+            conn,
+        )),
+        tokio::spawn(accept_loop(
+            publish_l,
+            None,
+            Surface::Publish,
+            app,
+            conns,
+            conn,
+        )),
     ];
     Ok(Server {
         connector_internal,
         connector_external,
         gateway,
         admin,
+        publish,
         ca_pem: ca.cert_pem().to_owned(),
         config,
         replayed,

@@ -6,3 +6,5 @@ pub const CONNECTOR: &str = include_str!("../../specs/connector.yaml");
 pub const GATEWAY: &str = include_str!("../../specs/gateway.yaml");
 /// Admin API.
 pub const ADMIN: &str = include_str!("../../specs/admin.yaml");
+/// Event Bus publish API.
+pub const PUBLISH: &str = include_str!("../../specs/publish.yaml");

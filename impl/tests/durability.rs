@@ -5,8 +5,11 @@ use std::net::TcpListener;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
+use std::sync::atomic::AtomicU16;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
+
+mod common;
 
 use ace::client;
 use ace::net::TokioNet;
@@ -16,6 +19,7 @@ use serde_json::json;
 struct Serve {
     child: Child,
     admin: String,
+    publish: String,
 }
 
 impl Drop for Serve {
@@ -33,7 +37,7 @@ fn free_port() -> u16 {
 }
 
 async fn serve(data: &Path) -> Serve {
-    let ports: Vec<u16> = (0..4).map(|_| free_port()).collect();
+    let ports: Vec<u16> = (0..5).map(|_| free_port()).collect();
     let child = Command::new(env!("CARGO_BIN_EXE_ace"))
         .args(["serve", "--data-dir"])
         .arg(data)
@@ -47,6 +51,8 @@ async fn serve(data: &Path) -> Serve {
         ])
         .args(["--gateway-addr", &format!("127.0.0.1:{}", ports[2])])
         .args(["--admin-addr", &format!("127.0.0.1:{}", ports[3])])
+        .args(["--publish-addr", &format!("127.0.0.1:{}", ports[4])])
+        .args(["--retry-initial", "100ms", "--retry-max", "300ms"])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -54,6 +60,7 @@ async fn serve(data: &Path) -> Serve {
     let s = Serve {
         child,
         admin: format!("http://127.0.0.1:{}", ports[3]),
+        publish: format!("http://127.0.0.1:{}/v1/events", ports[4]),
     };
     let started = Instant::now();
     loop {
@@ -166,4 +173,106 @@ async fn kill_9_loses_no_acknowledged_write() {
             &lost[..lost.len().min(5)]
         );
     }
+}
+
+async fn put(url: String, doc: serde_json::Value) -> u16 {
+    client::request(
+        &TokioNet,
+        Method::PUT,
+        &url,
+        &[],
+        Some(doc.to_string().into_bytes()),
+        None,
+        Duration::from_secs(10),
+    )
+    .await
+    .map(|r| r.status)
+    .unwrap_or_else(|e| panic!("{e}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_answered_200_are_delivered_after_a_kill_9() {
+    // The subscriber refuses everything until told otherwise, so every event is still owed
+    // when the server is killed.
+    let status = Arc::new(AtomicU16::new(503));
+    let answer = status.clone();
+    let sub = common::subscriber::start(Arc::new(move |_| {
+        (answer.load(Ordering::SeqCst), Duration::ZERO)
+    }))
+    .await;
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let data = dir.path().join("data");
+    let mut server = serve(&data).await;
+    let ea = json!({"kind": "EventActivation", "metadata": {"name": "shop"}, "spec": {"sourceId": "shop"}});
+    assert_eq!(
+        put(
+            format!("{}/v1/namespaces/ns/eventactivations/shop", server.admin),
+            ea
+        )
+        .await,
+        201
+    );
+    let sub_doc = json!({"kind": "Subscription", "metadata": {"name": "orders"}, "spec": {
+        "endpoint": sub.url(), "include_subscription_name_header": false, "max_inflight": 50,
+        "push_request_timeout_ms": 1000, "event_type": "order.created", "event_type_version": "v1", "source_id": "shop"}});
+    assert_eq!(
+        put(
+            format!("{}/v1/namespaces/ns/subscriptions/orders", server.admin),
+            sub_doc
+        )
+        .await,
+        201
+    );
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut publishers = Vec::new();
+    for p in 0..4 {
+        let (url, stop) = (server.publish.clone(), stop.clone());
+        publishers.push(tokio::spawn(async move {
+            let mut accepted = Vec::new();
+            for i in 0.. {
+                if stop.load(Ordering::Relaxed) {
+                    break;
+                }
+                let body = json!({"event-type": "order.created", "event-type-version": "v1", "event-time": "2018-10-16T15:00:00Z", "data": format!("p{p}-{i}")});
+                match client::request(&TokioNet, Method::POST, &url, &[("source-id", "shop")], Some(body.to_string().into_bytes()), None, Duration::from_secs(5)).await {
+                    Ok(r) if r.status == 200 => accepted.push(format!("\"p{p}-{i}\"")),
+                    _ => break,
+                }
+            }
+            accepted
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    server.child.kill().unwrap_or_else(|e| panic!("{e}"));
+    let _ = server.child.wait();
+    stop.store(true, Ordering::Relaxed);
+    let mut accepted = Vec::new();
+    for p in publishers {
+        accepted.extend(p.await.unwrap_or_default());
+    }
+    assert!(
+        accepted.len() > 20,
+        "too little progress to mean anything: {}",
+        accepted.len()
+    );
+
+    status.store(200, Ordering::SeqCst);
+    let _restarted = serve(&data).await;
+    let all_delivered = common::subscriber::eventually(Duration::from_secs(30), || {
+        let got: std::collections::BTreeSet<String> =
+            sub.delivered().into_iter().map(|r| r.body).collect();
+        accepted.iter().all(|a| got.contains(a))
+    })
+    .await;
+    let got: std::collections::BTreeSet<String> =
+        sub.delivered().into_iter().map(|r| r.body).collect();
+    let missing: Vec<&String> = accepted.iter().filter(|a| !got.contains(*a)).collect();
+    assert!(
+        all_delivered,
+        "{} of {} accepted events never arrived, e.g. {:?}",
+        missing.len(),
+        accepted.len(),
+        &missing[..missing.len().min(5)]
+    );
 }

@@ -13,6 +13,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+mod common;
+
 struct Serve(Child);
 
 impl Drop for Serve {
@@ -57,8 +59,44 @@ fn curl(dir: &Path) -> Command {
     c
 }
 
+fn apply(ace: &str, admin: u16, manifest: &str) -> String {
+    let mut child = Command::new(ace)
+        .args([
+            "apply",
+            "-f",
+            "-",
+            "--admin-url",
+            &format!("http://127.0.0.1:{admin}"),
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{e}"));
+    child
+        .stdin
+        .take()
+        .map(|mut i| i.write_all(manifest.as_bytes()));
+    let out = child.wait_with_output().unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        out.status.success(),
+        "ace apply failed ({:?}): {} {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr),
+        String::from_utf8_lossy(&out.stdout)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 #[test]
 fn the_seeds_openssl_and_curl_walkthrough_works() {
+    // The lambda of "Trigger a lambda with events": a local subscriber.
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let lambda = runtime.block_on(common::subscriber::start(common::subscriber::always(200)));
     let work = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let dir = work.path();
     let (internal, external, gateway, admin) = (free_port(), free_port(), free_port(), free_port());
@@ -77,6 +115,7 @@ fn the_seeds_openssl_and_curl_walkthrough_works() {
             ])
             .args(["--gateway-addr", &format!("127.0.0.1:{gateway}")])
             .args(["--admin-addr", &format!("127.0.0.1:{admin}")])
+            .args(["--publish-addr", &format!("127.0.0.1:{}", free_port())])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -102,26 +141,7 @@ fn the_seeds_openssl_and_curl_walkthrough_works() {
     let manifest = format!(
         "apiVersion: applicationconnector.kyma-project.io/v1alpha1\nkind: RemoteEnvironment\nmetadata:\n  name: {re}\nspec:\n  description: The e-commerce solution\n  labels:\n    region: us\n    kind: production\n"
     );
-    let mut apply = Command::new(ace)
-        .args([
-            "apply",
-            "-f",
-            "-",
-            "--admin-url",
-            &format!("http://127.0.0.1:{admin}"),
-        ])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("{e}"));
-    apply
-        .stdin
-        .take()
-        .map(|mut i| i.write_all(manifest.as_bytes()));
-    let applied = apply.wait_with_output().unwrap_or_else(|e| panic!("{e}"));
-    assert!(
-        String::from_utf8_lossy(&applied.stdout).contains("remoteenvironment/ec-default created")
-    );
+    assert!(apply(ace, admin, &manifest).contains("remoteenvironment/ec-default created"));
 
     // curl -X POST http://localhost:8080/v1/remoteenvironments/{RE_NAME}/tokens
     let token = json(curl(dir).args([
@@ -263,6 +283,20 @@ fn the_seeds_openssl_and_curl_walkthrough_works() {
         stdout(curl(dir).args(["-o", "/dev/null", "-w", "%{http_code}", &services, "-k"]));
     assert_eq!(anonymous, "403");
 
+    // "Trigger a lambda with events": an EventActivation (as provisioning would create) and the
+    // seed's Subscription, with its endpoint pointing at the local lambda.
+    let manifests = format!(
+        "apiVersion: applicationconnector.kyma-project.io/v1alpha1\nkind: EventActivation\nmetadata:\n  name: my-service\n  namespace: production\nspec:\n  displayName: my-service\n  sourceId: {re}\n---\n\
+apiVersion: eventing.kyma.cx/v1alpha1\nkind: Subscription\nmetadata:\n  labels:\n    Function: my-lambda\n  name: lambda-my-lambda-exampleevent-v1\n  namespace: production\nspec:\n  endpoint: {}\n  event_type: exampleEvent\n  event_type_version: v1\n  include_subscription_name_header: true\n  max_inflight: 400\n  push_request_timeout_ms: 2000\n  source_id: {re}\n",
+        lambda.url()
+    );
+    let applied = apply(ace, admin, &manifests);
+    assert!(
+        applied.contains("eventactivation/my-service created")
+            && applied.contains("subscription/lambda-my-lambda-exampleevent-v1 created"),
+        "{applied}"
+    );
+
     // Send the seed's event (curl -X POST https://gateway.../{RE_NAME}/v1/events -k --cert --key -d '...').
     let event = r#"{"event-type": "exampleEvent", "event-type-version": "v1", "event-id": "aaaaaaaa-aaaa-aaaa-aaaa-aaaaaaaaaaaa", "event-time": "2018-10-16T15:00:00Z", "data": "some data"}"#;
     let published = json(curl(dir).args([
@@ -281,4 +315,36 @@ fn the_seeds_openssl_and_curl_walkthrough_works() {
         published["event-id"],
         "aaaaaaaa-aaaa-aaaa-aaaa-aaaaaaaaaaaa"
     );
+
+    // The lambda is triggered: the JSON body and the KYMA-* headers.
+    let delivered = runtime.block_on(common::subscriber::eventually(
+        Duration::from_secs(15),
+        || lambda.delivered().len() == 1,
+    ));
+    assert!(delivered, "the lambda was not triggered");
+    let got = &lambda.delivered()[0];
+    assert_eq!(got.body, r#""some data""#);
+    for (name, value) in [
+        ("kyma-source-id", re),
+        ("kyma-event-type", "exampleEvent"),
+        ("kyma-event-type-version", "v1"),
+        ("kyma-event-id", "aaaaaaaa-aaaa-aaaa-aaaa-aaaaaaaaaaaa"),
+        ("kyma-event-time", "2018-10-16T15:00:00Z"),
+        ("kyma-subscription", "lambda-my-lambda-exampleevent-v1"),
+    ] {
+        assert_eq!(
+            got.headers.get(name).and_then(|v| v.to_str().ok()),
+            Some(value),
+            "{name}"
+        );
+    }
+    let listed = stdout(Command::new(ace).args([
+        "get",
+        "subscription",
+        "-n",
+        "production",
+        "--admin-url",
+        &format!("http://127.0.0.1:{admin}"),
+    ]));
+    assert!(listed.contains("events-activated=True"), "{listed}");
 }

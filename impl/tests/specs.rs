@@ -16,6 +16,7 @@ fn spec_of(surface: Surface) -> &'static str {
         Surface::ConnectorInternal | Surface::ConnectorExternal => specs::CONNECTOR,
         Surface::Gateway => specs::GATEWAY,
         Surface::Admin => specs::ADMIN,
+        Surface::Publish => specs::PUBLISH,
     }
 }
 
@@ -37,7 +38,12 @@ fn operations(spec: &str) -> BTreeSet<(String, String)> {
 
 #[test]
 fn every_served_route_is_in_a_spec_and_every_spec_operation_is_served() {
-    for spec in [specs::CONNECTOR, specs::GATEWAY, specs::ADMIN] {
+    for spec in [
+        specs::CONNECTOR,
+        specs::GATEWAY,
+        specs::ADMIN,
+        specs::PUBLISH,
+    ] {
         let declared: BTreeSet<(String, String)> = ROUTES
             .iter()
             .filter(|(surface, _, _)| spec_of(*surface) == spec)
@@ -79,6 +85,7 @@ async fn the_declared_routes_are_exactly_what_the_server_answers() {
             Surface::ConnectorExternal => s.external(&concrete(template)),
             Surface::Gateway => s.gateway(&concrete(template)),
             Surface::Admin => s.admin(&concrete(template)),
+            Surface::Publish => format!("http://{}{}", s.server.publish, concrete(template)),
         };
         for method in METHODS {
             let declared = ROUTES

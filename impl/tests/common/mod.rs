@@ -2,6 +2,8 @@
 
 #![allow(dead_code)]
 
+pub mod subscriber;
+
 use std::path::Path;
 use std::time::Duration;
 
@@ -30,6 +32,7 @@ pub fn options(dir: &Path) -> ServeOptions {
         connector_external_addr: "127.0.0.1:0".into(),
         gateway_addr: "127.0.0.1:0".into(),
         admin_addr: "127.0.0.1:0".into(),
+        publish_addr: "127.0.0.1:0".into(),
         ..ServeOptions::default()
     }
 }
@@ -163,6 +166,87 @@ impl TestServer {
         assert_eq!(r.status, 201, "{}", r.text());
         identity(&self.server.ca_pem, &r.json(), &key)
     }
+}
+
+impl TestServer {
+    pub fn publish_url(&self) -> String {
+        format!("http://{}/v1/events", self.server.publish)
+    }
+
+    /// Publishes through the publish API; returns the status and the event id.
+    pub async fn publish(&self, source: &str, event_type: &str, data: Value) -> (u16, String) {
+        let body = json!({"event-type": event_type, "event-type-version": "v1", "event-time": "2018-10-16T15:00:00Z", "data": data}).to_string();
+        let r = client::request(
+            &TokioNet,
+            Method::POST,
+            &self.publish_url(),
+            &[("source-id", source), ("content-type", "application/json")],
+            Some(body.into_bytes()),
+            None,
+            TIMEOUT,
+        )
+        .await
+        .unwrap_or_else(|e| panic!("publish: {e}"));
+        (
+            r.status,
+            r.json()["event-id"].as_str().unwrap_or_default().to_owned(),
+        )
+    }
+
+    pub async fn activate(&self, namespace: &str, source: &str) -> Response {
+        let doc = json!({"kind": "EventActivation", "metadata": {"name": source, "namespace": namespace}, "spec": {"sourceId": source, "displayName": source}});
+        self.send(
+            Method::PUT,
+            &self.admin(&format!(
+                "/v1/namespaces/{namespace}/eventactivations/{source}"
+            )),
+            Some(doc.to_string().as_bytes()),
+            None,
+        )
+        .await
+    }
+
+    pub async fn subscribe(
+        &self,
+        namespace: &str,
+        name: &str,
+        endpoint: &str,
+        source: &str,
+        max_inflight: u32,
+        timeout_ms: u32,
+    ) -> Response {
+        let doc = json!({"kind": "Subscription", "metadata": {"name": name, "namespace": namespace}, "spec": {
+            "endpoint": endpoint, "include_subscription_name_header": true, "max_inflight": max_inflight,
+            "push_request_timeout_ms": timeout_ms, "event_type": "order.created", "event_type_version": "v1", "source_id": source}});
+        self.send(
+            Method::PUT,
+            &self.admin(&format!("/v1/namespaces/{namespace}/subscriptions/{name}")),
+            Some(doc.to_string().as_bytes()),
+            None,
+        )
+        .await
+    }
+
+    pub async fn subscription(&self, namespace: &str, name: &str) -> Value {
+        self.send(
+            Method::GET,
+            &self.admin(&format!("/v1/namespaces/{namespace}/subscriptions/{name}")),
+            None,
+            None,
+        )
+        .await
+        .json()
+    }
+}
+
+/// Options for delivery tests: fast retries.
+pub fn fast_retries(dir: &Path) -> ServeOptions {
+    let mut opts = options(dir);
+    opts.bus.retry = ace_model::bus::RetryPolicy::Backoff {
+        initial: Duration::from_millis(100),
+        max: Duration::from_millis(400),
+    };
+    opts
 }
 
 pub fn subject(cn: &str) -> Subject {
