@@ -36,6 +36,7 @@ mod effects;
 pub mod error;
 mod model;
 pub mod names;
+pub mod proxy;
 pub mod record;
 pub mod registry;
 pub mod rng;

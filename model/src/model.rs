@@ -56,6 +56,13 @@ pub enum Request {
     Admin(AdminRequest),
     /// The Event Bus: the publish API and its resources.
     Bus(BusRequest),
+    /// A call on the proxy to the registered API `re-<re>-<id>`, with the caller's binding key.
+    Proxy {
+        /// The service's `re-<re>-<id>` name.
+        service: String,
+        /// The `Ace-Binding-Key` header.
+        binding_key: Option<String>,
+    },
 }
 
 /// A call on the gateway, after the path's RE.
@@ -150,11 +157,28 @@ pub enum AdminRequest {
         /// The class: its external name, its `re-<re>-<id>` name, or the service id.
         class: String,
     },
-    /// Remove a ServiceInstance.
+    /// Remove a ServiceInstance (and its bindings).
     Deprovision {
         /// Namespace.
         namespace: String,
         /// Instance name.
+        name: String,
+    },
+    /// Bind a ServiceInstance: its credentials are `GATEWAY_URL` and a proxy access key.
+    /// Binding an existing binding again replaces its key.
+    Bind {
+        /// Namespace.
+        namespace: String,
+        /// Binding name.
+        name: String,
+        /// The instance.
+        instance: String,
+    },
+    /// Remove a ServiceBinding; its key stops opening the proxy.
+    Unbind {
+        /// Namespace.
+        namespace: String,
+        /// Binding name.
         name: String,
     },
 }
@@ -185,6 +209,13 @@ pub enum AdminError {
         /// Class asked for.
         class: String,
     },
+    /// The instance's service has no API, so it cannot be bound.
+    NotBindable {
+        /// Namespace.
+        namespace: String,
+        /// Instance name.
+        instance: String,
+    },
     /// An instance of this name exists for another class.
     InstanceConflict {
         /// Namespace.
@@ -207,6 +238,12 @@ impl AdminError {
             AdminError::ClassNotAvailable { namespace, class } => {
                 format!("Service class {class} is not available in namespace {namespace}.")
             }
+            AdminError::NotBindable {
+                namespace,
+                instance,
+            } => format!(
+                "ServiceInstance {namespace}/{instance} cannot be bound: its service has no API."
+            ),
             AdminError::InstanceConflict { namespace, name } => format!(
                 "ServiceInstance {namespace}/{name} already exists for another service class."
             ),
@@ -217,7 +254,7 @@ impl AdminError {
 impl ClientError for AdminError {
     fn status(&self) -> u16 {
         match self {
-            AdminError::InvalidName { .. } => 400,
+            AdminError::InvalidName { .. } | AdminError::NotBindable { .. } => 400,
             AdminError::NotFound { .. } | AdminError::ClassNotAvailable { .. } => 404,
             AdminError::InstanceConflict { .. } => 409,
         }
@@ -238,6 +275,8 @@ pub enum RequestError {
     Metadata(MetadataError),
     /// Admin API.
     Admin(AdminError),
+    /// Proxy.
+    Proxy(crate::proxy::ProxyError),
 }
 
 impl ClientError for RequestError {
@@ -247,6 +286,7 @@ impl ClientError for RequestError {
             RequestError::Gateway(e) => e.status(),
             RequestError::Metadata(e) => e.status(),
             RequestError::Admin(e) => e.status(),
+            RequestError::Proxy(e) => e.status(),
         }
     }
     fn body(&self) -> Value {
@@ -255,6 +295,7 @@ impl ClientError for RequestError {
             RequestError::Gateway(e) => e.body(),
             RequestError::Metadata(e) => e.body(),
             RequestError::Admin(e) => e.body(),
+            RequestError::Proxy(e) => e.body(),
         }
     }
 }
@@ -297,6 +338,8 @@ pub enum Reply {
     },
     /// The Event Bus's answer.
     Bus(BusReply),
+    /// The proxy may forward the call here (the shell then answers with the target's reply).
+    Proxy(crate::proxy::ProxyTarget),
     /// A refusal.
     Error(RequestError),
 }
@@ -316,6 +359,7 @@ impl Reply {
             Reply::NoContent => 204,
             Reply::Resource { status, .. } => *status,
             Reply::Bus(b) => b.status(),
+            Reply::Proxy(_) => 200,
             Reply::Error(e) => e.status(),
         }
     }
@@ -339,6 +383,7 @@ impl Reply {
             Reply::ServiceUpdated(s) => Some(s.base_json_value()),
             Reply::Resource { body, .. } => Some(body.clone()),
             Reply::Bus(b) => b.body(),
+            Reply::Proxy(_) => None,
             Reply::Error(e) => Some(e.body()),
         }
     }
@@ -410,6 +455,8 @@ pub struct State {
     certificates: BTreeMap<CertSerial, IssuedCertificate>,
     /// `(namespace, name)`.
     instances: BTreeMap<(String, String), ServiceInstance>,
+    /// `(namespace, name)` → (instance, key digest).
+    bindings: BTreeMap<(String, String), (String, TokenDigest)>,
     bus: EventBus,
 }
 
@@ -505,6 +552,20 @@ impl State {
             Record::InstanceDeprovisioned { namespace, name } => {
                 self.instances.remove(&(namespace.clone(), name.clone()));
             }
+            Record::BindingCreated {
+                namespace,
+                name,
+                instance,
+                key,
+            } => {
+                self.bindings.insert(
+                    (namespace.clone(), name.clone()),
+                    (instance.clone(), key.clone()),
+                );
+            }
+            Record::BindingDeleted { namespace, name } => {
+                self.bindings.remove(&(namespace.clone(), name.clone()));
+            }
             Record::IncarnationsUsed { last } => {
                 self.last_incarnation = self.last_incarnation.max(*last);
             }
@@ -562,6 +623,50 @@ impl State {
             return Err(GatewayError::Expired);
         }
         Ok(())
+    }
+
+    /// The proxy's decision for a call on `service` (`re-<re>-<id>`) with `binding_key`:
+    /// unknown service 404, service without API 400, no live binding of it 403.
+    pub fn proxy_target(
+        &self,
+        service: &str,
+        binding_key: Option<&str>,
+    ) -> Result<crate::proxy::ProxyTarget, crate::proxy::ProxyError> {
+        use crate::proxy::{ProxyError, ProxyTarget};
+        let (re, svc) = self
+            .remote_environments
+            .values()
+            .flat_map(|re| re.services.iter().map(move |s| (re, s)))
+            .find(|(re, s)| names::resource_name(&re.name, &s.id) == service)
+            .ok_or_else(|| ProxyError::UnknownService(service.to_owned()))?;
+        let api = svc
+            .api
+            .as_ref()
+            .ok_or_else(|| ProxyError::NoApi(svc.id.clone()))?;
+        let key = binding_key
+            .filter(|k| !k.is_empty())
+            .ok_or(ProxyError::NotAllowed)?;
+        // Every binding is checked (in constant time each) so that timing does not tell
+        // which one matched.
+        let allowed = self
+            .bindings
+            .iter()
+            .fold(false, |found, ((ns, _), (instance, digest))| {
+                let of_this_service = self
+                    .instances
+                    .get(&(ns.clone(), instance.clone()))
+                    .is_some_and(|i| i.re == re.name && i.service_id == svc.id);
+                digest.matches(key) && of_this_service || found
+            });
+        if !allowed {
+            return Err(ProxyError::NotAllowed);
+        }
+        Ok(ProxyTarget {
+            re: re.name.clone(),
+            service_id: svc.id.clone(),
+            target_url: api.target_url.clone(),
+            oauth: api.oauth.clone(),
+        })
     }
 
     /// The service classes `namespace` sees: one per service of every RE mapped to it.
@@ -738,6 +843,14 @@ impl Model {
                 service_id: instance.service_id.clone(),
             });
         }
+        for ((namespace, name), (instance, key)) in &s.bindings {
+            out.push(Record::BindingCreated {
+                namespace: namespace.clone(),
+                name: name.clone(),
+                instance: instance.clone(),
+                key: key.clone(),
+            });
+        }
         out.extend(s.bus.snapshot().into_iter().map(Record::Bus));
         out
     }
@@ -811,6 +924,14 @@ impl Model {
             }
             Request::Gateway { re, peer, call } => self.gateway(now, &re, peer.as_ref(), call),
             Request::Admin(req) => self.admin(now, req),
+            Request::Proxy {
+                service,
+                binding_key,
+            } => self
+                .state
+                .proxy_target(&service, binding_key.as_deref())
+                .map(Reply::Proxy)
+                .map_err(RequestError::Proxy),
             Request::Bus(req) => {
                 let Model {
                     rng,
@@ -1007,6 +1128,19 @@ impl Model {
         let Some(instance) = self.state.instances.get(&key).cloned() else {
             return false;
         };
+        let bindings: Vec<String> = self
+            .state
+            .bindings
+            .iter()
+            .filter(|((ns, _), (inst, _))| ns == namespace && inst == name)
+            .map(|((_, b), _)| b.clone())
+            .collect();
+        for binding in bindings {
+            self.commit(Record::BindingDeleted {
+                namespace: namespace.to_owned(),
+                name: binding,
+            });
+        }
         self.commit(Record::InstanceDeprovisioned {
             namespace: namespace.to_owned(),
             name: name.to_owned(),
@@ -1209,6 +1343,69 @@ impl Model {
                     );
                 }
                 Ok(Reply::Resource { status: 201, body })
+            }
+            AdminRequest::Bind {
+                namespace,
+                name,
+                instance,
+            } => {
+                if let Some(e) =
+                    invalid("namespace", &namespace).or_else(|| invalid("ServiceBinding", &name))
+                {
+                    return Err(e);
+                }
+                let inst = self
+                    .state
+                    .instances
+                    .get(&(namespace.clone(), instance.clone()))
+                    .cloned()
+                    .ok_or_else(|| {
+                        not_found("ServiceInstance", &format!("{namespace}/{instance}"))
+                    })?;
+                let service = self
+                    .state
+                    .remote_environment(&inst.re)
+                    .and_then(|re| re.service(&inst.service_id))
+                    .filter(|s| s.api.is_some())
+                    .ok_or_else(|| {
+                        RequestError::Admin(AdminError::NotBindable {
+                            namespace: namespace.clone(),
+                            instance: instance.clone(),
+                        })
+                    })?;
+                let gateway_url =
+                    registry::gateway_url(&self.config.registry, &inst.re, &service.id);
+                let existed = self
+                    .state
+                    .bindings
+                    .contains_key(&(namespace.clone(), name.clone()));
+                let key = self.rng.token(32);
+                self.commit(Record::BindingCreated {
+                    namespace: namespace.clone(),
+                    name: name.clone(),
+                    instance: instance.clone(),
+                    key: TokenDigest::of(&key),
+                });
+                Ok(Reply::Resource {
+                    status: if existed { 200 } else { 201 },
+                    body: json!({
+                        "kind": "ServiceBinding",
+                        "metadata": {"name": name, "namespace": namespace},
+                        "spec": {"instanceRef": {"name": instance}},
+                        "credentials": {"GATEWAY_URL": gateway_url, "ACCESS_KEY": key},
+                    }),
+                })
+            }
+            AdminRequest::Unbind { namespace, name } => {
+                if !self
+                    .state
+                    .bindings
+                    .contains_key(&(namespace.clone(), name.clone()))
+                {
+                    return Err(not_found("ServiceBinding", &format!("{namespace}/{name}")));
+                }
+                self.commit(Record::BindingDeleted { namespace, name });
+                Ok(Reply::NoContent)
             }
             AdminRequest::Deprovision { namespace, name } => {
                 if self.deprovision(now, &namespace, &name) {

@@ -109,6 +109,24 @@ pub enum Record {
         /// Instance name.
         name: String,
     },
+    /// A ServiceBinding was created (or its key replaced).
+    BindingCreated {
+        /// Namespace.
+        namespace: String,
+        /// Binding name.
+        name: String,
+        /// The instance it binds.
+        instance: String,
+        /// Digest of the proxy access key; the key itself is never stored.
+        key: TokenDigest,
+    },
+    /// A ServiceBinding was removed; its key no longer opens the proxy.
+    BindingDeleted {
+        /// Namespace.
+        namespace: String,
+        /// Binding name.
+        name: String,
+    },
     /// Incarnations up to `last` are taken (the first record of a snapshot).
     IncarnationsUsed {
         /// The highest incarnation used so far.

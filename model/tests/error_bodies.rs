@@ -7,6 +7,7 @@ use std::collections::BTreeSet;
 use ace_model::AdminError;
 use ace_model::connector::{ConnectorError, GatewayError, SubjectField};
 use ace_model::error::{ClientError, CommonError};
+use ace_model::proxy::ProxyError;
 use ace_model::registry::{MetadataError, SpecPart};
 use serde_json::{Value, json};
 
@@ -59,10 +60,20 @@ fn admin_variant(e: &AdminError) -> &'static str {
         AdminError::InvalidName { .. } => "InvalidName",
         AdminError::NotFound { .. } => "NotFound",
         AdminError::ClassNotAvailable { .. } => "ClassNotAvailable",
+        AdminError::NotBindable { .. } => "NotBindable",
         AdminError::InstanceConflict { .. } => "InstanceConflict",
     }
 }
-const ADMIN_VARIANTS: usize = 4;
+const ADMIN_VARIANTS: usize = 5;
+
+fn proxy_variant(e: &ProxyError) -> &'static str {
+    match e {
+        ProxyError::UnknownService(_) => "UnknownService",
+        ProxyError::NoApi(_) => "NoApi",
+        ProxyError::NotAllowed => "NotAllowed",
+    }
+}
+const PROXY_VARIANTS: usize = 3;
 
 fn entry(e: &impl ClientError) -> Value {
     json!({"status": e.status(), "body": e.body()})
@@ -167,6 +178,10 @@ fn admin_error_bodies() {
             namespace: "production".into(),
             class: "re-ec-default-01a702b8".into(),
         },
+        AdminError::NotBindable {
+            namespace: "production".into(),
+            instance: "events-only".into(),
+        },
         AdminError::InstanceConflict {
             namespace: "production".into(),
             name: "orders".into(),
@@ -183,4 +198,14 @@ fn common_error_bodies() {
         CommonError::payload_too_large(65536),
     ];
     insta::assert_json_snapshot!(examples.iter().map(entry).collect::<Vec<_>>());
+}
+
+#[test]
+fn proxy_error_bodies() {
+    let examples = vec![
+        ProxyError::UnknownService("re-ec-default-01a702b8-e302-4e62-b678-8d361b627e49".into()),
+        ProxyError::NoApi("01a702b8-e302-4e62-b678-8d361b627e49".into()),
+        ProxyError::NotAllowed,
+    ];
+    insta::assert_json_snapshot!(table(&examples, proxy_variant, PROXY_VARIANTS));
 }

@@ -1,0 +1,254 @@
+//! The proxy to registered APIs (reference §5): which calls get through, where they go, and
+//! how long an OAuth token is reused. The shell performs the calls.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::error::{ClientError, CommonError};
+use crate::registry::OAuthCredentials;
+use crate::time::Timestamp;
+
+/// Where an allowed call goes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProxyTarget {
+    /// The RE.
+    pub re: String,
+    /// The service id.
+    pub service_id: String,
+    /// The registered `targetUrl`.
+    pub target_url: String,
+    /// OAuth client credentials to fetch a token with, if the API has them.
+    pub oauth: Option<OAuthCredentials>,
+}
+
+/// Why the proxy refused a call.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ProxyError {
+    /// No registered service has this `re-<re>-<id>` name.
+    UnknownService(String),
+    /// The service has no API (only events).
+    NoApi(String),
+    /// The caller holds no live binding of this service (Kyma's Istio denier: 403 `Not allowed`).
+    NotAllowed,
+}
+
+impl ProxyError {
+    /// The message of the `{code, error}` body.
+    pub fn message(&self) -> String {
+        match self {
+            ProxyError::UnknownService(id) => format!("service with ID {id} not found"),
+            // Kyma printed `'%!s(MISSING)'` here (a format bug); ACE prints the id.
+            ProxyError::NoApi(id) => format!("service with ID '{id}' has no API"),
+            ProxyError::NotAllowed => "Not allowed".to_owned(),
+        }
+    }
+}
+
+impl ClientError for ProxyError {
+    fn status(&self) -> u16 {
+        match self {
+            ProxyError::UnknownService(_) => 404,
+            ProxyError::NoApi(_) => 400,
+            ProxyError::NotAllowed => 403,
+        }
+    }
+    fn body(&self) -> Value {
+        CommonError::new(self.status(), self.message()).to_json()
+    }
+}
+
+/// The URL a proxied call goes to (reference §5.3): the target's scheme and host, the target
+/// path and the request path joined with a single `/`, the target query then the request
+/// query joined with `&`.
+pub fn join_url(target_url: &str, request_path: &str, request_query: Option<&str>) -> String {
+    let (base, target_query) = match target_url.split_once('?') {
+        Some((b, q)) => (b, Some(q)),
+        None => (target_url, None),
+    };
+    let base = base.split_once('#').map_or(base, |(b, _)| b);
+    let path = match (base.ends_with('/'), request_path.starts_with('/')) {
+        (true, true) => format!("{base}{}", &request_path[1..]),
+        (false, false) if !request_path.is_empty() => format!("{base}/{request_path}"),
+        _ => format!("{base}{request_path}"),
+    };
+    let query = match (
+        target_query.filter(|q| !q.is_empty()),
+        request_query.filter(|q| !q.is_empty()),
+    ) {
+        (Some(t), Some(r)) => format!("?{t}&{r}"),
+        (Some(q), None) | (None, Some(q)) => format!("?{q}"),
+        (None, None) => String::new(),
+    };
+    format!("{path}{query}")
+}
+
+/// The `Authorization` value for an `Access-Token` request header: the seed says it is sent
+/// as a Bearer token, Kyma copied it verbatim. A value that already names a scheme (`Bearer x`,
+/// `Basic x`) is kept; a bare token gets `Bearer `, so both kinds of client work.
+pub fn authorization_from_access_token(value: &str) -> String {
+    let value = value.trim();
+    match value.split_once(' ') {
+        Some((scheme, rest))
+            if !scheme.is_empty()
+                && !rest.trim().is_empty()
+                && scheme
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-') =>
+        {
+            value.to_owned()
+        }
+        _ => format!("Bearer {value}"),
+    }
+}
+
+/// How long OAuth tokens are reused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TokenCachePolicy {
+    /// A token is dropped this long before its `expires_in` ends (Kyma: 2 s).
+    pub margin: Duration,
+    /// Reuse time of a token whose response has no `expires_in` (Kyma cached it forever).
+    pub without_expiry: Duration,
+}
+
+impl Default for TokenCachePolicy {
+    fn default() -> Self {
+        TokenCachePolicy {
+            margin: Duration::from_secs(10),
+            without_expiry: Duration::from_secs(60),
+        }
+    }
+}
+
+/// OAuth tokens by client id, each until shortly before it expires.
+#[derive(Clone, Debug, Default)]
+pub struct TokenCache {
+    policy: TokenCachePolicy,
+    tokens: BTreeMap<String, (String, Timestamp)>,
+}
+
+impl TokenCache {
+    /// An empty cache.
+    pub fn new(policy: TokenCachePolicy) -> Self {
+        TokenCache {
+            policy,
+            tokens: BTreeMap::new(),
+        }
+    }
+
+    /// The cached token of `client_id`, if it is still to be used at `now`.
+    pub fn get(&self, client_id: &str, now: Timestamp) -> Option<&str> {
+        self.tokens
+            .get(client_id)
+            .filter(|(_, until)| now < *until)
+            .map(|(token, _)| token.as_str())
+    }
+
+    /// Keeps `token` for `client_id`, fetched at `now` with `expires_in` seconds of life: until
+    /// `expires_in − margin`; not at all if that is not positive; for `without_expiry` if the
+    /// server gave no lifetime.
+    pub fn insert(
+        &mut self,
+        client_id: &str,
+        token: &str,
+        expires_in: Option<u64>,
+        now: Timestamp,
+    ) {
+        let keep = match expires_in {
+            None => self.policy.without_expiry,
+            Some(secs) => Duration::from_secs(secs).saturating_sub(self.policy.margin),
+        };
+        if keep.is_zero() {
+            self.tokens.remove(client_id);
+        } else {
+            self.tokens.insert(
+                client_id.to_owned(),
+                (token.to_owned(), now.saturating_add(keep)),
+            );
+        }
+    }
+
+    /// Drops the token of `client_id` (the target answered 403 with it).
+    pub fn invalidate(&mut self, client_id: &str) {
+        self.tokens.remove(client_id);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_join_with_a_single_slash_and_both_queries() {
+        assert_eq!(
+            join_url("https://orders.com/v1/orders", "/uuid", None),
+            "https://orders.com/v1/orders/uuid"
+        );
+        assert_eq!(
+            join_url("https://orders.com/v1/orders/", "/uuid", None),
+            "https://orders.com/v1/orders/uuid"
+        );
+        assert_eq!(
+            join_url("http://httpbin.org/", "/uuid", None),
+            "http://httpbin.org/uuid"
+        );
+        assert_eq!(
+            join_url("http://httpbin.org", "", None),
+            "http://httpbin.org"
+        );
+        assert_eq!(
+            join_url("http://h/p?a=1", "/q", Some("b=2")),
+            "http://h/p/q?a=1&b=2"
+        );
+        assert_eq!(
+            join_url("http://h/p", "/q", Some("b=2")),
+            "http://h/p/q?b=2"
+        );
+        assert_eq!(
+            join_url("http://h/p?a=1", "/q", Some("")),
+            "http://h/p/q?a=1"
+        );
+    }
+
+    #[test]
+    fn access_tokens_become_bearer_unless_they_name_a_scheme() {
+        assert_eq!(authorization_from_access_token("abc"), "Bearer abc");
+        assert_eq!(authorization_from_access_token("Bearer abc"), "Bearer abc");
+        assert_eq!(
+            authorization_from_access_token("Basic dXNlcg=="),
+            "Basic dXNlcg=="
+        );
+        assert_eq!(authorization_from_access_token(" abc "), "Bearer abc");
+    }
+
+    #[test]
+    fn tokens_are_reused_until_shortly_before_they_expire_and_never_forever() {
+        let t0 = Timestamp::from_unix_millis(1_000_000);
+        let mut cache = TokenCache::new(TokenCachePolicy::default());
+        cache.insert("client", "tok", Some(3600), t0);
+        assert_eq!(cache.get("client", t0), Some("tok"));
+        assert_eq!(
+            cache.get("client", t0.saturating_add(Duration::from_secs(3589))),
+            Some("tok")
+        );
+        assert_eq!(
+            cache.get("client", t0.saturating_add(Duration::from_secs(3590))),
+            None
+        );
+        // A tiny lifetime is not cached at all; a missing one only briefly.
+        cache.insert("tiny", "t", Some(2), t0);
+        assert_eq!(cache.get("tiny", t0), None);
+        cache.insert("none", "n", None, t0);
+        assert_eq!(
+            cache.get("none", t0.saturating_add(Duration::from_secs(59))),
+            Some("n")
+        );
+        assert_eq!(
+            cache.get("none", t0.saturating_add(Duration::from_secs(60))),
+            None
+        );
+        cache.invalidate("client");
+        assert_eq!(cache.get("client", t0), None);
+    }
+}
