@@ -298,6 +298,10 @@ fn resource_url(
             "serviceinstance",
             format!("{admin}/v1/namespaces/{}/serviceinstances/{name}", ns()),
         )),
+        "servicebinding" | "servicebindings" => Ok((
+            "servicebinding",
+            format!("{admin}/v1/namespaces/{}/servicebindings/{name}", ns()),
+        )),
         "eventactivation" | "eventactivations" | "ea" => Ok((
             "eventactivation",
             format!("{admin}/v1/namespaces/{}/eventactivations/{name}", ns()),
@@ -307,7 +311,7 @@ fn resource_url(
             format!("{admin}/v1/namespaces/{}/subscriptions/{name}", ns()),
         )),
         other => Err(format!(
-            "unknown kind {other}: ACE knows RemoteEnvironment, EnvironmentMapping, EventActivation, Subscription and ServiceInstance"
+            "unknown kind {other}: ACE knows RemoteEnvironment, EnvironmentMapping, EventActivation, Subscription, ServiceInstance and ServiceBinding"
         )),
     }
 }

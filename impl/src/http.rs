@@ -25,7 +25,16 @@ use crate::pki::Ca;
 use crate::specs;
 
 /// A response as ACE sends it.
-pub type Response = hyper::Response<Full<Bytes>>;
+pub type Response = hyper::Response<Body>;
+
+/// A response body: whole (everything ACE answers itself) or streamed (a proxied response).
+pub type Body = http_body_util::combinators::BoxBody<Bytes, hyper::Error>;
+
+/// A whole body.
+pub fn full(bytes: Bytes) -> Body {
+    use http_body_util::BodyExt as _;
+    Full::new(bytes).map_err(|never| match never {}).boxed()
+}
 
 /// Which listener a request came in on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -40,6 +49,8 @@ pub enum Surface {
     Admin,
     /// Event Bus publish API and its status (plain HTTP, loopback).
     Publish,
+    /// The proxy to registered APIs (plain HTTP, loopback).
+    Proxy,
 }
 
 impl Surface {
@@ -51,6 +62,7 @@ impl Surface {
             Surface::Gateway => "gateway",
             Surface::Admin => "admin",
             Surface::Publish => "publish",
+            Surface::Proxy => "proxy",
         }
     }
 }
@@ -200,6 +212,16 @@ pub const ROUTES: &[(Surface, &str, &str)] = &[
     (Surface::Publish, "PATCH", "/v1/events"),
     (Surface::Publish, "GET", "/v1/status/live"),
     (Surface::Publish, "GET", "/v1/status/ready"),
+    (
+        Surface::Admin,
+        "PUT",
+        "/v1/namespaces/{namespace}/servicebindings/{name}",
+    ),
+    (
+        Surface::Admin,
+        "DELETE",
+        "/v1/namespaces/{namespace}/servicebindings/{name}",
+    ),
 ];
 
 /// Whether `path` matches `template` (`{...}` matches one non-empty segment).
@@ -257,12 +279,14 @@ pub struct App {
     pub metrics: Arc<Metrics>,
     /// Limits.
     pub limits: Limits,
+    /// The proxy to registered APIs.
+    pub proxy: Option<crate::proxy::Proxy>,
 }
 
 const AC_JSON: &str = "application/json;charset=UTF-8";
 
-fn respond(status: u16, content_type: Option<&'static str>, body: Bytes) -> Response {
-    let mut r = hyper::Response::new(Full::new(body));
+pub(crate) fn respond(status: u16, content_type: Option<&'static str>, body: Bytes) -> Response {
+    let mut r = hyper::Response::new(full(body));
     *r.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     if let Some(ct) = content_type {
         r.headers_mut()
@@ -275,7 +299,7 @@ fn json(status: u16, content_type: &'static str, body: &Value) -> Response {
     respond(status, Some(content_type), Bytes::from(body.to_string()))
 }
 
-fn error(e: &CommonError) -> Response {
+pub(crate) fn error(e: &CommonError) -> Response {
     json(e.code, AC_JSON, &e.to_json())
 }
 
@@ -287,7 +311,7 @@ fn method_not_allowed() -> Response {
     error(&CommonError::method_not_allowed())
 }
 
-fn unavailable(_: Stopped) -> Response {
+pub(crate) fn unavailable(_: Stopped) -> Response {
     error(&CommonError::new(503, "The server is shutting down."))
 }
 
@@ -308,7 +332,7 @@ fn yaml(text: &'static str) -> Response {
 }
 
 /// The reply as HTTP (a certificate reply is signed first by [`App::certificate`]).
-fn from_reply(reply: &Reply) -> Response {
+pub(crate) fn from_reply(reply: &Reply) -> Response {
     match reply {
         Reply::Redirect { location } => redirect(location),
         Reply::NoContent => respond(204, None, Bytes::new()),
@@ -322,7 +346,7 @@ fn from_reply(reply: &Reply) -> Response {
 }
 
 /// Reads a body of at most `limit` bytes within the body timeout; 413 if larger.
-async fn read_body(
+pub(crate) async fn read_body(
     req: hyper::Request<Incoming>,
     limit: usize,
     timeout: Duration,
@@ -445,6 +469,10 @@ impl App {
             Surface::Gateway => self.gateway(req, peer).await,
             Surface::Admin => self.admin(req).await,
             Surface::Publish => self.publish(req).await,
+            Surface::Proxy => match &self.proxy {
+                Some(proxy) => proxy.handle(self, req).await,
+                None => not_found(),
+            },
         };
         let mut response = response;
         if response.status() == StatusCode::METHOD_NOT_ALLOWED
@@ -456,6 +484,10 @@ impl App {
         self.metrics.request(surface.name(), status);
         tracing::debug!(surface = surface.name(), %method, path, status, "request");
         Ok(response)
+    }
+
+    pub(crate) async fn call_model(&self, request: Request) -> Result<Reply, Stopped> {
+        self.driver.call(request).await
     }
 
     async fn call(&self, request: Request) -> Response {
@@ -792,6 +824,33 @@ impl App {
                     })
                     .await;
             }
+            (["v1", "namespaces", ns, "servicebindings", name], &Method::PUT) => {
+                let (namespace, name) = (owned(ns), owned(name));
+                let doc = match self.json_body(req).await {
+                    Ok(v) => v,
+                    Err(r) => return r,
+                };
+                let instance = doc
+                    .pointer("/spec/instanceRef/name")
+                    .or_else(|| doc.get("instance"))
+                    .and_then(Value::as_str);
+                match instance {
+                    Some(instance) => AdminRequest::Bind {
+                        namespace,
+                        name,
+                        instance: instance.to_owned(),
+                    },
+                    None => {
+                        return error(&CommonError::new(400, "spec.instanceRef.name is required."));
+                    }
+                }
+            }
+            (["v1", "namespaces", ns, "servicebindings", name], &Method::DELETE) => {
+                AdminRequest::Unbind {
+                    namespace: owned(ns),
+                    name: owned(name),
+                }
+            }
             (["v1", "deadletters"], &Method::GET) => {
                 return self
                     .bus(BusRequest::ListDeadLetters { namespace: None })
@@ -898,6 +957,7 @@ impl App {
                 | ["v1", "namespaces", _, "serviceinstances", _]
                 | ["v1", "eventactivations" | "subscriptions" | "deadletters"]
                 | ["v1", "namespaces", _, "deadletters"]
+                | ["v1", "namespaces", _, "servicebindings", _]
                 | ["v1", "namespaces", _, "subscriptions", _, "replay"]
                 | ["v1", "namespaces", _, "eventactivations" | "subscriptions"]
                 | [

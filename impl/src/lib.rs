@@ -15,6 +15,7 @@ pub mod http;
 pub mod metrics;
 pub mod net;
 pub mod pki;
+pub mod proxy;
 pub mod push;
 pub mod serve;
 pub mod specs;

@@ -154,16 +154,24 @@ impl<N: Net> std::fmt::Debug for Pusher<N> {
 /// Most idle connections kept per subscriber endpoint.
 pub const MAX_IDLE_PER_ENDPOINT: usize = 32;
 
+/// A pooled HTTP(S) client on `net` (connection reuse per endpoint); `tls` verifies `https`
+/// servers.
+pub fn pooled_client<N: Net>(net: N, tls: TlsConnector) -> Client<NetConnector<N>, Full<Bytes>> {
+    Client::builder(TokioExecutor::new())
+        .timer(TokioTimer::new())
+        .pool_timer(TokioTimer::new())
+        .pool_idle_timeout(Duration::from_secs(30))
+        .pool_max_idle_per_host(MAX_IDLE_PER_ENDPOINT)
+        .build(NetConnector { net, tls })
+}
+
 impl<N: Net> Pusher<N> {
     /// A pusher on `net`; `tls` verifies `https` subscribers.
     pub fn new(net: N, tls: TlsConnector, clock: Clock) -> Self {
-        let client = Client::builder(TokioExecutor::new())
-            .timer(TokioTimer::new())
-            .pool_timer(TokioTimer::new())
-            .pool_idle_timeout(Duration::from_secs(30))
-            .pool_max_idle_per_host(MAX_IDLE_PER_ENDPOINT)
-            .build(NetConnector { net, tls });
-        Pusher { client, clock }
+        Pusher {
+            client: pooled_client(net, tls),
+            clock,
+        }
     }
 
     /// Starts `delivery` in its own task; `report` receives its outcome.

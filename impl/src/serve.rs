@@ -44,6 +44,13 @@ pub struct ServeOptions {
     pub admin_addr: String,
     /// Listen address of the Event Bus publish API (plain HTTP).
     pub publish_addr: String,
+    /// Listen address of the proxy to registered APIs (plain HTTP).
+    pub proxy_addr: String,
+    /// Time allowed to a registered API (and its OAuth server) to answer through the proxy.
+    pub proxy_timeout: Duration,
+    /// Do not verify the certificates of registered APIs and OAuth servers (the seed's
+    /// `skipVerify`; on for every RE).
+    pub proxy_skip_verify: bool,
     /// Do not verify `https` subscribers' certificates (Kyma's chart set `tls_skip_verify`).
     pub push_tls_skip_verify: bool,
     /// CA certificates (PEM) trusted for `https` subscribers, besides ACE's own CA.
@@ -82,6 +89,9 @@ impl Default for ServeOptions {
             gateway_addr: "127.0.0.1:8444".into(),
             admin_addr: "127.0.0.1:8081".into(),
             publish_addr: "127.0.0.1:8082".into(),
+            proxy_addr: "127.0.0.1:8090".into(),
+            proxy_timeout: Duration::from_secs(10),
+            proxy_skip_verify: false,
             push_tls_skip_verify: false,
             push_ca_pem: None,
             ca_key: KeyKind::EcdsaP256,
@@ -140,6 +150,8 @@ pub struct Server {
     pub admin: SocketAddr,
     /// Bound address of the publish API.
     pub publish: SocketAddr,
+    /// Bound address of the proxy.
+    pub proxy: SocketAddr,
     /// The CA certificate clients must trust, PEM.
     pub ca_pem: String,
     /// The model's configuration (URLs handed to clients).
@@ -356,6 +368,7 @@ pub async fn start_with_store<N: Net, S: Store>(
     let gateway_l = bind(opts.gateway_addr.clone()).await?;
     let admin_l = bind(opts.admin_addr.clone()).await?;
     let publish_l = bind(opts.publish_addr.clone()).await?;
+    let proxy_l = bind(opts.proxy_addr.clone()).await?;
     let addr = |l: &N::Listener| l.local_addr().map_err(|e| StartError(e.to_string()));
     let (connector_internal, connector_external, gateway, admin, publish) = (
         addr(&internal_l)?,
@@ -364,7 +377,13 @@ pub async fn start_with_store<N: Net, S: Store>(
         addr(&admin_l)?,
         addr(&publish_l)?,
     );
+    let proxy_addr = addr(&proxy_l)?;
 
+    let mut opts = opts;
+    if opts.proxy_url == ServeOptions::default().proxy_url {
+        // Hand out the address the proxy really listens on.
+        opts.proxy_url = format!("http://{proxy_addr}");
+    }
     let config = model_config(&opts, connector_external, gateway);
     let records = store
         .load()
@@ -390,11 +409,16 @@ pub async fn start_with_store<N: Net, S: Store>(
     });
     let mut limits = opts.limits;
     limits.max_event_bytes = config.bus.max_event_bytes;
+    let proxy_tls =
+        crate::push::subscriber_tls(Vec::new(), opts.proxy_skip_verify).map_err(tls_err)?;
+    let proxy_client = crate::push::pooled_client(net.clone(), proxy_tls);
+    let proxy = crate::proxy::Proxy::new(Arc::new(proxy_client), clock, opts.proxy_timeout);
     let app = Arc::new(App {
         driver: handle,
         ca: ca.clone(),
         metrics,
         limits,
+        proxy: Some(proxy),
     });
     let conns = Arc::new(Semaphore::new(opts.max_connections));
     let conn = ConnOptions {
@@ -438,10 +462,11 @@ pub async fn start_with_store<N: Net, S: Store>(
             publish_l,
             None,
             Surface::Publish,
-            app,
-            conns,
+            app.clone(),
+            conns.clone(),
             conn,
         )),
+        tokio::spawn(accept_loop(proxy_l, None, Surface::Proxy, app, conns, conn)),
     ];
     Ok(Server {
         connector_internal,
@@ -449,6 +474,7 @@ pub async fn start_with_store<N: Net, S: Store>(
         gateway,
         admin,
         publish,
+        proxy: proxy_addr,
         ca_pem: ca.cert_pem().to_owned(),
         config,
         replayed,

@@ -33,6 +33,7 @@ pub fn options(dir: &Path) -> ServeOptions {
         gateway_addr: "127.0.0.1:0".into(),
         admin_addr: "127.0.0.1:0".into(),
         publish_addr: "127.0.0.1:0".into(),
+        proxy_addr: "127.0.0.1:0".into(),
         ..ServeOptions::default()
     }
 }

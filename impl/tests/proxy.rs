@@ -1,0 +1,353 @@
+//! The proxy to registered APIs, against wiremock as the OAuth server and the target API.
+
+mod common;
+
+use std::time::Duration;
+
+use ace::client;
+use ace::net::TokioNet;
+use common::*;
+use hyper::Method;
+use serde_json::{Value, json};
+use wiremock::matchers::{body_string_contains, header, method, path, query_param};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+struct World {
+    s: TestServer,
+    target: MockServer,
+    oauth: MockServer,
+    gateway_url: String,
+    key: String,
+}
+
+/// An RE with a service whose API is `target` (OAuth at `oauth` if `with_oauth`), mapped,
+/// provisioned and bound in `production`.
+async fn world(dir: &std::path::Path, with_oauth: bool, proxy_timeout: Duration) -> World {
+    world_with_target(dir, with_oauth, proxy_timeout, None).await
+}
+
+async fn world_with_target(
+    dir: &std::path::Path,
+    with_oauth: bool,
+    proxy_timeout: Duration,
+    target_url: Option<String>,
+) -> World {
+    let mut opts = options(dir);
+    opts.proxy_timeout = proxy_timeout;
+    let s = start_with(opts).await;
+    let (target, oauth) = (MockServer::start().await, MockServer::start().await);
+    s.apply_re("ec").await;
+    let me = s.onboard("ec").await;
+    let target_url = target_url.unwrap_or_else(|| format!("{}/v1/orders?tenant=t1", target.uri()));
+    let mut api = json!({ "targetUrl": target_url });
+    if with_oauth {
+        api["credentials"] = json!({"oauth": {"url": format!("{}/token", oauth.uri()), "clientId": "client-1", "clientSecret": "s3cr3t"}});
+    }
+    let body =
+        json!({"provider": "p", "name": "orders", "description": "d", "api": api}).to_string();
+    let r = s
+        .send(
+            Method::POST,
+            &s.gateway("/ec/v1/metadata/services"),
+            Some(body.as_bytes()),
+            Some(&me),
+        )
+        .await;
+    let id = r.json()["id"].as_str().unwrap_or_default().to_owned();
+    s.send(
+        Method::PUT,
+        &s.admin("/v1/namespaces/production/environmentmappings/ec"),
+        None,
+        None,
+    )
+    .await;
+    let inst = json!({"spec": {"serviceClassName": format!("re-ec-{id}")}}).to_string();
+    s.send(
+        Method::PUT,
+        &s.admin("/v1/namespaces/production/serviceinstances/orders"),
+        Some(inst.as_bytes()),
+        None,
+    )
+    .await;
+    let binding = json!({"spec": {"instanceRef": {"name": "orders"}}}).to_string();
+    let r = s
+        .send(
+            Method::PUT,
+            &s.admin("/v1/namespaces/production/servicebindings/lambda"),
+            Some(binding.as_bytes()),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    let creds = r.json()["credentials"].clone();
+    World {
+        gateway_url: creds["GATEWAY_URL"].as_str().unwrap_or_default().to_owned(),
+        key: creds["ACCESS_KEY"].as_str().unwrap_or_default().to_owned(),
+        s,
+        target,
+        oauth,
+    }
+}
+
+async fn call(url: &str, headers: &[(&str, &str)], body: Option<&str>) -> client::Response {
+    let m = if body.is_some() {
+        Method::POST
+    } else {
+        Method::GET
+    };
+    client::request(
+        &TokioNet,
+        m,
+        url,
+        headers,
+        body.map(|b| b.as_bytes().to_vec()),
+        None,
+        TIMEOUT,
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn token_reply(token: &str, expires_in: Value) -> ResponseTemplate {
+    ResponseTemplate::new(200).set_body_json(
+        json!({"access_token": token, "token_type": "bearer", "expires_in": expires_in}),
+    )
+}
+
+#[tokio::test]
+async fn the_token_is_fetched_once_and_reused_and_the_call_is_forwarded() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let w = world(dir.path(), true, Duration::from_secs(5)).await;
+    Mock::given(method("POST"))
+        .and(path("/token"))
+        .and(body_string_contains("grant_type=client_credentials"))
+        .and(body_string_contains("client_id=client-1"))
+        .respond_with(token_reply("tok-1", json!(3600)))
+        .expect(1)
+        .mount(&w.oauth)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/v1/orders/uuid"))
+        .and(query_param("tenant", "t1"))
+        .and(query_param("x", "1"))
+        .and(header("authorization", "Bearer tok-1"))
+        .and(header("x-custom", "kept"))
+        .respond_with(
+            ResponseTemplate::new(201)
+                .set_body_string("created")
+                .insert_header("x-reply", "yes"),
+        )
+        .expect(2)
+        .mount(&w.target)
+        .await;
+    for _ in 0..2 {
+        let r = call(
+            &format!("{}/uuid?x=1", w.gateway_url),
+            &[("ace-binding-key", &w.key), ("x-custom", "kept")],
+            Some("payload"),
+        )
+        .await;
+        assert_eq!((r.status, r.text().as_str()), (201, "created"));
+        assert_eq!(r.headers["x-reply"], "yes");
+    }
+}
+
+#[tokio::test]
+async fn an_expired_token_is_fetched_again() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let w = world(dir.path(), true, Duration::from_secs(5)).await;
+    // 11 s of life minus the 10 s margin: reused for one second.
+    Mock::given(method("POST"))
+        .and(path("/token"))
+        .respond_with(token_reply("short", json!(11)))
+        .expect(2)
+        .mount(&w.oauth)
+        .await;
+    Mock::given(method("GET"))
+        .respond_with(ResponseTemplate::new(200))
+        .mount(&w.target)
+        .await;
+    let headers = [("ace-binding-key", w.key.as_str())];
+    assert_eq!(call(&w.gateway_url, &headers, None).await.status, 200);
+    assert_eq!(call(&w.gateway_url, &headers, None).await.status, 200);
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_eq!(call(&w.gateway_url, &headers, None).await.status, 200);
+}
+
+#[tokio::test]
+async fn a_403_refreshes_the_token_and_the_retried_response_is_returned() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let w = world(dir.path(), true, Duration::from_secs(5)).await;
+    Mock::given(method("POST"))
+        .and(path("/token"))
+        .respond_with(token_reply("stale", json!(3600)))
+        .up_to_n_times(1)
+        .mount(&w.oauth)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/token"))
+        .respond_with(token_reply("fresh", json!(3600)))
+        .mount(&w.oauth)
+        .await;
+    Mock::given(method("GET"))
+        .and(header("authorization", "Bearer stale"))
+        .respond_with(ResponseTemplate::new(403))
+        .mount(&w.target)
+        .await;
+    Mock::given(method("GET"))
+        .and(header("authorization", "Bearer fresh"))
+        .respond_with(ResponseTemplate::new(200).set_body_string("ok"))
+        .mount(&w.target)
+        .await;
+    let r = call(&w.gateway_url, &[("ace-binding-key", &w.key)], None).await;
+    assert_eq!(
+        (r.status, r.text().as_str()),
+        (200, "ok"),
+        "Kyma returned the stale 403 here"
+    );
+}
+
+#[tokio::test]
+async fn an_access_token_header_is_passed_as_bearer_and_no_token_is_fetched() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let w = world(dir.path(), true, Duration::from_secs(5)).await;
+    Mock::given(method("POST"))
+        .and(path("/token"))
+        .respond_with(token_reply("unused", json!(3600)))
+        .expect(0)
+        .mount(&w.oauth)
+        .await;
+    Mock::given(method("GET"))
+        .and(header("authorization", "Bearer user-token"))
+        .respond_with(ResponseTemplate::new(200))
+        .expect(2)
+        .mount(&w.target)
+        .await;
+    for given in ["user-token", "Bearer user-token"] {
+        let r = call(
+            &w.gateway_url,
+            &[("ace-binding-key", &w.key), ("access-token", given)],
+            None,
+        )
+        .await;
+        assert_eq!(r.status, 200, "Access-Token {given:?}");
+    }
+}
+
+#[tokio::test]
+async fn callers_without_a_binding_key_are_not_allowed() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let w = world(dir.path(), false, Duration::from_secs(5)).await;
+    Mock::given(method("GET"))
+        .respond_with(ResponseTemplate::new(200))
+        .expect(0)
+        .mount(&w.target)
+        .await;
+    for headers in [vec![], vec![("ace-binding-key", "guess")]] {
+        let r = call(&w.gateway_url, &headers, None).await;
+        assert_eq!(
+            (r.status, r.json()),
+            (403, json!({"code": 403, "error": "Not allowed"}))
+        );
+    }
+    let r = call(
+        &format!("http://{}/re-ec-unknown/x", w.s.server.proxy),
+        &[("ace-binding-key", &w.key)],
+        None,
+    )
+    .await;
+    assert_eq!(r.status, 404);
+    // Unbinding revokes the key.
+    let r =
+        w.s.send(
+            Method::DELETE,
+            &w.s.admin("/v1/namespaces/production/servicebindings/lambda"),
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 204);
+    assert_eq!(
+        call(&w.gateway_url, &[("ace-binding-key", &w.key)], None)
+            .await
+            .status,
+        403
+    );
+}
+
+#[tokio::test]
+async fn oauth_and_target_failures_are_502_with_a_json_body() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let w = world(dir.path(), true, Duration::from_millis(500)).await;
+    let headers = [("ace-binding-key", w.key.as_str())];
+    // The OAuth server answers 500, then garbage.
+    Mock::given(method("POST"))
+        .and(path("/token"))
+        .respond_with(ResponseTemplate::new(500))
+        .up_to_n_times(1)
+        .mount(&w.oauth)
+        .await;
+    let r = call(&w.gateway_url, &headers, None).await;
+    assert_eq!(r.status, 502);
+    assert!(
+        r.json()["error"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("incorrect response code '500' while getting token from"),
+        "{}",
+        r.text()
+    );
+    Mock::given(method("POST"))
+        .and(path("/token"))
+        .respond_with(ResponseTemplate::new(200).set_body_string("{"))
+        .up_to_n_times(1)
+        .mount(&w.oauth)
+        .await;
+    let r = call(&w.gateway_url, &headers, None).await;
+    assert!(
+        r.json()["error"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("failed to unmarshal token response body"),
+        "{}",
+        r.text()
+    );
+    // A token, but the target is too slow.
+    Mock::given(method("POST"))
+        .and(path("/token"))
+        .respond_with(token_reply("t", json!(3600)))
+        .mount(&w.oauth)
+        .await;
+    Mock::given(method("GET"))
+        .respond_with(ResponseTemplate::new(200).set_delay(Duration::from_secs(2)))
+        .mount(&w.target)
+        .await;
+    let r = call(&w.gateway_url, &headers, None).await;
+    assert_eq!(r.status, 502);
+    assert!(
+        r.json()["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("no answer"),
+        "{}",
+        r.text()
+    );
+}
+
+#[tokio::test]
+async fn an_unreachable_target_is_502() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .unwrap_or_else(|e| panic!("{e}"));
+    let w = world_with_target(
+        dir.path(),
+        false,
+        Duration::from_secs(2),
+        Some(format!("http://{closed}/api")),
+    )
+    .await;
+    let r = call(&w.gateway_url, &[("ace-binding-key", &w.key)], None).await;
+    assert_eq!(r.status, 502);
+    assert_eq!(r.json()["code"], 502);
+}
