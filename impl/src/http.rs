@@ -222,6 +222,27 @@ pub const ROUTES: &[(Surface, &str, &str)] = &[
         "DELETE",
         "/v1/namespaces/{namespace}/servicebindings/{name}",
     ),
+    (Surface::Admin, "GET", "/broker/{namespace}/v2/catalog"),
+    (
+        Surface::Admin,
+        "PUT",
+        "/broker/{namespace}/v2/service_instances/{instance}",
+    ),
+    (
+        Surface::Admin,
+        "DELETE",
+        "/broker/{namespace}/v2/service_instances/{instance}",
+    ),
+    (
+        Surface::Admin,
+        "PUT",
+        "/broker/{namespace}/v2/service_instances/{instance}/service_bindings/{binding}",
+    ),
+    (
+        Surface::Admin,
+        "DELETE",
+        "/broker/{namespace}/v2/service_instances/{instance}/service_bindings/{binding}",
+    ),
 ];
 
 /// Whether `path` matches `template` (`{...}` matches one non-empty segment).
@@ -695,6 +716,12 @@ impl App {
                     Some("application/openmetrics-text; version=1.0.0; charset=utf-8"),
                     Bytes::from(self.metrics_text().await),
                 );
+            }
+            (["broker", ns, "v2", rest @ ..], _) => {
+                let namespace = owned(ns);
+                let rest: Vec<String> = rest.iter().map(|s| (*s).to_owned()).collect();
+                let rest: Vec<&str> = rest.iter().map(String::as_str).collect();
+                return crate::osb::handle(self, &namespace, &rest, req).await;
             }
             (["v1", "api.yaml"], &Method::GET) => return yaml(specs::ADMIN),
             (["v1", "remoteenvironments"], &Method::GET) => AdminRequest::ListRemoteEnvironments,

@@ -14,6 +14,7 @@ pub mod driver;
 pub mod http;
 pub mod metrics;
 pub mod net;
+pub mod osb;
 pub mod pki;
 pub mod proxy;
 pub mod push;

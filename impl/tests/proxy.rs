@@ -351,3 +351,141 @@ async fn an_unreachable_target_is_502() {
     assert_eq!(r.status, 502);
     assert_eq!(r.json()["code"], 502);
 }
+
+async fn broker(s: &TestServer, m: Method, path: &str, body: Option<Value>) -> client::Response {
+    let url = s.admin(&format!("/broker/production/v2{path}"));
+    let body = body.map(|b| b.to_string().into_bytes());
+    client::request(
+        &TokioNet,
+        m,
+        &url,
+        &[
+            ("x-broker-api-version", "2.14"),
+            ("content-type", "application/json"),
+        ],
+        body,
+        None,
+        TIMEOUT,
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"))
+}
+
+#[tokio::test]
+async fn an_open_service_broker_platform_can_provision_bind_call_and_unbind() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let s = start(dir.path()).await;
+    let target = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/api/uuid"))
+        .respond_with(ResponseTemplate::new(200).set_body_string("d44cc373"))
+        .mount(&target)
+        .await;
+    s.apply_re("ec").await;
+    let me = s.onboard("ec").await;
+    let service = json!({"provider": "p", "name": "httpbin", "description": "d", "api": {"targetUrl": format!("{}/api", target.uri())}}).to_string();
+    s.send(
+        Method::POST,
+        &s.gateway("/ec/v1/metadata/services"),
+        Some(service.as_bytes()),
+        Some(&me),
+    )
+    .await;
+    s.send(
+        Method::PUT,
+        &s.admin("/v1/namespaces/production/environmentmappings/ec"),
+        None,
+        None,
+    )
+    .await;
+
+    let no_version = s
+        .send(
+            Method::GET,
+            &s.admin("/broker/production/v2/catalog"),
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(no_version.status, 412);
+    let catalog = broker(&s, Method::GET, "/catalog", None).await.json();
+    let services = catalog["services"].as_array().cloned().unwrap_or_default();
+    assert_eq!(services.len(), 1);
+    assert_eq!(services[0]["bindable"], true);
+    let service_id = services[0]["id"].as_str().unwrap_or_default().to_owned();
+    let plan_id = services[0]["plans"][0]["id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+
+    let instance = "8f7c0a3e-1b2d-4c5e-9f60-718293a4b5c6";
+    let provisioned = broker(
+        &s,
+        Method::PUT,
+        &format!("/service_instances/{instance}"),
+        Some(json!({"service_id": service_id, "plan_id": plan_id})),
+    )
+    .await;
+    assert_eq!(provisioned.status, 201, "{}", provisioned.text());
+    let bound = broker(
+        &s,
+        Method::PUT,
+        &format!("/service_instances/{instance}/service_bindings/b1"),
+        Some(json!({"service_id": service_id, "plan_id": plan_id})),
+    )
+    .await;
+    assert_eq!(bound.status, 201, "{}", bound.text());
+    let creds = bound.json()["credentials"].clone();
+    let (url, key) = (
+        creds["GATEWAY_URL"].as_str().unwrap_or_default().to_owned(),
+        creds["ACCESS_KEY"].as_str().unwrap_or_default().to_owned(),
+    );
+
+    let r = call(&format!("{url}/uuid"), &[("ace-binding-key", &key)], None).await;
+    assert_eq!((r.status, r.text().as_str()), (200, "d44cc373"));
+
+    let unbound = broker(
+        &s,
+        Method::DELETE,
+        &format!("/service_instances/{instance}/service_bindings/b1"),
+        None,
+    )
+    .await;
+    assert_eq!(unbound.status, 200);
+    assert_eq!(
+        call(&format!("{url}/uuid"), &[("ace-binding-key", &key)], None)
+            .await
+            .status,
+        403
+    );
+    let gone = broker(
+        &s,
+        Method::DELETE,
+        &format!("/service_instances/{instance}/service_bindings/b1"),
+        None,
+    )
+    .await;
+    assert_eq!(gone.status, 410);
+    assert_eq!(
+        broker(
+            &s,
+            Method::DELETE,
+            &format!("/service_instances/{instance}"),
+            None
+        )
+        .await
+        .status,
+        200
+    );
+    assert_eq!(
+        broker(
+            &s,
+            Method::DELETE,
+            &format!("/service_instances/{instance}"),
+            None
+        )
+        .await
+        .status,
+        410
+    );
+}

@@ -71,6 +71,8 @@ fn concrete(template: &str) -> String {
         .replace("{serviceId}", "some-id")
         .replace("{namespace}", "production")
         .replace("{name}", "ec")
+        .replace("{instance}", "inst")
+        .replace("{binding}", "bind")
 }
 
 fn is_route_miss(status: u16, body: &Value) -> bool {

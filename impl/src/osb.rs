@@ -1,0 +1,187 @@
+//! The Open Service Broker API (v2.x) for one namespace, at `/broker/{namespace}/v2/...` on
+//! the admin listener: the catalog of the namespace's service classes, provisioning and
+//! binding. It translates OSB calls into the model's admin requests.
+
+use ace_model::error::ClientError;
+use ace_model::{AdminRequest, Reply, Request, RequestError};
+use bytes::Bytes;
+use hyper::Method;
+use hyper::body::Incoming;
+use serde_json::{Value, json};
+
+use crate::http::{self, App, Response};
+
+/// The lowest OSB API version ACE speaks.
+pub const MIN_VERSION: (u32, u32) = (2, 0);
+
+fn osb(status: u16, body: &Value) -> Response {
+    http::respond(
+        status,
+        Some("application/json"),
+        Bytes::from(body.to_string()),
+    )
+}
+
+fn osb_error(status: u16, error: &str, description: String) -> Response {
+    osb(
+        status,
+        &json!({ "error": error, "description": description }),
+    )
+}
+
+fn version_ok(req: &hyper::Request<Incoming>) -> bool {
+    let Some(v) = req
+        .headers()
+        .get("x-broker-api-version")
+        .and_then(|v| v.to_str().ok())
+    else {
+        return false;
+    };
+    let mut parts = v.trim().split('.').map(|p| p.parse::<u32>().unwrap_or(0));
+    let (major, minor) = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
+    major == MIN_VERSION.0 && minor >= MIN_VERSION.1
+}
+
+/// The catalog entry of a service class, in OSB's shape.
+fn service_of(class: &Value) -> Value {
+    json!({
+        "id": class["id"],
+        "name": class["externalName"],
+        "description": class["description"],
+        "bindable": class["bindable"],
+        "metadata": class["metadata"],
+        "plans": [{
+            "id": class["plans"][0]["id"],
+            "name": "default",
+            "description": "The registered API and events of this service",
+            "free": true,
+        }],
+    })
+}
+
+/// Handles `/broker/{namespace}/v2/<rest>`.
+pub async fn handle(
+    app: &App,
+    namespace: &str,
+    rest: &[&str],
+    req: hyper::Request<Incoming>,
+) -> Response {
+    let method = req.method().clone();
+    let known = matches!(
+        (rest, &method),
+        (["catalog"], &Method::GET)
+            | (["service_instances", _], &Method::PUT | &Method::DELETE)
+            | (
+                ["service_instances", _, "service_bindings", _],
+                &Method::PUT | &Method::DELETE
+            )
+    );
+    if known && !version_ok(&req) {
+        return osb_error(
+            412,
+            "PreconditionFailed",
+            "X-Broker-API-Version 2.x (at least 2.0) is required.".into(),
+        );
+    }
+    let request =
+        match (rest, &method) {
+            (["catalog"], &Method::GET) => {
+                return match app
+                    .call_model(Request::Admin(AdminRequest::Catalog {
+                        namespace: namespace.to_owned(),
+                    }))
+                    .await
+                {
+                    Ok(Reply::Resource { body, .. }) => {
+                        let services: Vec<Value> = body
+                            .as_array()
+                            .into_iter()
+                            .flatten()
+                            .map(service_of)
+                            .collect();
+                        osb(200, &json!({ "services": services }))
+                    }
+                    Ok(reply) => http::from_reply(&reply),
+                    Err(e) => http::unavailable(e),
+                };
+            }
+            (["service_instances", instance], &Method::PUT) => {
+                let body =
+                    match http::read_body(req, app.limits.max_body_bytes, app.limits.body_timeout)
+                        .await
+                    {
+                        Ok(b) => b,
+                        Err(r) => return r,
+                    };
+                let doc: Value = match serde_json::from_slice(&body) {
+                    Ok(v) => v,
+                    Err(e) => {
+                        return osb_error(
+                            400,
+                            "BadRequest",
+                            format!("The body is not valid JSON: {e}"),
+                        );
+                    }
+                };
+                let Some(service_id) = doc.get("service_id").and_then(Value::as_str) else {
+                    return osb_error(400, "BadRequest", "service_id is required.".into());
+                };
+                AdminRequest::Provision {
+                    namespace: namespace.to_owned(),
+                    name: (*instance).to_owned(),
+                    class: service_id.to_owned(),
+                }
+            }
+            (["service_instances", instance], &Method::DELETE) => AdminRequest::Deprovision {
+                namespace: namespace.to_owned(),
+                name: (*instance).to_owned(),
+            },
+            (["service_instances", instance, "service_bindings", binding], &Method::PUT) => {
+                AdminRequest::Bind {
+                    namespace: namespace.to_owned(),
+                    name: (*binding).to_owned(),
+                    instance: (*instance).to_owned(),
+                }
+            }
+            (["service_instances", _, "service_bindings", binding], &Method::DELETE) => {
+                AdminRequest::Unbind {
+                    namespace: namespace.to_owned(),
+                    name: (*binding).to_owned(),
+                }
+            }
+            (
+                ["catalog"]
+                | ["service_instances", _]
+                | ["service_instances", _, "service_bindings", _],
+                _,
+            ) => {
+                return http::error(&ace_model::error::CommonError::method_not_allowed());
+            }
+            _ => return http::error(&ace_model::error::CommonError::route_not_found()),
+        };
+    let deleting = matches!(
+        request,
+        AdminRequest::Deprovision { .. } | AdminRequest::Unbind { .. }
+    );
+    match app.call_model(Request::Admin(request)).await {
+        Ok(Reply::Resource { status, body }) => match body.get("credentials") {
+            Some(credentials) => osb(status, &json!({ "credentials": credentials })),
+            None => osb(status, &json!({})),
+        },
+        Ok(Reply::NoContent) => osb(200, &json!({})),
+        // OSB: deleting what does not exist is 410 Gone.
+        Ok(Reply::Error(e)) if deleting && e.status() == 404 => osb(410, &json!({})),
+        Ok(Reply::Error(e)) => {
+            let status = e.status();
+            let message = e.body()["error"].as_str().unwrap_or_default().to_owned();
+            let kind = match (status, &e) {
+                (409, _) => "Conflict",
+                (404, RequestError::Admin(_)) => "NotFound",
+                _ => "BadRequest",
+            };
+            osb_error(if status == 404 { 400 } else { status }, kind, message)
+        }
+        Ok(reply) => http::from_reply(&reply),
+        Err(e) => http::unavailable(e),
+    }
+}
