@@ -7,10 +7,11 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 work=$(mktemp -d)
 trap 'kill "$pid" 2>/dev/null || true; rm -rf "$work"' EXIT
 port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
-internal=$(port); external=$(port); gateway=$(port); admin=$(port)
+internal=$(port); external=$(port); gateway=$(port); admin=$(port); publish=$(port); proxy=$(port)
 "$ace" serve --data-dir "$work/data" \
   --connector-internal-addr "127.0.0.1:$internal" --connector-external-addr "127.0.0.1:$external" \
-  --gateway-addr "127.0.0.1:$gateway" --admin-addr "127.0.0.1:$admin" >"$work/serve.log" 2>&1 &
+  --gateway-addr "127.0.0.1:$gateway" --admin-addr "127.0.0.1:$admin" \
+  --publish-addr "127.0.0.1:$publish" --proxy-addr "127.0.0.1:$proxy" >"$work/serve.log" 2>&1 &
 pid=$!
 for _ in $(seq 100); do curl -sf "http://127.0.0.1:$admin/healthz" >/dev/null && break; sleep 0.1; done
 admin_url="http://127.0.0.1:$admin"

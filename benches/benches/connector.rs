@@ -92,6 +92,7 @@ fn benchmarks(c: &mut Criterion) {
                 name: "ec-default".into(),
                 description: String::new(),
                 labels: Default::default(),
+                skip_verify: false,
             }),
         );
         b.iter(|| black_box(onboard(&mut model, now, "ec-default")))

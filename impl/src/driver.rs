@@ -139,6 +139,17 @@ async fn run<S: Store>(
                 model.handle_timeout(clock.now());
             }
         }
+        // Whatever woke the driver, take everything else that is already waiting too, so that
+        // acknowledgements and requests share one sync.
+        while let Ok(outcome) = outcomes.try_recv() {
+            model.handle_delivery_outcome(clock.now(), outcome);
+        }
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
         for job in batch.drain(..) {
             let reply = model.handle_request(clock.now(), job.request);
             replies.push((reply, job.reply));

@@ -1169,10 +1169,16 @@ fn remote_environment_from(name: &str, doc: &Value) -> Result<AdminRequest, Stri
         Some(v) => serde_json::from_value(v.clone())
             .map_err(|_| "spec.labels must map strings to strings.".to_owned())?,
     };
+    let skip_verify = match spec.get("skipVerify") {
+        None | Some(Value::Null) => false,
+        Some(Value::Bool(b)) => *b,
+        Some(_) => return Err("spec.skipVerify must be true or false.".into()),
+    };
     Ok(AdminRequest::ApplyRemoteEnvironment {
         name: name.to_owned(),
         description,
         labels,
+        skip_verify,
     })
 }
 

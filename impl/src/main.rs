@@ -232,6 +232,17 @@ struct ServeArgs {
     /// Event Bus publish API (plain HTTP) [default: 127.0.0.1:8082].
     #[arg(long, env = "ACE_PUBLISH_ADDR")]
     publish_addr: Option<String>,
+    /// Proxy to registered APIs (plain HTTP) [default: 127.0.0.1:8090].
+    #[arg(long, env = "ACE_PROXY_ADDR")]
+    proxy_addr: Option<String>,
+    /// Time a registered API or its OAuth server has to answer through the proxy [default: 10s].
+    #[arg(long, env = "ACE_PROXY_TIMEOUT", value_parser = humantime::parse_duration)]
+    #[serde(default, with = "humantime_serde_opt")]
+    proxy_timeout: Option<Duration>,
+    /// Do not verify registered APIs' certificates, for every RE (per RE: spec.skipVerify).
+    #[arg(long, env = "ACE_PROXY_SKIP_VERIFY")]
+    #[serde(default)]
+    proxy_skip_verify: bool,
     /// Do not verify the certificates of https subscribers (Kyma's chart did not).
     #[arg(long, env = "ACE_PUSH_TLS_SKIP_VERIFY")]
     #[serde(default)]
@@ -341,6 +352,12 @@ impl ServeArgs {
                 .publish_addr
                 .or(file.publish_addr)
                 .unwrap_or(d.publish_addr),
+            proxy_addr: self.proxy_addr.or(file.proxy_addr).unwrap_or(d.proxy_addr),
+            proxy_timeout: self
+                .proxy_timeout
+                .or(file.proxy_timeout)
+                .unwrap_or(d.proxy_timeout),
+            proxy_skip_verify: self.proxy_skip_verify || file.proxy_skip_verify,
             push_tls_skip_verify: self.push_tls_skip_verify || file.push_tls_skip_verify,
             push_ca_pem: match self.push_ca.or(file.push_ca) {
                 Some(path) => Some(
@@ -447,6 +464,7 @@ async fn run_serve(args: ServeArgs) -> Result<(), String> {
          gateway                 {}/{{re}}/v1/metadata/services   (listening on {})\n  \
          admin API               http://{}/v1/api.yaml   (metrics: /metrics, health: /healthz)\n  \
          publish API             http://{}/v1/events\n  \
+         proxy                   http://{}/re-{{re}}-{{service id}}/...\n  \
          CA certificate          {}",
         data_dir.display(),
         server.replayed,
@@ -457,6 +475,7 @@ async fn run_serve(args: ServeArgs) -> Result<(), String> {
         server.gateway,
         server.admin,
         server.publish,
+        server.proxy,
         data_dir.join("ca.crt").display()
     );
     drop(out);

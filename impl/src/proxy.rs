@@ -47,6 +47,8 @@ impl<N: Net> Sender for Client<NetConnector<N>, Full<Bytes>> {
 /// The proxy.
 pub struct Proxy {
     sender: Arc<dyn Sender>,
+    /// For REs with `skipVerify`.
+    unverified: Arc<dyn Sender>,
     tokens: Mutex<TokenCache>,
     clock: Clock,
     timeout: Duration,
@@ -100,11 +102,17 @@ fn form_encode(value: &str) -> String {
 }
 
 impl Proxy {
-    /// A proxy sending through `sender`, giving up on a target (or token server) after
-    /// `timeout`.
-    pub fn new(sender: Arc<dyn Sender>, clock: Clock, timeout: Duration) -> Self {
+    /// A proxy sending through `sender` (or `unverified`, which does not verify certificates,
+    /// for REs with `skipVerify`), giving up on a target (or token server) after `timeout`.
+    pub fn new(
+        sender: Arc<dyn Sender>,
+        unverified: Arc<dyn Sender>,
+        clock: Clock,
+        timeout: Duration,
+    ) -> Self {
         Proxy {
             sender,
+            unverified,
             tokens: Mutex::new(TokenCache::new(TokenCachePolicy::default())),
             clock,
             timeout,
@@ -185,7 +193,14 @@ impl Proxy {
             (None, None) => None,
         };
         let first = self
-            .forward(&method, &url, &headers, &body, authorization.as_deref())
+            .forward(
+                self.sender_for(&target),
+                &method,
+                &url,
+                &headers,
+                &body,
+                authorization.as_deref(),
+            )
             .await;
         let response = match first {
             // A 403 with a cached token may mean the token was revoked early: fetch a fresh one
@@ -200,6 +215,7 @@ impl Proxy {
                     Err(message) => return bad_gateway(message),
                 };
                 self.forward(
+                    self.sender_for(&target),
                     &method,
                     &url,
                     &headers,
@@ -222,8 +238,17 @@ impl Proxy {
         }
     }
 
+    fn sender_for(&self, target: &ProxyTarget) -> &dyn Sender {
+        if target.skip_verify {
+            self.unverified.as_ref()
+        } else {
+            self.sender.as_ref()
+        }
+    }
+
     async fn forward(
         &self,
+        sender: &dyn Sender,
         method: &hyper::Method,
         url: &str,
         headers: &HeaderMap,
@@ -240,7 +265,7 @@ impl Proxy {
         let request = request
             .body(Full::new(body.clone()))
             .map_err(|e| format!("cannot call {url}: {e}"))?;
-        match tokio::time::timeout(self.timeout, self.sender.send(request)).await {
+        match tokio::time::timeout(self.timeout, sender.send(request)).await {
             Ok(Ok(r)) => Ok(r),
             Ok(Err(e)) => Err(format!("failed to call '{url}': {e}")),
             Err(_) => Err(format!("no answer from '{url}' within {:?}", self.timeout)),
@@ -277,16 +302,17 @@ impl Proxy {
             .body(Full::new(Bytes::from(form)))
             .map_err(|e| format!("failed to make a request to '{url}': {e}"))?;
         let fetched_at = self.clock.now();
-        let response = match tokio::time::timeout(self.timeout, self.sender.send(request)).await {
-            Ok(Ok(r)) => r,
-            Ok(Err(e)) => return Err(format!("failed to make a request to '{url}': {e}")),
-            Err(_) => {
-                return Err(format!(
-                    "failed to make a request to '{url}': no answer within {:?}",
-                    self.timeout
-                ));
-            }
-        };
+        let response =
+            match tokio::time::timeout(self.timeout, self.sender_for(target).send(request)).await {
+                Ok(Ok(r)) => r,
+                Ok(Err(e)) => return Err(format!("failed to make a request to '{url}': {e}")),
+                Err(_) => {
+                    return Err(format!(
+                        "failed to make a request to '{url}': no answer within {:?}",
+                        self.timeout
+                    ));
+                }
+            };
         let status = response.status().as_u16();
         if status != 200 {
             return Err(format!(

@@ -151,8 +151,9 @@ impl<N: Net> std::fmt::Debug for Pusher<N> {
     }
 }
 
-/// Most idle connections kept per subscriber endpoint.
-pub const MAX_IDLE_PER_ENDPOINT: usize = 32;
+/// Most idle connections kept per subscriber host: `max_inflight` goes up to 400 per
+/// subscription, and several subscriptions may share a host.
+pub const MAX_IDLE_PER_ENDPOINT: usize = 512;
 
 /// A pooled HTTP(S) client on `net` (connection reuse per endpoint); `tls` verifies `https`
 /// servers.

@@ -412,7 +412,14 @@ pub async fn start_with_store<N: Net, S: Store>(
     let proxy_tls =
         crate::push::subscriber_tls(Vec::new(), opts.proxy_skip_verify).map_err(tls_err)?;
     let proxy_client = crate::push::pooled_client(net.clone(), proxy_tls);
-    let proxy = crate::proxy::Proxy::new(Arc::new(proxy_client), clock, opts.proxy_timeout);
+    let unverified_tls = crate::push::subscriber_tls(Vec::new(), true).map_err(tls_err)?;
+    let unverified = crate::push::pooled_client(net.clone(), unverified_tls);
+    let proxy = crate::proxy::Proxy::new(
+        Arc::new(proxy_client),
+        Arc::new(unverified),
+        clock,
+        opts.proxy_timeout,
+    );
     let app = Arc::new(App {
         driver: handle,
         ca: ca.clone(),

@@ -68,6 +68,7 @@ pub fn walkthrough(
                 ("region".into(), "us".into()),
                 ("kind".into(), "production".into()),
             ]),
+            skip_verify: false,
         }),
     )?;
     if created.error().is_some() {

@@ -37,7 +37,7 @@ fn free_port() -> u16 {
 }
 
 async fn serve(data: &Path) -> Serve {
-    let ports: Vec<u16> = (0..5).map(|_| free_port()).collect();
+    let ports: Vec<u16> = (0..6).map(|_| free_port()).collect();
     let child = Command::new(env!("CARGO_BIN_EXE_ace"))
         .args(["serve", "--data-dir"])
         .arg(data)
@@ -52,6 +52,7 @@ async fn serve(data: &Path) -> Serve {
         .args(["--gateway-addr", &format!("127.0.0.1:{}", ports[2])])
         .args(["--admin-addr", &format!("127.0.0.1:{}", ports[3])])
         .args(["--publish-addr", &format!("127.0.0.1:{}", ports[4])])
+        .args(["--proxy-addr", &format!("127.0.0.1:{}", ports[5])])
         .args(["--retry-initial", "100ms", "--retry-max", "300ms"])
         .stdout(Stdio::null())
         .stderr(Stdio::null())

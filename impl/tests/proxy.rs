@@ -489,3 +489,77 @@ async fn an_open_service_broker_platform_can_provision_bind_call_and_unbind() {
         410
     );
 }
+
+/// An HTTPS target whose certificate comes from a CA nobody trusts.
+async fn untrusted_https_target() -> std::net::SocketAddr {
+    use ace::pki::{Ca, KeyKind};
+    use hyper_util::rt::TokioIo;
+    let now = ace_model::Timestamp::from_unix_millis(now_ms());
+    let ca = Ca::generate(KeyKind::EcdsaP256, now).unwrap_or_else(|e| panic!("{e}"));
+    let (cert, key) = ca
+        .issue_server(&["localhost".into()], KeyKind::EcdsaP256, now)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let config = rustls::ServerConfig::builder_with_provider(ace::serve::provider())
+        .with_safe_default_protocol_versions()
+        .map(|b| b.with_no_client_auth())
+        .unwrap_or_else(|e| panic!("{e}"))
+        .with_single_cert(
+            ace::pki::certs_from_pem(&cert).unwrap_or_default(),
+            ace::pki::key_from_pem(&key.serialize_pem()).unwrap_or_else(|e| panic!("{e}")),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+    let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let addr = listener.local_addr().unwrap_or_else(|e| panic!("{e}"));
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let service = hyper::service::service_fn(|_req| async {
+                    Ok::<_, std::convert::Infallible>(hyper::Response::new(
+                        http_body_util::Full::new(bytes::Bytes::from_static(b"secure")),
+                    ))
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(tls), service)
+                    .await;
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test]
+async fn skip_verify_on_the_re_lets_the_proxy_call_an_untrusted_https_api() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let addr = untrusted_https_target().await;
+    let w = world_with_target(
+        dir.path(),
+        false,
+        Duration::from_secs(5),
+        Some(format!("https://localhost:{}/", addr.port())),
+    )
+    .await;
+    let headers = [("ace-binding-key", w.key.as_str())];
+    let r = call(&w.gateway_url, &headers, None).await;
+    assert_eq!(r.status, 502, "verified by default: {}", r.text());
+    let re = json!({"kind": "RemoteEnvironment", "metadata": {"name": "ec"}, "spec": {"description": "test", "skipVerify": true}}).to_string();
+    assert_eq!(
+        w.s.send(
+            Method::PUT,
+            &w.s.admin("/v1/remoteenvironments/ec"),
+            Some(re.as_bytes()),
+            None
+        )
+        .await
+        .status,
+        200
+    );
+    let r = call(&w.gateway_url, &headers, None).await;
+    assert_eq!((r.status, r.text().as_str()), (200, "secure"));
+}

@@ -116,6 +116,7 @@ fn the_seeds_openssl_and_curl_walkthrough_works() {
             .args(["--gateway-addr", &format!("127.0.0.1:{gateway}")])
             .args(["--admin-addr", &format!("127.0.0.1:{admin}")])
             .args(["--publish-addr", &format!("127.0.0.1:{}", free_port())])
+            .args(["--proxy-addr", &format!("127.0.0.1:{}", free_port())])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()

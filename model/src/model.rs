@@ -111,6 +111,8 @@ pub enum AdminRequest {
         description: String,
         /// `spec.labels`.
         labels: BTreeMap<String, String>,
+        /// `spec.skipVerify`: the proxy does not verify this RE's APIs' certificates.
+        skip_verify: bool,
     },
     /// Delete a RemoteEnvironment.
     DeleteRemoteEnvironment {
@@ -408,6 +410,9 @@ pub struct RemoteEnvironment {
     pub description: String,
     /// `spec.labels`.
     pub labels: BTreeMap<String, String>,
+    /// `spec.skipVerify`: the proxy does not verify this RE's APIs' certificates (the seed's
+    /// "Disable SSL certificate verification").
+    pub skip_verify: bool,
     /// Registered services, in registration order (`spec.services`).
     pub services: Vec<RegisteredService>,
 }
@@ -427,6 +432,7 @@ impl RemoteEnvironment {
                 "description": self.description,
                 "accessLabel": self.name,
                 "labels": self.labels,
+                "skipVerify": self.skip_verify,
                 "services": self.services.iter()
                     .map(|s| s.entry_json(&self.name, &config.registry))
                     .collect::<Vec<_>>(),
@@ -468,6 +474,7 @@ impl State {
                 incarnation,
                 description,
                 labels,
+                skip_verify,
             } => {
                 self.last_incarnation = self.last_incarnation.max(*incarnation);
                 self.remote_environments.insert(
@@ -477,6 +484,7 @@ impl State {
                         incarnation: *incarnation,
                         description: description.clone(),
                         labels: labels.clone(),
+                        skip_verify: *skip_verify,
                         services: Vec::new(),
                     },
                 );
@@ -485,10 +493,12 @@ impl State {
                 name,
                 description,
                 labels,
+                skip_verify,
             } => {
                 if let Some(re) = self.remote_environments.get_mut(name) {
                     re.description.clone_from(description);
                     re.labels.clone_from(labels);
+                    re.skip_verify = *skip_verify;
                 }
             }
             Record::RemoteEnvironmentDeleted { name } => {
@@ -666,6 +676,7 @@ impl State {
             service_id: svc.id.clone(),
             target_url: api.target_url.clone(),
             oauth: api.oauth.clone(),
+            skip_verify: re.skip_verify,
         })
     }
 
@@ -747,6 +758,7 @@ pub fn service_class(re: &str, service: &RegisteredService, config: &Config) -> 
 /// let now = Timestamp::from_unix_millis(1_700_000_000_000);
 /// let apply = AdminRequest::ApplyRemoteEnvironment {
 ///     name: "ec-default".into(), description: "".into(), labels: Default::default(),
+///     skip_verify: false,
 /// };
 /// model.handle_request(now, Request::Admin(apply));
 /// let reply = model.handle_request(now, Request::CreateToken { re: "ec-default".into() });
@@ -810,6 +822,7 @@ impl Model {
                 incarnation: re.incarnation,
                 description: re.description.clone(),
                 labels: re.labels.clone(),
+                skip_verify: re.skip_verify,
             });
             for service in &re.services {
                 out.push(Record::ServiceRegistered {
@@ -1179,6 +1192,7 @@ impl Model {
                 name,
                 description,
                 labels,
+                skip_verify,
             } => {
                 if let Some(e) = invalid("RemoteEnvironment", &name) {
                     return Err(e);
@@ -1191,15 +1205,23 @@ impl Model {
                             incarnation,
                             description,
                             labels,
+                            skip_verify,
                         });
                         201
                     }
-                    Some(re) if re.description == description && re.labels == labels => 200,
+                    Some(re)
+                        if re.description == description
+                            && re.labels == labels
+                            && re.skip_verify == skip_verify =>
+                    {
+                        200
+                    }
                     Some(_) => {
                         self.commit(Record::RemoteEnvironmentUpdated {
                             name: name.clone(),
                             description,
                             labels,
+                            skip_verify,
                         });
                         200
                     }

@@ -21,6 +21,8 @@ pub struct ProxyTarget {
     pub target_url: String,
     /// OAuth client credentials to fetch a token with, if the API has them.
     pub oauth: Option<OAuthCredentials>,
+    /// Do not verify the target's (and its OAuth server's) certificate: the RE's `skipVerify`.
+    pub skip_verify: bool,
 }
 
 /// Why the proxy refused a call.

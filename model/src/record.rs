@@ -29,8 +29,11 @@ pub enum Record {
         description: String,
         /// `spec.labels`.
         labels: BTreeMap<String, String>,
+        /// `spec.skipVerify` (absent in older records: false).
+        #[serde(default)]
+        skip_verify: bool,
     },
-    /// A RemoteEnvironment's description or labels changed.
+    /// A RemoteEnvironment's description, labels or skipVerify changed.
     RemoteEnvironmentUpdated {
         /// Name.
         name: String,
@@ -38,6 +41,9 @@ pub enum Record {
         description: String,
         /// `spec.labels`.
         labels: BTreeMap<String, String>,
+        /// `spec.skipVerify` (absent in older records: false).
+        #[serde(default)]
+        skip_verify: bool,
     },
     /// A RemoteEnvironment was deleted, with its token, services and the power of its
     /// certificates.

@@ -51,6 +51,7 @@ impl Harness {
             name: name.into(),
             description: format!("{name} solution"),
             labels: BTreeMap::from([("region".into(), "us".into())]),
+            skip_verify: false,
         }))
     }
 
