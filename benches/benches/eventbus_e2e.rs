@@ -10,6 +10,9 @@
 //! `DRAIN_LIMIT` panics). Throughput is in events (`Throughput::Elements(1)` per iteration),
 //! so it is the rate the whole path sustains, deliveries included.
 //!
+//! `ACE_BENCH_DATA_PARENT=/dev/shm` puts the server's data directory on a tmpfs, where an
+//! fsync costs next to nothing; by default it is in the system's temporary directory.
+//!
 //! Scenarios: one subscription and 16 publishers; ten subscriptions (same source and event
 //! type, each with its own path on the subscriber) and 16 publishers; one subscription and
 //! 64 publishers. Each scenario has its own remote environment (and so its own client
@@ -26,7 +29,8 @@
 //! `forwarder`. After each benchmark, to stderr: `latency <name>: p50=… p99=…` (publish
 //! request to response, over every publish of the benchmark, warm-up included), `cpu <name>:`
 //! (CPU time per event of the system under test and of the rest of the process, from
-//! `/proc/self`), and for ACE `store <name>:` (records per group commit, from `/metrics`).
+//! `/proc/self`), `subscriber <name>:` (connections the subscriber accepted), and for ACE
+//! `store <name>:` (records per group commit, from `/metrics`).
 
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -68,6 +72,9 @@ const PATHS: usize = 32;
 /// The subscriber path the forwarder posts to.
 const FORWARD_PATH: usize = PATHS - 1;
 const ACE_THREADS: &str = "ace-server";
+/// Where the server's data directory is created instead of the system's temporary directory
+/// (e.g. a tmpfs, to see what the store's fsync costs).
+const DATA_DIR_ENV: &str = "ACE_BENCH_DATA_PARENT";
 const FORWARDER_THREADS: &str = "forwarder";
 
 fn runtime(name: &str) -> Runtime {
@@ -128,6 +135,8 @@ fn cpu_times(prefix: &str) -> (Duration, Duration) {
 #[derive(Default)]
 struct Counts {
     paths: [AtomicU64; PATHS],
+    /// Connections the subscriber accepted.
+    connections: AtomicU64,
     arrived: Notify,
 }
 
@@ -172,6 +181,7 @@ fn start_subscriber(rt: &Runtime, counts: Arc<Counts>) -> std::net::SocketAddr {
             let Ok((stream, _)) = Listener::accept(&listener).await else {
                 return;
             };
+            counts.connections.fetch_add(1, Ordering::SeqCst);
             let counts = counts.clone();
             tokio::spawn(async move {
                 let service = hyper::service::service_fn(move |req: Request<Incoming>| {
@@ -526,7 +536,11 @@ struct Ace {
 impl Ace {
     fn start() -> Ace {
         let rt = runtime(ACE_THREADS);
-        let dir = tempfile::tempdir().expect("tempdir");
+        let dir = match std::env::var_os(DATA_DIR_ENV) {
+            Some(parent) => tempfile::tempdir_in(parent),
+            None => tempfile::tempdir(),
+        }
+        .expect("tempdir");
         let opts = ServeOptions {
             data_dir: dir.path().to_owned(),
             connector_internal_addr: "127.0.0.1:0".into(),
@@ -723,11 +737,16 @@ fn eventbus_e2e(c: &mut Criterion) {
     for case in cases {
         let (name, is_ace) = (case.name, case.threads == ACE_THREADS);
         let scenario = Scenario::new(&clients, case);
+        let connections = counts.connections.load(Ordering::SeqCst);
         let store_before = is_ace.then(|| store_counters(&clients, ace.server.admin));
         group.bench_function(name, |b| {
             b.iter_custom(|n| scenario.run(&clients, &counts, n));
         });
         scenario.report();
+        eprintln!(
+            "subscriber {name}: {} connections opened to it",
+            counts.connections.load(Ordering::SeqCst) - connections
+        );
         if let Some((syncs, records, secs)) = store_before {
             let (s, r, t) = store_counters(&clients, ace.server.admin);
             let (syncs, records, secs) = (s - syncs, r - records, t - secs);
