@@ -316,7 +316,8 @@ fn resource_url(
     }
 }
 
-/// `ace apply -f FILE`: applies every document; returns one line per document.
+/// `ace apply -f FILE`: applies every document; returns one line per document, followed by
+/// the credentials of a ServiceBinding (its access key is shown only here).
 pub async fn apply(admin: &str, text: &str) -> Result<Vec<String>, String> {
     let mut lines = Vec::new();
     for m in parse_manifests(text)? {
@@ -328,6 +329,12 @@ pub async fn apply(admin: &str, text: &str) -> Result<Vec<String>, String> {
             _ => return Err(api_error(&format!("{kind}/{} was refused", m.name), &r)),
         };
         lines.push(format!("{kind}/{} {what}", m.name));
+        // A binding's access key is shown once, when it is issued.
+        if let Some(credentials) = r.json().get("credentials").and_then(Value::as_object) {
+            for (name, value) in credentials {
+                lines.push(format!("  {name}={}", value.as_str().unwrap_or_default()));
+            }
+        }
     }
     Ok(lines)
 }

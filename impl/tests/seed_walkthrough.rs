@@ -339,6 +339,96 @@ apiVersion: eventing.kyma.cx/v1alpha1\nkind: Subscription\nmetadata:\n  labels:\
             "{name}"
         );
     }
+    // "Call a registered external service": register the seed's API service (its targetUrl a
+    // local stand-in for httpbin.org), map the RE, provision the class by its external name,
+    // bind it, and call it through the proxy as the lambda would.
+    let httpbin = runtime.block_on(wiremock::MockServer::start());
+    runtime.block_on(
+        wiremock::Mock::given(wiremock::matchers::path("/uuid"))
+            .respond_with(
+                wiremock::ResponseTemplate::new(200).set_body_json(
+                    serde_json::json!({"uuid": "d44cc373-b26e-4a36-9890-6418d131a285"}),
+                ),
+            )
+            .mount(&httpbin),
+    );
+    let api_service = format!(
+        r#"{{"name":"my-service","provider":"myCompany","Identifier":"api-identifier","description":"This is some service","api":{{"targetUrl":"{}/","spec":{{"swagger":"2.0"}}}}}}"#,
+        httpbin.uri()
+    );
+    let created = json(curl(dir).args([
+        "-X",
+        "POST",
+        "-d",
+        &api_service,
+        &services,
+        "--cert",
+        "generated.crt",
+        "--key",
+        "generated.key",
+        "-k",
+    ]));
+    let api_id = created["id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no id: {created}"))
+        .to_owned();
+    let mapping = format!(
+        "apiVersion: applicationconnector.kyma-project.io/v1alpha1\nkind: EnvironmentMapping\nmetadata:\n name: {re}\n namespace: production\n"
+    );
+    assert!(apply(ace, admin, &mapping).contains("environmentmapping/ec-default created"));
+    let classes = json(Command::new(ace).args([
+        "get",
+        "serviceclass",
+        "-n",
+        "production",
+        "-o",
+        "json",
+        "--admin-url",
+        &format!("http://127.0.0.1:{admin}"),
+    ]));
+    let external_name = classes
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|c| c["id"] == api_id.as_str())
+        .and_then(|c| c["externalName"].as_str())
+        .unwrap_or_else(|| panic!("no service class for {api_id}: {classes}"))
+        .to_owned();
+    // The seed's ServiceInstance and ServiceBinding manifests, as flattened in its text.
+    let instance = format!(
+        "apiVersion: servicecatalog.k8s.io/v1beta1\nkind: ServiceInstance\nmetadata:\nname: my-service-instance-name\nnamespace: production\nspec:\nserviceClassExternalName: {external_name}\n"
+    );
+    assert!(
+        apply(ace, admin, &instance).contains("serviceinstance/my-service-instance-name created")
+    );
+    let binding = "apiVersion: servicecatalog.k8s.io/v1beta1\nkind: ServiceBinding\nmetadata:\n  labels:\n    Function: my-lambda\n  name: my-service-binding\n  namespace: production\nspec:\n  instanceRef:\n    name: my-service-instance-name\n";
+    let bound = apply(ace, admin, binding);
+    let credential = |name: &str| {
+        bound
+            .lines()
+            .find_map(|l| {
+                l.trim()
+                    .strip_prefix(&format!("{name}="))
+                    .map(str::to_owned)
+            })
+            .unwrap_or_else(|| panic!("no {name} in {bound}"))
+    };
+    let (gateway_url, key) = (credential("GATEWAY_URL"), credential("ACCESS_KEY"));
+    let uuid = json(curl(dir).args([
+        &format!("{gateway_url}/uuid"),
+        "-H",
+        &format!("Ace-Binding-Key: {key}"),
+    ]));
+    assert_eq!(uuid["uuid"], "d44cc373-b26e-4a36-9890-6418d131a285");
+    let refused = stdout(curl(dir).args([
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{http_code}",
+        &format!("{gateway_url}/uuid"),
+    ]));
+    assert_eq!(refused, "403", "without the binding's key");
+
     let listed = stdout(Command::new(ace).args([
         "get",
         "subscription",
