@@ -1,0 +1,197 @@
+//! The proxy to registered APIs: calls through `ace serve`'s proxy (binding key checked by the
+//! model, OAuth token from the cache, request forwarded over a pooled connection) against the
+//! same calls made directly to the target, in the same run. 16 clients, each on one keep-alive
+//! connection.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use ace::client;
+use ace::driver::Clock;
+use ace::net::TokioNet;
+use ace::serve::{self, ServeOptions};
+use bytes::Bytes;
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use http_body_util::{BodyExt, Full};
+use hyper::Method;
+use hyper_util::rt::TokioIo;
+use serde_json::json;
+
+const CLIENTS: u64 = 16;
+
+/// A target API and an OAuth server in one: `POST /token` gives a token for an hour, anything
+/// else answers 200 with a small body.
+async fn target() -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let _ = tcp.set_nodelay(true);
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(
+                    |req: hyper::Request<hyper::body::Incoming>| async move {
+                        let body = if req.uri().path() == "/token" {
+                            Bytes::from_static(br#"{"access_token":"bench-token","token_type":"bearer","expires_in":3600}"#)
+                        } else {
+                            Bytes::from_static(
+                                br#"{"uuid":"d44cc373-b26e-4a36-9890-6418d131a285"}"#,
+                            )
+                        };
+                        Ok::<_, Infallible>(hyper::Response::new(Full::new(body)))
+                    },
+                );
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(tcp), service)
+                    .await;
+            });
+        }
+    });
+    addr
+}
+
+async fn admin(url: String, body: serde_json::Value) -> serde_json::Value {
+    let r = client::request(
+        &TokioNet,
+        Method::PUT,
+        &url,
+        &[],
+        Some(body.to_string().into_bytes()),
+        None,
+        Duration::from_secs(10),
+    )
+    .await
+    .expect("admin");
+    assert!(r.status < 300, "{url}: {} {}", r.status, r.text());
+    r.json()
+}
+
+/// `calls` GETs of `url` with `headers` from 16 clients on keep-alive connections.
+async fn run(
+    addr: SocketAddr,
+    path: String,
+    headers: Vec<(String, String)>,
+    calls: u64,
+) -> Duration {
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for c in 0..CLIENTS {
+        let (path, headers) = (path.clone(), headers.clone());
+        let n = calls / CLIENTS + u64::from(c < calls % CLIENTS);
+        tasks.push(tokio::spawn(async move {
+            let tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
+            let _ = tcp.set_nodelay(true);
+            let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
+                .await
+                .expect("handshake");
+            tokio::spawn(conn);
+            for _ in 0..n {
+                let mut req = hyper::Request::get(path.as_str()).header("host", addr.to_string());
+                for (k, v) in &headers {
+                    req = req.header(k.as_str(), v.as_str());
+                }
+                let resp = sender
+                    .send_request(req.body(Full::new(Bytes::new())).expect("request"))
+                    .await
+                    .expect("send");
+                assert_eq!(resp.status(), 200);
+                let _ = resp.into_body().collect().await;
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.expect("client");
+    }
+    started.elapsed()
+}
+
+fn benchmarks(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (proxy_addr, target_addr, path, key) = rt.block_on(async {
+        let target = target().await;
+        let opts = ServeOptions {
+            data_dir: dir.path().to_owned(),
+            connector_internal_addr: "127.0.0.1:0".into(),
+            connector_external_addr: "127.0.0.1:0".into(),
+            gateway_addr: "127.0.0.1:0".into(),
+            admin_addr: "127.0.0.1:0".into(),
+            publish_addr: "127.0.0.1:0".into(),
+            proxy_addr: "127.0.0.1:0".into(),
+            ..ServeOptions::default()
+        };
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+        let server = serve::start(TokioNet, opts, Clock::new(now), 7.into()).await.expect("serve");
+        let a = format!("http://{}", server.admin);
+        admin(format!("{a}/v1/remoteenvironments/ec"), json!({"spec": {}})).await;
+        // Onboard and register the service as an external solution does.
+        let ca = ace::pki::certs_from_pem(&server.ca_pem).expect("ca");
+        let url = ace::cli::token(&format!("http://{}", server.connector_internal), "ec").await.expect("token");
+        let out = dir.path().join("client");
+        let conn = ace::cli::connect(&url, &out, &client::TlsOptions { roots: ca.clone(), ..Default::default() }, Some(ace::pki::KeyKind::EcdsaP256)).await.expect("connect");
+        let read = |f: &str| std::fs::read_to_string(out.join(f)).expect("read");
+        let tls = client::tls_connector(&client::TlsOptions {
+            roots: ca,
+            identity: Some((ace::pki::certs_from_pem(&read("cert.pem")).expect("cert"), ace::pki::key_from_pem(&read("key.pem")).expect("key"))),
+            insecure: false,
+        })
+        .expect("tls");
+        let service = json!({"provider": "p", "name": "bench", "description": "d", "api": {"targetUrl": format!("http://{target}/api"),
+            "credentials": {"oauth": {"url": format!("http://{target}/token"), "clientId": "c", "clientSecret": "s"}}}});
+        let r = client::request(&TokioNet, Method::POST, &conn.metadata_url, &[], Some(service.to_string().into_bytes()), Some(&tls), Duration::from_secs(10)).await.expect("register");
+        let id = r.json()["id"].as_str().expect("id").to_owned();
+        client::request(&TokioNet, Method::PUT, &format!("{a}/v1/namespaces/ns/environmentmappings/ec"), &[], None, None, Duration::from_secs(10)).await.expect("map");
+        admin(format!("{a}/v1/namespaces/ns/serviceinstances/bench"), json!({"spec": {"serviceClassName": format!("re-ec-{id}")}})).await;
+        let binding = admin(format!("{a}/v1/namespaces/ns/servicebindings/bench"), json!({"spec": {"instanceRef": {"name": "bench"}}})).await;
+        let key = binding["credentials"]["ACCESS_KEY"].as_str().expect("key").to_owned();
+        std::mem::forget(server); // keep serving until the process ends
+        (proxy_addr_of(&binding), target, format!("/re-ec-{id}/uuid"), key)
+    });
+    let mut group = c.benchmark_group("proxy");
+    group.throughput(Throughput::Elements(1));
+    group.sample_size(10);
+    group.bench_function("baseline_direct_calls_16_clients", |b| {
+        b.iter_custom(|n| {
+            rt.block_on(run(
+                target_addr,
+                "/api/uuid".into(),
+                Vec::new(),
+                n.max(CLIENTS),
+            ))
+        })
+    });
+    let headers = vec![("ace-binding-key".to_owned(), key)];
+    group.bench_function("proxied_calls_cached_token_16_clients", |b| {
+        b.iter_custom(|n| {
+            rt.block_on(run(
+                proxy_addr,
+                path.clone(),
+                headers.clone(),
+                n.max(CLIENTS),
+            ))
+        })
+    });
+    group.finish();
+}
+
+/// The proxy's address, from a binding's `GATEWAY_URL` (`http://<proxy>/re-...`).
+fn proxy_addr_of(binding: &serde_json::Value) -> SocketAddr {
+    let url = binding["credentials"]["GATEWAY_URL"]
+        .as_str()
+        .expect("gateway url");
+    let authority = url
+        .trim_start_matches("http://")
+        .split('/')
+        .next()
+        .expect("authority");
+    authority.parse().expect("proxy address")
+}
+
+criterion_group!(benches, benchmarks);
+criterion_main!(benches);
