@@ -226,6 +226,11 @@ impl BusReply {
 }
 
 /// A durable change of the Event Bus.
+///
+/// The records written for every event (`EventAccepted`, `DeliveryAcknowledged`, ...) name
+/// subscriptions by a shared key (`Arc<ResourceKey>`, the bus's own): one such record is
+/// written per event and per delivery, and copying the key's two strings each time cost more
+/// than the rest of the record. Serialized, it is the plain key.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum BusRecord {
     /// An EventActivation was created or changed at `at`.
@@ -267,28 +272,28 @@ pub enum BusRecord {
         /// The event.
         event: Arc<Event>,
         /// The subscriptions due it: matching and activated at `at`.
-        deliveries: Vec<ResourceKey>,
+        deliveries: Vec<Arc<ResourceKey>>,
     },
     /// A subscription acknowledged an event.
     DeliveryAcknowledged {
         /// The event's sequence number.
         seq: u64,
         /// The subscription.
-        subscription: ResourceKey,
+        subscription: Arc<ResourceKey>,
     },
     /// An event owed to a subscription outlived the retention.
     DeadLettered {
         /// The event's sequence number.
         seq: u64,
         /// The subscription.
-        subscription: ResourceKey,
+        subscription: Arc<ResourceKey>,
     },
     /// A dead letter was queued again at `at`, with a fresh retention.
     DeadLetterReplayed {
         /// The event's sequence number.
         seq: u64,
         /// The subscription.
-        subscription: ResourceKey,
+        subscription: Arc<ResourceKey>,
         /// When.
         at: Timestamp,
     },
@@ -302,7 +307,7 @@ pub enum BusRecord {
     /// A subscription's acknowledged count a snapshot carries over.
     SubscriptionCounters {
         /// The subscription.
-        subscription: ResourceKey,
+        subscription: Arc<ResourceKey>,
         /// Events it acknowledged.
         delivered: u64,
     },
@@ -323,8 +328,11 @@ type SubId = u64;
 
 #[derive(Clone, Debug)]
 struct Subscription {
-    key: ResourceKey,
+    /// Shared with every record and delivery that names it.
+    key: Arc<ResourceKey>,
     spec: SubscriptionSpec,
+    /// `spec.endpoint`, shared with every delivery.
+    endpoint: Arc<str>,
     condition: ActivatedCondition,
     /// Durable: owed events (by sequence number) and when each is dead-lettered.
     pending: BTreeMap<u64, Timestamp>,
@@ -582,6 +590,7 @@ impl EventBus {
                 Some(&id) => {
                     if let Some(sub) = self.subscriptions.get_mut(&id) {
                         sub.spec = spec.clone();
+                        sub.endpoint = Arc::from(spec.endpoint.as_str());
                     }
                     self.dirty.insert(id);
                     self.revalidate_one(id, *at);
@@ -594,8 +603,9 @@ impl EventBus {
                     self.subscriptions.insert(
                         id,
                         Subscription {
-                            key: subscription.clone(),
+                            key: Arc::new(subscription.clone()),
                             spec: spec.clone(),
+                            endpoint: Arc::from(spec.endpoint.as_str()),
                             condition: ActivatedCondition {
                                 activated,
                                 last_transition_time: *at,
@@ -724,12 +734,12 @@ impl EventBus {
             // Replayed after the activations, a new subscription gets the same condition
             // status, and this transition time.
             out.push(BusRecord::SubscriptionApplied {
-                subscription: sub.key.clone(),
+                subscription: ResourceKey::clone(&sub.key),
                 spec: sub.spec.clone(),
                 at: sub.condition.last_transition_time,
             });
             out.push(BusRecord::SubscriptionCounters {
-                subscription: sub.key.clone(),
+                subscription: Arc::clone(&sub.key),
                 delivered: sub.delivered,
             });
         }
@@ -744,13 +754,13 @@ impl EventBus {
                 seq: *seq,
                 at: stored.accepted_at,
                 event: Arc::clone(&stored.event),
-                deliveries: holders.iter().map(|s| s.key.clone()).collect(),
+                deliveries: holders.iter().map(|s| Arc::clone(&s.key)).collect(),
             });
             let normal_expiry = stored.accepted_at.saturating_add(self.config.retention);
             for sub in holders {
                 let dead = BusRecord::DeadLettered {
                     seq: *seq,
-                    subscription: sub.key.clone(),
+                    subscription: Arc::clone(&sub.key),
                 };
                 match sub.pending.get(seq) {
                     None => out.push(dead),
@@ -765,7 +775,7 @@ impl EventBus {
                         out.push(dead);
                         out.push(BusRecord::DeadLetterReplayed {
                             seq: *seq,
-                            subscription: sub.key.clone(),
+                            subscription: Arc::clone(&sub.key),
                             at,
                         });
                     }
@@ -1009,6 +1019,7 @@ impl EventBus {
                 key,
             });
         };
+        let key = Arc::clone(&self.subscriptions[&id].key);
         let seqs: Vec<u64> = self.subscriptions[&id]
             .dead
             .iter()
@@ -1025,7 +1036,7 @@ impl EventBus {
                 fx,
                 BusRecord::DeadLetterReplayed {
                     seq,
-                    subscription: key.clone(),
+                    subscription: Arc::clone(&key),
                     at,
                 },
             );
@@ -1097,7 +1108,7 @@ impl EventBus {
             candidate.event_id.clone()
         };
         let event = candidate.into_event(event_id.clone(), publish::trace_headers_of(headers));
-        let deliveries: Vec<ResourceKey> = self
+        let deliveries: Vec<Arc<ResourceKey>> = self
             .subscriptions
             .values()
             .filter(|s| {
@@ -1108,7 +1119,7 @@ impl EventBus {
                         &event.event_type_version,
                     )
             })
-            .map(|s| s.key.clone())
+            .map(|s| Arc::clone(&s.key))
             .collect();
         let record = BusRecord::EventAccepted {
             seq: self.next_seq,
@@ -1197,7 +1208,7 @@ impl EventBus {
             if sub.pending.get(&seq) != Some(&expires) {
                 continue;
             }
-            let key = sub.key.clone();
+            let key = Arc::clone(&sub.key);
             self.commit(
                 fx,
                 BusRecord::DeadLettered {
@@ -1233,7 +1244,7 @@ impl EventBus {
             return;
         }
         if acknowledged {
-            let key = sub.key.clone();
+            let key = Arc::clone(&sub.key);
             self.commit(
                 fx,
                 BusRecord::DeliveryAcknowledged {
@@ -1286,9 +1297,9 @@ impl EventBus {
                 let event = &self.events[&seq].event;
                 self.outbox.push_back(Delivery {
                     id: delivery,
-                    subscription: sub.key.clone(),
+                    subscription: Arc::clone(&sub.key),
                     attempt: *attempt,
-                    endpoint: sub.spec.endpoint.clone(),
+                    endpoint: Arc::clone(&sub.endpoint),
                     include_subscription_name_header: sub.spec.include_subscription_name_header,
                     deadline,
                     event: Arc::clone(event),

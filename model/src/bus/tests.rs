@@ -839,7 +839,7 @@ fn a_delivery_posts_data_with_kymas_headers() {
     let d = h.deliveries();
     assert_eq!(d.len(), 1);
     let d = &d[0];
-    assert_eq!(d.endpoint, "http://sub.prod:8080/");
+    assert_eq!(&*d.endpoint, "http://sub.prod:8080/");
     assert_eq!(d.body(), r#"{"orderCode":"4caad296"}"#);
     assert_eq!(d.attempt, 1);
     assert_eq!(
@@ -917,7 +917,7 @@ fn a_subscription_receives_only_matching_events_accepted_after_its_creation() {
     h.publish(None);
     let d = h.deliveries();
     assert_eq!(d.len(), 1);
-    assert_eq!(d[0].subscription, ResourceKey::new("prod", "sub"));
+    assert_eq!(*d[0].subscription, ResourceKey::new("prod", "sub"));
 }
 
 #[test]
@@ -1091,7 +1091,7 @@ fn updating_a_subscription_keeps_pending_deliveries_with_the_new_spec() {
     h.subscribe("prod", "sub", s);
     let d = h.deliveries();
     assert_eq!(d.len(), 1);
-    assert_eq!(d[0].endpoint, "http://new/");
+    assert_eq!(&*d[0].endpoint, "http://new/");
     assert_eq!(d[0].event.event_id, uuid(2));
     h.publish(Some(&uuid(3)));
     assert!(
