@@ -334,8 +334,8 @@ struct Subscription {
     /// `spec.endpoint`, shared with every delivery.
     endpoint: Arc<str>,
     condition: ActivatedCondition,
-    /// Durable: owed events (by sequence number) and when each is dead-lettered.
-    pending: BTreeMap<u64, Timestamp>,
+    /// Owed events, by sequence number (see [`Owed`]).
+    pending: BTreeMap<u64, Owed>,
     /// Durable: dead letters.
     dead: BTreeSet<u64>,
     /// Durable: acknowledged events.
@@ -346,10 +346,19 @@ struct Subscription {
     waiting: BTreeMap<u64, Timestamp>,
     /// Volatile: events in flight, by attempt.
     in_flight: BTreeMap<u64, DeliveryId>,
-    /// Volatile: attempts so far, per owed event.
-    attempts: BTreeMap<u64, u32>,
     /// Volatile: failed attempts scheduled again.
     retried: u64,
+    /// Volatile: listed in [`EventBus::dirty`].
+    dirty: bool,
+}
+
+/// What a subscription keeps of an event it owes.
+#[derive(Clone, Copy, Debug)]
+struct Owed {
+    /// Durable: when it is dead-lettered.
+    expires: Timestamp,
+    /// Volatile: attempts so far (0 until the first starts, and again after a replay).
+    attempts: u32,
 }
 
 impl Subscription {
@@ -357,7 +366,10 @@ impl Subscription {
         self.key == other.key
             && self.spec == other.spec
             && self.condition == other.condition
-            && self.pending == other.pending
+            && self.pending.len() == other.pending.len()
+            && (self.pending.iter())
+                .zip(&other.pending)
+                .all(|((a, x), (b, y))| a == b && x.expires == y.expires)
             && self.dead == other.dead
             && self.delivered == other.delivered
     }
@@ -416,8 +428,10 @@ pub struct EventBus {
     deadlines: BTreeSet<(Timestamp, DeliveryId)>,
     retries: BTreeSet<(Timestamp, SubId, u64)>,
     expiries: BTreeSet<(Timestamp, SubId, u64)>,
-    /// Subscriptions that may be able to start deliveries.
-    dirty: BTreeSet<SubId>,
+    /// Subscriptions that may be able to start deliveries, each listed once (its `dirty`
+    /// flag says whether it is). A list rather than an ordered set: it is filled and emptied
+    /// for every event; [`EventBus::pump`] sorts it.
+    dirty: Vec<SubId>,
     outbox: VecDeque<Delivery>,
 }
 
@@ -471,7 +485,7 @@ impl EventBus {
             deadlines: BTreeSet::new(),
             retries: BTreeSet::new(),
             expiries: BTreeSet::new(),
-            dirty: BTreeSet::new(),
+            dirty: Vec::new(),
             outbox: VecDeque::new(),
         }
     }
@@ -519,7 +533,7 @@ impl EventBus {
                 activated,
                 last_transition_time: at,
             };
-            self.dirty.insert(id);
+            mark_dirty(&mut self.dirty, id, sub);
         }
     }
 
@@ -541,12 +555,11 @@ impl EventBus {
             .subscriptions
             .get_mut(&id)
             .unwrap_or_else(|| panic!("subscription {id} does not exist"));
-        let Some(expires) = sub.pending.remove(&seq) else {
+        let Some(owed) = sub.pending.remove(&seq) else {
             return false;
         };
-        self.expiries.remove(&(expires, id, seq));
+        self.expiries.remove(&(owed.expires, id, seq));
         sub.ready.remove(&seq);
-        sub.attempts.remove(&seq);
         if let Some(at) = sub.waiting.remove(&seq) {
             self.retries.remove(&(at, id, seq));
         }
@@ -559,12 +572,18 @@ impl EventBus {
             .subscriptions
             .get_mut(&id)
             .unwrap_or_else(|| panic!("subscription {id} does not exist"));
-        sub.pending.insert(seq, expires);
+        sub.pending.insert(
+            seq,
+            Owed {
+                expires,
+                attempts: 0,
+            },
+        );
         if !sub.in_flight.contains_key(&seq) {
             sub.ready.insert(seq);
         }
         self.expiries.insert((expires, id, seq));
-        self.dirty.insert(id);
+        mark_dirty(&mut self.dirty, id, sub);
     }
 
     /// Applies a record (while handling an input, or on replay).
@@ -591,8 +610,8 @@ impl EventBus {
                     if let Some(sub) = self.subscriptions.get_mut(&id) {
                         sub.spec = spec.clone();
                         sub.endpoint = Arc::from(spec.endpoint.as_str());
+                        mark_dirty(&mut self.dirty, id, sub);
                     }
-                    self.dirty.insert(id);
                     self.revalidate_one(id, *at);
                 }
                 None => {
@@ -616,8 +635,8 @@ impl EventBus {
                             ready: BTreeSet::new(),
                             waiting: BTreeMap::new(),
                             in_flight: BTreeMap::new(),
-                            attempts: BTreeMap::new(),
                             retried: 0,
+                            dirty: false,
                         },
                     );
                 }
@@ -641,7 +660,7 @@ impl EventBus {
                 }
                 // Its in-flight attempts stay in `in_flight` until their outcome or deadline,
                 // which then find no subscription and are ignored.
-                self.dirty.remove(&id);
+                self.dirty.retain(|&d| d != id);
             }
             BusRecord::EventAccepted {
                 seq,
@@ -762,9 +781,9 @@ impl EventBus {
                     seq: *seq,
                     subscription: Arc::clone(&sub.key),
                 };
-                match sub.pending.get(seq) {
+                match sub.pending.get(seq).map(|owed| owed.expires) {
                     None => out.push(dead),
-                    Some(&expires) if expires != normal_expiry => {
+                    Some(expires) if expires != normal_expiry => {
                         // A replayed dead letter: its retention restarted.
                         let at = Timestamp::from_unix_millis(
                             expires.as_unix_millis().saturating_sub(
@@ -1195,7 +1214,7 @@ impl EventBus {
             {
                 sub.waiting.remove(&seq);
                 sub.ready.insert(seq);
-                self.dirty.insert(id);
+                mark_dirty(&mut self.dirty, id, sub);
             }
         }
         while let Some(&(expires, id, seq)) = self.expiries.first()
@@ -1205,7 +1224,7 @@ impl EventBus {
             let Some(sub) = self.subscriptions.get(&id) else {
                 continue;
             };
-            if sub.pending.get(&seq) != Some(&expires) {
+            if sub.pending.get(&seq).map(|owed| owed.expires) != Some(expires) {
                 continue;
             }
             let key = Arc::clone(&sub.key);
@@ -1239,10 +1258,10 @@ impl EventBus {
         if sub.in_flight.get(&f.seq) == Some(&id) {
             sub.in_flight.remove(&f.seq);
         }
-        self.dirty.insert(f.sub);
-        if !sub.pending.contains_key(&f.seq) {
+        mark_dirty(&mut self.dirty, f.sub, sub);
+        let Some(&owed) = sub.pending.get(&f.seq) else {
             return;
-        }
+        };
         if acknowledged {
             let key = Arc::clone(&sub.key);
             self.commit(
@@ -1253,7 +1272,9 @@ impl EventBus {
                 },
             );
         } else if !sub.ready.contains(&f.seq) {
-            let failures = sub.attempts.get(&f.seq).copied().unwrap_or(1);
+            // An event owed again since this attempt started (a replayed dead letter) has no
+            // attempts yet: this failure is its first.
+            let failures = owed.attempts.max(1);
             let at = self
                 .config
                 .retry
@@ -1267,10 +1288,17 @@ impl EventBus {
     /// Starts every delivery that can start: owed events of activated subscriptions, in
     /// order, up to `max_inflight` each.
     fn pump(&mut self, now: Timestamp) {
-        while let Some(id) = self.dirty.pop_first() {
+        if self.dirty.is_empty() {
+            return;
+        }
+        // Taken and given back, to keep its allocation.
+        let mut dirty = std::mem::take(&mut self.dirty);
+        dirty.sort_unstable();
+        for &id in &dirty {
             let Some(sub) = self.subscriptions.get_mut(&id) else {
                 continue;
             };
+            sub.dirty = false;
             if !sub.condition.activated {
                 continue;
             }
@@ -1281,8 +1309,12 @@ impl EventBus {
             {
                 let delivery = DeliveryId(self.next_delivery_id);
                 self.next_delivery_id += 1;
-                let attempt = sub.attempts.entry(seq).or_insert(0);
-                *attempt += 1;
+                let owed = sub
+                    .pending
+                    .get_mut(&seq)
+                    .unwrap_or_else(|| panic!("ready event {seq} is not owed"));
+                owed.attempts += 1;
+                let attempt = owed.attempts;
                 sub.in_flight.insert(seq, delivery);
                 self.in_flight.insert(
                     delivery,
@@ -1298,7 +1330,7 @@ impl EventBus {
                 self.outbox.push_back(Delivery {
                     id: delivery,
                     subscription: Arc::clone(&sub.key),
-                    attempt: *attempt,
+                    attempt,
                     endpoint: Arc::clone(&sub.endpoint),
                     include_subscription_name_header: sub.spec.include_subscription_name_header,
                     deadline,
@@ -1306,6 +1338,8 @@ impl EventBus {
                 });
             }
         }
+        dirty.clear();
+        self.dirty = dirty;
     }
 
     /// The next deadline, if any: the earliest delivery deadline, retry or retention expiry.
@@ -1364,6 +1398,14 @@ impl EventBus {
     /// The configuration.
     pub fn config(&self) -> &BusConfig {
         &self.config
+    }
+}
+
+/// Lists subscription `id` in `dirty` for the next [`EventBus::pump`], unless it is already.
+fn mark_dirty(dirty: &mut Vec<SubId>, id: SubId, sub: &mut Subscription) {
+    if !sub.dirty {
+        sub.dirty = true;
+        dirty.push(id);
     }
 }
 
