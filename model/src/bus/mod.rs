@@ -340,12 +340,13 @@ struct Subscription {
     dead: BTreeSet<u64>,
     /// Durable: acknowledged events.
     delivered: u64,
-    /// Volatile: owed events ready to start, in order.
+    /// Volatile: owed events ready to start ([`Stage::Ready`]), in order.
     ready: BTreeSet<u64>,
-    /// Volatile: owed events waiting for a retry, and when.
-    waiting: BTreeMap<u64, Timestamp>,
-    /// Volatile: events in flight, by attempt.
-    in_flight: BTreeMap<u64, DeliveryId>,
+    /// Volatile: attempts in flight, counting those in `settled_in_flight`.
+    in_flight: usize,
+    /// Volatile: attempts in flight for events no longer owed (dead-lettered since they
+    /// started), by event. Should such an event be owed again (replayed), it is in flight.
+    settled_in_flight: BTreeMap<u64, DeliveryId>,
     /// Volatile: failed attempts scheduled again.
     retried: u64,
     /// Volatile: listed in [`EventBus::dirty`].
@@ -359,6 +360,20 @@ struct Owed {
     expires: Timestamp,
     /// Volatile: attempts so far (0 until the first starts, and again after a replay).
     attempts: u32,
+    /// Volatile: where it is in the delivery cycle.
+    stage: Stage,
+}
+
+/// Where an owed event is in the delivery cycle. Kept with the event so that settling it
+/// touches only the one index it is in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Stage {
+    /// In the subscription's `ready`, to start when a slot is free.
+    Ready,
+    /// Failed; to be retried at this time (in [`EventBus::retries`]).
+    Waiting(Timestamp),
+    /// This attempt is in flight.
+    InFlight(DeliveryId),
 }
 
 impl Subscription {
@@ -377,7 +392,7 @@ impl Subscription {
     fn stats(&self) -> DeliveryStats {
         DeliveryStats {
             pending: self.pending.len() as u64,
-            in_flight: self.in_flight.len() as u64,
+            in_flight: self.in_flight as u64,
             delivered: self.delivered,
             retried: self.retried,
             dead_lettered: self.dead.len() as u64,
@@ -559,29 +574,45 @@ impl EventBus {
             return false;
         };
         self.expiries.remove(&(owed.expires, id, seq));
-        sub.ready.remove(&seq);
-        if let Some(at) = sub.waiting.remove(&seq) {
-            self.retries.remove(&(at, id, seq));
+        match owed.stage {
+            Stage::Ready => {
+                sub.ready.remove(&seq);
+            }
+            Stage::Waiting(at) => {
+                self.retries.remove(&(at, id, seq));
+            }
+            // Unless this is the attempt's own acknowledgment (it has ended), it is still in
+            // flight.
+            Stage::InFlight(delivery) if self.in_flight.contains_key(&delivery) => {
+                sub.settled_in_flight.insert(seq, delivery);
+            }
+            Stage::InFlight(_) => {}
         }
         true
     }
 
-    /// Makes `seq` owed by `id` until `expires`, startable at once.
+    /// Makes `seq` owed by `id` until `expires`, startable at once (unless an attempt of it
+    /// is still in flight: then its outcome counts).
     fn owe(&mut self, id: SubId, seq: u64, expires: Timestamp) {
         let sub = self
             .subscriptions
             .get_mut(&id)
             .unwrap_or_else(|| panic!("subscription {id} does not exist"));
+        let stage = match sub.settled_in_flight.remove(&seq) {
+            Some(delivery) => Stage::InFlight(delivery),
+            None => {
+                sub.ready.insert(seq);
+                Stage::Ready
+            }
+        };
         sub.pending.insert(
             seq,
             Owed {
                 expires,
                 attempts: 0,
+                stage,
             },
         );
-        if !sub.in_flight.contains_key(&seq) {
-            sub.ready.insert(seq);
-        }
         self.expiries.insert((expires, id, seq));
         mark_dirty(&mut self.dirty, id, sub);
     }
@@ -633,8 +664,8 @@ impl EventBus {
                             dead: BTreeSet::new(),
                             delivered: 0,
                             ready: BTreeSet::new(),
-                            waiting: BTreeMap::new(),
-                            in_flight: BTreeMap::new(),
+                            in_flight: 0,
+                            settled_in_flight: BTreeMap::new(),
                             retried: 0,
                             dirty: false,
                         },
@@ -1210,9 +1241,10 @@ impl EventBus {
         {
             self.retries.pop_first();
             if let Some(sub) = self.subscriptions.get_mut(&id)
-                && sub.waiting.get(&seq) == Some(&at)
+                && let Some(owed) = sub.pending.get_mut(&seq)
+                && owed.stage == Stage::Waiting(at)
             {
-                sub.waiting.remove(&seq);
+                owed.stage = Stage::Ready;
                 sub.ready.insert(seq);
                 mark_dirty(&mut self.dirty, id, sub);
             }
@@ -1255,11 +1287,11 @@ impl EventBus {
         let Some(sub) = self.subscriptions.get_mut(&f.sub) else {
             return;
         };
-        if sub.in_flight.get(&f.seq) == Some(&id) {
-            sub.in_flight.remove(&f.seq);
-        }
+        sub.in_flight -= 1;
         mark_dirty(&mut self.dirty, f.sub, sub);
-        let Some(&owed) = sub.pending.get(&f.seq) else {
+        let Some(owed) = sub.pending.get_mut(&f.seq) else {
+            // Dead-lettered since the attempt started.
+            sub.settled_in_flight.remove(&f.seq);
             return;
         };
         if acknowledged {
@@ -1271,7 +1303,7 @@ impl EventBus {
                     subscription: key,
                 },
             );
-        } else if !sub.ready.contains(&f.seq) {
+        } else if owed.stage == Stage::InFlight(id) {
             // An event owed again since this attempt started (a replayed dead letter) has no
             // attempts yet: this failure is its first.
             let failures = owed.attempts.max(1);
@@ -1279,8 +1311,8 @@ impl EventBus {
                 .config
                 .retry
                 .retry_at(fx.rng, f.started, fx.now, failures);
+            owed.stage = Stage::Waiting(at);
             sub.retried += 1;
-            sub.waiting.insert(f.seq, at);
             self.retries.insert((at, f.sub, f.seq));
         }
     }
@@ -1304,7 +1336,7 @@ impl EventBus {
             }
             let max = sub.max_inflight();
             let deadline = now.saturating_add(sub.timeout(&self.config));
-            while sub.in_flight.len() < max
+            while sub.in_flight < max
                 && let Some(seq) = sub.ready.pop_first()
             {
                 let delivery = DeliveryId(self.next_delivery_id);
@@ -1314,8 +1346,9 @@ impl EventBus {
                     .get_mut(&seq)
                     .unwrap_or_else(|| panic!("ready event {seq} is not owed"));
                 owed.attempts += 1;
+                owed.stage = Stage::InFlight(delivery);
                 let attempt = owed.attempts;
-                sub.in_flight.insert(seq, delivery);
+                sub.in_flight += 1;
                 self.in_flight.insert(
                     delivery,
                     InFlight {

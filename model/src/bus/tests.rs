@@ -930,6 +930,7 @@ fn a_2xx_acknowledges_and_the_event_is_forgotten() {
     assert_eq!(h.stats("sub").pending, 0);
     assert_eq!(h.bus.stored_events(), 0);
     assert_eq!(h.bus.poll_timeout(), None);
+    assert_eq!(settled_in_flight(&h.bus), 0);
 }
 
 #[test]
@@ -1055,6 +1056,67 @@ fn retention_dead_letters_what_is_still_undelivered_and_replay_requeues_it() {
     assert_eq!(h.stats("sub").delivered, 1);
     assert_eq!(h.stats("sub").dead_lettered, 0);
     assert_eq!(h.bus.stored_events(), 0);
+}
+
+/// Attempts in flight whose event was settled meanwhile, over all subscriptions: what
+/// `settled_in_flight` holds.
+fn settled_in_flight(bus: &EventBus) -> usize {
+    bus.subscriptions
+        .values()
+        .map(|s| s.settled_in_flight.len())
+        .sum()
+}
+
+#[test]
+fn an_attempt_in_flight_at_the_retention_counts_until_its_outcome() {
+    let mut h = Harness::with_config(BusConfig {
+        retention: Duration::from_secs(1),
+        ..BusConfig::default()
+    });
+    h.activate("prod", "svc");
+    h.subscribe("prod", "sub", spec("http://a/"));
+    h.publish(None);
+    let d = h.deliveries();
+    h.advance(1000);
+    assert_eq!(h.stats("sub").dead_lettered, 1);
+    assert_eq!(h.stats("sub").in_flight, 1);
+    assert_eq!(settled_in_flight(&h.bus), 1);
+    // Its late success acknowledges nothing: the event is a dead letter.
+    h.outcome(&d[0], DeliveryResult::Status(200));
+    assert_eq!(h.stats("sub").in_flight, 0);
+    assert_eq!(h.stats("sub").delivered, 0);
+    assert_eq!(h.stats("sub").dead_lettered, 1);
+    assert_eq!(settled_in_flight(&h.bus), 0);
+}
+
+#[test]
+fn a_dead_letter_replayed_while_its_attempt_is_in_flight_is_settled_by_that_attempt() {
+    let mut h = Harness::with_config(BusConfig {
+        retention: Duration::from_secs(1),
+        ..BusConfig::default()
+    });
+    h.activate("prod", "svc");
+    h.subscribe("prod", "sub", spec("http://a/"));
+    h.publish(None);
+    let d = h.deliveries();
+    h.advance(1000);
+    h.req(BusRequest::ReplayDeadLetters {
+        namespace: "prod".into(),
+        name: "sub".into(),
+        event_id: None,
+    });
+    // No second attempt while the first is in flight.
+    assert!(h.deliveries().is_empty());
+    assert_eq!(h.stats("sub").pending, 1);
+    assert_eq!(h.stats("sub").in_flight, 1);
+    assert_eq!(settled_in_flight(&h.bus), 0);
+    h.outcome(&d[0], DeliveryResult::Status(200));
+    assert_eq!(h.stats("sub").delivered, 1);
+    assert_eq!(h.stats("sub").pending, 0);
+    assert_eq!(h.stats("sub").in_flight, 0);
+    assert_eq!(h.bus.stored_events(), 0);
+    assert_eq!(settled_in_flight(&h.bus), 0);
+    assert_eq!(h.bus.poll_timeout(), None);
 }
 
 #[test]
