@@ -341,7 +341,7 @@ struct Subscription {
     /// Durable: acknowledged events.
     delivered: u64,
     /// Volatile: owed events ready to start ([`Stage::Ready`]), in order.
-    ready: BTreeSet<u64>,
+    ready: ReadyQueue,
     /// Volatile: attempts in flight, counting those in `settled_in_flight`.
     in_flight: usize,
     /// Volatile: attempts in flight for events no longer owed (dead-lettered since they
@@ -362,6 +362,35 @@ struct Owed {
     attempts: u32,
     /// Volatile: where it is in the delivery cycle.
     stage: Stage,
+}
+
+/// The owed events of a subscription that are ready to start, in order of sequence number.
+///
+/// A sorted `VecDeque` rather than a `BTreeSet`: nearly every event enters at the back (it is
+/// the newest) and leaves from the front, both in constant time. Events that become ready
+/// again (retries, replayed dead letters) are older than most of the queue, so they go in
+/// near the front, and `VecDeque::insert` moves the shorter side.
+#[derive(Clone, Debug, Default)]
+struct ReadyQueue(VecDeque<u64>);
+
+impl ReadyQueue {
+    fn insert(&mut self, seq: u64) {
+        if self.0.back().is_none_or(|&last| last < seq) {
+            self.0.push_back(seq);
+        } else if let Err(at) = self.0.binary_search(&seq) {
+            self.0.insert(at, seq);
+        }
+    }
+
+    fn remove(&mut self, seq: u64) {
+        if let Ok(at) = self.0.binary_search(&seq) {
+            self.0.remove(at);
+        }
+    }
+
+    fn pop_first(&mut self) -> Option<u64> {
+        self.0.pop_front()
+    }
 }
 
 /// Where an owed event is in the delivery cycle. Kept with the event so that settling it
@@ -576,7 +605,7 @@ impl EventBus {
         self.expiries.remove(&(owed.expires, id, seq));
         match owed.stage {
             Stage::Ready => {
-                sub.ready.remove(&seq);
+                sub.ready.remove(seq);
             }
             Stage::Waiting(at) => {
                 self.retries.remove(&(at, id, seq));
@@ -663,7 +692,7 @@ impl EventBus {
                             pending: BTreeMap::new(),
                             dead: BTreeSet::new(),
                             delivered: 0,
-                            ready: BTreeSet::new(),
+                            ready: ReadyQueue::default(),
                             in_flight: 0,
                             settled_in_flight: BTreeMap::new(),
                             retried: 0,

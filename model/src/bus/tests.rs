@@ -1259,3 +1259,15 @@ fn records_round_trip_through_json() {
         assert_eq!(&back, record, "{text}");
     }
 }
+
+#[test]
+fn the_ready_queue_keeps_events_in_order_once_each() {
+    let mut q = ReadyQueue::default();
+    for seq in [5, 7, 9, 2, 8, 7, 1, 10] {
+        q.insert(seq);
+    }
+    q.remove(8);
+    q.remove(4);
+    let order: Vec<u64> = std::iter::from_fn(|| q.pop_first()).collect();
+    assert_eq!(order, [1, 2, 5, 7, 9, 10]);
+}
