@@ -154,11 +154,72 @@ pub fn is_valid_event_id(s: &str) -> bool {
 /// Whether `s` parses as Go's `time.RFC3339`: `T` and `Z` in upper case, an optional fraction
 /// of a second, `Z` or a `±hh:mm` offset.
 pub fn is_valid_event_time(s: &str) -> bool {
+    if is_plain_rfc3339(s) {
+        return true;
+    }
     // The `time` crate also accepts lower-case `t` and `z`, which Go refuses.
     if s.bytes().any(|b| b == b't' || b == b'z') {
         return false;
     }
     time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).is_ok()
+}
+
+/// Whether `s` is a valid time in the form nearly every event uses,
+/// `YYYY-MM-DDTHH:MM:SS[.fraction](Z|±HH:MM)`, with no leap second. Checked by hand because
+/// it runs for every event; `false` only means "not this form": [`is_valid_event_time`] then
+/// asks the `time` crate, which decides every other case (other separators, leap seconds,
+/// invalid times). The tests check that this accepts only what the `time` crate accepts.
+fn is_plain_rfc3339(s: &str) -> bool {
+    let s = s.as_bytes();
+    let number = |at: usize, len: usize| -> Option<u32> {
+        s.get(at..at + len)?.iter().try_fold(0, |n, &b| {
+            b.is_ascii_digit().then(|| n * 10 + u32::from(b - b'0'))
+        })
+    };
+    let (Some(year), Some(month), Some(day), Some(hour), Some(minute), Some(second)) = (
+        number(0, 4),
+        number(5, 2),
+        number(8, 2),
+        number(11, 2),
+        number(14, 2),
+        number(17, 2),
+    ) else {
+        return false;
+    };
+    // `s` has at least 19 bytes now.
+    if (s[4], s[7], s[10], s[13], s[16]) != (b'-', b'-', b'T', b':', b':') {
+        return false;
+    }
+    let leap_year = year % 4 == 0 && (year % 100 != 0 || year % 400 == 0);
+    let days = match month {
+        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
+        4 | 6 | 9 | 11 => 30,
+        2 if leap_year => 29,
+        2 => 28,
+        _ => return false,
+    };
+    if !(1..=days).contains(&day) || hour > 23 || minute > 59 || second > 59 {
+        return false;
+    }
+    let mut rest = &s[19..];
+    if let [b'.', fraction @ ..] = rest {
+        let digits = fraction.iter().take_while(|b| b.is_ascii_digit()).count();
+        if digits == 0 {
+            return false;
+        }
+        rest = &fraction[digits..];
+    }
+    match rest {
+        [b'Z'] => true,
+        [b'+' | b'-', h1, h2, b':', m1, m2] => {
+            let two = |a: u8, b: u8| {
+                (a.is_ascii_digit() && b.is_ascii_digit())
+                    .then(|| u32::from(a - b'0') * 10 + u32::from(b - b'0'))
+            };
+            matches!((two(*h1, *h2), two(*m1, *m2)), (Some(h), Some(m)) if h <= 23 && m <= 59)
+        }
+        _ => false,
+    }
 }
 
 /// The fields both surfaces read. Fields may be `null` (Go leaves them empty); a wrong type is
@@ -590,6 +651,63 @@ mod tests {
             );
             assert_eq!(is_valid_version(&s), version.is_match(&s), "version {s:?}");
         }
+    }
+
+    #[test]
+    fn the_plain_event_time_check_accepts_only_what_the_time_crate_accepts() {
+        let full = |s: &str| {
+            !s.contains(['t', 'z'])
+                && time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
+                    .is_ok()
+        };
+        let mut cases = Vec::new();
+        for base in [
+            "2018-11-02T22:08:41+00:00",
+            "2018-11-02T22:08:41.123456789Z",
+            "2016-12-31T23:59:60Z",
+            "2000-02-29T00:00:00-23:59",
+        ] {
+            cases.push(base.to_owned());
+            // Every position replaced by each of a few characters, removed, or doubled.
+            for i in 0..base.len() {
+                for c in [
+                    '0', '1', '2', '3', '5', '6', '9', 'T', 't', 'Z', 'z', ' ', ':', '-',
+                ] {
+                    let mut s = base.to_owned();
+                    s.replace_range(i..=i, &c.to_string());
+                    cases.push(s);
+                }
+                let mut s = base.to_owned();
+                s.remove(i);
+                cases.push(s);
+                let mut s = base.to_owned();
+                s.insert(i, base.as_bytes()[i] as char);
+                cases.push(s);
+            }
+        }
+        // Days at the ends of every month, in common, leap and century years.
+        for year in ["1900", "2000", "2023", "2024", "0000", "9999"] {
+            for month in 0..=13 {
+                for day in [0, 1, 28, 29, 30, 31, 32] {
+                    cases.push(format!("{year}-{month:02}-{day:02}T12:00:00Z"));
+                }
+            }
+        }
+        for (h, m) in [(23, 59), (24, 0), (0, 60), (0, 0)] {
+            cases.push(format!("2018-11-02T22:08:41+{h:02}:{m:02}"));
+            cases.push(format!("2018-11-02T22:08:41-{h:02}:{m:02}"));
+        }
+        for s in &cases {
+            if is_plain_rfc3339(s) {
+                assert!(
+                    full(s),
+                    "accepted by hand, refused by the time crate: {s:?}"
+                );
+            }
+            assert_eq!(is_valid_event_time(s), full(s), "{s:?}");
+        }
+        assert!(is_plain_rfc3339("2018-11-02T22:08:41+00:00"));
+        assert!(is_plain_rfc3339("2018-11-02T22:08:41.5Z"));
     }
 
     #[test]
