@@ -646,7 +646,44 @@ impl EventBus {
         mark_dirty(&mut self.dirty, id, sub);
     }
 
+    /// The change an `EventAccepted` record makes: event `seq`, accepted at `at`, is owed to
+    /// the subscriptions `ids` (those its record names).
+    fn store_event(&mut self, seq: u64, at: Timestamp, event: &Arc<Event>, ids: &[SubId]) {
+        self.next_seq = self.next_seq.max(seq + 1);
+        if ids.is_empty() {
+            return;
+        }
+        let previous = self.events.insert(
+            seq,
+            StoredEvent {
+                event: Arc::clone(event),
+                accepted_at: at,
+                refs: ids.len(),
+            },
+        );
+        assert!(previous.is_none(), "event {seq} accepted twice");
+        let expires = at.saturating_add(self.config.retention);
+        for &id in ids {
+            self.owe(id, seq, expires);
+        }
+    }
+
+    /// The change a `DeliveryAcknowledged` record makes: subscription `id` has event `seq`.
+    fn acknowledge(&mut self, id: SubId, seq: u64) {
+        if self.settle(id, seq) {
+            if let Some(sub) = self.subscriptions.get_mut(&id) {
+                sub.delivered += 1;
+            }
+            self.release(seq);
+        }
+    }
+
     /// Applies a record (while handling an input, or on replay).
+    ///
+    /// Records name subscriptions by key. The bus commits the records it writes for every
+    /// event (`EventAccepted`, `DeliveryAcknowledged`) with the subscriptions' ids at hand:
+    /// it makes the record's change with the same function as here ([`EventBus::store_event`],
+    /// [`EventBus::acknowledge`]) and skips looking each key up again.
     pub fn apply(&mut self, record: &BusRecord) {
         match record {
             BusRecord::ActivationApplied {
@@ -728,33 +765,12 @@ impl EventBus {
                 event,
                 deliveries,
             } => {
-                self.next_seq = self.next_seq.max(seq + 1);
-                if deliveries.is_empty() {
-                    return;
-                }
-                let previous = self.events.insert(
-                    *seq,
-                    StoredEvent {
-                        event: Arc::clone(event),
-                        accepted_at: *at,
-                        refs: deliveries.len(),
-                    },
-                );
-                assert!(previous.is_none(), "event {seq} accepted twice");
-                let expires = at.saturating_add(self.config.retention);
-                for key in deliveries {
-                    let id = self.sub_id(key);
-                    self.owe(id, *seq, expires);
-                }
+                let ids: Vec<SubId> = deliveries.iter().map(|key| self.sub_id(key)).collect();
+                self.store_event(*seq, *at, event, &ids);
             }
             BusRecord::DeliveryAcknowledged { seq, subscription } => {
                 let id = self.sub_id(subscription);
-                if self.settle(id, *seq) {
-                    if let Some(sub) = self.subscriptions.get_mut(&id) {
-                        sub.delivered += 1;
-                    }
-                    self.release(*seq);
-                }
+                self.acknowledge(id, *seq);
             }
             BusRecord::DeadLettered { seq, subscription } => {
                 let id = self.sub_id(subscription);
@@ -1178,19 +1194,19 @@ impl EventBus {
     fn accept(
         &mut self,
         fx: &mut Effects<'_>,
-        candidate: publish::Candidate,
+        mut candidate: publish::Candidate,
         headers: &[(String, String)],
     ) -> BusReply {
         let event_id = if candidate.event_id.is_empty() {
             fx.rng.uuid_v4()
         } else {
-            candidate.event_id.clone()
+            std::mem::take(&mut candidate.event_id)
         };
         let event = candidate.into_event(event_id.clone(), publish::trace_headers_of(headers));
-        let deliveries: Vec<Arc<ResourceKey>> = self
+        let (ids, deliveries): (Vec<SubId>, Vec<Arc<ResourceKey>>) = self
             .subscriptions
-            .values()
-            .filter(|s| {
+            .iter()
+            .filter(|(_, s)| {
                 s.condition.activated
                     && s.spec.matches(
                         &event.source_id,
@@ -1198,15 +1214,17 @@ impl EventBus {
                         &event.event_type_version,
                     )
             })
-            .map(|s| Arc::clone(&s.key))
-            .collect();
-        let record = BusRecord::EventAccepted {
-            seq: self.next_seq,
-            at: fx.now,
+            .map(|(&id, s)| (id, Arc::clone(&s.key)))
+            .unzip();
+        let (seq, at) = (self.next_seq, fx.now);
+        // Committed with the ids at hand (see `apply`).
+        self.store_event(seq, at, &event, &ids);
+        fx.push_record(Record::Bus(BusRecord::EventAccepted {
+            seq,
+            at,
             event,
             deliveries,
-        };
-        self.commit(fx, record);
+        }));
         BusReply::Published { event_id }
     }
 
@@ -1324,14 +1342,13 @@ impl EventBus {
             return;
         };
         if acknowledged {
+            // Committed with the id at hand (see `apply`).
             let key = Arc::clone(&sub.key);
-            self.commit(
-                fx,
-                BusRecord::DeliveryAcknowledged {
-                    seq: f.seq,
-                    subscription: key,
-                },
-            );
+            self.acknowledge(f.sub, f.seq);
+            fx.push_record(Record::Bus(BusRecord::DeliveryAcknowledged {
+                seq: f.seq,
+                subscription: key,
+            }));
         } else if owed.stage == Stage::InFlight(id) {
             // An event owed again since this attempt started (a replayed dead letter) has no
             // attempts yet: this failure is its first.
