@@ -30,7 +30,7 @@ pub mod ledger;
 pub mod publish;
 pub mod subscription;
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque, btree_map};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -477,6 +477,8 @@ pub struct EventBus {
     /// for every event; [`EventBus::pump`] sorts it.
     dirty: Vec<SubId>,
     outbox: VecDeque<Delivery>,
+    /// Scratch: the subscriptions due the event being accepted.
+    accepted_ids: Vec<SubId>,
 }
 
 /// Compares only the durable state, what [`EventBus::apply`] rebuilds from records:
@@ -531,6 +533,7 @@ impl EventBus {
             expiries: BTreeSet::new(),
             dirty: Vec::new(),
             outbox: VecDeque::new(),
+            accepted_ids: Vec::new(),
         }
     }
 
@@ -583,13 +586,12 @@ impl EventBus {
 
     /// An event no longer owed to (nor dead-lettered for) one subscription.
     fn release(&mut self, seq: u64) {
-        let stored = self
-            .events
-            .get_mut(&seq)
-            .unwrap_or_else(|| panic!("released event {seq} is not stored"));
-        stored.refs -= 1;
-        if stored.refs == 0 {
-            self.events.remove(&seq);
+        let btree_map::Entry::Occupied(mut stored) = self.events.entry(seq) else {
+            panic!("released event {seq} is not stored");
+        };
+        stored.get_mut().refs -= 1;
+        if stored.get().refs == 0 {
+            stored.remove();
         }
     }
 
@@ -1203,22 +1205,26 @@ impl EventBus {
             std::mem::take(&mut candidate.event_id)
         };
         let event = candidate.into_event(event_id.clone(), publish::trace_headers_of(headers));
-        let (ids, deliveries): (Vec<SubId>, Vec<Arc<ResourceKey>>) = self
-            .subscriptions
-            .iter()
-            .filter(|(_, s)| {
-                s.condition.activated
-                    && s.spec.matches(
-                        &event.source_id,
-                        &event.event_type,
-                        &event.event_type_version,
-                    )
-            })
-            .map(|(&id, s)| (id, Arc::clone(&s.key)))
-            .unzip();
+        // The ids go into a list the bus keeps, to save an allocation per event.
+        let mut ids = std::mem::take(&mut self.accepted_ids);
+        ids.clear();
+        let mut deliveries = Vec::new();
+        for (&id, s) in &self.subscriptions {
+            if s.condition.activated
+                && s.spec.matches(
+                    &event.source_id,
+                    &event.event_type,
+                    &event.event_type_version,
+                )
+            {
+                ids.push(id);
+                deliveries.push(Arc::clone(&s.key));
+            }
+        }
         let (seq, at) = (self.next_seq, fx.now);
         // Committed with the ids at hand (see `apply`).
         self.store_event(seq, at, &event, &ids);
+        self.accepted_ids = ids;
         fx.push_record(Record::Bus(BusRecord::EventAccepted {
             seq,
             at,
