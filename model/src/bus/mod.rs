@@ -411,7 +411,9 @@ impl Subscription {
             && self.spec == other.spec
             && self.condition == other.condition
             && self.pending.len() == other.pending.len()
-            && (self.pending.iter())
+            && self
+                .pending
+                .iter()
                 .zip(&other.pending)
                 .all(|((a, x), (b, y))| a == b && x.expires == y.expires)
             && self.dead == other.dead
