@@ -99,10 +99,12 @@ impl SeededRng {
     pub fn uuid_v4(&mut self) -> String {
         let mut bytes = [0u8; 16];
         self.fill(&mut bytes);
-        uuid::Builder::from_random_bytes(bytes)
-            .into_uuid()
-            .hyphenated()
-            .to_string()
+        // Encoded into a buffer and copied once: `to_string` goes through the formatting
+        // machinery and grows the string as it writes (one per published event without id).
+        let uuid = uuid::Builder::from_random_bytes(bytes).into_uuid();
+        uuid.hyphenated()
+            .encode_lower(&mut uuid::Uuid::encode_buffer())
+            .to_owned()
     }
 
     /// A fresh certificate serial (see [`CertSerial`]).

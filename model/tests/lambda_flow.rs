@@ -129,7 +129,7 @@ fn provisioning_activates_events_and_a_published_event_reaches_the_subscriber() 
         .model
         .poll_delivery()
         .unwrap_or_else(|| panic!("no delivery"));
-    assert_eq!(delivery.endpoint, "http://my-lambda.production:8080/");
+    assert_eq!(&*delivery.endpoint, "http://my-lambda.production:8080/");
     assert_eq!(delivery.body(), "\"some data\"");
     let headers: Vec<(String, String)> = delivery
         .headers()

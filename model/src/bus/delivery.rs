@@ -27,12 +27,12 @@ pub const SUBSCRIPTION_NAME_HEADER: &str = "Kyma-Subscription";
 pub struct Delivery {
     /// This attempt.
     pub id: DeliveryId,
-    /// The subscription it is for.
-    pub subscription: ResourceKey,
+    /// The subscription it is for (shared with the bus, which hands out one per delivery).
+    pub subscription: Arc<ResourceKey>,
     /// 1 for the first attempt of this event to this subscription in this process.
     pub attempt: u32,
-    /// `spec.endpoint` when the attempt started.
-    pub endpoint: String,
+    /// `spec.endpoint` when the attempt started (shared with the bus, like `subscription`).
+    pub endpoint: Arc<str>,
     /// `spec.include_subscription_name_header` when the attempt started.
     pub include_subscription_name_header: bool,
     /// When the shell must give up waiting: start + `push_request_timeout_ms` (0 means the

@@ -30,7 +30,7 @@ pub mod ledger;
 pub mod publish;
 pub mod subscription;
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque, btree_map};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -226,6 +226,11 @@ impl BusReply {
 }
 
 /// A durable change of the Event Bus.
+///
+/// The records written for every event (`EventAccepted`, `DeliveryAcknowledged`, ...) name
+/// subscriptions by a shared key (`Arc<ResourceKey>`, the bus's own): one such record is
+/// written per event and per delivery, and copying the key's two strings each time cost more
+/// than the rest of the record. Serialized, it is the plain key.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum BusRecord {
     /// An EventActivation was created or changed at `at`.
@@ -267,28 +272,28 @@ pub enum BusRecord {
         /// The event.
         event: Arc<Event>,
         /// The subscriptions due it: matching and activated at `at`.
-        deliveries: Vec<ResourceKey>,
+        deliveries: Vec<Arc<ResourceKey>>,
     },
     /// A subscription acknowledged an event.
     DeliveryAcknowledged {
         /// The event's sequence number.
         seq: u64,
         /// The subscription.
-        subscription: ResourceKey,
+        subscription: Arc<ResourceKey>,
     },
     /// An event owed to a subscription outlived the retention.
     DeadLettered {
         /// The event's sequence number.
         seq: u64,
         /// The subscription.
-        subscription: ResourceKey,
+        subscription: Arc<ResourceKey>,
     },
     /// A dead letter was queued again at `at`, with a fresh retention.
     DeadLetterReplayed {
         /// The event's sequence number.
         seq: u64,
         /// The subscription.
-        subscription: ResourceKey,
+        subscription: Arc<ResourceKey>,
         /// When.
         at: Timestamp,
     },
@@ -302,7 +307,7 @@ pub enum BusRecord {
     /// A subscription's acknowledged count a snapshot carries over.
     SubscriptionCounters {
         /// The subscription.
-        subscription: ResourceKey,
+        subscription: Arc<ResourceKey>,
         /// Events it acknowledged.
         delivered: u64,
     },
@@ -323,25 +328,81 @@ type SubId = u64;
 
 #[derive(Clone, Debug)]
 struct Subscription {
-    key: ResourceKey,
+    /// Shared with every record and delivery that names it.
+    key: Arc<ResourceKey>,
     spec: SubscriptionSpec,
+    /// `spec.endpoint`, shared with every delivery.
+    endpoint: Arc<str>,
     condition: ActivatedCondition,
-    /// Durable: owed events (by sequence number) and when each is dead-lettered.
-    pending: BTreeMap<u64, Timestamp>,
+    /// Owed events, by sequence number (see [`Owed`]).
+    pending: BTreeMap<u64, Owed>,
     /// Durable: dead letters.
     dead: BTreeSet<u64>,
     /// Durable: acknowledged events.
     delivered: u64,
-    /// Volatile: owed events ready to start, in order.
-    ready: BTreeSet<u64>,
-    /// Volatile: owed events waiting for a retry, and when.
-    waiting: BTreeMap<u64, Timestamp>,
-    /// Volatile: events in flight, by attempt.
-    in_flight: BTreeMap<u64, DeliveryId>,
-    /// Volatile: attempts so far, per owed event.
-    attempts: BTreeMap<u64, u32>,
+    /// Volatile: owed events ready to start ([`Stage::Ready`]), in order.
+    ready: ReadyQueue,
+    /// Volatile: attempts in flight, counting those in `settled_in_flight`.
+    in_flight: usize,
+    /// Volatile: attempts in flight for events no longer owed (dead-lettered since they
+    /// started), by event. Should such an event be owed again (replayed), it is in flight.
+    settled_in_flight: BTreeMap<u64, DeliveryId>,
     /// Volatile: failed attempts scheduled again.
     retried: u64,
+    /// Volatile: listed in [`EventBus::dirty`].
+    dirty: bool,
+}
+
+/// What a subscription keeps of an event it owes.
+#[derive(Clone, Copy, Debug)]
+struct Owed {
+    /// Durable: when it is dead-lettered.
+    expires: Timestamp,
+    /// Volatile: attempts so far (0 until the first starts, and again after a replay).
+    attempts: u32,
+    /// Volatile: where it is in the delivery cycle.
+    stage: Stage,
+}
+
+/// The owed events of a subscription that are ready to start, in order of sequence number.
+///
+/// A sorted `VecDeque` rather than a `BTreeSet`: nearly every event enters at the back (it is
+/// the newest) and leaves from the front, both in constant time. Events that become ready
+/// again (retries, replayed dead letters) are older than most of the queue, so they go in
+/// near the front, and `VecDeque::insert` moves the shorter side.
+#[derive(Clone, Debug, Default)]
+struct ReadyQueue(VecDeque<u64>);
+
+impl ReadyQueue {
+    fn insert(&mut self, seq: u64) {
+        if self.0.back().is_none_or(|&last| last < seq) {
+            self.0.push_back(seq);
+        } else if let Err(at) = self.0.binary_search(&seq) {
+            self.0.insert(at, seq);
+        }
+    }
+
+    fn remove(&mut self, seq: u64) {
+        if let Ok(at) = self.0.binary_search(&seq) {
+            self.0.remove(at);
+        }
+    }
+
+    fn pop_first(&mut self) -> Option<u64> {
+        self.0.pop_front()
+    }
+}
+
+/// Where an owed event is in the delivery cycle. Kept with the event so that settling it
+/// touches only the one index it is in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Stage {
+    /// In the subscription's `ready`, to start when a slot is free.
+    Ready,
+    /// Failed; to be retried at this time (in [`EventBus::retries`]).
+    Waiting(Timestamp),
+    /// This attempt is in flight.
+    InFlight(DeliveryId),
 }
 
 impl Subscription {
@@ -349,7 +410,12 @@ impl Subscription {
         self.key == other.key
             && self.spec == other.spec
             && self.condition == other.condition
-            && self.pending == other.pending
+            && self.pending.len() == other.pending.len()
+            && self
+                .pending
+                .iter()
+                .zip(&other.pending)
+                .all(|((a, x), (b, y))| a == b && x.expires == y.expires)
             && self.dead == other.dead
             && self.delivered == other.delivered
     }
@@ -357,7 +423,7 @@ impl Subscription {
     fn stats(&self) -> DeliveryStats {
         DeliveryStats {
             pending: self.pending.len() as u64,
-            in_flight: self.in_flight.len() as u64,
+            in_flight: self.in_flight as u64,
             delivered: self.delivered,
             retried: self.retried,
             dead_lettered: self.dead.len() as u64,
@@ -408,9 +474,13 @@ pub struct EventBus {
     deadlines: BTreeSet<(Timestamp, DeliveryId)>,
     retries: BTreeSet<(Timestamp, SubId, u64)>,
     expiries: BTreeSet<(Timestamp, SubId, u64)>,
-    /// Subscriptions that may be able to start deliveries.
-    dirty: BTreeSet<SubId>,
+    /// Subscriptions that may be able to start deliveries, each listed once (its `dirty`
+    /// flag says whether it is). A list rather than an ordered set: it is filled and emptied
+    /// for every event; [`EventBus::pump`] sorts it.
+    dirty: Vec<SubId>,
     outbox: VecDeque<Delivery>,
+    /// Scratch: the subscriptions due the event being accepted.
+    accepted_ids: Vec<SubId>,
 }
 
 /// Compares only the durable state, what [`EventBus::apply`] rebuilds from records:
@@ -463,8 +533,9 @@ impl EventBus {
             deadlines: BTreeSet::new(),
             retries: BTreeSet::new(),
             expiries: BTreeSet::new(),
-            dirty: BTreeSet::new(),
+            dirty: Vec::new(),
             outbox: VecDeque::new(),
+            accepted_ids: Vec::new(),
         }
     }
 
@@ -511,19 +582,18 @@ impl EventBus {
                 activated,
                 last_transition_time: at,
             };
-            self.dirty.insert(id);
+            mark_dirty(&mut self.dirty, id, sub);
         }
     }
 
     /// An event no longer owed to (nor dead-lettered for) one subscription.
     fn release(&mut self, seq: u64) {
-        let stored = self
-            .events
-            .get_mut(&seq)
-            .unwrap_or_else(|| panic!("released event {seq} is not stored"));
-        stored.refs -= 1;
-        if stored.refs == 0 {
-            self.events.remove(&seq);
+        let btree_map::Entry::Occupied(mut stored) = self.events.entry(seq) else {
+            panic!("released event {seq} is not stored");
+        };
+        stored.get_mut().refs -= 1;
+        if stored.get().refs == 0 {
+            stored.remove();
         }
     }
 
@@ -533,33 +603,91 @@ impl EventBus {
             .subscriptions
             .get_mut(&id)
             .unwrap_or_else(|| panic!("subscription {id} does not exist"));
-        let Some(expires) = sub.pending.remove(&seq) else {
+        let Some(owed) = sub.pending.remove(&seq) else {
             return false;
         };
-        self.expiries.remove(&(expires, id, seq));
-        sub.ready.remove(&seq);
-        sub.attempts.remove(&seq);
-        if let Some(at) = sub.waiting.remove(&seq) {
-            self.retries.remove(&(at, id, seq));
+        self.expiries.remove(&(owed.expires, id, seq));
+        match owed.stage {
+            Stage::Ready => {
+                sub.ready.remove(seq);
+            }
+            Stage::Waiting(at) => {
+                self.retries.remove(&(at, id, seq));
+            }
+            // Unless this is the attempt's own acknowledgment (it has ended), it is still in
+            // flight.
+            Stage::InFlight(delivery) if self.in_flight.contains_key(&delivery) => {
+                sub.settled_in_flight.insert(seq, delivery);
+            }
+            Stage::InFlight(_) => {}
         }
         true
     }
 
-    /// Makes `seq` owed by `id` until `expires`, startable at once.
+    /// Makes `seq` owed by `id` until `expires`, startable at once (unless an attempt of it
+    /// is still in flight: then its outcome counts).
     fn owe(&mut self, id: SubId, seq: u64, expires: Timestamp) {
         let sub = self
             .subscriptions
             .get_mut(&id)
             .unwrap_or_else(|| panic!("subscription {id} does not exist"));
-        sub.pending.insert(seq, expires);
-        if !sub.in_flight.contains_key(&seq) {
-            sub.ready.insert(seq);
-        }
+        let stage = match sub.settled_in_flight.remove(&seq) {
+            Some(delivery) => Stage::InFlight(delivery),
+            None => {
+                sub.ready.insert(seq);
+                Stage::Ready
+            }
+        };
+        sub.pending.insert(
+            seq,
+            Owed {
+                expires,
+                attempts: 0,
+                stage,
+            },
+        );
         self.expiries.insert((expires, id, seq));
-        self.dirty.insert(id);
+        mark_dirty(&mut self.dirty, id, sub);
+    }
+
+    /// The change an `EventAccepted` record makes: event `seq`, accepted at `at`, is owed to
+    /// the subscriptions `ids` (those its record names).
+    fn store_event(&mut self, seq: u64, at: Timestamp, event: &Arc<Event>, ids: &[SubId]) {
+        self.next_seq = self.next_seq.max(seq + 1);
+        if ids.is_empty() {
+            return;
+        }
+        let previous = self.events.insert(
+            seq,
+            StoredEvent {
+                event: Arc::clone(event),
+                accepted_at: at,
+                refs: ids.len(),
+            },
+        );
+        assert!(previous.is_none(), "event {seq} accepted twice");
+        let expires = at.saturating_add(self.config.retention);
+        for &id in ids {
+            self.owe(id, seq, expires);
+        }
+    }
+
+    /// The change a `DeliveryAcknowledged` record makes: subscription `id` has event `seq`.
+    fn acknowledge(&mut self, id: SubId, seq: u64) {
+        if self.settle(id, seq) {
+            if let Some(sub) = self.subscriptions.get_mut(&id) {
+                sub.delivered += 1;
+            }
+            self.release(seq);
+        }
     }
 
     /// Applies a record (while handling an input, or on replay).
+    ///
+    /// Records name subscriptions by key. The bus commits the records it writes for every
+    /// event (`EventAccepted`, `DeliveryAcknowledged`) with the subscriptions' ids at hand:
+    /// it makes the record's change with the same function as here ([`EventBus::store_event`],
+    /// [`EventBus::acknowledge`]) and skips looking each key up again.
     pub fn apply(&mut self, record: &BusRecord) {
         match record {
             BusRecord::ActivationApplied {
@@ -582,8 +710,9 @@ impl EventBus {
                 Some(&id) => {
                     if let Some(sub) = self.subscriptions.get_mut(&id) {
                         sub.spec = spec.clone();
+                        sub.endpoint = Arc::from(spec.endpoint.as_str());
+                        mark_dirty(&mut self.dirty, id, sub);
                     }
-                    self.dirty.insert(id);
                     self.revalidate_one(id, *at);
                 }
                 None => {
@@ -594,8 +723,9 @@ impl EventBus {
                     self.subscriptions.insert(
                         id,
                         Subscription {
-                            key: subscription.clone(),
+                            key: Arc::new(subscription.clone()),
                             spec: spec.clone(),
+                            endpoint: Arc::from(spec.endpoint.as_str()),
                             condition: ActivatedCondition {
                                 activated,
                                 last_transition_time: *at,
@@ -603,11 +733,11 @@ impl EventBus {
                             pending: BTreeMap::new(),
                             dead: BTreeSet::new(),
                             delivered: 0,
-                            ready: BTreeSet::new(),
-                            waiting: BTreeMap::new(),
-                            in_flight: BTreeMap::new(),
-                            attempts: BTreeMap::new(),
+                            ready: ReadyQueue::default(),
+                            in_flight: 0,
+                            settled_in_flight: BTreeMap::new(),
                             retried: 0,
+                            dirty: false,
                         },
                     );
                 }
@@ -631,7 +761,7 @@ impl EventBus {
                 }
                 // Its in-flight attempts stay in `in_flight` until their outcome or deadline,
                 // which then find no subscription and are ignored.
-                self.dirty.remove(&id);
+                self.dirty.retain(|&d| d != id);
             }
             BusRecord::EventAccepted {
                 seq,
@@ -639,33 +769,12 @@ impl EventBus {
                 event,
                 deliveries,
             } => {
-                self.next_seq = self.next_seq.max(seq + 1);
-                if deliveries.is_empty() {
-                    return;
-                }
-                let previous = self.events.insert(
-                    *seq,
-                    StoredEvent {
-                        event: Arc::clone(event),
-                        accepted_at: *at,
-                        refs: deliveries.len(),
-                    },
-                );
-                assert!(previous.is_none(), "event {seq} accepted twice");
-                let expires = at.saturating_add(self.config.retention);
-                for key in deliveries {
-                    let id = self.sub_id(key);
-                    self.owe(id, *seq, expires);
-                }
+                let ids: Vec<SubId> = deliveries.iter().map(|key| self.sub_id(key)).collect();
+                self.store_event(*seq, *at, event, &ids);
             }
             BusRecord::DeliveryAcknowledged { seq, subscription } => {
                 let id = self.sub_id(subscription);
-                if self.settle(id, *seq) {
-                    if let Some(sub) = self.subscriptions.get_mut(&id) {
-                        sub.delivered += 1;
-                    }
-                    self.release(*seq);
-                }
+                self.acknowledge(id, *seq);
             }
             BusRecord::DeadLettered { seq, subscription } => {
                 let id = self.sub_id(subscription);
@@ -724,12 +833,12 @@ impl EventBus {
             // Replayed after the activations, a new subscription gets the same condition
             // status, and this transition time.
             out.push(BusRecord::SubscriptionApplied {
-                subscription: sub.key.clone(),
+                subscription: ResourceKey::clone(&sub.key),
                 spec: sub.spec.clone(),
                 at: sub.condition.last_transition_time,
             });
             out.push(BusRecord::SubscriptionCounters {
-                subscription: sub.key.clone(),
+                subscription: Arc::clone(&sub.key),
                 delivered: sub.delivered,
             });
         }
@@ -744,17 +853,17 @@ impl EventBus {
                 seq: *seq,
                 at: stored.accepted_at,
                 event: Arc::clone(&stored.event),
-                deliveries: holders.iter().map(|s| s.key.clone()).collect(),
+                deliveries: holders.iter().map(|s| Arc::clone(&s.key)).collect(),
             });
             let normal_expiry = stored.accepted_at.saturating_add(self.config.retention);
             for sub in holders {
                 let dead = BusRecord::DeadLettered {
                     seq: *seq,
-                    subscription: sub.key.clone(),
+                    subscription: Arc::clone(&sub.key),
                 };
-                match sub.pending.get(seq) {
+                match sub.pending.get(seq).map(|owed| owed.expires) {
                     None => out.push(dead),
-                    Some(&expires) if expires != normal_expiry => {
+                    Some(expires) if expires != normal_expiry => {
                         // A replayed dead letter: its retention restarted.
                         let at = Timestamp::from_unix_millis(
                             expires.as_unix_millis().saturating_sub(
@@ -765,7 +874,7 @@ impl EventBus {
                         out.push(dead);
                         out.push(BusRecord::DeadLetterReplayed {
                             seq: *seq,
-                            subscription: sub.key.clone(),
+                            subscription: Arc::clone(&sub.key),
                             at,
                         });
                     }
@@ -1009,6 +1118,7 @@ impl EventBus {
                 key,
             });
         };
+        let key = Arc::clone(&self.subscriptions[&id].key);
         let seqs: Vec<u64> = self.subscriptions[&id]
             .dead
             .iter()
@@ -1025,7 +1135,7 @@ impl EventBus {
                 fx,
                 BusRecord::DeadLetterReplayed {
                     seq,
-                    subscription: key.clone(),
+                    subscription: Arc::clone(&key),
                     at,
                 },
             );
@@ -1088,35 +1198,41 @@ impl EventBus {
     fn accept(
         &mut self,
         fx: &mut Effects<'_>,
-        candidate: publish::Candidate,
+        mut candidate: publish::Candidate,
         headers: &[(String, String)],
     ) -> BusReply {
         let event_id = if candidate.event_id.is_empty() {
             fx.rng.uuid_v4()
         } else {
-            candidate.event_id.clone()
+            std::mem::take(&mut candidate.event_id)
         };
         let event = candidate.into_event(event_id.clone(), publish::trace_headers_of(headers));
-        let deliveries: Vec<ResourceKey> = self
-            .subscriptions
-            .values()
-            .filter(|s| {
-                s.condition.activated
-                    && s.spec.matches(
-                        &event.source_id,
-                        &event.event_type,
-                        &event.event_type_version,
-                    )
-            })
-            .map(|s| s.key.clone())
-            .collect();
-        let record = BusRecord::EventAccepted {
-            seq: self.next_seq,
-            at: fx.now,
+        // The ids go into a list the bus keeps, to save an allocation per event.
+        let mut ids = std::mem::take(&mut self.accepted_ids);
+        ids.clear();
+        let mut deliveries = Vec::new();
+        for (&id, s) in &self.subscriptions {
+            if s.condition.activated
+                && s.spec.matches(
+                    &event.source_id,
+                    &event.event_type,
+                    &event.event_type_version,
+                )
+            {
+                ids.push(id);
+                deliveries.push(Arc::clone(&s.key));
+            }
+        }
+        let (seq, at) = (self.next_seq, fx.now);
+        // Committed with the ids at hand (see `apply`).
+        self.store_event(seq, at, &event, &ids);
+        self.accepted_ids = ids;
+        fx.push_record(Record::Bus(BusRecord::EventAccepted {
+            seq,
+            at,
             event,
             deliveries,
-        };
-        self.commit(fx, record);
+        }));
         BusReply::Published { event_id }
     }
 
@@ -1180,11 +1296,12 @@ impl EventBus {
         {
             self.retries.pop_first();
             if let Some(sub) = self.subscriptions.get_mut(&id)
-                && sub.waiting.get(&seq) == Some(&at)
+                && let Some(owed) = sub.pending.get_mut(&seq)
+                && owed.stage == Stage::Waiting(at)
             {
-                sub.waiting.remove(&seq);
+                owed.stage = Stage::Ready;
                 sub.ready.insert(seq);
-                self.dirty.insert(id);
+                mark_dirty(&mut self.dirty, id, sub);
             }
         }
         while let Some(&(expires, id, seq)) = self.expiries.first()
@@ -1194,10 +1311,10 @@ impl EventBus {
             let Some(sub) = self.subscriptions.get(&id) else {
                 continue;
             };
-            if sub.pending.get(&seq) != Some(&expires) {
+            if sub.pending.get(&seq).map(|owed| owed.expires) != Some(expires) {
                 continue;
             }
-            let key = sub.key.clone();
+            let key = Arc::clone(&sub.key);
             self.commit(
                 fx,
                 BusRecord::DeadLettered {
@@ -1225,30 +1342,31 @@ impl EventBus {
         let Some(sub) = self.subscriptions.get_mut(&f.sub) else {
             return;
         };
-        if sub.in_flight.get(&f.seq) == Some(&id) {
-            sub.in_flight.remove(&f.seq);
-        }
-        self.dirty.insert(f.sub);
-        if !sub.pending.contains_key(&f.seq) {
+        sub.in_flight -= 1;
+        mark_dirty(&mut self.dirty, f.sub, sub);
+        let Some(owed) = sub.pending.get_mut(&f.seq) else {
+            // Dead-lettered since the attempt started.
+            sub.settled_in_flight.remove(&f.seq);
             return;
-        }
+        };
         if acknowledged {
-            let key = sub.key.clone();
-            self.commit(
-                fx,
-                BusRecord::DeliveryAcknowledged {
-                    seq: f.seq,
-                    subscription: key,
-                },
-            );
-        } else if !sub.ready.contains(&f.seq) {
-            let failures = sub.attempts.get(&f.seq).copied().unwrap_or(1);
+            // Committed with the id at hand (see `apply`).
+            let key = Arc::clone(&sub.key);
+            self.acknowledge(f.sub, f.seq);
+            fx.push_record(Record::Bus(BusRecord::DeliveryAcknowledged {
+                seq: f.seq,
+                subscription: key,
+            }));
+        } else if owed.stage == Stage::InFlight(id) {
+            // An event owed again since this attempt started (a replayed dead letter) has no
+            // attempts yet: this failure is its first.
+            let failures = owed.attempts.max(1);
             let at = self
                 .config
                 .retry
                 .retry_at(fx.rng, f.started, fx.now, failures);
+            owed.stage = Stage::Waiting(at);
             sub.retried += 1;
-            sub.waiting.insert(f.seq, at);
             self.retries.insert((at, f.sub, f.seq));
         }
     }
@@ -1256,23 +1374,35 @@ impl EventBus {
     /// Starts every delivery that can start: owed events of activated subscriptions, in
     /// order, up to `max_inflight` each.
     fn pump(&mut self, now: Timestamp) {
-        while let Some(id) = self.dirty.pop_first() {
+        if self.dirty.is_empty() {
+            return;
+        }
+        // Taken and given back, to keep its allocation.
+        let mut dirty = std::mem::take(&mut self.dirty);
+        dirty.sort_unstable();
+        for &id in &dirty {
             let Some(sub) = self.subscriptions.get_mut(&id) else {
                 continue;
             };
+            sub.dirty = false;
             if !sub.condition.activated {
                 continue;
             }
             let max = sub.max_inflight();
             let deadline = now.saturating_add(sub.timeout(&self.config));
-            while sub.in_flight.len() < max
+            while sub.in_flight < max
                 && let Some(seq) = sub.ready.pop_first()
             {
                 let delivery = DeliveryId(self.next_delivery_id);
                 self.next_delivery_id += 1;
-                let attempt = sub.attempts.entry(seq).or_insert(0);
-                *attempt += 1;
-                sub.in_flight.insert(seq, delivery);
+                let owed = sub
+                    .pending
+                    .get_mut(&seq)
+                    .unwrap_or_else(|| panic!("ready event {seq} is not owed"));
+                owed.attempts += 1;
+                owed.stage = Stage::InFlight(delivery);
+                let attempt = owed.attempts;
+                sub.in_flight += 1;
                 self.in_flight.insert(
                     delivery,
                     InFlight {
@@ -1286,15 +1416,17 @@ impl EventBus {
                 let event = &self.events[&seq].event;
                 self.outbox.push_back(Delivery {
                     id: delivery,
-                    subscription: sub.key.clone(),
-                    attempt: *attempt,
-                    endpoint: sub.spec.endpoint.clone(),
+                    subscription: Arc::clone(&sub.key),
+                    attempt,
+                    endpoint: Arc::clone(&sub.endpoint),
                     include_subscription_name_header: sub.spec.include_subscription_name_header,
                     deadline,
                     event: Arc::clone(event),
                 });
             }
         }
+        dirty.clear();
+        self.dirty = dirty;
     }
 
     /// The next deadline, if any: the earliest delivery deadline, retry or retention expiry.
@@ -1353,6 +1485,14 @@ impl EventBus {
     /// The configuration.
     pub fn config(&self) -> &BusConfig {
         &self.config
+    }
+}
+
+/// Lists subscription `id` in `dirty` for the next [`EventBus::pump`], unless it is already.
+fn mark_dirty(dirty: &mut Vec<SubId>, id: SubId, sub: &mut Subscription) {
+    if !sub.dirty {
+        sub.dirty = true;
+        dirty.push(id);
     }
 }
 

@@ -5,9 +5,8 @@
 //! refuse with a typed error ([`EventServiceError`], [`PublishError`]) or produce an
 //! [`Event`] ready to be accepted.
 
-use std::sync::{Arc, LazyLock};
+use std::sync::Arc;
 
-use regex::Regex;
 use serde::de::Deserializer;
 use serde::ser::Serializer;
 use serde::{Deserialize, Serialize};
@@ -101,25 +100,38 @@ mod raw_json {
     }
 }
 
-static SOURCE_OR_TYPE: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"^[a-zA-Z]+([_\-\.]?[a-zA-Z0-9]+)*$").expect("the source-id regex compiles")
-});
-static VERSION: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"^[a-zA-Z0-9]+$").expect("the version regex compiles"));
-static UUID: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"^[a-fA-F0-9]{8}-[a-fA-F0-9]{4}-[a-fA-F0-9]{4}-[a-fA-F0-9]{4}-[a-fA-F0-9]{12}$")
-        .expect("the uuid regex compiles")
-});
+// The patterns below are checked by hand rather than with `regex`: they run for every
+// published event, and for such short strings a regex search cost several times the check.
+// The tests compare them with the regexes on every short string of a small alphabet.
 
 /// Whether `s` matches `^[a-zA-Z]+([_\-\.]?[a-zA-Z0-9]+)*$`: the pattern of `source-id` and
 /// `event-type` at publish, and of a Subscription's `event_type`.
+///
+/// That is: an ASCII letter first, then ASCII letters and digits, with single separators
+/// (`_`, `-`, `.`) between them, not at the end.
 pub fn is_valid_name_token(s: &str) -> bool {
-    SOURCE_OR_TYPE.is_match(s)
+    let Some((first, rest)) = s.as_bytes().split_first() else {
+        return false;
+    };
+    if !first.is_ascii_alphabetic() {
+        return false;
+    }
+    let mut after_separator = false;
+    for &b in rest {
+        if b.is_ascii_alphanumeric() {
+            after_separator = false;
+        } else if matches!(b, b'_' | b'-' | b'.') && !after_separator {
+            after_separator = true;
+        } else {
+            return false;
+        }
+    }
+    !after_separator
 }
 
 /// Whether `s` matches `^[a-zA-Z0-9]+$` (`event-type-version` at publish).
 pub fn is_valid_version(s: &str) -> bool {
-    VERSION.is_match(s)
+    !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric())
 }
 
 /// Whether `s` matches the Event Service's unanchored `[a-zA-Z0-9]+`: at least one ASCII
@@ -128,19 +140,86 @@ pub fn is_valid_version_unanchored(s: &str) -> bool {
     s.bytes().any(|b| b.is_ascii_alphanumeric())
 }
 
-/// Whether `s` matches the event-id UUID pattern (any version, either case).
+/// Whether `s` matches the event-id UUID pattern
+/// `^[a-fA-F0-9]{8}-[a-fA-F0-9]{4}-[a-fA-F0-9]{4}-[a-fA-F0-9]{4}-[a-fA-F0-9]{12}$` (any
+/// version, either case).
 pub fn is_valid_event_id(s: &str) -> bool {
-    UUID.is_match(s)
+    s.len() == 36
+        && s.bytes().enumerate().all(|(i, b)| match i {
+            8 | 13 | 18 | 23 => b == b'-',
+            _ => b.is_ascii_hexdigit(),
+        })
 }
 
 /// Whether `s` parses as Go's `time.RFC3339`: `T` and `Z` in upper case, an optional fraction
 /// of a second, `Z` or a `±hh:mm` offset.
 pub fn is_valid_event_time(s: &str) -> bool {
+    if is_plain_rfc3339(s) {
+        return true;
+    }
     // The `time` crate also accepts lower-case `t` and `z`, which Go refuses.
-    if s.contains(['t', 'z']) {
+    if s.bytes().any(|b| b == b't' || b == b'z') {
         return false;
     }
     time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).is_ok()
+}
+
+/// Whether `s` is a valid time in the form nearly every event uses,
+/// `YYYY-MM-DDTHH:MM:SS[.fraction](Z|±HH:MM)`, with no leap second. Checked by hand because
+/// it runs for every event; `false` only means "not this form": [`is_valid_event_time`] then
+/// asks the `time` crate, which decides every other case (other separators, leap seconds,
+/// invalid times). The tests check that this accepts only what the `time` crate accepts.
+fn is_plain_rfc3339(s: &str) -> bool {
+    let s = s.as_bytes();
+    let number = |at: usize, len: usize| -> Option<u32> {
+        s.get(at..at + len)?.iter().try_fold(0, |n, &b| {
+            b.is_ascii_digit().then(|| n * 10 + u32::from(b - b'0'))
+        })
+    };
+    let (Some(year), Some(month), Some(day), Some(hour), Some(minute), Some(second)) = (
+        number(0, 4),
+        number(5, 2),
+        number(8, 2),
+        number(11, 2),
+        number(14, 2),
+        number(17, 2),
+    ) else {
+        return false;
+    };
+    // `s` has at least 19 bytes now.
+    if (s[4], s[7], s[10], s[13], s[16]) != (b'-', b'-', b'T', b':', b':') {
+        return false;
+    }
+    let leap_year = year % 4 == 0 && (year % 100 != 0 || year % 400 == 0);
+    let days = match month {
+        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
+        4 | 6 | 9 | 11 => 30,
+        2 if leap_year => 29,
+        2 => 28,
+        _ => return false,
+    };
+    if !(1..=days).contains(&day) || hour > 23 || minute > 59 || second > 59 {
+        return false;
+    }
+    let mut rest = &s[19..];
+    if let [b'.', fraction @ ..] = rest {
+        let digits = fraction.iter().take_while(|b| b.is_ascii_digit()).count();
+        if digits == 0 {
+            return false;
+        }
+        rest = &fraction[digits..];
+    }
+    match rest {
+        [b'Z'] => true,
+        [b'+' | b'-', h1, h2, b':', m1, m2] => {
+            let two = |a: u8, b: u8| {
+                (a.is_ascii_digit() && b.is_ascii_digit())
+                    .then(|| u32::from(a - b'0') * 10 + u32::from(b - b'0'))
+            };
+            matches!((two(*h1, *h2), two(*m1, *m2)), (Some(h), Some(m)) if h <= 23 && m <= 59)
+        }
+        _ => false,
+    }
 }
 
 /// The fields both surfaces read. Fields may be `null` (Go leaves them empty); a wrong type is
@@ -166,7 +245,14 @@ struct RawEvent<'a> {
 fn parse(body: &[u8]) -> Result<RawEvent<'_>, String> {
     let first = body.iter().find(|b| !b.is_ascii_whitespace());
     match first {
-        Some(b'{') => serde_json::from_slice(body).map_err(|e| e.to_string()),
+        // Read as `str`, serde_json does not check the UTF-8 of every string again (for the
+        // short fields of an event, a tenth of the parse). A body that is not UTF-8 cannot
+        // parse; `from_slice` then gives the decoder's error, with its position.
+        Some(b'{') => match std::str::from_utf8(body) {
+            Ok(text) => serde_json::from_str(text),
+            Err(_) => serde_json::from_slice(body),
+        }
+        .map_err(|e| e.to_string()),
         Some(b'n') if serde_json::from_slice::<Value>(body).is_ok_and(|v| v.is_null()) => {
             Ok(RawEvent {
                 source_id: None,
@@ -206,7 +292,11 @@ fn data_missing(data: Option<&RawValue>) -> bool {
 /// Compact JSON text of `data`: the raw text without insignificant whitespace.
 fn compact(data: &RawValue) -> String {
     let text = data.get();
-    if !text.bytes().any(|b| b.is_ascii_whitespace()) {
+    // In valid JSON the only bytes up to b' ' are whitespace (control characters are escaped
+    // in strings). `fold` does not stop at the first hit, so it vectorizes: the common case
+    // is compact text, read to the end anyway.
+    let has_whitespace = text.bytes().fold(false, |found, b| found | (b <= b' '));
+    if !has_whitespace {
         return text.to_owned();
     }
     serde_json::from_str::<Value>(text)
@@ -525,5 +615,120 @@ impl Candidate {
             data: self.data.unwrap_or_default(),
             trace_headers,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use regex::Regex;
+
+    use super::*;
+
+    /// Every string of up to `max_len` characters of `alphabet`.
+    fn strings(alphabet: &[char], max_len: usize) -> Vec<String> {
+        let mut all = vec![String::new()];
+        let mut last = vec![String::new()];
+        for _ in 0..max_len {
+            last = last
+                .iter()
+                .flat_map(|s| alphabet.iter().map(move |c| format!("{s}{c}")))
+                .collect();
+            all.extend(last.iter().cloned());
+        }
+        all
+    }
+
+    #[test]
+    fn hand_written_patterns_agree_with_the_regexes() {
+        let name = Regex::new(r"^[a-zA-Z]+([_\-\.]?[a-zA-Z0-9]+)*$").unwrap();
+        let version = Regex::new(r"^[a-zA-Z0-9]+$").unwrap();
+        let alphabet = ['a', 'Z', '0', '9', '_', '-', '.', ' ', '\n', 'é', '/'];
+        for s in strings(&alphabet, 5) {
+            assert_eq!(
+                is_valid_name_token(&s),
+                name.is_match(&s),
+                "name token {s:?}"
+            );
+            assert_eq!(is_valid_version(&s), version.is_match(&s), "version {s:?}");
+        }
+    }
+
+    #[test]
+    fn the_plain_event_time_check_accepts_only_what_the_time_crate_accepts() {
+        let full = |s: &str| {
+            !s.contains(['t', 'z'])
+                && time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
+                    .is_ok()
+        };
+        let mut cases = Vec::new();
+        for base in [
+            "2018-11-02T22:08:41+00:00",
+            "2018-11-02T22:08:41.123456789Z",
+            "2016-12-31T23:59:60Z",
+            "2000-02-29T00:00:00-23:59",
+        ] {
+            cases.push(base.to_owned());
+            // Every position replaced by each of a few characters, removed, or doubled.
+            for i in 0..base.len() {
+                for c in [
+                    '0', '1', '2', '3', '5', '6', '9', 'T', 't', 'Z', 'z', ' ', ':', '-',
+                ] {
+                    let mut s = base.to_owned();
+                    s.replace_range(i..=i, &c.to_string());
+                    cases.push(s);
+                }
+                let mut s = base.to_owned();
+                s.remove(i);
+                cases.push(s);
+                let mut s = base.to_owned();
+                s.insert(i, base.as_bytes()[i] as char);
+                cases.push(s);
+            }
+        }
+        // Days at the ends of every month, in common, leap and century years.
+        for year in ["1900", "2000", "2023", "2024", "0000", "9999"] {
+            for month in 0..=13 {
+                for day in [0, 1, 28, 29, 30, 31, 32] {
+                    cases.push(format!("{year}-{month:02}-{day:02}T12:00:00Z"));
+                }
+            }
+        }
+        for (h, m) in [(23, 59), (24, 0), (0, 60), (0, 0)] {
+            cases.push(format!("2018-11-02T22:08:41+{h:02}:{m:02}"));
+            cases.push(format!("2018-11-02T22:08:41-{h:02}:{m:02}"));
+        }
+        for s in &cases {
+            if is_plain_rfc3339(s) {
+                assert!(
+                    full(s),
+                    "accepted by hand, refused by the time crate: {s:?}"
+                );
+            }
+            assert_eq!(is_valid_event_time(s), full(s), "{s:?}");
+        }
+        assert!(is_plain_rfc3339("2018-11-02T22:08:41+00:00"));
+        assert!(is_plain_rfc3339("2018-11-02T22:08:41.5Z"));
+    }
+
+    #[test]
+    fn hand_written_uuid_pattern_agrees_with_the_regex() {
+        let uuid = Regex::new(
+            r"^[a-fA-F0-9]{8}-[a-fA-F0-9]{4}-[a-fA-F0-9]{4}-[a-fA-F0-9]{4}-[a-fA-F0-9]{12}$",
+        )
+        .unwrap();
+        let valid = "4caad296-e0c5-491e-98ac-0ed118f9474E";
+        let mut cases = vec![valid.to_owned(), format!("{valid}\n"), format!("{valid}0")];
+        // Every position replaced by each of a few characters, and every prefix.
+        for i in 0..valid.len() {
+            for c in ['0', 'f', 'F', 'g', '-', 'é', '\n'] {
+                let mut s = valid.to_owned();
+                s.replace_range(i..=i, &c.to_string());
+                cases.push(s);
+            }
+            cases.push(valid[..i].to_owned());
+        }
+        for s in cases {
+            assert_eq!(is_valid_event_id(&s), uuid.is_match(&s), "uuid {s:?}");
+        }
     }
 }

@@ -839,7 +839,7 @@ fn a_delivery_posts_data_with_kymas_headers() {
     let d = h.deliveries();
     assert_eq!(d.len(), 1);
     let d = &d[0];
-    assert_eq!(d.endpoint, "http://sub.prod:8080/");
+    assert_eq!(&*d.endpoint, "http://sub.prod:8080/");
     assert_eq!(d.body(), r#"{"orderCode":"4caad296"}"#);
     assert_eq!(d.attempt, 1);
     assert_eq!(
@@ -917,7 +917,7 @@ fn a_subscription_receives_only_matching_events_accepted_after_its_creation() {
     h.publish(None);
     let d = h.deliveries();
     assert_eq!(d.len(), 1);
-    assert_eq!(d[0].subscription, ResourceKey::new("prod", "sub"));
+    assert_eq!(*d[0].subscription, ResourceKey::new("prod", "sub"));
 }
 
 #[test]
@@ -930,6 +930,7 @@ fn a_2xx_acknowledges_and_the_event_is_forgotten() {
     assert_eq!(h.stats("sub").pending, 0);
     assert_eq!(h.bus.stored_events(), 0);
     assert_eq!(h.bus.poll_timeout(), None);
+    assert_eq!(settled_in_flight(&h.bus), 0);
 }
 
 #[test]
@@ -1057,6 +1058,67 @@ fn retention_dead_letters_what_is_still_undelivered_and_replay_requeues_it() {
     assert_eq!(h.bus.stored_events(), 0);
 }
 
+/// Attempts in flight whose event was settled meanwhile, over all subscriptions: what
+/// `settled_in_flight` holds.
+fn settled_in_flight(bus: &EventBus) -> usize {
+    bus.subscriptions
+        .values()
+        .map(|s| s.settled_in_flight.len())
+        .sum()
+}
+
+#[test]
+fn an_attempt_in_flight_at_the_retention_counts_until_its_outcome() {
+    let mut h = Harness::with_config(BusConfig {
+        retention: Duration::from_secs(1),
+        ..BusConfig::default()
+    });
+    h.activate("prod", "svc");
+    h.subscribe("prod", "sub", spec("http://a/"));
+    h.publish(None);
+    let d = h.deliveries();
+    h.advance(1000);
+    assert_eq!(h.stats("sub").dead_lettered, 1);
+    assert_eq!(h.stats("sub").in_flight, 1);
+    assert_eq!(settled_in_flight(&h.bus), 1);
+    // Its late success acknowledges nothing: the event is a dead letter.
+    h.outcome(&d[0], DeliveryResult::Status(200));
+    assert_eq!(h.stats("sub").in_flight, 0);
+    assert_eq!(h.stats("sub").delivered, 0);
+    assert_eq!(h.stats("sub").dead_lettered, 1);
+    assert_eq!(settled_in_flight(&h.bus), 0);
+}
+
+#[test]
+fn a_dead_letter_replayed_while_its_attempt_is_in_flight_is_settled_by_that_attempt() {
+    let mut h = Harness::with_config(BusConfig {
+        retention: Duration::from_secs(1),
+        ..BusConfig::default()
+    });
+    h.activate("prod", "svc");
+    h.subscribe("prod", "sub", spec("http://a/"));
+    h.publish(None);
+    let d = h.deliveries();
+    h.advance(1000);
+    h.req(BusRequest::ReplayDeadLetters {
+        namespace: "prod".into(),
+        name: "sub".into(),
+        event_id: None,
+    });
+    // No second attempt while the first is in flight.
+    assert!(h.deliveries().is_empty());
+    assert_eq!(h.stats("sub").pending, 1);
+    assert_eq!(h.stats("sub").in_flight, 1);
+    assert_eq!(settled_in_flight(&h.bus), 0);
+    h.outcome(&d[0], DeliveryResult::Status(200));
+    assert_eq!(h.stats("sub").delivered, 1);
+    assert_eq!(h.stats("sub").pending, 0);
+    assert_eq!(h.stats("sub").in_flight, 0);
+    assert_eq!(h.bus.stored_events(), 0);
+    assert_eq!(settled_in_flight(&h.bus), 0);
+    assert_eq!(h.bus.poll_timeout(), None);
+}
+
 #[test]
 fn deactivation_pauses_pending_deliveries_and_reactivation_resumes_them() {
     let mut h = ready();
@@ -1091,7 +1153,7 @@ fn updating_a_subscription_keeps_pending_deliveries_with_the_new_spec() {
     h.subscribe("prod", "sub", s);
     let d = h.deliveries();
     assert_eq!(d.len(), 1);
-    assert_eq!(d[0].endpoint, "http://new/");
+    assert_eq!(&*d[0].endpoint, "http://new/");
     assert_eq!(d[0].event.event_id, uuid(2));
     h.publish(Some(&uuid(3)));
     assert!(
@@ -1196,4 +1258,16 @@ fn records_round_trip_through_json() {
         let back: Record = serde_json::from_str(&text).expect("deserializes");
         assert_eq!(&back, record, "{text}");
     }
+}
+
+#[test]
+fn the_ready_queue_keeps_events_in_order_once_each() {
+    let mut q = ReadyQueue::default();
+    for seq in [5, 7, 9, 2, 8, 7, 1, 10] {
+        q.insert(seq);
+    }
+    q.remove(8);
+    q.remove(4);
+    let order: Vec<u64> = std::iter::from_fn(|| q.pop_first()).collect();
+    assert_eq!(order, [1, 2, 5, 7, 9, 10]);
 }
