@@ -188,13 +188,13 @@ impl<N: Net> Pusher<N> {
             let result = match tokio::time::timeout(wait, post(&client, &delivery)).await {
                 Ok(Ok(status)) => DeliveryResult::Status(status),
                 Ok(Err(e)) => {
-                    tracing::debug!(endpoint = delivery.endpoint, error = %e, "delivery failed");
+                    tracing::debug!(endpoint = %delivery.endpoint, error = %e, "delivery failed");
                     DeliveryResult::ConnectionError
                 }
                 Err(_) => DeliveryResult::Timeout,
             };
             tracing::debug!(
-                endpoint = delivery.endpoint,
+                endpoint = %delivery.endpoint,
                 attempt = delivery.attempt,
                 ?result,
                 "delivery finished"
@@ -211,7 +211,7 @@ async fn post<N: Net>(
     client: &Client<NetConnector<N>, Full<Bytes>>,
     delivery: &Delivery,
 ) -> Result<u16, String> {
-    let mut request = hyper::Request::post(delivery.endpoint.as_str());
+    let mut request = hyper::Request::post(&*delivery.endpoint);
     for (name, value) in delivery.headers() {
         request = request.header(name, value);
     }
