@@ -326,9 +326,9 @@ pub enum Reply {
     /// `200` list of services.
     ServiceList(Vec<RegisteredService>),
     /// `200` one service, credentials masked.
-    ServiceDetails(RegisteredService),
+    ServiceDetails(Box<RegisteredService>),
     /// `200` the base fields of the updated service.
-    ServiceUpdated(RegisteredService),
+    ServiceUpdated(Box<RegisteredService>),
     /// `204`, empty body.
     NoContent,
     /// An admin API answer with its status and body.
@@ -530,14 +530,14 @@ impl State {
             }
             Record::ServiceRegistered { re, service } => {
                 if let Some(re) = self.remote_environments.get_mut(re) {
-                    re.services.push(service.clone());
+                    re.services.push((**service).clone());
                 }
             }
             Record::ServiceUpdated { re, service } => {
                 if let Some(re) = self.remote_environments.get_mut(re)
                     && let Some(slot) = re.services.iter_mut().find(|s| s.id == service.id)
                 {
-                    *slot = service.clone();
+                    *slot = (**service).clone();
                 }
             }
             Record::ServiceDeleted { re, id } => {
@@ -827,7 +827,7 @@ impl Model {
             for service in &re.services {
                 out.push(Record::ServiceRegistered {
                     re: re.name.clone(),
-                    service: service.clone(),
+                    service: Box::new(service.clone()),
                 });
             }
         }
@@ -1062,7 +1062,7 @@ impl Model {
             GatewayCall::GetService { id } => remote
                 .service(&id)
                 .cloned()
-                .map(Reply::ServiceDetails)
+                .map(|s| Reply::ServiceDetails(Box::new(s)))
                 .ok_or(RequestError::Metadata(MetadataError::NotFound(id))),
             GatewayCall::CreateService { body } => {
                 let def =
@@ -1079,7 +1079,7 @@ impl Model {
                 let service = def.into_service(re, id.clone(), identifier, &self.config.registry);
                 self.commit(Record::ServiceRegistered {
                     re: re.to_owned(),
-                    service,
+                    service: Box::new(service),
                 });
                 Ok(Reply::ServiceCreated { id })
             }
@@ -1090,7 +1090,7 @@ impl Model {
                     RequestError::Metadata(MetadataError::UpdateNotFound(id.clone()))
                 })?;
                 let identifier = stored.identifier.clone();
-                let service = def.into_service(re, id, identifier, &self.config.registry);
+                let service = Box::new(def.into_service(re, id, identifier, &self.config.registry));
                 self.commit(Record::ServiceUpdated {
                     re: re.to_owned(),
                     service: service.clone(),

@@ -81,14 +81,14 @@ pub enum Record {
         /// The RE.
         re: String,
         /// The service.
-        service: RegisteredService,
+        service: Box<RegisteredService>,
     },
     /// A service was replaced.
     ServiceUpdated {
         /// The RE.
         re: String,
         /// The new service.
-        service: RegisteredService,
+        service: Box<RegisteredService>,
     },
     /// A service was deleted.
     ServiceDeleted {
