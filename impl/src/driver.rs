@@ -9,8 +9,9 @@ use std::io;
 use std::sync::Arc;
 
 use ace_model::bus::{Delivery, DeliveryOutcome};
-use ace_model::{Model, Reply, Request, Timestamp};
-use tokio::sync::{mpsc, oneshot};
+use ace_model::proxy::ProxyTable;
+use ace_model::{Model, Record, Reply, Request, Timestamp};
+use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::metrics::Metrics;
 use crate::store::Store;
@@ -90,20 +91,36 @@ pub fn spawn<S: Store>(
     clock: Clock,
     metrics: Arc<Metrics>,
     deliverer: impl FnOnce(OutcomeSender) -> Deliverer,
-) -> (Handle, tokio::task::JoinHandle<io::Result<()>>) {
+) -> (Handle, ProxyTables, tokio::task::JoinHandle<io::Result<()>>) {
     let (tx, rx) = mpsc::channel(4 * MAX_BATCH);
     let (outcome_tx, outcome_rx) = mpsc::unbounded_channel();
+    let (tables_tx, tables) = watch::channel(Arc::new(model.state().proxy_table()));
     let deliver = deliverer(outcome_tx);
-    let task = tokio::spawn(run(model, store, rx, outcome_rx, deliver, clock, metrics));
-    (Handle { tx }, task)
+    let out = Outputs {
+        deliver,
+        tables: tables_tx,
+    };
+    let task = tokio::spawn(run(model, store, rx, outcome_rx, out, clock, metrics));
+    (Handle { tx }, tables, task)
 }
+
+/// Where the driver's outputs other than replies go.
+struct Outputs {
+    /// Starts deliveries.
+    deliver: Deliverer,
+    /// Publishes the proxy's decisions.
+    tables: watch::Sender<Arc<ProxyTable>>,
+}
+
+/// The proxy's decisions as of the last durable change (see [`ace_model::proxy::ProxyTable`]).
+pub type ProxyTables = watch::Receiver<Arc<ProxyTable>>;
 
 async fn run<S: Store>(
     mut model: Model,
     mut store: S,
     mut rx: mpsc::Receiver<Job>,
     mut outcomes: mpsc::UnboundedReceiver<DeliveryOutcome>,
-    mut deliver: Deliverer,
+    mut out: Outputs,
     clock: Clock,
     metrics: Arc<Metrics>,
 ) -> io::Result<()> {
@@ -157,6 +174,9 @@ async fn run<S: Store>(
         while let Some(record) = model.poll_record() {
             records.push(record);
         }
+        // Services, instances and bindings decide the proxy's answers: publish the new table
+        // before any reply of this batch is released, so an acknowledged unbind is in force.
+        let proxy_changed = records.iter().any(|r| !matches!(r, Record::Bus(_)));
         if !records.is_empty() {
             let n = records.len() as u64;
             let started = tokio::time::Instant::now();
@@ -172,13 +192,17 @@ async fn run<S: Store>(
                 tracing::info!(records = snapshot_len, "compacted the log");
             }
         }
+        if proxy_changed {
+            out.tables
+                .send_replace(Arc::new(model.state().proxy_table()));
+        }
         for (reply, tx) in replies.drain(..) {
             // The caller may have gone (client hung up); its change is durable regardless.
             let _ = tx.send(reply);
         }
         while let Some(delivery) = model.poll_delivery() {
             metrics.delivery_started();
-            deliver(delivery);
+            (out.deliver)(delivery);
         }
     }
 }

@@ -302,6 +302,8 @@ pub struct App {
     pub limits: Limits,
     /// The proxy to registered APIs.
     pub proxy: Option<crate::proxy::Proxy>,
+    /// The proxy's decisions, as the driver publishes them.
+    pub proxy_tables: crate::driver::ProxyTables,
 }
 
 const AC_JSON: &str = "application/json;charset=UTF-8";

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use ace_model::error::CommonError;
 use ace_model::proxy::{self, ProxyTarget, TokenCache, TokenCachePolicy};
-use ace_model::{Reply, Request};
+use ace_model::{Reply, RequestError};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
@@ -147,16 +147,15 @@ impl Proxy {
             .get(BINDING_KEY_HEADER)
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
-        let target = match app
-            .call_model(Request::Proxy {
-                service,
-                binding_key,
-            })
-            .await
-        {
-            Ok(Reply::Proxy(target)) => target,
-            Ok(reply) => return http::from_reply(&reply),
-            Err(e) => return http::unavailable(e),
+        // The model's decision, from the table the driver published after the last change
+        // (no round trip through the driver per call).
+        let decision = app
+            .proxy_tables
+            .borrow()
+            .decide(&service, binding_key.as_deref());
+        let target = match decision {
+            Ok(target) => target,
+            Err(e) => return http::from_reply(&Reply::Error(RequestError::Proxy(e))),
         };
         let method = req.method().clone();
         let query = req.uri().query().map(str::to_owned);

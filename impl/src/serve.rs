@@ -398,15 +398,16 @@ pub async fn start_with_store<N: Net, S: Store>(
     let push_tls =
         crate::push::subscriber_tls(push_roots, opts.push_tls_skip_verify).map_err(tls_err)?;
     let pusher = crate::push::Pusher::new(net.clone(), push_tls, clock);
-    let (handle, driver) = driver::spawn(model, store, clock, metrics.clone(), move |outcomes| {
-        Box::new(move |delivery| {
-            let outcomes = outcomes.clone();
-            pusher.start(delivery, move |outcome| {
-                // The driver is gone only when the server stops; the outcome no longer matters.
-                let _ = outcomes.send(outcome);
-            });
-        })
-    });
+    let (handle, proxy_tables, driver) =
+        driver::spawn(model, store, clock, metrics.clone(), move |outcomes| {
+            Box::new(move |delivery| {
+                let outcomes = outcomes.clone();
+                pusher.start(delivery, move |outcome| {
+                    // The driver is gone only when the server stops; the outcome no longer matters.
+                    let _ = outcomes.send(outcome);
+                });
+            })
+        });
     let mut limits = opts.limits;
     limits.max_event_bytes = config.bus.max_event_bytes;
     let proxy_tls =
@@ -426,6 +427,7 @@ pub async fn start_with_store<N: Net, S: Store>(
         metrics,
         limits,
         proxy: Some(proxy),
+        proxy_tables,
     });
     let conns = Arc::new(Semaphore::new(opts.max_connections));
     let conn = ConnOptions {

@@ -31,7 +31,11 @@ impl TokenDigest {
 
     /// Constant-time comparison with the digest of `token`.
     pub fn matches(&self, token: &str) -> bool {
-        let other = TokenDigest::of(token);
+        self.ct_eq(&TokenDigest::of(token))
+    }
+
+    /// Constant-time comparison with another digest.
+    pub fn ct_eq(&self, other: &TokenDigest) -> bool {
         bool::from(self.0.as_bytes().ct_eq(other.0.as_bytes()))
     }
 }

@@ -642,42 +642,44 @@ impl State {
         service: &str,
         binding_key: Option<&str>,
     ) -> Result<crate::proxy::ProxyTarget, crate::proxy::ProxyError> {
-        use crate::proxy::{ProxyError, ProxyTarget};
-        let (re, svc) = self
-            .remote_environments
-            .values()
-            .flat_map(|re| re.services.iter().map(move |s| (re, s)))
-            .find(|(re, s)| names::resource_name(&re.name, &s.id) == service)
-            .ok_or_else(|| ProxyError::UnknownService(service.to_owned()))?;
-        let api = svc
-            .api
-            .as_ref()
-            .ok_or_else(|| ProxyError::NoApi(svc.id.clone()))?;
-        let key = binding_key
-            .filter(|k| !k.is_empty())
-            .ok_or(ProxyError::NotAllowed)?;
-        // Every binding is checked (in constant time each) so that timing does not tell
-        // which one matched.
-        let allowed = self
-            .bindings
-            .iter()
-            .fold(false, |found, ((ns, _), (instance, digest))| {
-                let of_this_service = self
-                    .instances
-                    .get(&(ns.clone(), instance.clone()))
-                    .is_some_and(|i| i.re == re.name && i.service_id == svc.id);
-                digest.matches(key) && of_this_service || found
-            });
-        if !allowed {
-            return Err(ProxyError::NotAllowed);
+        self.proxy_table().decide(service, binding_key)
+    }
+
+    /// The proxy's decisions for every registered service in this state.
+    pub fn proxy_table(&self) -> crate::proxy::ProxyTable {
+        use crate::proxy::{ProxyError, ProxyTable, ProxyTarget};
+        let mut table = ProxyTable::default();
+        for re in self.remote_environments.values() {
+            for svc in &re.services {
+                let entry = match &svc.api {
+                    None => Err(ProxyError::NoApi(svc.id.clone())),
+                    Some(api) => {
+                        let keys = self
+                            .bindings
+                            .iter()
+                            .filter(|((ns, _), (instance, _))| {
+                                self.instances
+                                    .get(&(ns.clone(), instance.clone()))
+                                    .is_some_and(|i| i.re == re.name && i.service_id == svc.id)
+                            })
+                            .map(|(_, (_, digest))| digest.clone())
+                            .collect();
+                        let target = ProxyTarget {
+                            re: re.name.clone(),
+                            service_id: svc.id.clone(),
+                            target_url: api.target_url.clone(),
+                            oauth: api.oauth.clone(),
+                            skip_verify: re.skip_verify,
+                        };
+                        Ok((target, keys))
+                    }
+                };
+                table
+                    .services
+                    .insert(names::resource_name(&re.name, &svc.id), entry);
+            }
         }
-        Ok(ProxyTarget {
-            re: re.name.clone(),
-            service_id: svc.id.clone(),
-            target_url: api.target_url.clone(),
-            oauth: api.oauth.clone(),
-            skip_verify: re.skip_verify,
-        })
+        table
     }
 
     /// The service classes `namespace` sees: one per service of every RE mapped to it.

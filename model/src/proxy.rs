@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
+use crate::connector::TokenDigest;
 use crate::error::{ClientError, CommonError};
 use crate::registry::OAuthCredentials;
 use crate::time::Timestamp;
@@ -23,6 +24,43 @@ pub struct ProxyTarget {
     pub oauth: Option<OAuthCredentials>,
     /// Do not verify the target's (and its OAuth server's) certificate: the RE's `skipVerify`.
     pub skip_verify: bool,
+}
+
+/// The proxy's decisions for every registered service, as of one state: built by
+/// [`crate::State::proxy_table`], so that a shell can decide calls without asking the model
+/// each time (it rebuilds the table whenever services, instances or bindings change).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ProxyTable {
+    /// By `re-<re>-<id>` name: the target and the digests of the keys that open it, or why
+    /// it cannot be called.
+    pub(crate) services: BTreeMap<String, Result<(ProxyTarget, Vec<TokenDigest>), ProxyError>>,
+}
+
+impl ProxyTable {
+    /// The decision for a call on `service` with `binding_key`: unknown service 404, service
+    /// without API 400, no live binding of it 403, else its target.
+    pub fn decide(
+        &self,
+        service: &str,
+        binding_key: Option<&str>,
+    ) -> Result<ProxyTarget, ProxyError> {
+        let entry = self
+            .services
+            .get(service)
+            .ok_or_else(|| ProxyError::UnknownService(service.to_owned()))?;
+        let (target, keys) = entry.as_ref().map_err(Clone::clone)?;
+        let key = binding_key
+            .filter(|k| !k.is_empty())
+            .ok_or(ProxyError::NotAllowed)?;
+        let digest = TokenDigest::of(key);
+        // Every key is compared, in constant time, so that timing does not tell which matched.
+        let allowed = keys.iter().fold(false, |found, k| k.ct_eq(&digest) | found);
+        if allowed {
+            Ok(target.clone())
+        } else {
+            Err(ProxyError::NotAllowed)
+        }
+    }
 }
 
 /// Why the proxy refused a call.
