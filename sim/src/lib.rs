@@ -1,8 +1,12 @@
 //! `ace-sim`: deterministic simulation of ACE under injected faults.
 //!
-//! Not built yet. It will run the real `ace serve` inside turmoil worlds (crashes, partitions,
-//! loss, misbehaving subscribers), with every run decided by one printed seed, and check the
-//! documented guarantees with the model's checkers (`ace_model`'s delivery ledger and the
-//! connector invariants).
+//! Built so far: [`net::TurmoilNet`], the network seam of `ace serve` implemented on turmoil's
+//! simulated TCP, so that the real server runs unchanged inside a turmoil world (see
+//! `tests/world.rs`: a server host and an external solution onboarding over mutual TLS).
+//!
+//! Not built yet: fault schedules, checkers against the model, seeds and replay, the sweep
+//! and the bug zoo.
 
 #![forbid(unsafe_code)]
+
+pub mod net;
