@@ -807,6 +807,7 @@ impl Model {
         for record in records {
             model.state.apply(&record);
         }
+        model.state.bus.hold_after_restart();
         model
     }
 

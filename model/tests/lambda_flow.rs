@@ -230,3 +230,54 @@ fn a_certificate_of_another_re_cannot_publish() {
         "nothing was accepted"
     );
 }
+
+#[test]
+fn after_a_restart_deliveries_wait_for_the_push_timeout_of_attempts_left_behind() {
+    let mut h = Harness::new(33);
+    h.send(Request::Bus(BusRequest::ApplyActivation {
+        namespace: "ns".into(),
+        name: "shop".into(),
+        spec: ace_model::bus::ActivationSpec {
+            source_id: "shop".into(),
+            display_name: "shop".into(),
+        },
+    }));
+    let mut spec = subscription("shop");
+    spec.push_request_timeout_ms = 2000;
+    h.send(Request::Bus(BusRequest::ApplySubscription {
+        namespace: "ns".into(),
+        name: "orders".into(),
+        spec,
+    }));
+    let publish = |h: &mut Harness| {
+        h.send(Request::Bus(BusRequest::Publish {
+            method: "POST".into(),
+            source_id_header: Some("shop".into()),
+            body: seed_event(),
+            headers: vec![],
+        }))
+    };
+    assert_eq!(publish(&mut h).status(), 200);
+    assert!(
+        h.model.poll_delivery().is_some(),
+        "an attempt is in flight when the process dies"
+    );
+
+    // The restarted process cannot see that attempt: it waits out its timeout first.
+    h.model = h.replayed();
+    h.advance(Duration::from_millis(10));
+    h.model.handle_timeout(h.now);
+    assert!(
+        h.model.poll_delivery().is_none(),
+        "held right after the restart"
+    );
+    let resume = h.model.poll_timeout().unwrap_or_else(|| panic!("no timer"));
+    assert_eq!(resume, h.now.saturating_add(Duration::from_millis(2000)));
+    h.now = resume;
+    h.model.handle_timeout(h.now);
+    let again = h
+        .model
+        .poll_delivery()
+        .unwrap_or_else(|| panic!("not redelivered"));
+    assert_eq!(again.attempt, 1, "a fresh attempt count in the new process");
+}

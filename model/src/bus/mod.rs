@@ -351,6 +351,9 @@ struct Subscription {
     retried: u64,
     /// Volatile: listed in [`EventBus::dirty`].
     dirty: bool,
+    /// Volatile: after a restart, no delivery starts before this time (see
+    /// [`EventBus::hold_after_restart`]).
+    held_until: Option<Timestamp>,
 }
 
 /// What a subscription keeps of an event it owes.
@@ -478,6 +481,10 @@ pub struct EventBus {
     /// flag says whether it is). A list rather than an ordered set: it is filled and emptied
     /// for every event; [`EventBus::pump`] sorts it.
     dirty: Vec<SubId>,
+    /// Set by [`EventBus::hold_after_restart`]; the next pump holds every subscription.
+    restarted: bool,
+    /// When held subscriptions may start delivering again.
+    holds: BTreeSet<(Timestamp, SubId)>,
     outbox: VecDeque<Delivery>,
     /// Scratch: the subscriptions due the event being accepted.
     accepted_ids: Vec<SubId>,
@@ -534,6 +541,8 @@ impl EventBus {
             retries: BTreeSet::new(),
             expiries: BTreeSet::new(),
             dirty: Vec::new(),
+            restarted: false,
+            holds: BTreeSet::new(),
             outbox: VecDeque::new(),
             accepted_ids: Vec::new(),
         }
@@ -738,6 +747,7 @@ impl EventBus {
                             settled_in_flight: BTreeMap::new(),
                             retried: 0,
                             dirty: false,
+                            held_until: None,
                         },
                     );
                 }
@@ -1285,6 +1295,15 @@ impl EventBus {
     /// retention expiries (dead letters); then starts what can start.
     pub fn handle_timeout(&mut self, fx: &mut Effects<'_>) {
         let now = fx.now;
+        while let Some(&(until, id)) = self.holds.first()
+            && until <= now
+        {
+            self.holds.pop_first();
+            if let Some(sub) = self.subscriptions.get_mut(&id) {
+                sub.held_until = None;
+                mark_dirty(&mut self.dirty, id, sub);
+            }
+        }
         while let Some(&(deadline, id)) = self.deadlines.first()
             && deadline <= now
         {
@@ -1374,6 +1393,14 @@ impl EventBus {
     /// Starts every delivery that can start: owed events of activated subscriptions, in
     /// order, up to `max_inflight` each.
     fn pump(&mut self, now: Timestamp) {
+        if self.restarted {
+            self.restarted = false;
+            for (&id, sub) in &mut self.subscriptions {
+                let until = now.saturating_add(sub.timeout(&self.config));
+                sub.held_until = Some(until);
+                self.holds.insert((until, id));
+            }
+        }
         if self.dirty.is_empty() {
             return;
         }
@@ -1385,7 +1412,7 @@ impl EventBus {
                 continue;
             };
             sub.dirty = false;
-            if !sub.condition.activated {
+            if !sub.condition.activated || sub.held_until.is_some_and(|until| now < until) {
                 continue;
             }
             let max = sub.max_inflight();
@@ -1440,10 +1467,20 @@ impl EventBus {
             self.deadlines.first().map(|d| d.0),
             self.retries.first().map(|r| r.0),
             self.expiries.first().map(|e| e.0),
+            self.holds.first().map(|h| h.0),
         ]
         .into_iter()
         .flatten()
         .min()
+    }
+
+    /// Called once after a restart ([`crate::Model::replay`]): the previous process may have
+    /// left attempts running at subscribers, which this process cannot see. Each subscription
+    /// existing now starts no delivery until its push timeout (the longest any such attempt
+    /// was allowed) has passed since the first input after the restart, so `max_inflight` holds
+    /// at the subscriber across a crash.
+    pub fn hold_after_restart(&mut self) {
+        self.restarted = true;
     }
 
     /// The next delivery to start, if any. It is in flight from now until its outcome or its
