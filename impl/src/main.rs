@@ -270,6 +270,10 @@ struct ServeArgs {
     #[arg(long, env = "ACE_RETENTION", value_parser = humantime::parse_duration)]
     #[serde(default, with = "humantime_serde_opt")]
     retention: Option<Duration>,
+    /// Most bytes of event bodies kept in memory; the backlog beyond it is read back from
+    /// disk when pushed [default: 67108864].
+    #[arg(long, env = "ACE_MAX_RESIDENT_BODY_BYTES")]
+    max_resident_body_bytes: Option<usize>,
     /// Largest event in bytes (413 request_body_too_large beyond) [default: 65536].
     #[arg(long, env = "ACE_MAX_EVENT_BYTES")]
     max_event_bytes: Option<usize>,
@@ -387,6 +391,10 @@ impl ServeArgs {
         let mut options = options;
         let bus = &mut options.bus;
         bus.retention = self.retention.or(file.retention).unwrap_or(bus.retention);
+        bus.max_resident_body_bytes = self
+            .max_resident_body_bytes
+            .or(file.max_resident_body_bytes)
+            .unwrap_or(bus.max_resident_body_bytes);
         bus.max_event_bytes = self
             .max_event_bytes
             .or(file.max_event_bytes)

@@ -9,6 +9,7 @@
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -24,6 +25,7 @@ use tokio_rustls::TlsConnector;
 
 use crate::driver::Clock;
 use crate::net::{Net, Stream};
+use crate::store::EventBodies;
 
 /// A stream to a subscriber, plain or TLS.
 pub enum PushIo<S> {
@@ -143,6 +145,7 @@ impl<N: Net> tower_service::Service<Uri> for NetConnector<N> {
 pub struct Pusher<N: Net> {
     client: Client<NetConnector<N>, Full<Bytes>>,
     clock: Clock,
+    bodies: Arc<dyn EventBodies>,
 }
 
 impl<N: Net> std::fmt::Debug for Pusher<N> {
@@ -167,11 +170,13 @@ pub fn pooled_client<N: Net>(net: N, tls: TlsConnector) -> Client<NetConnector<N
 }
 
 impl<N: Net> Pusher<N> {
-    /// A pusher on `net`; `tls` verifies `https` subscribers.
-    pub fn new(net: N, tls: TlsConnector, clock: Clock) -> Self {
+    /// A pusher on `net`; `tls` verifies `https` subscribers; bodies the model does not hold
+    /// in memory are read from `bodies`.
+    pub fn new(net: N, tls: TlsConnector, clock: Clock, bodies: Arc<dyn EventBodies>) -> Self {
         Pusher {
             client: pooled_client(net, tls),
             clock,
+            bodies,
         }
     }
 
@@ -184,8 +189,30 @@ impl<N: Net> Pusher<N> {
         let wait = delivery
             .deadline
             .saturating_duration_since(self.clock.now());
+        let body = if delivery.event.body_stored {
+            match self.bodies.body(delivery.seq) {
+                Ok(Some(body)) => Bytes::from(body),
+                other => {
+                    // The store failed or no longer has the body: the attempt fails and is
+                    // retried; the event is never silently skipped.
+                    let found = other.map(|b| b.is_some());
+                    tracing::error!(
+                        seq = delivery.seq,
+                        ?found,
+                        "an event's body could not be read"
+                    );
+                    report(DeliveryOutcome {
+                        delivery: delivery.id,
+                        result: DeliveryResult::ConnectionError,
+                    });
+                    return;
+                }
+            }
+        } else {
+            Bytes::copy_from_slice(delivery.body().as_bytes())
+        };
         tokio::spawn(async move {
-            let result = match tokio::time::timeout(wait, post(&client, &delivery)).await {
+            let result = match tokio::time::timeout(wait, post(&client, &delivery, body)).await {
                 Ok(Ok(status)) => DeliveryResult::Status(status),
                 Ok(Err(e)) => {
                     tracing::debug!(endpoint = %delivery.endpoint, error = %e, "delivery failed");
@@ -210,16 +237,13 @@ impl<N: Net> Pusher<N> {
 async fn post<N: Net>(
     client: &Client<NetConnector<N>, Full<Bytes>>,
     delivery: &Delivery,
+    body: Bytes,
 ) -> Result<u16, String> {
     let mut request = hyper::Request::post(&*delivery.endpoint);
     for (name, value) in delivery.headers() {
         request = request.header(name, value);
     }
-    let request = request
-        .body(Full::new(Bytes::copy_from_slice(
-            delivery.body().as_bytes(),
-        )))
-        .map_err(|e| e.to_string())?;
+    let request = request.body(Full::new(body)).map_err(|e| e.to_string())?;
     let response = client.request(request).await.map_err(|e| e.to_string())?;
     let status = response.status().as_u16();
     // Read the body so the connection can be reused.

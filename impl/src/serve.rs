@@ -397,7 +397,7 @@ pub async fn start_with_store<N: Net, S: Store>(
     }
     let push_tls =
         crate::push::subscriber_tls(push_roots, opts.push_tls_skip_verify).map_err(tls_err)?;
-    let pusher = crate::push::Pusher::new(net.clone(), push_tls, clock);
+    let pusher = crate::push::Pusher::new(net.clone(), push_tls, clock, store.bodies());
     let (handle, proxy_tables, driver) =
         driver::spawn(model, store, clock, metrics.clone(), move |outcomes| {
             Box::new(move |delivery| {

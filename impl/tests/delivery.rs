@@ -296,3 +296,33 @@ async fn eventually_status(
     }
     false
 }
+
+#[tokio::test]
+async fn bodies_beyond_the_memory_budget_are_read_back_from_disk_and_delivered_intact() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let mut opts = fast_retries(dir.path());
+    opts.bus.max_resident_body_bytes = 64;
+    let s = start_with(opts).await;
+    let sub = subscriber::start(always(200)).await;
+    s.activate("ns", "shop").await;
+    s.subscribe("ns", "orders", &sub.url(), "shop", 4, 1000)
+        .await;
+    let mut sent = Vec::new();
+    for i in 0..10 {
+        let data = json!({"n": i, "padding": "x".repeat(40)});
+        assert_eq!(
+            s.publish("shop", "order.created", data.clone()).await.0,
+            200
+        );
+        sent.push(data.to_string());
+    }
+    assert!(
+        eventually(WAIT, || sub.delivered().len() == 10).await,
+        "got {}",
+        sub.delivered().len()
+    );
+    let mut got: Vec<String> = sub.delivered().into_iter().map(|r| r.body).collect();
+    got.sort();
+    sent.sort();
+    assert_eq!(got, sent);
+}

@@ -281,3 +281,60 @@ fn after_a_restart_deliveries_wait_for_the_push_timeout_of_attempts_left_behind(
         .unwrap_or_else(|| panic!("not redelivered"));
     assert_eq!(again.attempt, 1, "a fresh attempt count in the new process");
 }
+
+#[test]
+fn bodies_beyond_the_memory_budget_are_left_to_the_store() {
+    let mut config = ace_model::Config::default();
+    config.bus.max_resident_body_bytes = 20;
+    let mut h = Harness::with_config(config, 34);
+    h.send(Request::Bus(BusRequest::ApplyActivation {
+        namespace: "ns".into(),
+        name: "shop".into(),
+        spec: ace_model::bus::ActivationSpec {
+            source_id: "shop".into(),
+            display_name: "shop".into(),
+        },
+    }));
+    h.send(Request::Bus(BusRequest::ApplySubscription {
+        namespace: "ns".into(),
+        name: "orders".into(),
+        spec: subscription("shop"),
+    }));
+    let publish = |h: &mut Harness, data: &str| {
+        let body = json!({"event-type": "exampleEvent", "event-type-version": "v1", "event-time": "2018-10-16T15:00:00Z", "data": data});
+        h.send(Request::Bus(BusRequest::Publish {
+            method: "POST".into(),
+            source_id_header: Some("shop".into()),
+            body: body.to_string().into_bytes(),
+            headers: vec![],
+        }))
+    };
+    assert_eq!(publish(&mut h, "small").status(), 200);
+    assert_eq!(
+        publish(&mut h, "a body larger than the budget").status(),
+        200
+    );
+    let first = h
+        .model
+        .poll_delivery()
+        .unwrap_or_else(|| panic!("no delivery"));
+    let second = h
+        .model
+        .poll_delivery()
+        .unwrap_or_else(|| panic!("no delivery"));
+    assert!(!first.event.body_stored);
+    assert_eq!(first.body(), r#""small""#);
+    assert!(
+        second.event.body_stored,
+        "over the budget, only the store keeps the body"
+    );
+    assert_eq!(second.body(), "");
+    assert_ne!(first.seq, second.seq);
+    // The record still carries the body: the store, not the model, decides where it lives.
+    let carried = h
+        .log
+        .iter()
+        .filter_map(|r| serde_json::to_string(r).ok())
+        .any(|t| t.contains("a body larger than the budget"));
+    assert!(carried);
+}

@@ -27,6 +27,9 @@ pub const SUBSCRIPTION_NAME_HEADER: &str = "Kyma-Subscription";
 pub struct Delivery {
     /// This attempt.
     pub id: DeliveryId,
+    /// The event's sequence number: the key of its body in the store when
+    /// `event.body_stored` (the body is then not in memory).
+    pub seq: u64,
     /// The subscription it is for (shared with the bus, which hands out one per delivery).
     pub subscription: Arc<ResourceKey>,
     /// 1 for the first attempt of this event to this subscription in this process.
@@ -43,7 +46,8 @@ pub struct Delivery {
 }
 
 impl Delivery {
-    /// The body: the JSON encoding of the event's `data` alone.
+    /// The body: the JSON encoding of the event's `data` alone. Empty when
+    /// `event.body_stored`: the shell then reads the body from the store by [`Delivery::seq`].
     pub fn body(&self) -> &str {
         &self.event.data
     }

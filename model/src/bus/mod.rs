@@ -54,6 +54,10 @@ pub struct BusConfig {
     /// Largest event body accepted, in bytes; larger ones get 413 `request_body_too_large`
     /// (Kyma from 2019-03: 65536).
     pub max_event_bytes: usize,
+    /// Most bytes of event bodies held in memory; the bodies of events beyond it (and of every
+    /// event after a restart) are read back from the store when they are pushed, so memory
+    /// stays bounded whatever the backlog.
+    pub max_resident_body_bytes: usize,
     /// How long an accepted event stays owed to a subscription before it is dead-lettered
     /// (Kyma: NATS Streaming `maxAge` 24 h).
     #[serde(with = "delivery::millis", rename = "retention_ms")]
@@ -71,6 +75,7 @@ impl Default for BusConfig {
     fn default() -> Self {
         BusConfig {
             max_event_bytes: 64 * 1024,
+            max_resident_body_bytes: 64 * 1024 * 1024,
             retention: Duration::from_secs(24 * 3600),
             default_push_timeout: Duration::from_millis(1000),
             retry: RetryPolicy::default(),
@@ -481,6 +486,8 @@ pub struct EventBus {
     /// flag says whether it is). A list rather than an ordered set: it is filled and emptied
     /// for every event; [`EventBus::pump`] sorts it.
     dirty: Vec<SubId>,
+    /// Bytes of event bodies held in `events` (derived from them).
+    resident_body_bytes: usize,
     /// Set by [`EventBus::hold_after_restart`]; the next pump holds every subscription.
     restarted: bool,
     /// When held subscriptions may start delivering again.
@@ -541,6 +548,7 @@ impl EventBus {
             retries: BTreeSet::new(),
             expiries: BTreeSet::new(),
             dirty: Vec::new(),
+            resident_body_bytes: 0,
             restarted: false,
             holds: BTreeSet::new(),
             outbox: VecDeque::new(),
@@ -602,7 +610,10 @@ impl EventBus {
         };
         stored.get_mut().refs -= 1;
         if stored.get().refs == 0 {
-            stored.remove();
+            let event = stored.remove().event;
+            if !event.body_stored {
+                self.resident_body_bytes -= event.data.len();
+            }
         }
     }
 
@@ -666,10 +677,19 @@ impl EventBus {
         if ids.is_empty() {
             return;
         }
+        let resident = !event.body_stored
+            && self.resident_body_bytes + event.data.len() <= self.config.max_resident_body_bytes;
+        let event = if resident || event.body_stored {
+            self.resident_body_bytes += if resident { event.data.len() } else { 0 };
+            Arc::clone(event)
+        } else {
+            // Over the budget: the body is read back from the store when it is pushed.
+            Arc::new(event.without_body())
+        };
         let previous = self.events.insert(
             seq,
             StoredEvent {
-                event: Arc::clone(event),
+                event,
                 accepted_at: at,
                 refs: ids.len(),
             },
@@ -1443,6 +1463,7 @@ impl EventBus {
                 let event = &self.events[&seq].event;
                 self.outbox.push_back(Delivery {
                     id: delivery,
+                    seq,
                     subscription: Arc::clone(&sub.key),
                     attempt,
                     endpoint: Arc::clone(&sub.endpoint),

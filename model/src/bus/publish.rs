@@ -56,8 +56,10 @@ pub struct Event {
     /// `event-time`, as sent (RFC 3339).
     #[serde(rename = "event-time")]
     pub event_time: String,
-    /// `data`, as compact JSON text: the body of every delivery.
-    #[serde(with = "raw_json")]
+    /// `data`, as compact JSON text: the body of every delivery. Empty only when the body is
+    /// kept by the store (`body_stored`); an accepted event's `data` is never empty otherwise,
+    /// so an empty one is left out of records.
+    #[serde(with = "raw_json", default, skip_serializing_if = "String::is_empty")]
     pub data: String,
     /// Trace headers passed on to deliveries (names in lower case).
     #[serde(
@@ -66,16 +68,36 @@ pub struct Event {
         skip_serializing_if = "Vec::is_empty"
     )]
     pub trace_headers: Vec<(String, String)>,
+    /// `data` is not held here but in the store, which keeps event bodies apart from the
+    /// records (the shell reads it back by the event's sequence number); `data` is then empty.
+    #[serde(
+        default,
+        rename = "body-stored",
+        skip_serializing_if = "std::ops::Not::not"
+    )]
+    pub body_stored: bool,
+}
+
+impl Event {
+    /// The same event without its body, which the store keeps.
+    pub fn without_body(&self) -> Event {
+        Event {
+            data: String::new(),
+            body_stored: true,
+            ..self.clone()
+        }
+    }
 }
 
 impl PartialEq for Event {
+    /// An event whose body is in the store equals the same event with its body in memory.
     fn eq(&self, other: &Self) -> bool {
         self.source_id == other.source_id
             && self.event_type == other.event_type
             && self.event_type_version == other.event_type_version
             && self.event_id == other.event_id
             && self.event_time == other.event_time
-            && self.data == other.data
+            && (self.body_stored || other.body_stored || self.data == other.data)
             && self.trace_headers == other.trace_headers
     }
 }
@@ -614,6 +636,7 @@ impl Candidate {
             event_time: self.event_time,
             data: self.data.unwrap_or_default(),
             trace_headers,
+            body_stored: false,
         })
     }
 }
