@@ -4,9 +4,7 @@ mod common;
 
 use std::time::Duration;
 
-use ace::client::{self, TlsOptions};
-use ace::net::TokioNet;
-use ace::pki::{self, Ca, KeyKind};
+use ace::pki::{Ca, KeyKind};
 use ace_model::Timestamp;
 use common::*;
 use hyper::Method;
@@ -25,44 +23,10 @@ async fn an_expired_client_certificate_fails_the_handshake() {
         Timestamp::from_unix_millis(now_ms()),
     )
     .unwrap_or_else(|e| panic!("{e}"));
-    let key = pki::generate_key(KeyKind::EcdsaP256).unwrap_or_else(|e| panic!("{e}"));
-    let der = pem::parse(pki::make_csr(&key, &subject("ec")).unwrap_or_default())
-        .map(|p| p.into_contents())
-        .unwrap_or_default();
-    let issued = ace_model::connector::IssuedCertificate {
-        serial: ace_model::rng::CertSerial("22".repeat(16)),
-        re: "ec".into(),
-        incarnation: 1,
-        subject: subject("ec"),
-        not_before: Timestamp::from_unix_millis(now_ms() - 7_200_000),
-        not_after: Timestamp::from_unix_millis(now_ms() - 3_600_000),
-    };
-    let cert = ca
-        .sign_client(&der, &issued)
-        .unwrap_or_else(|e| panic!("{e}"));
-    let tls = client::tls_connector(&TlsOptions {
-        roots: pki::certs_from_pem(&s.server.ca_pem).unwrap_or_default(),
-        identity: Some((
-            pki::certs_from_pem(&cert).unwrap_or_default(),
-            pki::key_from_pem(&key.serialize_pem()).unwrap_or_else(|e| panic!("{e}")),
-        )),
-        insecure: false,
-    })
-    .unwrap_or_else(|e| panic!("{e}"));
-    let result = client::request(
-        &TokioNet,
-        Method::GET,
-        &s.gateway("/ec/v1/metadata/services"),
-        &[],
-        None,
-        Some(&tls),
-        TIMEOUT,
-    )
-    .await;
-    assert!(
-        result.is_err(),
-        "an expired certificate must not get an answer, got {:?}",
-        result.map(|r| r.status)
+    let status = gateway_status_with_certificate(&s, &ca, "22", -7_200_000, -3_600_000).await;
+    assert_eq!(
+        status, None,
+        "an expired certificate must not get an answer"
     );
 }
 

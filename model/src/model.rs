@@ -898,14 +898,7 @@ impl Model {
 
     /// Handles the timers due at `now`.
     pub fn handle_timeout(&mut self, now: Timestamp) {
-        let Model {
-            rng,
-            state,
-            records,
-            ..
-        } = self;
-        let mut fx = Effects { now, rng, records };
-        state.bus.handle_timeout(&mut fx);
+        self.with_bus(now, |bus, fx| bus.handle_timeout(fx));
     }
 
     /// Handles the outcome of a delivery the shell performed.
@@ -914,6 +907,15 @@ impl Model {
         now: Timestamp,
         outcome: crate::bus::DeliveryOutcome,
     ) {
+        self.with_bus(now, |bus, fx| bus.handle_delivery_outcome(fx, outcome));
+    }
+
+    /// Lends the Event Bus the effects of an input at `now`.
+    fn with_bus<T>(
+        &mut self,
+        now: Timestamp,
+        f: impl FnOnce(&mut EventBus, &mut Effects<'_>) -> T,
+    ) -> T {
         let Model {
             rng,
             state,
@@ -921,7 +923,7 @@ impl Model {
             ..
         } = self;
         let mut fx = Effects { now, rng, records };
-        state.bus.handle_delivery_outcome(&mut fx, outcome);
+        f(&mut state.bus, &mut fx)
     }
 
     fn commit(&mut self, record: Record) {
@@ -948,16 +950,9 @@ impl Model {
                 .proxy_target(&service, binding_key.as_deref())
                 .map(Reply::Proxy)
                 .map_err(RequestError::Proxy),
-            Request::Bus(req) => {
-                let Model {
-                    rng,
-                    state,
-                    records,
-                    ..
-                } = self;
-                let mut fx = Effects { now, rng, records };
-                Ok(Reply::Bus(state.bus.handle(&mut fx, req)))
-            }
+            Request::Bus(req) => Ok(Reply::Bus(
+                self.with_bus(now, |bus, fx| bus.handle(fx, req)),
+            )),
         };
         result.unwrap_or_else(Reply::Error)
     }
@@ -1111,16 +1106,9 @@ impl Model {
                 Ok(Reply::NoContent)
             }
             GatewayCall::PublishEvent(event) => {
-                let Model {
-                    rng,
-                    state,
-                    records,
-                    ..
-                } = self;
-                let mut fx = Effects { now, rng, records };
-                Ok(Reply::Bus(
-                    state.bus.publish_from_gateway(&mut fx, re, event),
-                ))
+                Ok(Reply::Bus(self.with_bus(now, |bus, fx| {
+                    bus.publish_from_gateway(fx, re, event)
+                })))
             }
         }
     }
@@ -1161,16 +1149,9 @@ impl Model {
             namespace: namespace.to_owned(),
             name: name.to_owned(),
         });
-        let Model {
-            rng,
-            state,
-            records,
-            ..
-        } = self;
-        let mut fx = Effects { now, rng, records };
-        state
-            .bus
-            .delete_activation(&mut fx, namespace, &instance.service_id);
+        self.with_bus(now, |bus, fx| {
+            bus.delete_activation(fx, namespace, &instance.service_id)
+        });
         true
     }
 
@@ -1352,20 +1333,9 @@ impl Model {
                     service_id: service.id.clone(),
                 });
                 if service.events.is_some() {
-                    let Model {
-                        rng,
-                        state,
-                        records,
-                        ..
-                    } = self;
-                    let mut fx = Effects { now, rng, records };
-                    state.bus.create_activation(
-                        &mut fx,
-                        &namespace,
-                        &service.id,
-                        &re,
-                        &service.name,
-                    );
+                    self.with_bus(now, |bus, fx| {
+                        bus.create_activation(fx, &namespace, &service.id, &re, &service.name)
+                    });
                 }
                 Ok(Reply::Resource { status: 201, body })
             }

@@ -294,3 +294,55 @@ pub fn service_body(identifier: &str) -> Vec<u8> {
     .to_string()
     .into_bytes()
 }
+
+/// Calls the gateway with a certificate for RE `ec` signed by `ca` directly (not issued through
+/// the connector), valid from `from_ms` to `to_ms` relative to now. The status, if the
+/// gateway answered at all.
+pub async fn gateway_status_with_certificate(
+    s: &TestServer,
+    ca: &pki::Ca,
+    serial_byte: &str,
+    from_ms: i64,
+    to_ms: i64,
+) -> Option<u16> {
+    let at = |offset: i64| {
+        ace_model::Timestamp::from_unix_millis(now_ms().saturating_add_signed(offset))
+    };
+    let key = pki::generate_key(KeyKind::EcdsaP256).unwrap_or_else(|e| panic!("{e}"));
+    let csr = pki::make_csr(&key, &subject("ec")).unwrap_or_default();
+    let der = pem::parse(&csr)
+        .map(|p| p.into_contents())
+        .unwrap_or_default();
+    let issued = ace_model::connector::IssuedCertificate {
+        serial: ace_model::rng::CertSerial(serial_byte.repeat(16)),
+        re: "ec".into(),
+        incarnation: 1,
+        subject: subject("ec"),
+        not_before: at(from_ms),
+        not_after: at(to_ms),
+    };
+    let cert = ca
+        .sign_client(&der, &issued)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let tls = client::tls_connector(&TlsOptions {
+        roots: pki::certs_from_pem(&s.server.ca_pem).unwrap_or_default(),
+        identity: Some((
+            pki::certs_from_pem(&cert).unwrap_or_default(),
+            pki::key_from_pem(&key.serialize_pem()).unwrap_or_else(|e| panic!("{e}")),
+        )),
+        insecure: false,
+    })
+    .unwrap_or_else(|e| panic!("{e}"));
+    client::request(
+        &TokioNet,
+        Method::GET,
+        &s.gateway("/ec/v1/metadata/services"),
+        &[],
+        None,
+        Some(&tls),
+        TIMEOUT,
+    )
+    .await
+    .ok()
+    .map(|r| r.status)
+}
