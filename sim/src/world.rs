@@ -114,7 +114,9 @@ impl Shared {
     }
 }
 
-fn options(dir: &std::path::Path) -> ServeOptions {
+/// `ace serve`'s options on host `ace` of a simulated world: every surface on its usual port,
+/// the server certificate for the host name `ace`, fast retries.
+pub fn options(dir: &std::path::Path) -> ServeOptions {
     let mut opts = ServeOptions {
         data_dir: dir.to_owned(),
         hosts: vec!["ace".into()],

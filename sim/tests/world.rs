@@ -8,29 +8,16 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use ace::client::{self, TlsOptions};
 use ace::driver::Clock;
 use ace::pki::{self, KeyKind};
-use ace::serve::{self, ServeOptions};
+use ace::serve;
 use ace::store::MemoryStore;
 use ace_model::connector::Subject;
 use ace_sim::net::TurmoilNet;
+use ace_sim::world::options;
 use base64::Engine as _;
 use hyper::Method;
 use serde_json::{Value, json};
 
 const TIMEOUT: Duration = Duration::from_secs(10);
-
-fn options(dir: &std::path::Path) -> ServeOptions {
-    ServeOptions {
-        data_dir: dir.to_owned(),
-        hosts: vec!["ace".into()],
-        connector_internal_addr: "0.0.0.0:8080".into(),
-        connector_external_addr: "0.0.0.0:8443".into(),
-        gateway_addr: "0.0.0.0:8444".into(),
-        admin_addr: "0.0.0.0:8081".into(),
-        publish_addr: "0.0.0.0:8082".into(),
-        proxy_addr: "0.0.0.0:8090".into(),
-        ..ServeOptions::default()
-    }
-}
 
 async fn send(
     method: Method,
