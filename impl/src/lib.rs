@@ -10,6 +10,7 @@
 
 pub mod cli;
 pub mod client;
+pub mod conformance;
 pub mod driver;
 pub mod http;
 pub mod metrics;

@@ -112,6 +112,11 @@ enum Command {
         #[command(subcommand)]
         command: EventsCommand,
     },
+    /// Check a deployment against the documented contract: every check is one sentence of the
+    /// seeds or the Kyma 0.5 reference, MUST or SHOULD. Without a target, an embedded `ace
+    /// serve` on loopback (temporary data directory) is started and checked. Exits 0 only if
+    /// every selected MUST check passed.
+    Conformance(Box<ConformanceArgs>),
     /// Walk through the seeds' flow on the model alone (no server, no network) and print
     /// every request and reply.
     Walkthrough {
@@ -125,6 +130,71 @@ enum Command {
         #[arg(long, default_value = "production")]
         namespace: String,
     },
+}
+
+/// `ace conformance` flags.
+#[derive(Debug, Args)]
+struct ConformanceArgs {
+    /// List the selected checks (id, level, area, sentence, source) and exit.
+    #[arg(long)]
+    list: bool,
+    /// Only these checks (ids or id prefixes such as `onboarding.csr`; repeatable).
+    #[arg(long = "id", value_name = "ID")]
+    ids: Vec<String>,
+    /// Only these areas (onboarding, isolation, metadata, events, delivery, proxy, catalog,
+    /// durability, model; repeatable).
+    #[arg(long = "area", value_name = "AREA")]
+    areas: Vec<ace_conformance::Area>,
+    /// Only this level (must or should).
+    #[arg(long)]
+    level: Option<ace_conformance::Level>,
+    /// Expected behaviour where Kyma 0.5 and ACE differ: `ace` or `kyma-0.5` (the known
+    /// divergences are listed in conformance/profiles/kyma-0.5.yaml).
+    #[arg(long, default_value = "ace")]
+    profile: ace_conformance::Profile,
+    /// A target file (YAML: connector_internal, connector_external, gateway, publish, admin,
+    /// proxy, ca, token_ttl_seconds, restart_command, endpoint_listen, endpoint_url, ...).
+    #[arg(long, value_name = "FILE")]
+    target: Option<PathBuf>,
+    /// Connector internal API of a live target (instead of a target file).
+    #[arg(long, value_name = "URL", requires_all = ["connector_external", "gateway"])]
+    connector_internal: Option<String>,
+    /// Connector external API of a live target.
+    #[arg(long, value_name = "URL")]
+    connector_external: Option<String>,
+    /// Gateway of a live target.
+    #[arg(long, value_name = "URL")]
+    gateway: Option<String>,
+    /// Publish API of a live target.
+    #[arg(long, value_name = "URL")]
+    publish: Option<String>,
+    /// Admin API of a live target (the resource adapter).
+    #[arg(long, value_name = "URL")]
+    admin: Option<String>,
+    /// Proxy of a live target.
+    #[arg(long, value_name = "URL")]
+    proxy: Option<String>,
+    /// CA certificate (PEM file) that signed the live target's server certificates.
+    #[arg(long, value_name = "FILE")]
+    ca: Option<String>,
+    /// Where the suite's subscriber / OAuth / API endpoint listens (default 127.0.0.1:0).
+    #[arg(long, value_name = "ADDR")]
+    endpoint_listen: Option<String>,
+    /// The URL the target reaches the suite's endpoint at (default: from the listen address).
+    #[arg(long, value_name = "URL")]
+    endpoint_url: Option<String>,
+    /// Checks run at once.
+    #[arg(long, default_value_t = 4)]
+    jobs: usize,
+    /// Generated sequences in the model-based phase.
+    #[arg(long, default_value_t = 12)]
+    cases: u32,
+    /// Write the report as JSON.
+    #[arg(long, value_name = "FILE")]
+    json: Option<PathBuf>,
+    /// Write the report as JUnit XML.
+    #[arg(long, value_name = "FILE")]
+    junit: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -496,6 +566,116 @@ async fn run_serve(args: ServeArgs) -> Result<(), String> {
     }
 }
 
+async fn run_conformance(args: ConformanceArgs) -> Result<(), String> {
+    use ace_conformance::{AdminApi, Ctx, Resources, Restart, Selection, Target, checks, run};
+    let selection = Selection {
+        ids: args.ids.clone(),
+        areas: args.areas.clone(),
+        level: args.level,
+    };
+    let selected = selection.apply(checks::all());
+    if args.list {
+        print(&run::list(&selected));
+        return Ok(());
+    }
+    if selected.is_empty() {
+        return Err("no check matches the selection (see --list)".into());
+    }
+    let live = args.target.is_some() || args.connector_internal.is_some();
+    let mut embedded = None;
+    let target = if let Some(file) = &args.target {
+        Target::from_file(file)?
+    } else if let (Some(internal), Some(external), Some(gateway)) = (
+        &args.connector_internal,
+        &args.connector_external,
+        &args.gateway,
+    ) {
+        Target {
+            connector_internal: internal.clone(),
+            connector_external: external.clone(),
+            gateway: gateway.clone(),
+            publish: args.publish.clone(),
+            admin: args.admin.clone(),
+            proxy: args.proxy.clone(),
+            ca: args.ca.clone(),
+            ..Target::local_defaults()
+        }
+    } else {
+        let e = ace::conformance::Embedded::start(Clock::new(unix_millis_now()), os_seed(), |_| {})
+            .await?;
+        let t = e.target();
+        embedded = Some(e);
+        t
+    };
+    let mut target = target;
+    if args.endpoint_listen.is_some() {
+        target.endpoint_listen.clone_from(&args.endpoint_listen);
+    }
+    if args.endpoint_url.is_some() {
+        target.endpoint_url.clone_from(&args.endpoint_url);
+    }
+    let endpoint = ace_conformance::endpoint::Endpoint::start(
+        target.endpoint_listen.as_deref().unwrap_or("127.0.0.1:0"),
+        target.endpoint_url.as_deref(),
+    )
+    .await?;
+    let resources: Option<Box<dyn Resources>> = target
+        .admin
+        .as_deref()
+        .map(|a| Box::new(AdminApi::new(a)) as Box<dyn Resources>);
+    let restart: Option<Box<dyn Restart>> = match (&embedded, &target.restart_command) {
+        (Some(e), _) => Some(Box::new(ace::conformance::EmbeddedRestart(e.clone()))),
+        (None, Some(command)) => Some(Box::new(ace_conformance::target::CommandRestart {
+            command: command.clone(),
+            probe_url: format!(
+                "{}/v1/api.yaml",
+                target.connector_internal.trim_end_matches('/')
+            ),
+        })),
+        (None, None) => None,
+    };
+    print(&format!(
+        "ace conformance: {} checks against {} ({}), profile {}\n",
+        selected.len(),
+        target.gateway,
+        if live {
+            "live target"
+        } else {
+            "embedded ace serve"
+        },
+        args.profile
+    ));
+    let mut cx = Ctx::new(target, endpoint, resources, restart, args.profile)?;
+    cx.model_cases = args.cases;
+    let report = run::run(std::sync::Arc::new(cx), selected, args.jobs, &mut |o| {
+        print(&format!("{}\n", run::progress_line(o)))
+    })
+    .await;
+    if let Some(e) = embedded {
+        e.stop().await;
+    }
+    print(&format!("\n{}\n", report.summary()));
+    if let Some(path) = &args.json {
+        let text = serde_json::to_string_pretty(&report.json()).map_err(|e| e.to_string())?;
+        std::fs::write(path, text).map_err(|e| format!("{}: {e}", path.display()))?;
+    }
+    if let Some(path) = &args.junit {
+        std::fs::write(path, report.junit()).map_err(|e| format!("{}: {e}", path.display()))?;
+    }
+    if report.passed() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{} checks failed ({} of them MUST)",
+            report.failures().count(),
+            report
+                .failures()
+                .filter(|o| o.level == ace_conformance::Level::Must)
+                .count()
+        ))
+    }
+}
+
 fn read_input(path: &PathBuf) -> Result<String, String> {
     if path.as_os_str() == "-" {
         let mut text = String::new();
@@ -620,6 +800,7 @@ async fn run(cli: Cli) -> Result<(), String> {
             print(&(serde_json::to_string_pretty(&value).unwrap_or_default() + "\n"));
             Ok(())
         }
+        Command::Conformance(args) => run_conformance(*args).await,
         Command::Walkthrough {
             seed,
             re,
