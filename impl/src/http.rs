@@ -392,6 +392,25 @@ async fn read_event(
     .await
 }
 
+/// A refused body up to this size is read and discarded before the 413 is sent, so that a
+/// client still writing it reads the answer instead of a reset connection; a larger one is
+/// refused at once and the connection closed.
+const DRAIN_LIMIT: usize = 1024 * 1024;
+
+/// Reads and discards up to [`DRAIN_LIMIT`] bytes of `body` within `timeout`.
+async fn drain(mut body: Incoming, timeout: Duration) {
+    let discard = async {
+        let mut seen = 0usize;
+        while let Some(Ok(frame)) = body.frame().await {
+            seen += frame.data_ref().map_or(0, Bytes::len);
+            if seen > DRAIN_LIMIT {
+                break;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(timeout, discard).await;
+}
+
 /// Reads a body of at most `limit` bytes within the body timeout; `too_large()` if larger.
 async fn read_body_or(
     req: hyper::Request<Incoming>,
@@ -399,20 +418,26 @@ async fn read_body_or(
     timeout: Duration,
     too_large: impl FnOnce() -> Response,
 ) -> Result<Vec<u8>, Response> {
-    if let Some(len) = req
+    let declared = req
         .headers()
         .get(hyper::header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok()?.parse::<usize>().ok())
+        .and_then(|v| v.to_str().ok()?.parse::<usize>().ok());
+    if let Some(len) = declared
         && len > limit
     {
+        if len <= DRAIN_LIMIT {
+            drain(req.into_body(), timeout).await;
+        }
         return Err(too_large());
     }
-    match tokio::time::timeout(timeout, Limited::new(req.into_body(), limit).collect()).await {
+    let mut body = req.into_body();
+    match tokio::time::timeout(timeout, Limited::new(&mut body, limit).collect()).await {
         Ok(Ok(collected)) => Ok(collected.to_bytes().to_vec()),
         Ok(Err(e))
             if e.downcast_ref::<http_body_util::LengthLimitError>()
                 .is_some() =>
         {
+            drain(body, timeout).await;
             Err(too_large())
         }
         Ok(Err(_)) => Err(error(&CommonError::new(

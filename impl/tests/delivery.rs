@@ -273,12 +273,31 @@ async fn changing_the_endpoint_mid_stream_loses_nothing() {
 async fn an_oversized_event_gets_413() {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let s = start_with(fast_retries(dir.path())).await;
-    let big = json!({"event-type": "order.created", "event-type-version": "v1", "event-time": "2018-10-16T15:00:00Z", "data": "x".repeat(70 * 1024)}).to_string();
-    let r = s
-        .send(Method::POST, &s.publish_url(), Some(big.as_bytes()), None)
-        .await;
-    assert_eq!(r.status, 413);
-    assert_eq!(r.json()["type"], "request_body_too_large");
+    // Bodies well past the socket buffers: the client is still writing when the server has
+    // decided, and must still read the 413 (the server drains refused bodies up to 1 MiB).
+    for size in [70 * 1024, 512 * 1024, 900 * 1024] {
+        let big = json!({"event-type": "order.created", "event-type-version": "v1", "event-time": "2018-10-16T15:00:00Z", "data": "x".repeat(size)}).to_string();
+        let r = s
+            .send(Method::POST, &s.publish_url(), Some(big.as_bytes()), None)
+            .await;
+        assert_eq!(r.status, 413);
+        assert_eq!(r.json()["type"], "request_body_too_large");
+    }
+    s.apply_re("ec").await;
+    let tls = s.onboard("ec").await;
+    for round in 0..40 {
+        let size = [70 * 1024, 300 * 1024, 900 * 1024][round % 3];
+        let big = json!({"event-type": "order.created", "event-type-version": "v1", "event-time": "2018-10-16T15:00:00Z", "data": "x".repeat(size)}).to_string();
+        let r = s
+            .send(
+                Method::POST,
+                &s.gateway("/ec/v1/events"),
+                Some(big.as_bytes()),
+                Some(&tls),
+            )
+            .await;
+        assert_eq!(r.status, 413, "{}", r.text());
+    }
 }
 
 async fn eventually_status(
