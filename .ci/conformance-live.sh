@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# The conformance suite against a separate `ace serve` process, as against any deployment:
+# URLs and the CA from a target file, and a restart command that kills the server with
+# SIGKILL and starts it again on the same data directory (the durability checks).
+# Usage: .ci/conformance-live.sh path/to/ace
+set -euo pipefail
+ace=$(realpath "$1")
+work=$(mktemp -d)
+trap 'kill -9 $(cat "$work/pid" 2>/dev/null) 2>/dev/null || true; rm -rf "$work"' EXIT
+
+cat > "$work/start.sh" <<START
+#!/usr/bin/env bash
+kill -9 \$(cat "$work/pid" 2>/dev/null) 2>/dev/null || true
+sleep 0.2
+"$ace" serve --data-dir "$work/data" --token-ttl 2s --retry-initial 100ms --retry-max 400ms \
+  --connector-internal-addr 127.0.0.1:18080 --connector-external-addr 127.0.0.1:18443 \
+  --gateway-addr 127.0.0.1:18444 --admin-addr 127.0.0.1:18081 --publish-addr 127.0.0.1:18082 \
+  --proxy-addr 127.0.0.1:18090 --proxy-url http://127.0.0.1:18090 >>"$work/server.log" 2>&1 &
+echo \$! > "$work/pid"
+START
+chmod +x "$work/start.sh"
+"$work/start.sh"
+for _ in $(seq 50); do
+  curl -sf http://127.0.0.1:18081/healthz >/dev/null && break
+  sleep 0.2
+done
+
+cat > "$work/target.yaml" <<TARGET
+connector_internal: http://127.0.0.1:18080
+connector_external: https://localhost:18443
+gateway: https://localhost:18444
+publish: http://127.0.0.1:18082
+admin: http://127.0.0.1:18081
+proxy: http://127.0.0.1:18090
+ca: $work/data/ca.crt
+token_ttl_seconds: 2
+restart_command: $work/start.sh
+TARGET
+
+status=0
+"$ace" conformance --target "$work/target.yaml" --junit "$work/junit.xml" --json "$work/report.json" || status=$?
+if [ $status -ne 0 ]; then
+  echo "--- server log"; tail -50 "$work/server.log"
+  exit $status
+fi
+# Every check ran (none skipped) and the JUnit report says so.
+grep -q 'failures="0" skipped="0"' "$work/junit.xml" || { head -3 "$work/junit.xml"; exit 1; }
+echo "ok: every check passed against a separate process, restarts by SIGKILL included"
