@@ -30,11 +30,20 @@ pub fn checks() -> Vec<Check> {
         check!(
             "isolation.deleted-re",
             Isolation,
-            Should,
-            "reference §1.6 (Kyma checked the CN only)",
-            "A certificate stops working when its RE is deleted, and does not open a new RE of the same name.",
+            Must,
+            "reference §1.6, §2.4",
+            "A certificate of a deleted RE gets no 2xx from the metadata or events API.",
             [Resources],
             deleted_re
+        ),
+        check!(
+            "isolation.recreated-re",
+            Isolation,
+            Should,
+            "reference §1.6 (Kyma checked the CN only)",
+            "A certificate does not open a new RE of the same name as its deleted one.",
+            [Resources],
+            recreated_re
         ),
     ]
 }
@@ -82,10 +91,24 @@ async fn deleted_re(cx: &Ctx) -> CheckResult {
         .await?
         .expect_status(200, "the certificate works")?;
     cx.delete("RemoteEnvironment", None, &re).await?;
-    let gone = cx.gateway_call(&id, Method::GET, &path, None).await?;
-    if gone.status() == 200 {
-        return Err(gone.fail("no 200 for a deleted RE".into()));
+    let ev = crate::context::event(serde_json::json!("x"));
+    for (method, path, body) in [
+        (Method::GET, path.clone(), None),
+        (Method::POST, format!("/{re}/v1/events"), Some(&ev)),
+    ] {
+        let r = cx.gateway_call(&id, method, &path, body).await?;
+        if (200..300).contains(&r.status()) {
+            return Err(r.fail("no 2xx for a deleted RE".into()));
+        }
     }
+    Ok(())
+}
+
+async fn recreated_re(cx: &Ctx) -> CheckResult {
+    let re = cx.fresh_re().await?;
+    let id = cx.onboard(&re).await?;
+    let path = format!("/{re}/v1/metadata/services");
+    cx.delete("RemoteEnvironment", None, &re).await?;
     cx.create_re(&re).await?;
     let again = cx.gateway_call(&id, Method::GET, &path, None).await?;
     if cx.kyma() {
