@@ -128,6 +128,14 @@ async fn run<S: Store>(
     let mut replies = Vec::with_capacity(MAX_BATCH);
     let mut records = Vec::new();
     let mut snapshot_len = store.len();
+    #[cfg(feature = "bug-zoo")]
+    let ack_before_durable = model
+        .config()
+        .bugs
+        .has(ace_model::bugs::Bug::AckBeforeDurable);
+    // With `ack-before-durable`: event records not yet written (see below).
+    #[cfg(feature = "bug-zoo")]
+    let mut held: Vec<Record> = Vec::new();
     loop {
         let deadline = model.poll_timeout();
         let sleep = async {
@@ -173,6 +181,23 @@ async fn run<S: Store>(
         }
         while let Some(record) = model.poll_record() {
             records.push(record);
+        }
+        #[cfg(feature = "bug-zoo")]
+        if ack_before_durable {
+            let events_only = records.iter().all(|r| {
+                matches!(
+                    r,
+                    Record::Bus(ace_model::bus::BusRecord::EventAccepted { .. })
+                )
+            });
+            if events_only {
+                // The bug: a batch of accepted events is answered at once, its records kept in
+                // memory until a write of another kind; a crash before then loses them.
+                held.append(&mut records);
+            } else if !held.is_empty() {
+                held.append(&mut records);
+                records = std::mem::take(&mut held);
+            }
         }
         // Services, instances and bindings decide the proxy's answers: publish the new table
         // before any reply of this batch is released, so an acknowledged unbind is in force.

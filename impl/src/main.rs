@@ -373,6 +373,26 @@ struct ServeArgs {
     /// Log format [default: human]; the level comes from RUST_LOG (default info).
     #[arg(long, env = "ACE_LOG_FORMAT", value_enum)]
     log_format: Option<LogFormat>,
+    /// Switch on a deliberately wrong behaviour of the bug zoo (repeat for several; `ace-sim
+    /// bugs` describes them). This flag exists only because this build has the feature
+    /// `bug-zoo`; the server then warns loudly at start. Never use it outside of tests.
+    #[cfg(feature = "bug-zoo")]
+    #[arg(
+        long = "inject-bug",
+        value_name = "NAME",
+        value_parser = bug_parser()
+    )]
+    #[serde(skip)]
+    inject_bug: Vec<ace_model::bugs::Bug>,
+}
+
+/// `--inject-bug`: one of the zoo's names (listed in `--help`).
+#[cfg(feature = "bug-zoo")]
+fn bug_parser() -> impl clap::builder::TypedValueParser<Value = ace_model::bugs::Bug> {
+    use ace_model::bugs::Bug;
+    use clap::builder::TypedValueParser;
+    clap::builder::PossibleValuesParser::new(Bug::ALL.map(Bug::name))
+        .try_map(|name| name.parse::<Bug>())
 }
 
 mod humantime_serde_opt {
@@ -459,6 +479,10 @@ impl ServeArgs {
             ..d
         };
         let mut options = options;
+        #[cfg(feature = "bug-zoo")]
+        {
+            options.bugs = self.inject_bug.iter().copied().collect();
+        }
         let bus = &mut options.bus;
         bus.retention = self.retention.or(file.retention).unwrap_or(bus.retention);
         bus.max_resident_body_bytes = self
@@ -881,5 +905,43 @@ mod tests {
         };
         let err = args.resolve().map(|_| ()).unwrap_err();
         assert!(err.contains("gatway-addr"), "{err}");
+    }
+
+    #[cfg(feature = "bug-zoo")]
+    #[test]
+    fn inject_bug_switches_bugs_on_in_the_options() {
+        use ace_model::bugs::Bug;
+        let cli = Cli::try_parse_from([
+            "ace",
+            "serve",
+            "--inject-bug",
+            "no-retry-on-5xx",
+            "--inject-bug",
+            "token-reusable",
+        ])
+        .unwrap_or_else(|e| panic!("{e}"));
+        let Command::Serve(args) = cli.command else {
+            panic!("not serve")
+        };
+        let (opts, _) = args.resolve().unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            opts.bugs.iter().collect::<Vec<_>>(),
+            [Bug::TokenReusable, Bug::NoRetryOn5xx]
+        );
+        let err = Cli::try_parse_from(["ace", "serve", "--inject-bug", "nope"])
+            .map(|_| ())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("token-cached-forever"), "{err}");
+    }
+
+    #[cfg(not(feature = "bug-zoo"))]
+    #[test]
+    fn a_default_build_has_no_inject_bug_flag() {
+        let parsed = Cli::try_parse_from(["ace", "serve", "--inject-bug", "token-reusable"]);
+        assert!(parsed.is_err());
+        let args = ServeArgs::default();
+        let (opts, _) = args.resolve().unwrap_or_else(|e| panic!("{e}"));
+        assert!(opts.bugs.is_empty());
     }
 }

@@ -119,6 +119,15 @@ impl Proxy {
         }
     }
 
+    /// This proxy with the bugs of `bugs` (only `token-cached-forever` concerns it).
+    #[must_use]
+    pub fn with_bugs(self, bugs: ace_model::bugs::Bugs) -> Self {
+        Proxy {
+            tokens: Mutex::new(TokenCache::new(TokenCachePolicy::default()).with_bugs(bugs)),
+            ..self
+        }
+    }
+
     /// Which service a request is for, and the rest of its path: the first path segment if it
     /// is `re-...`, else the first label of the Host header (Kyma's access Services).
     fn service_of(req: &hyper::Request<Incoming>) -> Option<(String, String)> {

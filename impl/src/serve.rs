@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use ace_model::bugs::Bugs;
 use ace_model::config::CsrPolicy;
 use ace_model::{Config, Model, Seed};
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -75,6 +76,9 @@ pub struct ServeOptions {
     pub proxy_url: String,
     /// The Event Bus: event size limit, retention, retry policy, default push timeout.
     pub bus: ace_model::bus::BusConfig,
+    /// Deliberately wrong behaviours to switch on (see [`ace_model::bugs`]); always empty
+    /// unless built with the feature `bug-zoo`.
+    pub bugs: Bugs,
 }
 
 impl Default for ServeOptions {
@@ -104,6 +108,7 @@ impl Default for ServeOptions {
             limits: Limits::default(),
             proxy_url: model.registry.proxy_url,
             bus: model.bus,
+            bugs: model.bugs,
         }
     }
 }
@@ -316,6 +321,7 @@ fn model_config(opts: &ServeOptions, external: SocketAddr, gateway: SocketAddr) 
     }
     config.registry.proxy_url.clone_from(&opts.proxy_url);
     config.bus = opts.bus.clone();
+    config.bugs = opts.bugs;
     config
 }
 
@@ -346,6 +352,13 @@ pub async fn start_with_store<N: Net, S: Store>(
     seed: Seed,
     mut store: S,
 ) -> Result<Server, StartError> {
+    for bug in opts.bugs.iter() {
+        tracing::warn!(
+            bug = bug.name(),
+            "BUG INJECTED: this server is deliberately wrong: {}",
+            bug.description()
+        );
+    }
     let ca = Arc::new(Ca::load_or_create(
         &opts.data_dir,
         opts.ca_key,
@@ -420,7 +433,8 @@ pub async fn start_with_store<N: Net, S: Store>(
         Arc::new(unverified),
         clock,
         opts.proxy_timeout,
-    );
+    )
+    .with_bugs(opts.bugs);
     let app = Arc::new(App {
         driver: handle,
         ca: ca.clone(),

@@ -34,6 +34,15 @@ async fn world_with_target(
 ) -> World {
     let mut opts = options(dir);
     opts.proxy_timeout = proxy_timeout;
+    world_from(opts, with_oauth, target_url).await
+}
+
+/// The world of [`world_with_target`], served with `opts`.
+async fn world_from(
+    opts: ace::serve::ServeOptions,
+    with_oauth: bool,
+    target_url: Option<String>,
+) -> World {
     let s = start_with(opts).await;
     let (target, oauth) = (MockServer::start().await, MockServer::start().await);
     s.apply_re("ec").await;
@@ -562,4 +571,33 @@ async fn skip_verify_on_the_re_lets_the_proxy_call_an_untrusted_https_api() {
     );
     let r = call(&w.gateway_url, &headers, None).await;
     assert_eq!((r.status, r.text().as_str()), (200, "secure"));
+}
+
+/// The bug `token-cached-forever`: a token the OAuth server gave no life (`expires_in: 0`) is
+/// fetched for every call, unless the cache ignores lifetimes.
+#[cfg(feature = "bug-zoo")]
+#[tokio::test]
+async fn token_cached_forever_reuses_a_token_past_its_lifetime() {
+    use ace_model::bugs::{Bug, Bugs};
+    for (bugs, fetches) in [(Bugs::NONE, 2), (Bug::TokenCachedForever.into(), 1)] {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let mut opts = options(dir.path());
+        opts.bugs = bugs;
+        let w = world_from(opts, true, None).await;
+        Mock::given(method("POST"))
+            .and(path("/token"))
+            .respond_with(token_reply("tok", json!(0)))
+            .expect(fetches)
+            .mount(&w.oauth)
+            .await;
+        Mock::given(method("GET"))
+            .respond_with(ResponseTemplate::new(200))
+            .mount(&w.target)
+            .await;
+        let headers = [("ace-binding-key", w.key.as_str())];
+        for _ in 0..2 {
+            assert_eq!(call(&w.gateway_url, &headers, None).await.status, 200);
+        }
+        w.oauth.verify().await;
+    }
 }

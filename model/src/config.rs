@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::bugs::Bugs;
 use crate::bus::BusConfig;
 
 /// Everything the model's decisions depend on besides its state and its inputs.
@@ -16,6 +17,10 @@ pub struct Config {
     pub registry: RegistryConfig,
     /// The Event Service, publishing and delivery.
     pub bus: BusConfig,
+    /// Deliberately wrong behaviours that are on (see [`crate::bugs`]). Never serialized;
+    /// always empty unless `ace-model` is built with the feature `bug-zoo`.
+    #[serde(skip)]
+    pub bugs: Bugs,
 }
 
 /// The Connector Service.

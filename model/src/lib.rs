@@ -29,6 +29,7 @@
 #![cfg_attr(not(test), warn(clippy::unwrap_used))]
 #![warn(missing_docs)]
 
+pub mod bugs;
 pub mod bus;
 pub mod config;
 pub mod connector;

@@ -5,6 +5,9 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use serde_json::{Value, json};
 
+#[cfg(feature = "bug-zoo")]
+use crate::bugs::Bug;
+use crate::bugs::{Bugs, bug_on};
 use crate::bus::{BusReply, BusRequest, Delivery, EventBus, GatewayEvent};
 use crate::config::Config;
 use crate::connector::{
@@ -617,16 +620,31 @@ impl State {
         re: &str,
         peer: Option<&PeerCertificate>,
     ) -> Result<(), GatewayError> {
+        self.authorize_with(now, re, peer, Bugs::NONE)
+    }
+
+    /// [`State::authorize`], with the certificate bugs of `bugs` (none in a default build).
+    fn authorize_with(
+        &self,
+        now: Timestamp,
+        re: &str,
+        peer: Option<&PeerCertificate>,
+        bugs: Bugs,
+    ) -> Result<(), GatewayError> {
         let peer = peer.ok_or(GatewayError::NoCertificate)?;
-        if peer.common_name.as_deref() != Some(re) {
+        let cn_checked = !bug_on!(bugs, CnNotChecked);
+        let incarnation_checked = !bug_on!(bugs, DeletedReAccepted);
+        if cn_checked && peer.common_name.as_deref() != Some(re) {
             return Err(GatewayError::WrongRemoteEnvironment(re.to_owned()));
         }
         let cert = self
             .certificates
             .get(&peer.serial)
             .ok_or(GatewayError::UnknownCertificate)?;
-        let current = self.remote_environments.get(re).map(|r| r.incarnation);
-        if cert.re != re || Some(cert.incarnation) != current {
+        // With `cn-not-checked`, a certificate is checked against its own RE, not the path's.
+        let cert_re = if cn_checked { re } else { cert.re.as_str() };
+        let current = self.remote_environments.get(cert_re).map(|r| r.incarnation);
+        if cert.re != cert_re || (incarnation_checked && Some(cert.incarnation) != current) {
             return Err(GatewayError::Revoked);
         }
         if now < cert.not_before || now >= cert.not_after {
@@ -788,8 +806,10 @@ impl Model {
     /// An empty model. In a server the seed comes from the operating system (tokens are
     /// derived from it); in a simulation from the printed run seed.
     pub fn new(config: Config, seed: Seed) -> Self {
+        let mut bus = EventBus::new(&config.bus);
+        bus.bugs = config.bugs;
         let state = State {
-            bus: EventBus::new(&config.bus),
+            bus,
             ..State::default()
         };
         Model {
@@ -991,6 +1011,11 @@ impl Model {
             .ok_or(RequestError::Connector(ConnectorError::TokenNotProvided))?;
         match self.state.tokens.get(re) {
             Some(live) if live.accepts(token, now) => Ok(()),
+            Some(live)
+                if bug_on!(self.config.bugs, TokenTtlIgnored) && live.digest.matches(token) =>
+            {
+                Ok(())
+            }
             _ => Err(RequestError::Connector(ConnectorError::InvalidToken)),
         }
     }
@@ -1002,6 +1027,17 @@ impl Model {
         token: Option<&str>,
     ) -> Result<Reply, RequestError> {
         self.check_token(now, re, token)?;
+        #[cfg(feature = "bug-zoo")]
+        if self.config.bugs.has(Bug::TokenReusable)
+            && let Some(token) = token
+        {
+            // The configuration URL's token is not consumed: it becomes the CSR token too.
+            return Ok(Reply::Info(connector::info_reply(
+                &self.config.connector,
+                re,
+                token,
+            )));
+        }
         let csr_token = self.issue_token(now, re);
         Ok(Reply::Info(connector::info_reply(
             &self.config.connector,
@@ -1034,7 +1070,20 @@ impl Model {
             not_before: now,
             not_after: now.saturating_add(self.config.connector.certificate_validity),
         };
+        #[cfg(feature = "bug-zoo")]
+        let live = self.state.tokens.get(re).cloned();
         self.commit(Record::CertificateIssued(cert.clone()));
+        #[cfg(feature = "bug-zoo")]
+        if self.config.bugs.has(Bug::TokenReusable)
+            && let Some(live) = live
+        {
+            // Issuing the certificate consumed the token: issue the same one again.
+            self.commit(Record::TokenIssued {
+                re: re.to_owned(),
+                digest: live.digest,
+                expires_at: live.expires_at,
+            });
+        }
         Ok(Reply::Certificate(cert))
     }
 
@@ -1046,7 +1095,7 @@ impl Model {
         call: GatewayCall,
     ) -> Result<Reply, RequestError> {
         self.state
-            .authorize(now, re, peer)
+            .authorize_with(now, re, peer, self.config.bugs)
             .map_err(RequestError::Gateway)?;
         let not_found =
             || RequestError::Metadata(MetadataError::RemoteEnvironmentNotFound(re.to_owned()));
@@ -1057,16 +1106,25 @@ impl Model {
             }),
             GatewayCall::MetadataSpec => Ok(Reply::MetadataSpec),
             GatewayCall::ListServices => Ok(Reply::ServiceList(remote.services.clone())),
-            GatewayCall::GetService { id } => remote
-                .service(&id)
-                .cloned()
-                .map(|s| Reply::ServiceDetails(Box::new(s)))
-                .ok_or(RequestError::Metadata(MetadataError::NotFound(id))),
+            GatewayCall::GetService { id } => {
+                let service = remote
+                    .service(&id)
+                    .ok_or(RequestError::Metadata(MetadataError::NotFound(id)))?;
+                #[cfg(feature = "bug-zoo")]
+                if self.config.bugs.has(Bug::SecretReturned) {
+                    return Ok(Reply::Resource {
+                        status: 200,
+                        body: service.details_json_unmasked(),
+                    });
+                }
+                Ok(Reply::ServiceDetails(Box::new(service.clone())))
+            }
             GatewayCall::CreateService { body } => {
                 let def =
                     registry::parse_service_definition(&body).map_err(RequestError::Metadata)?;
                 let identifier = def.identifier().to_owned();
-                if !identifier.is_empty()
+                if !bug_on!(self.config.bugs, IdentifierNotUnique)
+                    && !identifier.is_empty()
                     && remote.services.iter().any(|s| s.identifier == identifier)
                 {
                     return Err(RequestError::Metadata(MetadataError::IdentifierExists(

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
+use crate::bugs::{Bugs, bug_on};
 use crate::connector::TokenDigest;
 use crate::error::{ClientError, CommonError};
 use crate::registry::OAuthCredentials;
@@ -166,6 +167,7 @@ impl Default for TokenCachePolicy {
 pub struct TokenCache {
     policy: TokenCachePolicy,
     tokens: BTreeMap<String, (String, Timestamp)>,
+    bugs: Bugs,
 }
 
 impl TokenCache {
@@ -174,7 +176,16 @@ impl TokenCache {
         TokenCache {
             policy,
             tokens: BTreeMap::new(),
+            bugs: Bugs::NONE,
         }
+    }
+
+    /// This cache with the bugs of `bugs` (only `token-cached-forever` concerns it; none
+    /// can be on unless built with `bug-zoo`).
+    #[must_use]
+    pub fn with_bugs(mut self, bugs: Bugs) -> Self {
+        self.bugs = bugs;
+        self
     }
 
     /// The cached token of `client_id`, if it is still to be used at `now`.
@@ -196,6 +207,8 @@ impl TokenCache {
         now: Timestamp,
     ) {
         let keep = match expires_in {
+            // The lifetime is ignored: the token is used until a target refuses it.
+            _ if bug_on!(self.bugs, TokenCachedForever) => Duration::MAX,
             None => self.policy.without_expiry,
             Some(secs) => Duration::from_secs(secs).saturating_sub(self.policy.margin),
         };

@@ -167,6 +167,16 @@ impl RegisteredService {
 
     /// The `GET` body: base fields, `api` with credentials masked, `events`, `documentation`.
     pub fn details_json(&self) -> Value {
+        self.details(|_| MASK)
+    }
+
+    /// The `GET` body with the OAuth credentials as stored: the bug `secret-returned`.
+    #[cfg(feature = "bug-zoo")]
+    pub fn details_json_unmasked(&self) -> Value {
+        self.details(Secret::expose)
+    }
+
+    fn details<'a>(&'a self, shown: impl Fn(&'a Secret) -> &'a str) -> Value {
         let mut m = self.base_json();
         if let Some(api) = &self.api {
             let mut a = Map::new();
@@ -174,7 +184,8 @@ impl RegisteredService {
             if let Some(oauth) = &api.oauth {
                 a.insert(
                     "credentials".into(),
-                    json!({"oauth": {"url": oauth.url, "clientId": MASK, "clientSecret": MASK}}),
+                    json!({"oauth": {"url": oauth.url, "clientId": shown(&oauth.client_id),
+                                     "clientSecret": shown(&oauth.client_secret)}}),
                 );
             }
             if let Some(spec) = &api.spec {

@@ -15,6 +15,7 @@ use ace::driver::Clock;
 use ace::pki::{self, KeyKind};
 use ace::serve::{self, ServeOptions};
 use ace::store::MemoryStore;
+use ace_model::bugs::Bugs;
 use ace_model::connector::Subject;
 use base64::Engine as _;
 use hyper::Method;
@@ -381,6 +382,11 @@ async fn solution(
 
 /// Runs the world of `seed` and checks it.
 pub fn run(seed: u64) -> Result<Report, String> {
+    run_with(seed, Bugs::NONE)
+}
+
+/// Runs the world of `seed` with the server's `bugs` switched on, and checks it.
+pub fn run_with(seed: u64, bugs: Bugs) -> Result<Report, String> {
     let faults = Faults::of(seed);
     let shared = Arc::new(Shared::default());
     let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
@@ -403,15 +409,12 @@ pub fn run(seed: u64) -> Result<Report, String> {
         let (data, store) = (data.clone(), store.clone());
         async move {
             // After a crash the host starts again here: memory is gone, the store is kept.
-            let _server = serve::start_with_store(
-                TurmoilNet,
-                options(&data),
-                Clock::new(unix_ms),
-                seed.into(),
-                store,
-            )
-            .await
-            .map_err(|e| e.to_string())?;
+            let mut opts = options(&data);
+            opts.bugs = bugs;
+            let _server =
+                serve::start_with_store(TurmoilNet, opts, Clock::new(unix_ms), seed.into(), store)
+                    .await
+                    .map_err(|e| e.to_string())?;
             std::future::pending::<()>().await;
             Ok(())
         }

@@ -43,6 +43,7 @@ pub use subscription::{
     ActivatedCondition, ActivationSpec, DeliveryStats, ResourceError, ResourceKey, SubscriptionSpec,
 };
 
+use crate::bugs::{Bugs, bug_on};
 use crate::effects::Effects;
 use crate::record::Record;
 use crate::time::Timestamp;
@@ -468,6 +469,8 @@ struct InFlight {
 #[derive(Clone, Debug)]
 pub struct EventBus {
     config: BusConfig,
+    /// Deliberately wrong behaviours that are on (none unless built with `bug-zoo`).
+    pub(crate) bugs: Bugs,
     // Durable.
     activations: BTreeMap<ResourceKey, ActivationSpec>,
     subscription_ids: BTreeMap<ResourceKey, SubId>,
@@ -535,6 +538,7 @@ impl EventBus {
     pub fn new(config: &BusConfig) -> Self {
         EventBus {
             config: config.clone(),
+            bugs: Bugs::NONE,
             activations: BTreeMap::new(),
             subscription_ids: BTreeMap::new(),
             subscriptions: BTreeMap::new(),
@@ -1085,6 +1089,15 @@ impl EventBus {
             old => {
                 let status = if old.is_some() { 200 } else { 201 };
                 let at = fx.now;
+                if old.is_some() && bug_on!(self.bugs, LossOnSubscriptionUpdate) {
+                    // Kyma 0.5 recreated an updated subscription: what it was owed is lost.
+                    self.commit(
+                        fx,
+                        BusRecord::SubscriptionDeleted {
+                            subscription: key.clone(),
+                        },
+                    );
+                }
                 self.commit(
                     fx,
                     BusRecord::SubscriptionApplied {
@@ -1241,8 +1254,9 @@ impl EventBus {
         let mut ids = std::mem::take(&mut self.accepted_ids);
         ids.clear();
         let mut deliveries = Vec::new();
+        let deliver_inactive = bug_on!(self.bugs, DeliverInactive);
         for (&id, s) in &self.subscriptions {
-            if s.condition.activated
+            if (s.condition.activated || deliver_inactive)
                 && s.spec.matches(
                     &event.source_id,
                     &event.event_type,
@@ -1368,7 +1382,10 @@ impl EventBus {
     /// Handles the outcome of a delivery. An outcome of an attempt that already timed out,
     /// or that the bus does not know, is ignored.
     pub fn handle_delivery_outcome(&mut self, fx: &mut Effects<'_>, outcome: DeliveryOutcome) {
-        self.finish(fx, outcome.delivery, outcome.acknowledges());
+        let acknowledged = outcome.acknowledges()
+            || (bug_on!(self.bugs, NoRetryOn5xx)
+                && matches!(outcome.result, DeliveryResult::Status(500..=599)));
+        self.finish(fx, outcome.delivery, acknowledged);
         self.pump(fx.now);
     }
 
@@ -1427,15 +1444,23 @@ impl EventBus {
         // Taken and given back, to keep its allocation.
         let mut dirty = std::mem::take(&mut self.dirty);
         dirty.sort_unstable();
+        let deliver_inactive = bug_on!(self.bugs, DeliverInactive);
+        let max_inflight_ignored = bug_on!(self.bugs, MaxInflightIgnored);
         for &id in &dirty {
             let Some(sub) = self.subscriptions.get_mut(&id) else {
                 continue;
             };
             sub.dirty = false;
-            if !sub.condition.activated || sub.held_until.is_some_and(|until| now < until) {
+            if !(sub.condition.activated || deliver_inactive)
+                || sub.held_until.is_some_and(|until| now < until)
+            {
                 continue;
             }
-            let max = sub.max_inflight();
+            let max = if max_inflight_ignored {
+                usize::MAX
+            } else {
+                sub.max_inflight()
+            };
             let deadline = now.saturating_add(sub.timeout(&self.config));
             while sub.in_flight < max
                 && let Some(seq) = sub.ready.pop_first()
