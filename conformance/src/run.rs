@@ -188,6 +188,11 @@ impl Report {
             .any(|o| o.level == Level::Must && matches!(o.status, Status::Failed(_)))
     }
 
+    /// Whether every selected check that ran passed, SHOULD included (`--strict`).
+    pub fn passed_strict(&self) -> bool {
+        self.failures().next().is_none()
+    }
+
     /// The outcomes that failed.
     pub fn failures(&self) -> impl Iterator<Item = &Outcome> {
         self.outcomes

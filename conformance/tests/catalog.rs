@@ -132,6 +132,7 @@ fn only_must_failures_fail_the_run_and_reports_carry_them() {
         millis: 10,
     };
     assert!(report.passed(), "a SHOULD failure does not fail the run");
+    assert!(!report.passed_strict(), "but it fails a strict run");
     let xml = report.junit();
     assert!(
         xml.contains("tests=\"3\" failures=\"1\" skipped=\"1\""),

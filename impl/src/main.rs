@@ -183,6 +183,9 @@ struct ConformanceArgs {
     /// The URL the target reaches the suite's endpoint at (default: from the listen address).
     #[arg(long, value_name = "URL")]
     endpoint_url: Option<String>,
+    /// Fail (exit status 1) when a SHOULD check fails too, not only a MUST.
+    #[arg(long)]
+    strict: bool,
     /// Checks run at once.
     #[arg(long, default_value_t = 4)]
     jobs: usize,
@@ -195,6 +198,12 @@ struct ConformanceArgs {
     /// Write the report as JUnit XML.
     #[arg(long, value_name = "FILE")]
     junit: Option<PathBuf>,
+    /// Run the embedded target with a bug of the zoo switched on (repeatable; `ace-sim bugs`
+    /// describes them): the suite must then fail. Exists only in builds with the feature
+    /// `bug-zoo`.
+    #[cfg(feature = "bug-zoo")]
+    #[arg(long = "inject-bug", value_name = "NAME", value_parser = bug_parser())]
+    inject_bug: Vec<ace_model::bugs::Bug>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -606,6 +615,13 @@ async fn run_conformance(args: ConformanceArgs) -> Result<(), String> {
         return Err("no check matches the selection (see --list)".into());
     }
     let live = args.target.is_some() || args.connector_internal.is_some();
+    #[cfg(feature = "bug-zoo")]
+    if live && !args.inject_bug.is_empty() {
+        return Err(
+            "--inject-bug switches bugs on in the embedded target; it cannot reach a live one"
+                .into(),
+        );
+    }
     let mut embedded = None;
     let target = if let Some(file) = &args.target {
         Target::from_file(file)?
@@ -625,8 +641,19 @@ async fn run_conformance(args: ConformanceArgs) -> Result<(), String> {
             ..Target::local_defaults()
         }
     } else {
-        let e = ace::conformance::Embedded::start(Clock::new(unix_millis_now()), os_seed(), |_| {})
-            .await?;
+        #[cfg(feature = "bug-zoo")]
+        let bugs: ace_model::bugs::Bugs = args.inject_bug.iter().copied().collect();
+        let e = ace::conformance::Embedded::start(
+            Clock::new(unix_millis_now()),
+            os_seed(),
+            |_o: &mut ServeOptions| {
+                #[cfg(feature = "bug-zoo")]
+                {
+                    _o.bugs = bugs;
+                }
+            },
+        )
+        .await?;
         let t = e.target();
         embedded = Some(e);
         t
@@ -686,7 +713,7 @@ async fn run_conformance(args: ConformanceArgs) -> Result<(), String> {
     if let Some(path) = &args.junit {
         std::fs::write(path, report.junit()).map_err(|e| format!("{}: {e}", path.display()))?;
     }
-    if report.passed() {
+    if report.passed() && (!args.strict || report.passed_strict()) {
         Ok(())
     } else {
         Err(format!(

@@ -15,10 +15,19 @@ fn now_ms() -> u64 {
 }
 
 async fn run_suite(selection: Selection, profile: Profile) -> ace_conformance::Report {
-    let embedded = Embedded::start(Clock::new(now_ms()), 5u64.into(), |_| {})
+    run_suite_with(selection, profile, |_| {}).await
+}
+
+async fn run_suite_with(
+    selection: Selection,
+    profile: Profile,
+    tune: impl FnOnce(&mut ace::serve::ServeOptions),
+) -> ace_conformance::Report {
+    let embedded = Embedded::start(Clock::new(now_ms()), 5u64.into(), tune)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
-    let target = embedded.target();
+    let mut target = embedded.target();
+    target.delivery_timeout_seconds = Some(5);
     let endpoint = Endpoint::start("127.0.0.1:0", None)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
@@ -86,4 +95,40 @@ async fn under_the_kyma_profile_ace_differs_only_where_listed() {
         );
     }
     assert!(report.passed());
+}
+
+/// The suite's teeth: with each bug of the zoo switched on in the embedded target, a check of
+/// the bug's area fails. (Two of the bugs are Kyma 0.5's own behaviour and are caught by SHOULD
+/// checks: `deleted-re-accepted` and `loss-on-subscription-update`.)
+#[cfg(feature = "bug-zoo")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_bug_of_the_zoo_fails_a_check_of_its_area() {
+    use ace_conformance::Area;
+    use ace_model::bugs::Bug;
+    for bug in Bug::ALL {
+        let areas = match bug.area() {
+            "tokens" => vec![Area::Onboarding],
+            "certificates" => vec![Area::Isolation],
+            "metadata" => vec![Area::Metadata],
+            "events" => vec![Area::Events, Area::Delivery, Area::Durability],
+            "proxy" => vec![Area::Proxy],
+            other => panic!("bug area {other} has no conformance area"),
+        };
+        let selection = Selection {
+            areas: areas.clone(),
+            ..Selection::default()
+        };
+        let report = run_suite_with(selection, Profile::Ace, |o| {
+            o.bugs = std::iter::once(bug).collect();
+        })
+        .await;
+        let caught: Vec<_> = report.failures().map(|o| (o.id, o.level)).collect();
+        assert!(
+            report.failures().any(|o| areas.contains(&o.area)),
+            "{} was not caught by {areas:?}",
+            bug.name()
+        );
+        let must = !matches!(bug, Bug::DeletedReAccepted | Bug::LossOnSubscriptionUpdate);
+        assert_eq!(!report.passed(), must, "{}: {caught:?}", bug.name());
+    }
 }
