@@ -408,7 +408,10 @@ pub fn run_with(seed: u64, bugs: Bugs) -> Result<Report, String> {
     sim.host("ace", move || {
         let (data, store) = (data.clone(), store.clone());
         async move {
-            // After a crash the host starts again here: memory is gone, the store is kept.
+            // After a crash the host starts again here: memory is gone, the store is kept, and
+            // the new process reads the wall clock again.
+            let elapsed = turmoil::sim_elapsed().unwrap_or_default();
+            let unix_ms = unix_ms + u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX);
             let mut opts = options(&data);
             opts.bugs = bugs;
             let _server =
