@@ -3,6 +3,13 @@
 //! `subscriber`. The seed picks which faults are on (swarm testing) and when they strike; a
 //! safety phase runs under faults, then everything heals and every event answered 200 must
 //! reach the subscriber (at least once; duplicates are counted, not failures).
+//!
+//! Once the faults have healed, a contract phase tries to break the other documented
+//! guarantees: a used configuration or CSR URL and an expired one are refused, a certificate
+//! opens neither another RE nor its RE created again, service identifiers are unique and OAuth
+//! secrets masked, the proxy never sends an OAuth token past its `expires_in` (the API and its
+//! token server run on the subscriber's host), nothing is pushed to a subscription without an
+//! EventActivation, and an update of a subscription keeps the events it is owed.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::convert::Infallible;
@@ -73,6 +80,19 @@ impl Faults {
     }
 }
 
+impl Faults {
+    /// When the last fault has struck and healed (simulated time); a restarted server may
+    /// still be starting.
+    pub fn healed_by(&self) -> Duration {
+        let partition = self.partition.map(|(at, len)| at + len);
+        partition
+            .into_iter()
+            .chain(self.crash_at)
+            .max()
+            .unwrap_or_default()
+    }
+}
+
 /// What a run saw.
 #[derive(Clone, Debug)]
 pub struct Report {
@@ -100,9 +120,35 @@ struct Shared {
     in_flight: AtomicUsize,
     max_in_flight: AtomicUsize,
     requests: AtomicUsize,
+    /// Pushes for subscriptions other than `prod/orders` (none is activated), by name.
+    stray: Mutex<Vec<String>>,
+    /// OAuth tokens the token server issued, with when (simulated time).
+    oauth_tokens: Mutex<BTreeMap<String, Duration>>,
+    /// Broken guarantees seen during the run (the rest are found at its end).
+    violations: Mutex<Vec<String>>,
 }
 
 impl Shared {
+    fn violation(&self, what: String) {
+        self.note("checker", format!("VIOLATION {what}"));
+        if let Ok(mut v) = self.violations.lock() {
+            v.push(what);
+        }
+    }
+
+    fn accept(&self, id: String) {
+        if let Ok(mut a) = self.accepted.lock() {
+            a.insert(id);
+        }
+    }
+
+    /// Whether every accepted event has reached `prod/orders`.
+    fn all_received(&self) -> bool {
+        let accepted = self.accepted.lock().map(|a| a.clone()).unwrap_or_default();
+        let received = self.received.lock().map(|r| r.clone()).unwrap_or_default();
+        accepted.iter().all(|id| received.contains_key(id))
+    }
+
     fn note(&self, host: &str, what: String) {
         self.note_at(turmoil::sim_elapsed().unwrap_or_default(), host, what);
     }
@@ -133,8 +179,17 @@ pub fn options(dir: &std::path::Path) -> ServeOptions {
         initial: Duration::from_millis(200),
         max: Duration::from_secs(2),
     };
+    opts.token_ttl = TOKEN_TTL;
     opts
 }
+
+/// Connector tokens live this long in the world (the contract phase waits it out).
+pub const TOKEN_TTL: Duration = Duration::from_secs(2);
+/// Events the contract phase publishes, besides [`EVENTS`].
+pub const CONTRACT_EVENTS: usize = 3;
+/// The `expires_in` of the world's OAuth tokens, in seconds: short-lived, so the proxy must
+/// fetch one for every call (it keeps a token until 10 s before it expires).
+const OAUTH_EXPIRES_IN: u64 = 2;
 
 const STEP_TIMEOUT: Duration = Duration::from_secs(3);
 
@@ -198,6 +253,21 @@ async fn subscriber(
                 hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
                     let shared = shared.clone();
                     async move {
+                        let subscription = req
+                            .headers()
+                            .get("kyma-subscription")
+                            .and_then(|v| v.to_str().ok())
+                            .unwrap_or("?")
+                            .to_owned();
+                        if subscription != "orders" {
+                            shared.note("subscriber", format!("push for {subscription}"));
+                            if let Ok(mut s) = shared.stray.lock() {
+                                s.push(subscription);
+                            }
+                            return Ok::<_, Infallible>(hyper::Response::new(
+                                http_body_util::Full::new(bytes::Bytes::new()),
+                            ));
+                        }
                         let now = shared.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
                         shared.max_in_flight.fetch_max(now, Ordering::SeqCst);
                         // Counted out however the request ends: a peer that dies mid-request
@@ -232,9 +302,334 @@ async fn subscriber(
     }
 }
 
+/// A registered API and its OAuth server, on the subscriber's host: `POST /token` issues
+/// `tok-N` with `expires_in` [`OAUTH_EXPIRES_IN`]; any other request is the API, which checks
+/// that the proxy's bearer token has not expired.
+async fn api(shared: Arc<Shared>) -> Result<(), Box<dyn std::error::Error>> {
+    let listener = turmoil::net::TcpListener::bind("0.0.0.0:9100").await?;
+    loop {
+        let (stream, _) = listener.accept().await?;
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(
+                move |req: hyper::Request<hyper::body::Incoming>| {
+                    let shared = shared.clone();
+                    async move {
+                        let now = turmoil::sim_elapsed().unwrap_or_default();
+                        let body = if req.uri().path() == "/token" {
+                            let token = match shared.oauth_tokens.lock() {
+                                Ok(mut tokens) => {
+                                    let token = format!("tok-{}", tokens.len() + 1);
+                                    tokens.insert(token.clone(), now);
+                                    token
+                                }
+                                Err(_) => "tok-?".to_owned(),
+                            };
+                            shared.note("api", format!("issued {token}"));
+                            json!({"access_token": token, "token_type": "bearer",
+                                   "expires_in": OAUTH_EXPIRES_IN})
+                            .to_string()
+                        } else {
+                            let token = req
+                                .headers()
+                                .get("authorization")
+                                .and_then(|v| v.to_str().ok())
+                                .and_then(|v| v.strip_prefix("Bearer "))
+                                .unwrap_or_default()
+                                .to_owned();
+                            let issued = shared
+                                .oauth_tokens
+                                .lock()
+                                .ok()
+                                .and_then(|t| t.get(&token).copied());
+                            shared.note("api", format!("call with {token}"));
+                            match issued {
+                                None => shared.violation(format!(
+                                    "proxy: the API was called with {token:?}, which the OAuth server never issued"
+                                )),
+                                Some(at)
+                                    if now >= at + Duration::from_secs(OAUTH_EXPIRES_IN) =>
+                                {
+                                    shared.violation(format!(
+                                        "proxy: the API was called with {token}, expired {}ms before",
+                                        (now - at - Duration::from_secs(OAUTH_EXPIRES_IN))
+                                            .as_millis()
+                                    ))
+                                }
+                                Some(_) => {}
+                            }
+                            "{}".to_owned()
+                        };
+                        Ok::<_, Infallible>(hyper::Response::new(http_body_util::Full::new(
+                            bytes::Bytes::from(body),
+                        )))
+                    }
+                },
+            );
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                .await;
+        });
+    }
+}
+
+/// Sends until the server answers at all (the faults have healed when this is used).
+async fn answer(
+    method: Method,
+    url: &str,
+    body: Option<&Value>,
+    tls: Option<&tokio_rustls::TlsConnector>,
+) -> client::Response {
+    loop {
+        if let Ok(r) = send(method.clone(), url, body, tls).await {
+            return r;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Publishes event `i` through the gateway until it is answered 200.
+async fn publish(shared: &Shared, me: &tokio_rustls::TlsConnector, i: usize) {
+    let id = format!("00000000-0000-4000-8000-{i:012x}");
+    let event = json!({"event-type": "order.created", "event-type-version": "v1", "event-id": id,
+                       "event-time": "2018-10-16T15:00:00Z", "data": {"n": i}});
+    until("publish", &[200], || {
+        send(
+            Method::POST,
+            "https://ace:8444/ec/v1/events",
+            Some(&event),
+            Some(me),
+        )
+    })
+    .await;
+    shared.note("solution", format!("accepted {id}"));
+    shared.accept(id);
+}
+
+/// Waits (at most `limit`) until every accepted event has reached `prod/orders`.
+async fn wait_for_deliveries(shared: &Shared, limit: Duration) {
+    let deadline = tokio::time::Instant::now() + limit;
+    while !shared.all_received() && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The documented guarantees beyond delivery, checked after the faults have healed, each by
+/// trying to break it: a configuration URL works once; a token expires; a certificate opens
+/// only its RE, and only while the RE lives; identifiers are unique in an RE and secrets are
+/// masked; the proxy never sends an expired OAuth token; nothing is pushed to a subscription
+/// that is not activated; an update of a subscription keeps what it is owed. The two checks
+/// that wait (token expiry, OAuth token expiry) share their wait with the others.
+async fn contract_phase(
+    shared: &Shared,
+    anonymous: &tokio_rustls::TlsConnector,
+    me: &tokio_rustls::TlsConnector,
+    csr: &str,
+    healed_by: Duration,
+) {
+    // Only once the faults have healed: a lost answer to a retried write would make the
+    // checks below see their own retries.
+    let elapsed = turmoil::sim_elapsed().unwrap_or_default();
+    tokio::time::sleep(healed_by.saturating_sub(elapsed)).await;
+    until("health", &[200], || {
+        send(Method::GET, "http://ace:8081/readyz", None, None)
+    })
+    .await;
+    shared.note("solution", "contract phase".into());
+    let expect = |what: &str, got: u16, want: u16| {
+        shared.note("solution", format!("contract: {what} -> {got}"));
+        if got != want {
+            shared.violation(format!("{what}: answered {got}, expected {want}"));
+        }
+    };
+
+    // Tokens: an onboarding, its URLs used again, and a fresh token checked once it has
+    // expired (below).
+    let tokens = "http://ace:8080/v1/remoteenvironments/ec/tokens";
+    let token = answer(Method::POST, tokens, None, None).await.json();
+    let url = token["url"].as_str().unwrap_or_default();
+    let info = answer(Method::GET, url, None, Some(anonymous)).await;
+    expect("info for a configuration URL", info.status, 200);
+    let csr_url = info.json()["csrUrl"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let csr = json!({ "csr": csr });
+    let r = answer(Method::POST, &csr_url, Some(&csr), Some(anonymous)).await;
+    expect("a certificate for a CSR", r.status, 201);
+    let r = answer(Method::GET, url, None, Some(anonymous)).await;
+    expect("a used configuration URL works once", r.status, 403);
+    let r = answer(Method::POST, &csr_url, Some(&csr), Some(anonymous)).await;
+    expect("a used CSR URL works once", r.status, 403);
+    let token = answer(Method::POST, tokens, None, None).await.json();
+    let token_expired = tokio::time::Instant::now() + TOKEN_TTL + Duration::from_millis(500);
+
+    // Certificates: another RE.
+    let other = json!({"kind": "RemoteEnvironment", "metadata": {"name": "other"}, "spec": {"description": "another"}});
+    answer(
+        Method::PUT,
+        "http://ace:8081/v1/remoteenvironments/other",
+        Some(&other),
+        None,
+    )
+    .await;
+    let r = answer(
+        Method::GET,
+        "https://ace:8444/other/v1/metadata/services",
+        None,
+        Some(me),
+    )
+    .await;
+    expect(
+        "a certificate for RE ec does not open RE other",
+        r.status,
+        403,
+    );
+
+    // Metadata.
+    let service = json!({"provider": "sim", "name": "orders-api", "description": "Orders",
+        "identifier": "orders-api",
+        "api": {"targetUrl": "http://subscriber:9100/api",
+                "credentials": {"oauth": {"url": "http://subscriber:9100/token",
+                                          "clientId": "client", "clientSecret": "s3cr3t"}}}});
+    let services = "https://ace:8444/ec/v1/metadata/services";
+    let r = answer(Method::POST, services, Some(&service), Some(me)).await;
+    expect("a service is registered", r.status, 200);
+    let id = r.json()["id"].as_str().unwrap_or_default().to_owned();
+    let r = answer(Method::POST, services, Some(&service), Some(me)).await;
+    expect(
+        "a second service with the same identifier is refused",
+        r.status,
+        409,
+    );
+    let r = answer(Method::GET, &format!("{services}/{id}"), None, Some(me)).await;
+    let oauth = &r.json()["api"]["credentials"]["oauth"];
+    let shown = (&oauth["clientId"], &oauth["clientSecret"]);
+    shared.note(
+        "solution",
+        format!(
+            "contract: a service's OAuth credentials when read -> clientId {}, clientSecret {}",
+            shown.0, shown.1
+        ),
+    );
+    if shown != (&json!("********"), &json!("********")) {
+        shared.violation(format!(
+            "a service's OAuth credentials are masked when read: clientId {} and clientSecret {} were shown",
+            shown.0, shown.1
+        ));
+    }
+
+    // Proxy: the service bound in prod, called now and again once its token has expired.
+    let mut key = String::new();
+    for (path, doc) in [
+        ("environmentmappings/ec", json!({})),
+        (
+            "serviceinstances/orders-api",
+            json!({"spec": {"serviceClassName": format!("re-ec-{id}")}}),
+        ),
+        (
+            "servicebindings/lambda",
+            json!({"spec": {"instanceRef": {"name": "orders-api"}}}),
+        ),
+    ] {
+        let url = format!("http://ace:8081/v1/namespaces/prod/{path}");
+        let r = answer(Method::PUT, &url, Some(&doc), None).await;
+        if let Some(k) = r.json()["credentials"]["ACCESS_KEY"].as_str() {
+            k.clone_into(&mut key);
+        }
+    }
+    let call_proxy = || async {
+        let r = client::request(
+            &TurmoilNet,
+            Method::GET,
+            &format!("http://ace:8090/re-ec-{id}/orders"),
+            &[("ace-binding-key", key.as_str())],
+            None,
+            None,
+            STEP_TIMEOUT,
+        )
+        .await;
+        expect("a call through the proxy", r.map_or(0, |r| r.status), 200);
+    };
+    call_proxy().await;
+    let oauth_expired =
+        tokio::time::Instant::now() + Duration::from_millis(OAUTH_EXPIRES_IN * 1000 + 500);
+
+    // Events: a subscription without an activation, and an update with events owed.
+    let dark = json!({"kind": "Subscription", "metadata": {"name": "dark"}, "spec": {
+        "endpoint": "http://subscriber:9000/", "include_subscription_name_header": true, "max_inflight": 1,
+        "push_request_timeout_ms": 1000, "event_type": "order.created", "event_type_version": "v1", "source_id": "ec"}});
+    answer(
+        Method::PUT,
+        "http://ace:8081/v1/namespaces/dark/subscriptions/dark",
+        Some(&dark),
+        None,
+    )
+    .await;
+    publish(shared, me, EVENTS).await;
+    let orders = |endpoint: &str| {
+        json!({"kind": "Subscription", "metadata": {"name": "orders"}, "spec": {
+            "endpoint": endpoint, "include_subscription_name_header": true, "max_inflight": MAX_INFLIGHT,
+            "push_request_timeout_ms": 1000, "event_type": "order.created", "event_type_version": "v1", "source_id": "ec"}})
+    };
+    let url = "http://ace:8081/v1/namespaces/prod/subscriptions/orders";
+    // Nobody listens on 9001: the next events stay owed until the endpoint is changed back.
+    answer(
+        Method::PUT,
+        url,
+        Some(&orders("http://subscriber:9001/")),
+        None,
+    )
+    .await;
+    publish(shared, me, EVENTS + 1).await;
+    publish(shared, me, EVENTS + 2).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    answer(
+        Method::PUT,
+        url,
+        Some(&orders("http://subscriber:9000/")),
+        None,
+    )
+    .await;
+    shared.note("solution", "contract: subscription updated".into());
+    wait_for_deliveries(shared, Duration::from_secs(30)).await;
+
+    // The waits.
+    tokio::time::sleep_until(token_expired).await;
+    let expired = token["url"].as_str().unwrap_or_default();
+    let r = answer(Method::GET, expired, None, Some(anonymous)).await;
+    expect("a configuration URL expires after its TTL", r.status, 403);
+    tokio::time::sleep_until(oauth_expired).await;
+    call_proxy().await;
+
+    // Certificates: the RE deleted and created again (last: it revokes the certificate).
+    let re = json!({"kind": "RemoteEnvironment", "metadata": {"name": "ec"}, "spec": {"description": "simulated"}});
+    answer(
+        Method::DELETE,
+        "http://ace:8081/v1/remoteenvironments/ec",
+        None,
+        None,
+    )
+    .await;
+    answer(
+        Method::PUT,
+        "http://ace:8081/v1/remoteenvironments/ec",
+        Some(&re),
+        None,
+    )
+    .await;
+    let r = answer(Method::GET, services, None, Some(me)).await;
+    expect(
+        "a certificate of a deleted RE does not open the RE created again",
+        r.status,
+        403,
+    );
+}
+
 async fn solution(
     shared: Arc<Shared>,
     ca_path: std::path::PathBuf,
+    healed_by: Duration,
 ) -> Result<(), Box<dyn std::error::Error>> {
     until("health", &[200], || {
         send(Method::GET, "http://ace:8081/healthz", None, None)
@@ -338,44 +733,12 @@ async fn solution(
 
     // Publishing, each event until it is answered 200 (the same event-id on a retry).
     for i in 0..EVENTS {
-        let id = format!("00000000-0000-4000-8000-{i:012x}");
-        let event = json!({"event-type": "order.created", "event-type-version": "v1", "event-id": id,
-                           "event-time": "2018-10-16T15:00:00Z", "data": {"n": i}});
-        until("publish", &[200], || {
-            send(
-                Method::POST,
-                "https://ace:8444/ec/v1/events",
-                Some(&event),
-                Some(&me),
-            )
-        })
-        .await;
-        shared.note("solution", format!("accepted {id}"));
-        if let Ok(mut a) = shared.accepted.lock() {
-            a.insert(id);
-        }
+        publish(&shared, &me, i).await;
         tokio::time::sleep(Duration::from_millis(60)).await;
     }
     // Liveness: by now the faults have healed (see `run`); wait for every accepted event.
-    for _ in 0..600 {
-        let done = {
-            let accepted = shared
-                .accepted
-                .lock()
-                .map(|a| a.clone())
-                .unwrap_or_default();
-            let received = shared
-                .received
-                .lock()
-                .map(|r| r.clone())
-                .unwrap_or_default();
-            accepted.iter().all(|id| received.contains_key(id))
-        };
-        if done {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_for_deliveries(&shared, Duration::from_secs(60)).await;
+    contract_phase(&shared, &anonymous, &me, &csr, healed_by).await;
     shared.note("solution", "done".into());
     Ok(())
 }
@@ -408,7 +771,10 @@ pub fn run_with(seed: u64, bugs: Bugs) -> Result<Report, String> {
     sim.host("ace", move || {
         let (data, store) = (data.clone(), store.clone());
         async move {
-            // After a crash the host starts again here: memory is gone, the store is kept.
+            // After a crash the host starts again here: memory is gone, the store is kept, and
+            // the new process reads the wall clock again.
+            let elapsed = turmoil::sim_elapsed().unwrap_or_default();
+            let unix_ms = unix_ms + u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX);
             let mut opts = options(&data);
             opts.bugs = bugs;
             let _server =
@@ -422,10 +788,22 @@ pub fn run_with(seed: u64, bugs: Bugs) -> Result<Report, String> {
     let sub_shared = shared.clone();
     let failures = faults.subscriber_failures;
     sim.host("subscriber", move || {
-        subscriber(sub_shared.clone(), failures)
+        let shared = sub_shared.clone();
+        async move {
+            let api_shared = shared.clone();
+            tokio::spawn(async move {
+                if let Err(e) = api(api_shared.clone()).await {
+                    api_shared.note("api", format!("stopped: {e}"));
+                }
+            });
+            subscriber(shared, failures).await
+        }
     });
     let sol_shared = shared.clone();
-    sim.client("solution", solution(sol_shared, ca_path));
+    sim.client(
+        "solution",
+        solution(sol_shared, ca_path, faults.healed_by()),
+    );
 
     let (mut partitioned, mut healed, mut crashed) = (false, false, false);
     loop {
@@ -476,6 +854,19 @@ pub fn run_with(seed: u64, bugs: Bugs) -> Result<Report, String> {
             ));
         }
     }
+    let stray = shared.stray.lock().map(|s| s.len()).unwrap_or_default();
+    if stray > 0 {
+        violations.push(format!(
+            "activation: {stray} pushes went to subscription dark/dark, whose namespace has no EventActivation for ec"
+        ));
+    }
+    violations.extend(
+        shared
+            .violations
+            .lock()
+            .map(|v| v.clone())
+            .unwrap_or_default(),
+    );
     let max = shared.max_in_flight.load(Ordering::SeqCst);
     if max > MAX_INFLIGHT {
         violations.push(format!(

@@ -16,7 +16,7 @@ fn seeded_worlds_keep_at_least_once_and_max_inflight() {
         );
         assert_eq!(
             report.accepted,
-            ace_sim::world::EVENTS,
+            ace_sim::world::EVENTS + ace_sim::world::CONTRACT_EVENTS,
             "seed={seed}: every event is eventually accepted"
         );
     }
