@@ -42,6 +42,15 @@ impl std::fmt::Debug for Identity {
     }
 }
 
+/// What `info` hands a solution for its CSR.
+#[derive(Clone, Debug)]
+pub struct CsrStep {
+    /// `csrUrl`, with the token.
+    pub csr_url: String,
+    /// `certificate.subject`.
+    pub subject: String,
+}
+
 /// A call and its answer.
 #[derive(Clone, Debug)]
 pub struct Exchange {
@@ -77,6 +86,24 @@ impl Exchange {
             Ok(self)
         } else {
             Err(self.fail(format!("{what}: {status} {body}")))
+        }
+    }
+
+    /// Fails unless this is the answer the model predicts: its status, and its body unless the
+    /// model accepted (an accepted call's body holds ids the target generates).
+    pub fn expect_predicted(
+        &self,
+        (status, body): (u16, Option<Value>),
+        what: &str,
+    ) -> Result<&Self, Failure> {
+        if status == 200 {
+            self.expect_status(200, &format!("{what}: accepted as the model predicts"))
+        } else {
+            self.expect(
+                status,
+                &body.unwrap_or(Value::Null),
+                &format!("{what}: as the model predicts"),
+            )
         }
     }
 
@@ -335,6 +362,18 @@ impl Ctx {
         Ok(info)
     }
 
+    /// Token and info for `re`: where to send a CSR and the subject it must carry.
+    pub async fn csr_step(&self, re: &str) -> Result<CsrStep, Failure> {
+        let body = self.info(re).await?.json();
+        Ok(CsrStep {
+            csr_url: body["csrUrl"].as_str().unwrap_or_default().to_owned(),
+            subject: body["certificate"]["subject"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned(),
+        })
+    }
+
     /// Posts a `client-certs` body to the info's `csrUrl`.
     pub async fn post_csr(&self, csr_url: &str, body: &[u8]) -> Result<Exchange, Failure> {
         self.call(
@@ -349,12 +388,9 @@ impl Ctx {
 
     /// Onboards `re` the documented way; returns the identity.
     pub async fn onboard(&self, re: &str) -> Result<Identity, Failure> {
-        let info = self.info(re).await?;
-        let body = info.json();
-        let csr_url = body["csrUrl"].as_str().unwrap_or_default();
-        let subject = body["certificate"]["subject"].as_str().unwrap_or_default();
-        let (csr_pem, key) = make_csr(subject).map_err(fail_setup)?;
-        let reply = self.post_csr(csr_url, &csr_body(&csr_pem)).await?;
+        let step = self.csr_step(re).await?;
+        let (csr_pem, key) = make_csr(&step.subject).map_err(fail_setup)?;
+        let reply = self.post_csr(&step.csr_url, &csr_body(&csr_pem)).await?;
         reply.expect_status(201, "a certificate")?;
         self.identity_from(re, &reply.json(), &key)
     }

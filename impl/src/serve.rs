@@ -211,7 +211,7 @@ impl rustls::time_provider::TimeProvider for ClockTime {
 
 /// The crypto provider: ring, chosen explicitly so no process-wide default is needed.
 pub fn provider() -> Arc<CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
+    ace_conformance::http::provider()
 }
 
 fn tls_err(e: impl std::fmt::Display) -> StartError {

@@ -132,13 +132,7 @@ async fn gateway_validation(cx: &Ctx) -> CheckResult {
                 Some(&id),
             )
             .await?;
-        let (status, want) = oracle.gateway_event(&body);
-        let want = want.unwrap_or(Value::Null);
-        if status == 200 {
-            got.expect_status(200, &format!("{what}: accepted as the model predicts"))?;
-        } else {
-            got.expect(status, &want, &format!("{what}: as the model predicts"))?;
-        }
+        got.expect_predicted(oracle.gateway_event(&body), what)?;
     }
     Ok(())
 }
@@ -163,16 +157,7 @@ async fn publish_validation(cx: &Ctx) -> CheckResult {
                 None,
             )
             .await?;
-        let (status, want) = oracle.publish(Some(&source), &body);
-        if status == 200 {
-            got.expect_status(200, &format!("{what}: accepted as the model predicts"))?;
-        } else {
-            got.expect(
-                status,
-                &want.unwrap_or(Value::Null),
-                &format!("{what}: as the model predicts"),
-            )?;
-        }
+        got.expect_predicted(oracle.publish(Some(&source), &body), what)?;
     }
     for (what, source_header) in [
         ("no source at all", None),
@@ -186,12 +171,7 @@ async fn publish_validation(cx: &Ctx) -> CheckResult {
         let got = cx
             .call(Method::POST, &url, &headers, Some(&body), None)
             .await?;
-        let (status, want) = oracle.publish(source_header, &body);
-        got.expect(
-            status,
-            &want.unwrap_or(Value::Null),
-            &format!("{what}: as the model predicts"),
-        )?;
+        got.expect_predicted(oracle.publish(source_header, &body), what)?;
     }
     let got = cx.call(Method::GET, &url, &[], None, None).await?;
     got.expect_status(400, "a GET refused with 400 bad_request")?;

@@ -339,16 +339,10 @@ async fn validation(cx: &Ctx) -> CheckResult {
                 Some(&id),
             )
             .await?;
-        let (status, want) = oracle.gateway(GatewayCall::CreateService { body: body.clone() });
-        if status == 200 {
-            got.expect_status(200, &format!("{what}: accepted as the model predicts"))?;
-        } else {
-            got.expect(
-                status,
-                &want.unwrap_or(Value::Null),
-                &format!("{what}: as the model predicts"),
-            )?;
-        }
+        got.expect_predicted(
+            oracle.gateway(GatewayCall::CreateService { body: body.clone() }),
+            what,
+        )?;
     }
     Ok(())
 }

@@ -9,7 +9,7 @@ use x509_parser::prelude::{FromDer, X509Certificate};
 
 use crate::check;
 use crate::check::{Check, CheckResult, Failure};
-use crate::context::{Ctx, csr_body, decode_chain, make_csr, make_csr_dn, parse_subject};
+use crate::context::{CsrStep, Ctx, csr_body, decode_chain, make_csr, make_csr_dn, parse_subject};
 
 /// The checks of this area.
 pub fn checks() -> Vec<Check> {
@@ -283,13 +283,9 @@ async fn token_expires(cx: &Ctx) -> CheckResult {
 
 async fn certificate_chain(cx: &Ctx) -> CheckResult {
     let re = cx.fresh_re().await?;
-    let info = cx.info(&re).await?;
-    let b = info.json();
-    let subject = b["certificate"]["subject"].as_str().unwrap_or_default();
-    let (csr, _key) = make_csr(subject).map_err(Failure::setup)?;
-    let reply = cx
-        .post_csr(b["csrUrl"].as_str().unwrap_or_default(), &csr_body(&csr))
-        .await?;
+    let step = cx.csr_step(&re).await?;
+    let (csr, _key) = make_csr(&step.subject).map_err(Failure::setup)?;
+    let reply = cx.post_csr(&step.csr_url, &csr_body(&csr)).await?;
     reply.expect_status(201, "a certificate")?;
     let chain = decode_chain(&reply.json()).map_err(|e| reply.fail(format!("a crt: {e}")))?;
     let blocks = pem::parse_many(chain.as_bytes()).map_err(|e| reply.fail(format!("PEM: {e}")))?;
@@ -332,17 +328,12 @@ async fn certificate_chain(cx: &Ctx) -> CheckResult {
 
 async fn certificate_one_time(cx: &Ctx) -> CheckResult {
     let re = cx.fresh_re().await?;
-    let info = cx.info(&re).await?;
-    let b = info.json();
-    let (csr_url, subject) = (
-        b["csrUrl"].as_str().unwrap_or_default(),
-        b["certificate"]["subject"].as_str().unwrap_or_default(),
-    );
-    let (csr, _) = make_csr(subject).map_err(Failure::setup)?;
-    cx.post_csr(csr_url, &csr_body(&csr))
+    let step = cx.csr_step(&re).await?;
+    let (csr, _) = make_csr(&step.subject).map_err(Failure::setup)?;
+    cx.post_csr(&step.csr_url, &csr_body(&csr))
         .await?
         .expect_status(201, "the first CSR")?;
-    cx.post_csr(csr_url, &csr_body(&csr)).await?.expect(
+    cx.post_csr(&step.csr_url, &csr_body(&csr)).await?.expect(
         403,
         &error_body(403, "Invalid token."),
         "the token consumed",
@@ -352,10 +343,8 @@ async fn certificate_one_time(cx: &Ctx) -> CheckResult {
 
 async fn csr_cn(cx: &Ctx) -> CheckResult {
     let re = cx.fresh_re().await?;
-    let info = cx.info(&re).await?;
-    let b = info.json();
-    let csr_url = b["csrUrl"].as_str().unwrap_or_default();
-    let subject = b["certificate"]["subject"].as_str().unwrap_or_default();
+    let step = cx.csr_step(&re).await?;
+    let (csr_url, subject) = (step.csr_url.as_str(), step.subject.as_str());
     let wrong = subject.replace(&format!("CN={re}"), "CN=someone-else");
     let (csr, _) = make_csr(&wrong).map_err(Failure::setup)?;
     cx.post_csr(csr_url, &csr_body(&csr)).await?.expect(
@@ -372,13 +361,8 @@ async fn csr_cn(cx: &Ctx) -> CheckResult {
 
 async fn csr_subject(cx: &Ctx) -> CheckResult {
     let re = cx.fresh_re().await?;
-    let info = cx.info(&re).await?;
-    let b = info.json();
-    let csr_url = b["csrUrl"].as_str().unwrap_or_default();
-    let subject = b["certificate"]["subject"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned();
+    let CsrStep { csr_url, subject } = cx.csr_step(&re).await?;
+    let csr_url = csr_url.as_str();
     let field = |k: &str| {
         subject
             .split(',')
@@ -416,11 +400,7 @@ async fn csr_subject(cx: &Ctx) -> CheckResult {
 
 async fn csr_encoding(cx: &Ctx) -> CheckResult {
     let re = cx.fresh_re().await?;
-    let info = cx.info(&re).await?;
-    let csr_url = info.json()["csrUrl"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned();
+    let csr_url = cx.csr_step(&re).await?.csr_url;
     cx.post_csr(&csr_url, br#"{"csr": "%%% not base64 %%%"}"#)
         .await?
         .expect(
@@ -443,11 +423,7 @@ async fn csr_encoding(cx: &Ctx) -> CheckResult {
 
 async fn csr_malformed_json(cx: &Ctx) -> CheckResult {
     let re = cx.fresh_re().await?;
-    let info = cx.info(&re).await?;
-    let csr_url = info.json()["csrUrl"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned();
+    let csr_url = cx.csr_step(&re).await?.csr_url;
     let r = cx.post_csr(&csr_url, b"{not json").await?;
     let want = if cx.kyma() { 500 } else { 400 };
     r.expect_status(want, "a malformed body refused")?;

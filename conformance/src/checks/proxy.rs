@@ -188,6 +188,27 @@ async fn bound(cx: &Ctx, plan: Plan, oauth: bool) -> Result<Bound, Failure> {
     })
 }
 
+/// [`bound`] with OAuth whose tokens live an hour.
+async fn bound_oauth(cx: &Ctx, plan: Plan) -> Result<Bound, Failure> {
+    bound(
+        cx,
+        Plan {
+            expires_in: Some(3600),
+            ..plan
+        },
+        true,
+    )
+    .await
+}
+
+/// The Authorization header of the first call that reached the target.
+fn first_authorization(m: &crate::endpoint::Mailbox) -> &str {
+    m.api_calls
+        .first()
+        .and_then(|c| c.header("authorization"))
+        .unwrap_or_default()
+}
+
 async fn call(
     cx: &Ctx,
     b: &Bound,
@@ -230,15 +251,7 @@ async fn unbound_refused(cx: &Ctx) -> CheckResult {
 }
 
 async fn forwards(cx: &Ctx) -> CheckResult {
-    let b = bound(
-        cx,
-        Plan {
-            expires_in: Some(3600),
-            ..Plan::default()
-        },
-        true,
-    )
-    .await?;
+    let b = bound_oauth(cx, Plan::default()).await?;
     let r = call(cx, &b, "/orders/7?sort=asc", &[]).await?;
     r.expect_status(200, "the target's answer")?;
     let m = cx.endpoint.mailbox(&b.mailbox);
@@ -275,15 +288,7 @@ async fn forwards(cx: &Ctx) -> CheckResult {
 }
 
 async fn token_reused(cx: &Ctx) -> CheckResult {
-    let b = bound(
-        cx,
-        Plan {
-            expires_in: Some(3600),
-            ..Plan::default()
-        },
-        true,
-    )
-    .await?;
+    let b = bound_oauth(cx, Plan::default()).await?;
     for _ in 0..3 {
         call(cx, &b, "/x", &[])
             .await?
@@ -334,24 +339,12 @@ async fn token_expiry(cx: &Ctx) -> CheckResult {
 }
 
 async fn access_token(cx: &Ctx) -> CheckResult {
-    let b = bound(
-        cx,
-        Plan {
-            expires_in: Some(3600),
-            ..Plan::default()
-        },
-        true,
-    )
-    .await?;
+    let b = bound_oauth(cx, Plan::default()).await?;
     call(cx, &b, "/x", &[("access-token", "Bearer given-token")])
         .await?
         .expect_status(200, "forwarded")?;
     let m = cx.endpoint.mailbox(&b.mailbox);
-    let auth = m
-        .api_calls
-        .first()
-        .and_then(|c| c.header("authorization"))
-        .unwrap_or_default();
+    let auth = first_authorization(&m);
     if auth != "Bearer given-token" || !m.token_requests.is_empty() {
         return Err(Failure::new(
             "Authorization: Bearer given-token and no token request",
@@ -370,11 +363,7 @@ async fn access_token_bearer(cx: &Ctx) -> CheckResult {
         .await?
         .expect_status(200, "forwarded")?;
     let m = cx.endpoint.mailbox(&b.mailbox);
-    let auth = m
-        .api_calls
-        .first()
-        .and_then(|c| c.header("authorization"))
-        .unwrap_or_default();
+    let auth = first_authorization(&m);
     let want = if cx.kyma() {
         "bare-token"
     } else {
@@ -390,14 +379,12 @@ async fn access_token_bearer(cx: &Ctx) -> CheckResult {
 }
 
 async fn retry_403(cx: &Ctx) -> CheckResult {
-    let b = bound(
+    let b = bound_oauth(
         cx,
         Plan {
-            expires_in: Some(3600),
             reject_first_token: true,
             ..Plan::default()
         },
-        true,
     )
     .await?;
     let r = call(cx, &b, "/x", &[]).await?;
