@@ -133,8 +133,8 @@ fn main() -> ExitCode {
                     }
                     let _ = writeln!(
                         out,
-                        "accepted={} duplicates={}",
-                        report.accepted, report.duplicates
+                        "accepted={} duplicates={} exchanges={}",
+                        report.accepted, report.duplicates, report.exchanges
                     );
                     if report.violations.is_empty() {
                         let _ = writeln!(out, "seed={seed} trace={} ok", report.trace_hash);

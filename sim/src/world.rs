@@ -110,6 +110,8 @@ pub struct Report {
     pub duplicates: usize,
     /// Broken guarantees; empty when the run passed.
     pub violations: Vec<String>,
+    /// HTTP exchanges the world's clients started (ACE's pushes and proxy calls included).
+    pub exchanges: usize,
 }
 
 #[derive(Default)]
@@ -193,12 +195,23 @@ const OAUTH_EXPIRES_IN: u64 = 2;
 
 const STEP_TIMEOUT: Duration = Duration::from_secs(3);
 
+thread_local! {
+    /// HTTP exchanges of the world running on this thread: requests its clients sent and
+    /// requests its subscriber and API hosts served (ACE's pushes and proxy calls).
+    static EXCHANGES: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+fn count_exchange() {
+    EXCHANGES.with(|n| n.set(n.get() + 1));
+}
+
 async fn send(
     method: Method,
     url: &str,
     body: Option<&Value>,
     tls: Option<&tokio_rustls::TlsConnector>,
 ) -> Result<client::Response, String> {
+    count_exchange();
     let body = body.map(|b| b.to_string().into_bytes());
     client::request(
         &TurmoilNet,
@@ -252,6 +265,7 @@ async fn subscriber(
             let service =
                 hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
                     let shared = shared.clone();
+                    count_exchange();
                     async move {
                         let subscription = req
                             .headers()
@@ -314,6 +328,7 @@ async fn api(shared: Arc<Shared>) -> Result<(), Box<dyn std::error::Error>> {
             let service = hyper::service::service_fn(
                 move |req: hyper::Request<hyper::body::Incoming>| {
                     let shared = shared.clone();
+                    count_exchange();
                     async move {
                         let now = turmoil::sim_elapsed().unwrap_or_default();
                         let body = if req.uri().path() == "/token" {
@@ -539,6 +554,7 @@ async fn contract_phase(
         }
     }
     let call_proxy = || async {
+        count_exchange();
         let r = client::request(
             &TurmoilNet,
             Method::GET,
@@ -751,6 +767,7 @@ pub fn run(seed: u64) -> Result<Report, String> {
 /// Runs the world of `seed` with the server's `bugs` switched on, and checks it.
 pub fn run_with(seed: u64, bugs: Bugs) -> Result<Report, String> {
     let faults = Faults::of(seed);
+    EXCHANGES.with(|n| n.set(0));
     let shared = Arc::new(Shared::default());
     let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
     let data = dir.path().to_owned();
@@ -893,5 +910,6 @@ pub fn run_with(seed: u64, bugs: Bugs) -> Result<Report, String> {
         accepted: accepted.len(),
         duplicates,
         violations,
+        exchanges: EXCHANGES.with(std::cell::Cell::get),
     })
 }
