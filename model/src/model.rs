@@ -1062,8 +1062,17 @@ impl Model {
             .remote_environment(re)
             .map(|r| r.incarnation)
             .ok_or(RequestError::Connector(ConnectorError::InvalidToken))?;
+        // Unique among every certificate ever issued, even if the random numbers repeat (a
+        // server restored from a snapshot, or restarted with the same seed): a serial that is
+        // issued again would take over the first certificate's RE and revoke it.
+        let serial = loop {
+            let serial = self.rng.serial();
+            if !self.state.certificates.contains_key(&serial) {
+                break serial;
+            }
+        };
         let cert = IssuedCertificate {
-            serial: self.rng.serial(),
+            serial,
             re: re.to_owned(),
             incarnation,
             subject: csr.subject,
@@ -1131,7 +1140,18 @@ impl Model {
                         identifier,
                     )));
                 }
-                let id = self.rng.uuid_v4();
+                // Unique in the registry, even if the random numbers repeat.
+                let id = loop {
+                    let id = self.rng.uuid_v4();
+                    let taken = self
+                        .state
+                        .remote_environments
+                        .values()
+                        .any(|r| r.services.iter().any(|s| s.id == id));
+                    if !taken {
+                        break id;
+                    }
+                };
                 let service = def.into_service(re, id.clone(), identifier, &self.config.registry);
                 self.commit(Record::ServiceRegistered {
                     re: re.to_owned(),
@@ -1432,7 +1452,14 @@ impl Model {
                     .state
                     .bindings
                     .contains_key(&(namespace.clone(), name.clone()));
-                let key = self.rng.token(32);
+                // Unique among the bindings' keys, even if the random numbers repeat.
+                let key = loop {
+                    let key = self.rng.token(32);
+                    let digest = TokenDigest::of(&key);
+                    if !self.state.bindings.values().any(|(_, k)| *k == digest) {
+                        break key;
+                    }
+                };
                 self.commit(Record::BindingCreated {
                     namespace: namespace.clone(),
                     name: name.clone(),

@@ -607,3 +607,39 @@ fn records_survive_serialization() {
         "tokens are stored as digests only"
     );
 }
+
+#[test]
+fn what_the_model_generates_stays_unique_when_random_numbers_repeat_after_a_restart() {
+    // A server restarted with the same seed (or restored from a snapshot) draws the same
+    // random numbers again: the second RE's certificate would get the first one's serial,
+    // take it over, and revoke it.
+    let mut h = Harness::new(5);
+    h.apply_re("shop");
+    h.apply_re("ec");
+    let shop = h.onboard("shop");
+    let created = h.gateway(
+        "shop",
+        Some(&shop),
+        GatewayCall::CreateService {
+            body: service_body("a", "s"),
+        },
+    );
+    let Reply::ServiceCreated { id: first } = created else {
+        panic!("{created:?}")
+    };
+    h.model = Model::replay(h.model.config().clone(), 5.into(), h.log.clone());
+    let ec = h.onboard("ec");
+    assert_ne!(ec.serial, shop.serial, "a serial is never issued twice");
+    let listed = h.gateway("shop", Some(&shop), GatewayCall::ListServices);
+    assert_eq!(listed.status(), 200, "{listed:?}");
+    let Reply::ServiceCreated { id: second } = h.gateway(
+        "ec",
+        Some(&ec),
+        GatewayCall::CreateService {
+            body: service_body("b", "s"),
+        },
+    ) else {
+        panic!("refused")
+    };
+    assert_ne!(first, second, "a service id is never given twice");
+}
