@@ -223,6 +223,25 @@ pub struct MemoryStore {
 }
 
 impl MemoryStore {
+    /// Appends `records` at once (a memory store has nothing to wait for).
+    pub fn append_now(&self, records: Vec<Record>) -> io::Result<()> {
+        let logged = self.keep(records)?;
+        self.records.lock().map_err(io_err)?.extend(logged);
+        Ok(())
+    }
+
+    /// Replaces the log with `snapshot` at once, keeping only the bodies still owed.
+    pub fn compact_now(&self, snapshot: Vec<Record>) -> io::Result<()> {
+        let owed = owed_events(&snapshot);
+        let logged = self.keep(snapshot)?;
+        self.bodies
+            .lock()
+            .map_err(io_err)?
+            .retain(|seq, _| owed.contains(seq));
+        *self.records.lock().map_err(io_err)? = logged;
+        Ok(())
+    }
+
     fn keep(&self, records: Vec<Record>) -> io::Result<Vec<Record>> {
         let mut bodies = self.bodies.lock().map_err(io_err)?;
         Ok(records
@@ -244,20 +263,11 @@ impl Store for MemoryStore {
     }
 
     async fn append(&mut self, records: Vec<Record>) -> io::Result<()> {
-        let logged = self.keep(records)?;
-        self.records.lock().map_err(io_err)?.extend(logged);
-        Ok(())
+        self.append_now(records)
     }
 
     async fn compact(&mut self, snapshot: Vec<Record>) -> io::Result<()> {
-        let owed = owed_events(&snapshot);
-        let logged = self.keep(snapshot)?;
-        self.bodies
-            .lock()
-            .map_err(io_err)?
-            .retain(|seq, _| owed.contains(seq));
-        *self.records.lock().map_err(io_err)? = logged;
-        Ok(())
+        self.compact_now(snapshot)
     }
 
     fn len(&self) -> u64 {

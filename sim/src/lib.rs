@@ -1,17 +1,24 @@
 //! `ace-sim`: deterministic simulation of ACE under injected faults.
 //!
-//! Built so far: [`net::TurmoilNet`], the network seam of `ace serve` implemented on turmoil's
-//! simulated TCP, so that the real server runs unchanged inside a turmoil world (see
-//! `tests/world.rs`: a server host and an external solution onboarding over mutual TLS).
+//! [`net::TurmoilNet`] is the network seam of `ace serve` implemented on turmoil's simulated
+//! TCP, so that the real server runs unchanged inside a turmoil world (see `tests/world.rs`);
+//! [`disk::SimDisk`] is the disk under it, whose unsynced writes a crash may lose.
 //!
-//! [`world`] runs one seeded world with faults, checks at-least-once delivery and
-//! `max_inflight`, and once the faults have healed tries to break the other documented
-//! guarantees; [`world::run_with`] runs it with bugs of the zoo switched on in the server
-//! (`ace-sim run/sweep --bug NAME`, in a build with the feature `bug-zoo`).
+//! [`world`] runs one seeded world: solutions, an operator, misbehaving subscribers and an
+//! OAuth-protected API around the server, under the faults [`faults::Faults`] picks for the
+//! seed; it checks at-least-once delivery, activation, `max_inflight` and read-your-writes,
+//! and once the faults have healed tries to break the other documented guarantees;
+//! [`world::run_with`] runs it with bugs of the zoo switched on in the server (`ace-sim
+//! run/sweep --bug NAME`, in a build with the feature `bug-zoo`). [`timeline`] writes a run
+//! out as text and as an HTML sequence diagram.
 //!
-//! Not built yet: checkers against the model, faults during the contract phase.
+//! Not built yet: a checker that compares every response with the model's prediction, and
+//! faults during the contract phase.
 
 #![forbid(unsafe_code)]
 
+pub mod disk;
+pub mod faults;
 pub mod net;
+pub mod timeline;
 pub mod world;

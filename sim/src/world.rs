@@ -1,19 +1,27 @@
-//! One simulated world, decided by one seed: `ace serve` on host `ace`, an external solution
-//! on host `solution` (operator steps, onboarding, publishing), a subscriber on host
-//! `subscriber`. The seed picks which faults are on (swarm testing) and when they strike; a
-//! safety phase runs under faults, then everything heals and every event answered 200 must
-//! reach the subscriber (at least once; duplicates are counted, not failures).
+//! One simulated world, decided by one seed.
 //!
-//! Once the faults have healed, a contract phase tries to break the other documented
-//! guarantees: a used configuration or CSR URL and an expired one are refused, a certificate
-//! opens neither another RE nor its RE created again, service identifiers are unique and OAuth
-//! secrets masked, the proxy never sends an OAuth token past its `expires_in` (the API and its
-//! token server run on the subscriber's host), nothing is pushed to a subscription without an
-//! EventActivation, and an update of a subscription keeps the events it is owed.
+//! Hosts: `ace` (the real `ace serve`, on a [`SimDisk`] that survives its crashes); two
+//! external solutions, `solution-1` (RE `ec`) and `solution-2` (RE `shop`), that onboard
+//! through the token → info → CSR flow over mutual TLS and publish events through the
+//! gateway; an `operator` that creates the REs, activations and subscriptions and keeps
+//! changing resources while traffic flows; subscribers `sub-a` and `sub-b` (each may
+//! misbehave with its first requests: 5xx, late answers, resets, requests never answered);
+//! `api`, an OAuth server and a registered API for the proxy.
+//!
+//! The seed picks the faults ([`Faults`]): a safety phase runs under them, then everything
+//! heals and every event answered 200 must reach every activated subscription that matches
+//! it (at least once; duplicates are counted, not failures). Once the faults have healed, a
+//! contract phase tries to break the other documented guarantees: a used configuration or
+//! CSR URL and an expired one are refused, a certificate opens neither another RE nor its RE
+//! created again, service identifiers are unique and OAuth secrets masked, the proxy never
+//! sends an OAuth token past its `expires_in`, and an update of a subscription keeps the
+//! events it is owed. Throughout, nothing may be pushed to a subscription without an
+//! EventActivation, no subscriber may hold more than its subscription's `max_inflight`, and a
+//! registry read must reflect every acknowledged write.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::convert::Infallible;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -21,77 +29,145 @@ use ace::client::{self, TlsOptions};
 use ace::driver::Clock;
 use ace::pki::{self, KeyKind};
 use ace::serve::{self, ServeOptions};
-use ace::store::MemoryStore;
 use ace_model::bugs::Bugs;
 use ace_model::connector::Subject;
 use base64::Engine as _;
 use hyper::Method;
 use serde_json::{Value, json};
-use sha2::{Digest, Sha256};
 
+use crate::disk::{DiskNote, SimDisk};
+pub use crate::faults::{Clog, Faults, Loss, Misbehaviour, Partition};
 use crate::net::TurmoilNet;
+use crate::timeline::{Entry, Kind};
 
-/// Events the solution publishes.
+/// External solutions, each with its own RE.
+pub const SOLUTIONS: usize = 2;
+/// Events each solution publishes in the safety phase (a multiple of 4: the second solution
+/// publishes in bursts of four).
 pub const EVENTS: usize = 12;
-/// The subscription's `max_inflight`.
+/// Events the contract phase publishes (from `solution-1`), besides those.
+pub const CONTRACT_EVENTS: usize = 3;
+/// The `max_inflight` of subscription `orders` (the others: see [`SUBSCRIPTIONS`]).
 pub const MAX_INFLIGHT: usize = 3;
+/// Connector tokens live this long in the world (the contract phase waits it out).
+pub const TOKEN_TTL: Duration = Duration::from_secs(2);
+/// The subscriptions' push deadline.
+const PUSH_TIMEOUT_MS: u64 = 1000;
+/// The `expires_in` of the world's OAuth tokens, in seconds: short-lived, so the proxy must
+/// fetch one for every call (it keeps a token until 10 s before it expires).
+const OAUTH_EXPIRES_IN: u64 = 2;
+const STEP_TIMEOUT: Duration = Duration::from_secs(3);
 
-/// The faults a seed switched on.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Faults {
-    /// Message latency range, in milliseconds.
-    pub latency_ms: (u64, u64),
-    /// The subscriber answers 500 to this many first requests.
-    pub subscriber_failures: usize,
-    /// ACE and the subscriber are partitioned from `.0` for `.1` (simulated time).
-    pub partition: Option<(Duration, Duration)>,
-    /// ACE crashes and restarts (memory lost, store kept) at this time.
-    pub crash_at: Option<Duration>,
+/// The REs of the solutions, by solution.
+const RES: [&str; SOLUTIONS] = ["ec", "shop"];
+
+/// A subscription of the world.
+#[derive(Clone, Copy, Debug)]
+pub struct Sub {
+    /// Its name (unique in the world; the subscribers tell them apart by it).
+    pub name: &'static str,
+    /// Its namespace.
+    pub namespace: &'static str,
+    /// Where it pushes.
+    pub endpoint: &'static str,
+    /// Its `max_inflight`.
+    pub max_inflight: usize,
+    /// The RE whose events it takes.
+    pub source: &'static str,
+    /// Whether its namespace has an EventActivation for `source`.
+    pub activated: bool,
 }
 
-/// splitmix64: the seed's decisions, independent of every other generator.
-fn mix(state: &mut u64) -> u64 {
-    *state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
-    let mut z = *state;
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
-}
+/// The world's subscriptions: two namespaces take `ec`'s events, one `shop`'s, and one
+/// namespace without an activation must get nothing.
+pub const SUBSCRIPTIONS: [Sub; 4] = [
+    Sub {
+        name: "orders",
+        namespace: "prod",
+        endpoint: "http://sub-a:9000/",
+        max_inflight: MAX_INFLIGHT,
+        source: "ec",
+        activated: true,
+    },
+    Sub {
+        name: "audit",
+        namespace: "stage",
+        endpoint: "http://sub-b:9000/",
+        max_inflight: 1,
+        source: "ec",
+        activated: true,
+    },
+    Sub {
+        name: "shop",
+        namespace: "prod",
+        endpoint: "http://sub-b:9000/",
+        max_inflight: 2,
+        source: "shop",
+        activated: true,
+    },
+    Sub {
+        name: "dark",
+        namespace: "dark",
+        endpoint: "http://sub-b:9000/",
+        max_inflight: 1,
+        source: "ec",
+        activated: false,
+    },
+];
 
-impl Faults {
-    /// The faults of `seed`: each is on with probability one half.
-    pub fn of(seed: u64) -> Faults {
-        let mut s = seed;
-        let mut coin = || mix(&mut s).is_multiple_of(2);
-        let (slow, fails, partition, crash) = (coin(), coin(), coin(), coin());
-        let mut pick = |lo: u64, hi: u64| lo + mix(&mut s) % (hi - lo + 1);
-        Faults {
-            latency_ms: if slow { (1, pick(5, 50)) } else { (1, 2) },
-            subscriber_failures: if fails { pick(1, 6) as usize } else { 0 },
-            // The workload runs from about 0.2 s to 1.5 s of simulated time: strike within it.
-            partition: partition.then(|| {
-                (
-                    Duration::from_millis(pick(200, 1200)),
-                    Duration::from_millis(pick(200, 2000)),
-                )
-            }),
-            crash_at: crash.then(|| Duration::from_millis(pick(250, 1400))),
-        }
-    }
-}
-
-impl Faults {
-    /// When the last fault has struck and healed (simulated time); a restarted server may
-    /// still be starting.
-    pub fn healed_by(&self) -> Duration {
-        let partition = self.partition.map(|(at, len)| at + len);
-        partition
-            .into_iter()
-            .chain(self.crash_at)
-            .max()
-            .unwrap_or_default()
-    }
-}
+/// Rare paths: sometimes-assertions that a large sweep must reach at least once, or its
+/// worlds are not exercising what they claim to.
+pub const RARE: [(&str, &str); 13] = [
+    (
+        "publish-retried",
+        "a publish went unanswered or refused and was sent again",
+    ),
+    (
+        "onboarding-restarted",
+        "the token → info → CSR flow failed midway and started again",
+    ),
+    (
+        "token-expired-mid-onboarding",
+        "a CSR sent after its token's TTL was refused",
+    ),
+    (
+        "push-retried-after-failure",
+        "an event a subscriber failed (5xx, reset, late, unanswered) reached it again",
+    ),
+    (
+        "duplicate-delivery",
+        "a subscriber answered 200 to the same event twice",
+    ),
+    (
+        "delivered-after-crash",
+        "an event accepted before a crash first reached a subscriber after it",
+    ),
+    (
+        "unsynced-write-lost",
+        "a crash lost a write the disk had not synced",
+    ),
+    (
+        "unsynced-write-kept",
+        "a write being synced at a crash survived it",
+    ),
+    ("group-commit", "one sync made several events durable"),
+    (
+        "max-inflight-reached",
+        "a subscriber held exactly max_inflight (> 1) pushes of one subscription",
+    ),
+    (
+        "push-to-updated-endpoint",
+        "a push reached the endpoint a subscription was changed to under traffic",
+    ),
+    (
+        "registry-write-retried",
+        "an operator's write went unanswered and was sent again",
+    ),
+    (
+        "oauth-token-refetched",
+        "the proxy fetched a new OAuth token once the last had expired",
+    ),
+];
 
 /// What a run saw.
 #[derive(Clone, Debug)]
@@ -100,67 +176,151 @@ pub struct Report {
     pub seed: u64,
     /// Its faults.
     pub faults: Faults,
-    /// SHA-256 of the trace: the same seed gives the same hash.
+    /// The hash of the trace: the same seed gives the same hash.
     pub trace_hash: String,
     /// The trace: one line per observed step, in simulated order.
     pub trace: Vec<String>,
+    /// The same steps, for the timelines.
+    pub entries: Vec<Entry>,
     /// Events answered 200.
     pub accepted: usize,
-    /// Deliveries beyond the first per event (at-least-once allows them).
+    /// Deliveries beyond the first per event and subscription (at-least-once allows them).
     pub duplicates: usize,
     /// Broken guarantees; empty when the run passed.
     pub violations: Vec<String>,
     /// HTTP exchanges the world's clients started (ACE's pushes and proxy calls included).
     pub exchanges: usize,
+    /// How often each rare path of [`RARE`] was taken.
+    pub rare: BTreeMap<&'static str, usize>,
+}
+
+/// An event answered 200.
+#[derive(Clone, Debug)]
+struct Accepted {
+    re: &'static str,
+    /// When its first publish was sent.
+    sent: Duration,
+    /// When it was answered 200.
+    at: Duration,
 }
 
 #[derive(Default)]
 struct Shared {
-    trace: Mutex<Vec<String>>,
-    accepted: Mutex<BTreeSet<String>>,
-    received: Mutex<BTreeMap<String, usize>>,
-    in_flight: AtomicUsize,
-    max_in_flight: AtomicUsize,
-    requests: AtomicUsize,
-    /// Pushes for subscriptions other than `prod/orders` (none is activated), by name.
+    entries: Mutex<Vec<Entry>>,
+    accepted: Mutex<BTreeMap<String, Accepted>>,
+    /// 200s by (subscription, event id): how many, and when the first.
+    received: Mutex<BTreeMap<(String, String), (usize, Duration)>>,
+    /// Pushes a subscriber failed, by (subscription, event id).
+    failed: Mutex<BTreeSet<(String, String)>>,
+    /// Pushes each subscription has at its subscriber now, and the most ever.
+    in_flight: Mutex<BTreeMap<String, (usize, usize)>>,
+    /// Requests each subscriber host has had.
+    requests: Mutex<BTreeMap<&'static str, usize>>,
+    /// Pushes for subscriptions whose namespace has no activation.
     stray: Mutex<Vec<String>>,
     /// OAuth tokens the token server issued, with when (simulated time).
     oauth_tokens: Mutex<BTreeMap<String, Duration>>,
+    rare: Mutex<BTreeMap<&'static str, usize>>,
     /// Broken guarantees seen during the run (the rest are found at its end).
     violations: Mutex<Vec<String>>,
+    operator_done: AtomicBool,
+    /// When the operator's creation of each activation, by (namespace, source), and each
+    /// subscription was acknowledged: an event is owed to a subscription only if it was first
+    /// sent after both.
+    acknowledged: Mutex<BTreeMap<(&'static str, &'static str), Duration>>,
 }
 
 impl Shared {
+    fn push(&self, entry: Entry) {
+        if let Ok(mut t) = self.entries.lock() {
+            t.push(entry);
+        }
+    }
+
+    fn entry(&self, host: &str, peer: Option<&str>, what: String, kind: Kind) {
+        self.push(Entry {
+            at: turmoil::sim_elapsed().unwrap_or_default(),
+            host: host.to_owned(),
+            peer: peer.map(str::to_owned),
+            what,
+            kind,
+        });
+    }
+
+    fn note(&self, host: &str, what: String) {
+        self.entry(host, None, what, Kind::Note);
+    }
+
     fn violation(&self, what: String) {
-        self.note("checker", format!("VIOLATION {what}"));
+        self.entry("checker", None, what.clone(), Kind::Violation);
         if let Ok(mut v) = self.violations.lock() {
             v.push(what);
         }
     }
 
-    fn accept(&self, id: String) {
+    fn rare(&self, path: &'static str) {
+        debug_assert!(RARE.iter().any(|(name, _)| *name == path), "{path}");
+        if let Ok(mut r) = self.rare.lock() {
+            *r.entry(path).or_default() += 1;
+        }
+    }
+
+    fn accept(&self, id: String, re: &'static str, sent: Duration) {
+        let at = turmoil::sim_elapsed().unwrap_or_default();
         if let Ok(mut a) = self.accepted.lock() {
-            a.insert(id);
+            a.entry(id).or_insert(Accepted { re, sent, at });
         }
     }
 
-    /// Whether every accepted event has reached `prod/orders`.
-    fn all_received(&self) -> bool {
+    /// The operator's creation of `key` was acknowledged now.
+    fn acknowledged(&self, key: (&'static str, &'static str)) {
+        let now = turmoil::sim_elapsed().unwrap_or_default();
+        if let Ok(mut a) = self.acknowledged.lock() {
+            a.entry(key).or_insert(now);
+        }
+    }
+
+    /// The deliveries owed: (subscription, event id) for every accepted event and every
+    /// activated subscription that takes its RE's events.
+    fn owed(&self) -> BTreeSet<(String, String)> {
         let accepted = self.accepted.lock().map(|a| a.clone()).unwrap_or_default();
-        let received = self.received.lock().map(|r| r.clone()).unwrap_or_default();
-        accepted.iter().all(|id| received.contains_key(id))
-    }
-
-    fn note(&self, host: &str, what: String) {
-        self.note_at(turmoil::sim_elapsed().unwrap_or_default(), host, what);
-    }
-
-    fn note_at(&self, at: Duration, host: &str, what: String) {
-        let at = at.as_millis();
-        if let Ok(mut t) = self.trace.lock() {
-            t.push(format!("{at:>7}ms {host:<10} {what}"));
+        let acknowledged = self
+            .acknowledged
+            .lock()
+            .map(|a| a.clone())
+            .unwrap_or_default();
+        let mut owed = BTreeSet::new();
+        for sub in SUBSCRIPTIONS.iter().filter(|s| s.activated) {
+            let (Some(activated), Some(subscribed)) = (
+                acknowledged.get(&(sub.namespace, sub.source)),
+                acknowledged.get(&("subscription", sub.name)),
+            ) else {
+                continue;
+            };
+            for (id, a) in &accepted {
+                if a.re == sub.source && a.sent > *activated.max(subscribed) {
+                    owed.insert((sub.name.to_owned(), id.clone()));
+                }
+            }
         }
+        owed
     }
+
+    /// Whether every delivery owed has been made.
+    fn all_received(&self) -> bool {
+        let received = self.received.lock().map(|r| r.clone()).unwrap_or_default();
+        self.owed().iter().all(|k| received.contains_key(k))
+    }
+}
+
+thread_local! {
+    /// HTTP exchanges of the world running on this thread: requests its clients sent and
+    /// requests its subscriber and API hosts served (ACE's pushes and proxy calls).
+    static EXCHANGES: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+fn count_exchange() {
+    EXCHANGES.with(|n| n.set(n.get() + 1));
 }
 
 /// `ace serve`'s options on host `ace` of a simulated world: every surface on its usual port,
@@ -185,140 +345,304 @@ pub fn options(dir: &std::path::Path) -> ServeOptions {
     opts
 }
 
-/// Connector tokens live this long in the world (the contract phase waits it out).
-pub const TOKEN_TTL: Duration = Duration::from_secs(2);
-/// Events the contract phase publishes, besides [`EVENTS`].
-pub const CONTRACT_EVENTS: usize = 3;
-/// The `expires_in` of the world's OAuth tokens, in seconds: short-lived, so the proxy must
-/// fetch one for every call (it keeps a token until 10 s before it expires).
-const OAUTH_EXPIRES_IN: u64 = 2;
-
-const STEP_TIMEOUT: Duration = Duration::from_secs(3);
-
-thread_local! {
-    /// HTTP exchanges of the world running on this thread: requests its clients sent and
-    /// requests its subscriber and API hosts served (ACE's pushes and proxy calls).
-    static EXCHANGES: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+/// A host of the world that sends requests, tracing each with its outcome.
+#[derive(Clone)]
+struct Actor {
+    shared: Arc<Shared>,
+    name: &'static str,
 }
 
-fn count_exchange() {
-    EXCHANGES.with(|n| n.set(n.get() + 1));
+/// The host of `url`, and its path with the query elided (it may hold a token).
+fn host_and_path(url: &str) -> (&str, String) {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    let host = authority.split(':').next().unwrap_or(authority);
+    let path = match path.split_once('?') {
+        Some((p, _)) => format!("{p}?…"),
+        None => path.to_owned(),
+    };
+    (host, path)
 }
 
-async fn send(
-    method: Method,
-    url: &str,
-    body: Option<&Value>,
-    tls: Option<&tokio_rustls::TlsConnector>,
-) -> Result<client::Response, String> {
-    count_exchange();
-    let body = body.map(|b| b.to_string().into_bytes());
-    client::request(
-        &TurmoilNet,
-        method,
-        url,
-        &[("content-type", "application/json")],
-        body,
-        tls,
-        STEP_TIMEOUT,
-    )
-    .await
-    .map_err(|e| e.to_string())
-}
+impl Actor {
+    fn note(&self, what: impl Into<String>) {
+        self.shared.note(self.name, what.into());
+    }
 
-/// Retries `f` until it gives a status in `ok` (faults may be striking).
-async fn until<F, Fut>(what: &str, ok: &[u16], mut f: F) -> client::Response
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<client::Response, String>>,
-{
-    // Failed attempts are part of life under faults; only outcomes are traced.
-    let _ = what;
-    loop {
-        if let Ok(r) = f().await
-            && ok.contains(&r.status)
-        {
-            return r;
+    async fn send_with(
+        &self,
+        method: Method,
+        url: &str,
+        headers: &[(&str, &str)],
+        body: Option<&Value>,
+        tls: Option<&tokio_rustls::TlsConnector>,
+    ) -> Result<client::Response, String> {
+        count_exchange();
+        let bytes = body.map(|b| b.to_string().into_bytes());
+        let r = client::request(
+            &TurmoilNet,
+            method.clone(),
+            url,
+            headers,
+            bytes,
+            tls,
+            STEP_TIMEOUT,
+        )
+        .await
+        .map_err(|e| e.to_string());
+        let (host, path) = host_and_path(url);
+        let outcome = match &r {
+            Ok(r) if r.status >= 400 => {
+                let body = r.json();
+                let error = body["error"].as_str().unwrap_or_default();
+                format!(
+                    "{} {}",
+                    r.status,
+                    error.chars().take(80).collect::<String>()
+                )
+                .trim_end()
+                .to_owned()
+            }
+            Ok(r) => r.status.to_string(),
+            Err(e) => format!("failed: {e}"),
+        };
+        self.shared.entry(
+            self.name,
+            Some(host),
+            format!("{method} {path} -> {outcome}"),
+            Kind::Request,
+        );
+        r
+    }
+
+    async fn send(
+        &self,
+        method: Method,
+        url: &str,
+        body: Option<&Value>,
+        tls: Option<&tokio_rustls::TlsConnector>,
+    ) -> Result<client::Response, String> {
+        let json = [("content-type", "application/json")];
+        self.send_with(method, url, &json, body, tls).await
+    }
+
+    /// Sends until the answer's status is in `ok` (faults may be striking); also returns how
+    /// many attempts it took.
+    async fn until(
+        &self,
+        ok: &[u16],
+        method: Method,
+        url: &str,
+        body: Option<&Value>,
+        tls: Option<&tokio_rustls::TlsConnector>,
+    ) -> (client::Response, usize) {
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            if let Ok(r) = self.send(method.clone(), url, body, tls).await
+                && ok.contains(&r.status)
+            {
+                return (r, attempts);
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    /// Sends until the server answers at all.
+    async fn answer(
+        &self,
+        method: Method,
+        url: &str,
+        body: Option<&Value>,
+        tls: Option<&tokio_rustls::TlsConnector>,
+    ) -> client::Response {
+        loop {
+            if let Ok(r) = self.send(method.clone(), url, body, tls).await {
+                return r;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// An idempotent write by the operator, sent until acknowledged.
+    async fn write(&self, method: Method, url: &str, body: Option<&Value>, ok: &[u16]) {
+        let (_, attempts) = self.until(ok, method, url, body, None).await;
+        if attempts > 1 {
+            self.shared.rare("registry-write-retried");
+        }
     }
 }
 
-/// One request held by the subscriber, counted out when it is dropped.
-struct InFlight(Arc<Shared>);
+/// The subscription a push is for, by its `Kyma-Subscription` header.
+fn subscription_of(req: &hyper::Request<hyper::body::Incoming>) -> String {
+    req.headers()
+        .get("kyma-subscription")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("?")
+        .to_owned()
+}
+
+/// One push held by a subscriber, counted out when it is dropped (however the request ends:
+/// a peer that goes away mid-request makes hyper drop the handler).
+struct InFlight(Arc<Shared>, String);
+
+impl InFlight {
+    fn new(shared: &Arc<Shared>, sub: &str) -> InFlight {
+        let limit = SUBSCRIPTIONS
+            .iter()
+            .find(|s| s.name == sub)
+            .map_or(1, |s| s.max_inflight);
+        if let Ok(mut m) = shared.in_flight.lock() {
+            let (now, max) = m.entry(sub.to_owned()).or_default();
+            *now += 1;
+            *max = (*max).max(*now);
+            if *now == limit && limit > 1 {
+                shared.rare("max-inflight-reached");
+            }
+        }
+        InFlight(shared.clone(), sub.to_owned())
+    }
+}
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        self.0.in_flight.fetch_sub(1, Ordering::SeqCst);
+        if let Ok(mut m) = self.0.in_flight.lock()
+            && let Some((now, _)) = m.get_mut(&self.1)
+        {
+            *now = now.saturating_sub(1);
+        }
     }
 }
 
+/// What a subscriber does with one push.
+async fn push(
+    shared: Arc<Shared>,
+    host: &'static str,
+    port: u16,
+    misbehaviour: Misbehaviour,
+    req: hyper::Request<hyper::body::Incoming>,
+) -> Result<hyper::Response<http_body_util::Full<bytes::Bytes>>, std::io::Error> {
+    let ok = || {
+        Ok(hyper::Response::new(http_body_util::Full::new(
+            bytes::Bytes::new(),
+        )))
+    };
+    let sub = subscription_of(&req);
+    let id = req
+        .headers()
+        .get("kyma-event-id")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("?")
+        .to_owned();
+    let activated = SUBSCRIPTIONS.iter().any(|s| s.name == sub && s.activated);
+    if !activated {
+        shared.note(host, format!("push {id} for {sub}: not activated"));
+        if let Ok(mut s) = shared.stray.lock() {
+            s.push(sub);
+        }
+        return ok();
+    }
+    if port != 9000 {
+        shared.rare("push-to-updated-endpoint");
+    }
+    let n = shared
+        .requests
+        .lock()
+        .map(|mut r| {
+            let n = r.entry(host).or_default();
+            *n += 1;
+            *n - 1
+        })
+        .unwrap_or(0);
+    let key = (sub.clone(), id.clone());
+    let fail = |how: &str| {
+        shared.note(host, format!("push {id} for {sub} -> {how}"));
+        if let Ok(mut f) = shared.failed.lock() {
+            f.insert(key.clone());
+        }
+    };
+    let misbehaving = n < misbehaviour.first();
+    let status = match misbehaviour {
+        Misbehaviour::Reset(_) if misbehaving => {
+            fail("reset");
+            return Err(std::io::Error::other("connection reset by the subscriber"));
+        }
+        Misbehaviour::Drop(_) if misbehaving => {
+            fail("never answered");
+            std::future::pending::<()>().await;
+            return ok();
+        }
+        Misbehaviour::Late(_) if misbehaving => {
+            // Not counted in flight: the server has given up on it before it ends.
+            fail("answered late");
+            tokio::time::sleep(Duration::from_millis(PUSH_TIMEOUT_MS + 200)).await;
+            200
+        }
+        _ => {
+            let _held = InFlight::new(&shared, &sub);
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            if misbehaving { 500 } else { 200 }
+        }
+    };
+    if status == 200 {
+        let now = turmoil::sim_elapsed().unwrap_or_default();
+        if let Ok(mut r) = shared.received.lock() {
+            r.entry(key.clone()).or_insert((0, now)).0 += 1;
+        }
+        if shared.failed.lock().is_ok_and(|f| f.contains(&key)) {
+            shared.rare("push-retried-after-failure");
+        }
+        shared.note(host, format!("push {id} for {sub} -> 200"));
+        ok()
+    } else {
+        fail("500");
+        let mut resp = hyper::Response::new(http_body_util::Full::new(bytes::Bytes::new()));
+        *resp.status_mut() = hyper::StatusCode::INTERNAL_SERVER_ERROR;
+        Ok(resp)
+    }
+}
+
+/// A subscriber host: listens on `ports`, treats its first requests as `misbehaviour` says.
 async fn subscriber(
     shared: Arc<Shared>,
-    failures: usize,
+    host: &'static str,
+    ports: &'static [u16],
+    misbehaviour: Misbehaviour,
 ) -> Result<(), Box<dyn std::error::Error>> {
-    let listener = turmoil::net::TcpListener::bind("0.0.0.0:9000").await?;
-    loop {
-        let (stream, _) = listener.accept().await?;
-        let shared = shared.clone();
-        tokio::spawn(async move {
-            let service =
-                hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
-                    let shared = shared.clone();
-                    count_exchange();
-                    async move {
-                        let subscription = req
-                            .headers()
-                            .get("kyma-subscription")
-                            .and_then(|v| v.to_str().ok())
-                            .unwrap_or("?")
-                            .to_owned();
-                        if subscription != "orders" {
-                            shared.note("subscriber", format!("push for {subscription}"));
-                            if let Ok(mut s) = shared.stray.lock() {
-                                s.push(subscription);
-                            }
-                            return Ok::<_, Infallible>(hyper::Response::new(
-                                http_body_util::Full::new(bytes::Bytes::new()),
-                            ));
-                        }
-                        let now = shared.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
-                        shared.max_in_flight.fetch_max(now, Ordering::SeqCst);
-                        // Counted out however the request ends: a peer that dies mid-request
-                        // makes hyper drop this future before it finishes.
-                        let _held = InFlight(shared.clone());
-                        let n = shared.requests.fetch_add(1, Ordering::SeqCst);
-                        let id = req
-                            .headers()
-                            .get("kyma-event-id")
-                            .and_then(|v| v.to_str().ok())
-                            .unwrap_or("?")
-                            .to_owned();
-                        tokio::time::sleep(Duration::from_millis(20)).await;
-                        let status = if n < failures { 500 } else { 200 };
-                        if status == 200
-                            && let Ok(mut r) = shared.received.lock()
-                        {
-                            *r.entry(id.clone()).or_default() += 1;
-                        }
-                        shared.note("subscriber", format!("push {id} -> {status}"));
-                        let mut resp =
-                            hyper::Response::new(http_body_util::Full::new(bytes::Bytes::new()));
-                        *resp.status_mut() =
-                            hyper::StatusCode::from_u16(status).unwrap_or(hyper::StatusCode::OK);
-                        Ok::<_, Infallible>(resp)
-                    }
-                });
-            let _ = hyper::server::conn::http1::Builder::new()
-                .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
-                .await;
-        });
+    let mut listeners = Vec::new();
+    for port in ports {
+        listeners.push((
+            *port,
+            turmoil::net::TcpListener::bind(format!("0.0.0.0:{port}")).await?,
+        ));
     }
+    let mut tasks = Vec::new();
+    for (port, listener) in listeners {
+        let shared = shared.clone();
+        tasks.push(tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let shared = shared.clone();
+                tokio::spawn(async move {
+                    let service = hyper::service::service_fn(move |req| {
+                        count_exchange();
+                        push(shared.clone(), host, port, misbehaviour, req)
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        }));
+    }
+    for t in tasks {
+        t.await?;
+    }
+    Ok(())
 }
 
-/// A registered API and its OAuth server, on the subscriber's host: `POST /token` issues
-/// `tok-N` with `expires_in` [`OAUTH_EXPIRES_IN`]; any other request is the API, which checks
-/// that the proxy's bearer token has not expired.
+/// A registered API and its OAuth server: `POST /token` issues `tok-N` with `expires_in`
+/// [`OAUTH_EXPIRES_IN`]; any other request is the API, which checks that the proxy's bearer
+/// token has not expired.
 async fn api(shared: Arc<Shared>) -> Result<(), Box<dyn std::error::Error>> {
     let listener = turmoil::net::TcpListener::bind("0.0.0.0:9100").await?;
     loop {
@@ -340,6 +664,9 @@ async fn api(shared: Arc<Shared>) -> Result<(), Box<dyn std::error::Error>> {
                                 }
                                 Err(_) => "tok-?".to_owned(),
                             };
+                            if token != "tok-1" {
+                                shared.rare("oauth-token-refetched");
+                            }
                             shared.note("api", format!("issued {token}"));
                             json!({"access_token": token, "token_type": "bearer",
                                    "expires_in": OAUTH_EXPIRES_IN})
@@ -388,40 +715,133 @@ async fn api(shared: Arc<Shared>) -> Result<(), Box<dyn std::error::Error>> {
     }
 }
 
-/// Sends until the server answers at all (the faults have healed when this is used).
-async fn answer(
-    method: Method,
-    url: &str,
-    body: Option<&Value>,
-    tls: Option<&tokio_rustls::TlsConnector>,
-) -> client::Response {
-    loop {
-        if let Ok(r) = send(method.clone(), url, body, tls).await {
-            return r;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+/// The Subscription resource of `sub`, pushing to `endpoint`.
+fn subscription(sub: &Sub, endpoint: &str) -> Value {
+    json!({"kind": "Subscription", "metadata": {"name": sub.name}, "spec": {
+        "endpoint": endpoint, "include_subscription_name_header": true,
+        "max_inflight": sub.max_inflight, "push_request_timeout_ms": PUSH_TIMEOUT_MS,
+        "event_type": "order.created", "event_type_version": "v1", "source_id": sub.source}})
 }
 
-/// Publishes event `i` through the gateway until it is answered 200.
-async fn publish(shared: &Shared, me: &tokio_rustls::TlsConnector, i: usize) {
-    let id = format!("00000000-0000-4000-8000-{i:012x}");
+fn subscription_url(sub: &Sub) -> String {
+    format!(
+        "http://ace:8081/v1/namespaces/{}/subscriptions/{}",
+        sub.namespace, sub.name
+    )
+}
+
+fn re_resource(name: &str) -> Value {
+    json!({"kind": "RemoteEnvironment", "metadata": {"name": name}, "spec": {"description": "simulated"}})
+}
+
+/// The operator: creates the REs, activations and subscriptions, then, while the solutions
+/// publish, moves subscription `orders` to its subscriber's other port and back, and creates
+/// and deletes an environment mapping, reading each acknowledged write back.
+async fn operator(actor: Actor) -> Result<(), Box<dyn std::error::Error>> {
+    let ok: &[u16] = &[200, 201];
+    actor
+        .until(&[200], Method::GET, "http://ace:8081/healthz", None, None)
+        .await;
+    for re in RES {
+        let url = format!("http://ace:8081/v1/remoteenvironments/{re}");
+        actor
+            .write(Method::PUT, &url, Some(&re_resource(re)), ok)
+            .await;
+    }
+    let activations: BTreeSet<(&str, &str)> = SUBSCRIPTIONS
+        .iter()
+        .filter(|s| s.activated)
+        .map(|s| (s.namespace, s.source))
+        .collect();
+    for (namespace, source) in activations {
+        let ea = json!({"kind": "EventActivation", "metadata": {"name": source}, "spec": {"sourceId": source}});
+        let url = format!("http://ace:8081/v1/namespaces/{namespace}/eventactivations/{source}");
+        actor.write(Method::PUT, &url, Some(&ea), ok).await;
+        actor.shared.acknowledged((namespace, source));
+    }
+    for sub in &SUBSCRIPTIONS {
+        let body = subscription(sub, sub.endpoint);
+        actor
+            .write(Method::PUT, &subscription_url(sub), Some(&body), ok)
+            .await;
+        actor.shared.acknowledged(("subscription", sub.name));
+    }
+    actor.note("resources applied");
+
+    // Under traffic.
+    let orders = &SUBSCRIPTIONS[0];
+    let mapping = "http://ace:8081/v1/namespaces/ops/environmentmappings/ec";
+    let mappings = "http://ace:8081/v1/namespaces/ops/environmentmappings";
+    // Whether the namespace's mappings, read until answered, list the mapping.
+    let listed = || async {
+        let r = actor.answer(Method::GET, mappings, None, None).await;
+        (r.status, r.json().as_array().map(Vec::len))
+    };
+    for round in 0..3 {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        let endpoint = if round % 2 == 0 {
+            "http://sub-a:9001/"
+        } else {
+            orders.endpoint
+        };
+        let body = subscription(orders, endpoint);
+        actor
+            .write(Method::PUT, &subscription_url(orders), Some(&body), ok)
+            .await;
+        actor.note(format!("orders now pushes to {endpoint}"));
+        actor
+            .write(Method::PUT, mapping, Some(&json!({})), ok)
+            .await;
+        let read = listed().await;
+        if read != (200, Some(1)) {
+            actor.shared.violation(format!(
+                "a registry read reflects every acknowledged write: the mapping just created was not listed (status {}, {:?} mappings)",
+                read.0, read.1
+            ));
+        }
+        actor
+            .write(Method::DELETE, mapping, None, &[200, 204, 404])
+            .await;
+        let read = listed().await;
+        if read != (200, Some(0)) {
+            actor.shared.violation(format!(
+                "a registry read reflects every acknowledged write: the mapping just deleted was still listed (status {}, {:?} mappings)",
+                read.0, read.1
+            ));
+        }
+    }
+    let body = subscription(orders, orders.endpoint);
+    actor
+        .write(Method::PUT, &subscription_url(orders), Some(&body), ok)
+        .await;
+    actor.note("done");
+    actor.shared.operator_done.store(true, Ordering::SeqCst);
+    Ok(())
+}
+
+/// The event id of event `i` of solution `index`.
+fn event_id(index: usize, i: usize) -> String {
+    format!("00000000-0000-4000-8{index:03x}-{i:012x}")
+}
+
+/// Publishes event `i` of a solution through the gateway until it is answered 200.
+async fn publish(actor: &Actor, me: &tokio_rustls::TlsConnector, index: usize, i: usize) {
+    let re = RES[index];
+    let id = event_id(index, i);
     let event = json!({"event-type": "order.created", "event-type-version": "v1", "event-id": id,
                        "event-time": "2018-10-16T15:00:00Z", "data": {"n": i}});
-    until("publish", &[200], || {
-        send(
-            Method::POST,
-            "https://ace:8444/ec/v1/events",
-            Some(&event),
-            Some(me),
-        )
-    })
-    .await;
-    shared.note("solution", format!("accepted {id}"));
-    shared.accept(id);
+    let url = format!("https://ace:8444/{re}/v1/events");
+    let sent = turmoil::sim_elapsed().unwrap_or_default();
+    let (_, attempts) = actor
+        .until(&[200], Method::POST, &url, Some(&event), Some(me))
+        .await;
+    if attempts > 1 {
+        actor.shared.rare("publish-retried");
+    }
+    actor.shared.accept(id, re, sent);
 }
 
-/// Waits (at most `limit`) until every accepted event has reached `prod/orders`.
+/// Waits (at most `limit`) until every delivery owed has been made.
 async fn wait_for_deliveries(shared: &Shared, limit: Duration) {
     let deadline = tokio::time::Instant::now() + limit;
     while !shared.all_received() && tokio::time::Instant::now() < deadline {
@@ -429,73 +849,90 @@ async fn wait_for_deliveries(shared: &Shared, limit: Duration) {
     }
 }
 
+/// Waits until simulated time `at`.
+async fn sleep_until_elapsed(at: Duration) {
+    let elapsed = turmoil::sim_elapsed().unwrap_or_default();
+    tokio::time::sleep(at.saturating_sub(elapsed)).await;
+}
+
+/// The connector's answers a contract check compares.
+fn expect(shared: &Shared, what: &str, got: u16, want: u16) {
+    shared.note("solution-1", format!("contract: {what} -> {got}"));
+    if got != want {
+        shared.violation(format!("{what}: answered {got}, expected {want}"));
+    }
+}
+
 /// The documented guarantees beyond delivery, checked after the faults have healed, each by
 /// trying to break it: a configuration URL works once; a token expires; a certificate opens
 /// only its RE, and only while the RE lives; identifiers are unique in an RE and secrets are
-/// masked; the proxy never sends an expired OAuth token; nothing is pushed to a subscription
-/// that is not activated; an update of a subscription keeps what it is owed. The two checks
-/// that wait (token expiry, OAuth token expiry) share their wait with the others.
+/// masked; the proxy never sends an expired OAuth token; an update of a subscription keeps
+/// what it is owed. The two checks that wait (token expiry, OAuth token expiry) share their
+/// wait with the others.
 async fn contract_phase(
-    shared: &Shared,
+    actor: &Actor,
     anonymous: &tokio_rustls::TlsConnector,
     me: &tokio_rustls::TlsConnector,
     csr: &str,
     healed_by: Duration,
 ) {
-    // Only once the faults have healed: a lost answer to a retried write would make the
-    // checks below see their own retries.
-    let elapsed = turmoil::sim_elapsed().unwrap_or_default();
-    tokio::time::sleep(healed_by.saturating_sub(elapsed)).await;
-    until("health", &[200], || {
-        send(Method::GET, "http://ace:8081/readyz", None, None)
-    })
-    .await;
-    shared.note("solution", "contract phase".into());
-    let expect = |what: &str, got: u16, want: u16| {
-        shared.note("solution", format!("contract: {what} -> {got}"));
-        if got != want {
-            shared.violation(format!("{what}: answered {got}, expected {want}"));
-        }
-    };
+    let shared = &actor.shared;
+    // Only once the faults have healed and the operator is done: a lost answer to a retried
+    // write would make the checks below see their own retries.
+    sleep_until_elapsed(healed_by).await;
+    while !shared.operator_done.load(Ordering::SeqCst) {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    actor
+        .until(&[200], Method::GET, "http://ace:8081/readyz", None, None)
+        .await;
+    actor.note("contract phase");
 
     // Tokens: an onboarding, its URLs used again, and a fresh token checked once it has
     // expired (below).
     let tokens = "http://ace:8080/v1/remoteenvironments/ec/tokens";
-    let token = answer(Method::POST, tokens, None, None).await.json();
+    let token = actor.answer(Method::POST, tokens, None, None).await.json();
     let url = token["url"].as_str().unwrap_or_default();
-    let info = answer(Method::GET, url, None, Some(anonymous)).await;
-    expect("info for a configuration URL", info.status, 200);
+    let info = actor.answer(Method::GET, url, None, Some(anonymous)).await;
+    expect(shared, "info for a configuration URL", info.status, 200);
     let csr_url = info.json()["csrUrl"]
         .as_str()
         .unwrap_or_default()
         .to_owned();
     let csr = json!({ "csr": csr });
-    let r = answer(Method::POST, &csr_url, Some(&csr), Some(anonymous)).await;
-    expect("a certificate for a CSR", r.status, 201);
-    let r = answer(Method::GET, url, None, Some(anonymous)).await;
-    expect("a used configuration URL works once", r.status, 403);
-    let r = answer(Method::POST, &csr_url, Some(&csr), Some(anonymous)).await;
-    expect("a used CSR URL works once", r.status, 403);
-    let token = answer(Method::POST, tokens, None, None).await.json();
+    let r = actor
+        .answer(Method::POST, &csr_url, Some(&csr), Some(anonymous))
+        .await;
+    expect(shared, "a certificate for a CSR", r.status, 201);
+    let r = actor.answer(Method::GET, url, None, Some(anonymous)).await;
+    expect(shared, "a used configuration URL works once", r.status, 403);
+    let r = actor
+        .answer(Method::POST, &csr_url, Some(&csr), Some(anonymous))
+        .await;
+    expect(shared, "a used CSR URL works once", r.status, 403);
+    let token = actor.answer(Method::POST, tokens, None, None).await.json();
     let token_expired = tokio::time::Instant::now() + TOKEN_TTL + Duration::from_millis(500);
 
     // Certificates: another RE.
     let other = json!({"kind": "RemoteEnvironment", "metadata": {"name": "other"}, "spec": {"description": "another"}});
-    answer(
-        Method::PUT,
-        "http://ace:8081/v1/remoteenvironments/other",
-        Some(&other),
-        None,
-    )
-    .await;
-    let r = answer(
-        Method::GET,
-        "https://ace:8444/other/v1/metadata/services",
-        None,
-        Some(me),
-    )
-    .await;
+    actor
+        .answer(
+            Method::PUT,
+            "http://ace:8081/v1/remoteenvironments/other",
+            Some(&other),
+            None,
+        )
+        .await;
+    let r = actor
+        .answer(
+            Method::GET,
+            "https://ace:8444/other/v1/metadata/services",
+            None,
+            Some(me),
+        )
+        .await;
     expect(
+        shared,
         "a certificate for RE ec does not open RE other",
         r.status,
         403,
@@ -504,29 +941,33 @@ async fn contract_phase(
     // Metadata.
     let service = json!({"provider": "sim", "name": "orders-api", "description": "Orders",
         "identifier": "orders-api",
-        "api": {"targetUrl": "http://subscriber:9100/api",
-                "credentials": {"oauth": {"url": "http://subscriber:9100/token",
+        "api": {"targetUrl": "http://api:9100/api",
+                "credentials": {"oauth": {"url": "http://api:9100/token",
                                           "clientId": "client", "clientSecret": "s3cr3t"}}}});
     let services = "https://ace:8444/ec/v1/metadata/services";
-    let r = answer(Method::POST, services, Some(&service), Some(me)).await;
-    expect("a service is registered", r.status, 200);
+    let r = actor
+        .answer(Method::POST, services, Some(&service), Some(me))
+        .await;
+    expect(shared, "a service is registered", r.status, 200);
     let id = r.json()["id"].as_str().unwrap_or_default().to_owned();
-    let r = answer(Method::POST, services, Some(&service), Some(me)).await;
+    let r = actor
+        .answer(Method::POST, services, Some(&service), Some(me))
+        .await;
     expect(
+        shared,
         "a second service with the same identifier is refused",
         r.status,
         409,
     );
-    let r = answer(Method::GET, &format!("{services}/{id}"), None, Some(me)).await;
+    let r = actor
+        .answer(Method::GET, &format!("{services}/{id}"), None, Some(me))
+        .await;
     let oauth = &r.json()["api"]["credentials"]["oauth"];
     let shown = (&oauth["clientId"], &oauth["clientSecret"]);
-    shared.note(
-        "solution",
-        format!(
-            "contract: a service's OAuth credentials when read -> clientId {}, clientSecret {}",
-            shown.0, shown.1
-        ),
-    );
+    actor.note(format!(
+        "contract: a service's OAuth credentials when read -> clientId {}, clientSecret {}",
+        shown.0, shown.1
+    ));
     if shown != (&json!("********"), &json!("********")) {
         shared.violation(format!(
             "a service's OAuth credentials are masked when read: clientId {} and clientSecret {} were shown",
@@ -548,144 +989,125 @@ async fn contract_phase(
         ),
     ] {
         let url = format!("http://ace:8081/v1/namespaces/prod/{path}");
-        let r = answer(Method::PUT, &url, Some(&doc), None).await;
+        let r = actor.answer(Method::PUT, &url, Some(&doc), None).await;
         if let Some(k) = r.json()["credentials"]["ACCESS_KEY"].as_str() {
             k.clone_into(&mut key);
         }
     }
     let call_proxy = || async {
-        count_exchange();
-        let r = client::request(
-            &TurmoilNet,
-            Method::GET,
-            &format!("http://ace:8090/re-ec-{id}/orders"),
-            &[("ace-binding-key", key.as_str())],
-            None,
-            None,
-            STEP_TIMEOUT,
-        )
-        .await;
-        expect("a call through the proxy", r.map_or(0, |r| r.status), 200);
+        let r = actor
+            .send_with(
+                Method::GET,
+                &format!("http://ace:8090/re-ec-{id}/orders"),
+                &[("ace-binding-key", key.as_str())],
+                None,
+                None,
+            )
+            .await;
+        expect(
+            shared,
+            "a call through the proxy",
+            r.map_or(0, |r| r.status),
+            200,
+        );
     };
     call_proxy().await;
     let oauth_expired =
         tokio::time::Instant::now() + Duration::from_millis(OAUTH_EXPIRES_IN * 1000 + 500);
 
-    // Events: a subscription without an activation, and an update with events owed.
-    let dark = json!({"kind": "Subscription", "metadata": {"name": "dark"}, "spec": {
-        "endpoint": "http://subscriber:9000/", "include_subscription_name_header": true, "max_inflight": 1,
-        "push_request_timeout_ms": 1000, "event_type": "order.created", "event_type_version": "v1", "source_id": "ec"}});
-    answer(
-        Method::PUT,
-        "http://ace:8081/v1/namespaces/dark/subscriptions/dark",
-        Some(&dark),
-        None,
-    )
-    .await;
-    publish(shared, me, EVENTS).await;
-    let orders = |endpoint: &str| {
-        json!({"kind": "Subscription", "metadata": {"name": "orders"}, "spec": {
-            "endpoint": endpoint, "include_subscription_name_header": true, "max_inflight": MAX_INFLIGHT,
-            "push_request_timeout_ms": 1000, "event_type": "order.created", "event_type_version": "v1", "source_id": "ec"}})
-    };
-    let url = "http://ace:8081/v1/namespaces/prod/subscriptions/orders";
-    // Nobody listens on 9001: the next events stay owed until the endpoint is changed back.
-    answer(
-        Method::PUT,
-        url,
-        Some(&orders("http://subscriber:9001/")),
-        None,
-    )
-    .await;
-    publish(shared, me, EVENTS + 1).await;
-    publish(shared, me, EVENTS + 2).await;
+    // Events: an update with events owed.
+    publish(actor, me, 0, EVENTS).await;
+    let orders = &SUBSCRIPTIONS[0];
+    let url = subscription_url(orders);
+    // Nobody listens on 9002: the next events stay owed until the endpoint is changed back.
+    actor
+        .answer(
+            Method::PUT,
+            &url,
+            Some(&subscription(orders, "http://sub-a:9002/")),
+            None,
+        )
+        .await;
+    publish(actor, me, 0, EVENTS + 1).await;
+    publish(actor, me, 0, EVENTS + 2).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
-    answer(
-        Method::PUT,
-        url,
-        Some(&orders("http://subscriber:9000/")),
-        None,
-    )
-    .await;
-    shared.note("solution", "contract: subscription updated".into());
+    actor
+        .answer(
+            Method::PUT,
+            &url,
+            Some(&subscription(orders, orders.endpoint)),
+            None,
+        )
+        .await;
+    actor.note("contract: subscription updated");
     wait_for_deliveries(shared, Duration::from_secs(30)).await;
 
     // The waits.
     tokio::time::sleep_until(token_expired).await;
     let expired = token["url"].as_str().unwrap_or_default();
-    let r = answer(Method::GET, expired, None, Some(anonymous)).await;
-    expect("a configuration URL expires after its TTL", r.status, 403);
+    let r = actor
+        .answer(Method::GET, expired, None, Some(anonymous))
+        .await;
+    expect(
+        shared,
+        "a configuration URL expires after its TTL",
+        r.status,
+        403,
+    );
     tokio::time::sleep_until(oauth_expired).await;
     call_proxy().await;
 
     // Certificates: the RE deleted and created again (last: it revokes the certificate).
-    let re = json!({"kind": "RemoteEnvironment", "metadata": {"name": "ec"}, "spec": {"description": "simulated"}});
-    answer(
-        Method::DELETE,
-        "http://ace:8081/v1/remoteenvironments/ec",
-        None,
-        None,
-    )
-    .await;
-    answer(
-        Method::PUT,
-        "http://ace:8081/v1/remoteenvironments/ec",
-        Some(&re),
-        None,
-    )
-    .await;
-    let r = answer(Method::GET, services, None, Some(me)).await;
+    actor
+        .answer(
+            Method::DELETE,
+            "http://ace:8081/v1/remoteenvironments/ec",
+            None,
+            None,
+        )
+        .await;
+    actor
+        .answer(
+            Method::PUT,
+            "http://ace:8081/v1/remoteenvironments/ec",
+            Some(&re_resource("ec")),
+            None,
+        )
+        .await;
+    let r = actor.answer(Method::GET, services, None, Some(me)).await;
     expect(
+        shared,
         "a certificate of a deleted RE does not open the RE created again",
         r.status,
         403,
     );
 }
 
+/// The subject of RE `re`'s certificate.
+fn subject(re: &str) -> Subject {
+    Subject {
+        common_name: Some(re.into()),
+        country: Some("DE".into()),
+        organization: Some("Organization".into()),
+        organizational_unit: Some("OrgUnit".into()),
+        locality: Some("Waldorf".into()),
+        province: Some("Waldorf".into()),
+    }
+}
+
+/// Solution `index`: onboards to its RE, publishes [`EVENTS`] events, waits for their
+/// deliveries; the first one then runs the contract phase.
 async fn solution(
-    shared: Arc<Shared>,
+    actor: Actor,
+    index: usize,
     ca_path: std::path::PathBuf,
-    healed_by: Duration,
+    faults: Faults,
 ) -> Result<(), Box<dyn std::error::Error>> {
-    until("health", &[200], || {
-        send(Method::GET, "http://ace:8081/healthz", None, None)
-    })
-    .await;
-    // The operator's steps.
-    let re = json!({"kind": "RemoteEnvironment", "metadata": {"name": "ec"}, "spec": {"description": "simulated"}});
-    until("re", &[200, 201], || {
-        send(
-            Method::PUT,
-            "http://ace:8081/v1/remoteenvironments/ec",
-            Some(&re),
-            None,
-        )
-    })
-    .await;
-    let ea =
-        json!({"kind": "EventActivation", "metadata": {"name": "ec"}, "spec": {"sourceId": "ec"}});
-    until("ea", &[200, 201], || {
-        send(
-            Method::PUT,
-            "http://ace:8081/v1/namespaces/prod/eventactivations/ec",
-            Some(&ea),
-            None,
-        )
-    })
-    .await;
-    let sub = json!({"kind": "Subscription", "metadata": {"name": "orders"}, "spec": {
-        "endpoint": "http://subscriber:9000/", "include_subscription_name_header": true, "max_inflight": MAX_INFLIGHT,
-        "push_request_timeout_ms": 1000, "event_type": "order.created", "event_type_version": "v1", "source_id": "ec"}});
-    until("subscription", &[200, 201], || {
-        send(
-            Method::PUT,
-            "http://ace:8081/v1/namespaces/prod/subscriptions/orders",
-            Some(&sub),
-            None,
-        )
-    })
-    .await;
-    shared.note("solution", "resources applied".into());
+    let re = RES[index];
+    let tokens = format!("http://ace:8080/v1/remoteenvironments/{re}/tokens");
+    actor
+        .until(&[200], Method::GET, "http://ace:8081/healthz", None, None)
+        .await;
 
     // Onboarding: token, info, CSR, certificate.
     let ca = std::fs::read_to_string(&ca_path)?;
@@ -695,46 +1117,52 @@ async fn solution(
         ..TlsOptions::default()
     })?;
     let key = pki::generate_key(KeyKind::EcdsaP256)?;
-    let subject = Subject {
-        common_name: Some("ec".into()),
-        country: Some("DE".into()),
-        organization: Some("Organization".into()),
-        organizational_unit: Some("OrgUnit".into()),
-        locality: Some("Waldorf".into()),
-        province: Some("Waldorf".into()),
-    };
-    let csr = base64::engine::general_purpose::STANDARD.encode(pki::make_csr(&key, &subject)?);
+    let csr = base64::engine::general_purpose::STANDARD.encode(pki::make_csr(&key, &subject(re))?);
+    let mut linger = faults.token_expiry && index == 0;
+    let mut first = true;
     let crt = loop {
-        // A fault can strike between the steps; the flow starts again with a new token.
-        let token = until("token", &[201], || {
-            send(
-                Method::POST,
-                "http://ace:8080/v1/remoteenvironments/ec/tokens",
-                None,
-                None,
-            )
-        })
-        .await
-        .json();
-        let Some(url) = token["url"].as_str() else {
+        if !first {
+            actor.shared.rare("onboarding-restarted");
+        }
+        first = false;
+        // The RE may not exist yet (the operator creates it), and a fault can strike between
+        // the steps: the flow starts again with a new token.
+        let (token, _) = actor.until(&[201], Method::POST, &tokens, None, None).await;
+        let Some(url) = token.json()["url"].as_str().map(str::to_owned) else {
             continue;
         };
-        let Ok(info) = send(Method::GET, url, None, Some(&anonymous)).await else {
+        let Ok(info) = actor.send(Method::GET, &url, None, Some(&anonymous)).await else {
             continue;
         };
         let Some(csr_url) = info.json()["csrUrl"].as_str().map(str::to_owned) else {
             continue;
         };
-        match send(
-            Method::POST,
-            &csr_url,
-            Some(&json!({ "csr": csr })),
-            Some(&anonymous),
-        )
-        .await
-        {
+        let lingered = std::mem::take(&mut linger);
+        if lingered {
+            actor.note("waits past the token's TTL before sending the CSR");
+            tokio::time::sleep(TOKEN_TTL + Duration::from_millis(300)).await;
+        }
+        let r = actor
+            .send(
+                Method::POST,
+                &csr_url,
+                Some(&json!({ "csr": csr })),
+                Some(&anonymous),
+            )
+            .await;
+        match r {
+            Ok(r) if lingered => {
+                if r.status == 403 {
+                    actor.shared.rare("token-expired-mid-onboarding");
+                } else {
+                    actor.shared.violation(format!(
+                        "a CSR URL expires with its token: a CSR sent after the TTL was answered {}",
+                        r.status
+                    ));
+                }
+            }
             Ok(r) if r.status == 201 => break r.json(),
-            _ => continue,
+            _ => {}
         }
     };
     let chain = base64::engine::general_purpose::STANDARD
@@ -745,18 +1173,121 @@ async fn solution(
         identity: Some((chain, pki::key_from_pem(&key.serialize_pem())?)),
         insecure: false,
     })?;
-    shared.note("solution", "onboarded".into());
+    actor.note("onboarded");
 
-    // Publishing, each event until it is answered 200 (the same event-id on a retry).
-    for i in 0..EVENTS {
-        publish(&shared, &me, i).await;
-        tokio::time::sleep(Duration::from_millis(60)).await;
+    // Publishing, each event until it is answered 200 (the same event-id on a retry): the
+    // first solution one at a time, the second in bursts of four at once.
+    if index == 0 {
+        for i in 0..EVENTS {
+            publish(&actor, &me, index, i).await;
+            tokio::time::sleep(Duration::from_millis(60)).await;
+        }
+    } else {
+        for i in (0..EVENTS).step_by(4) {
+            tokio::join!(
+                publish(&actor, &me, index, i),
+                publish(&actor, &me, index, i + 1),
+                publish(&actor, &me, index, i + 2),
+                publish(&actor, &me, index, i + 3),
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
     }
-    // Liveness: by now the faults have healed (see `run`); wait for every accepted event.
-    wait_for_deliveries(&shared, Duration::from_secs(60)).await;
-    contract_phase(&shared, &anonymous, &me, &csr, healed_by).await;
-    shared.note("solution", "done".into());
+    // Liveness: once the faults have healed, every delivery owed is made within a bound.
+    sleep_until_elapsed(faults.healed_by()).await;
+    wait_for_deliveries(&actor.shared, Duration::from_secs(60)).await;
+    if index == 0 {
+        contract_phase(&actor, &anonymous, &me, &csr, faults.healed_by()).await;
+    }
+    actor.note("done");
     Ok(())
+}
+
+/// A fault's action at its time.
+#[derive(Clone, Debug)]
+enum Action {
+    Partition(&'static str, Option<bool>),
+    Repair(&'static str, Option<bool>),
+    Hold(&'static str),
+    Release(&'static str),
+    Loss(f64),
+    Crash,
+}
+
+/// The timed actions of `faults`, in order.
+fn schedule(faults: &Faults) -> Vec<(Duration, Action)> {
+    let mut plan = Vec::new();
+    if let Some(p) = &faults.partition {
+        plan.push((p.at, Action::Partition(p.peer, p.oneway)));
+        plan.push((p.at + p.len, Action::Repair(p.peer, p.oneway)));
+    }
+    if let Some(c) = &faults.clog {
+        for (i, peer) in c.peers.iter().enumerate() {
+            plan.push((c.at, Action::Hold(peer)));
+            plan.push((
+                c.at + c.len + Duration::from_millis(50 * i as u64),
+                Action::Release(peer),
+            ));
+        }
+    }
+    if let Some(l) = &faults.loss {
+        plan.push((l.at, Action::Loss(l.rate)));
+        plan.push((l.at + l.len, Action::Loss(0.0)));
+    }
+    for at in &faults.crashes {
+        plan.push((*at, Action::Crash));
+    }
+    plan.sort_by_key(|(at, _)| *at);
+    plan
+}
+
+fn strike(sim: &mut turmoil::Sim<'_>, action: &Action) -> String {
+    match *action {
+        Action::Partition(peer, None) => {
+            sim.partition("ace", peer);
+            format!("partition ace | {peer}")
+        }
+        Action::Partition(peer, Some(true)) => {
+            sim.partition_oneway("ace", peer);
+            format!("partition: ace -> {peer} lost")
+        }
+        Action::Partition(peer, Some(false)) => {
+            sim.partition_oneway(peer, "ace");
+            format!("partition: {peer} -> ace lost")
+        }
+        Action::Repair(peer, None) => {
+            sim.repair("ace", peer);
+            format!("repair ace | {peer}")
+        }
+        Action::Repair(peer, Some(true)) => {
+            sim.repair_oneway("ace", peer);
+            format!("repair ace -> {peer}")
+        }
+        Action::Repair(peer, Some(false)) => {
+            sim.repair_oneway(peer, "ace");
+            format!("repair {peer} -> ace")
+        }
+        Action::Hold(peer) => {
+            sim.hold("ace", peer);
+            format!("clog ace | {peer}")
+        }
+        Action::Release(peer) => {
+            sim.release("ace", peer);
+            format!("release ace | {peer}")
+        }
+        Action::Loss(rate) => {
+            sim.set_fail_rate(rate);
+            if rate > 0.0 {
+                format!("links break at random ({rate} per link-ms)")
+            } else {
+                "links stop breaking".to_owned()
+            }
+        }
+        Action::Crash => {
+            sim.bounce("ace");
+            "crash and restart ace (memory lost)".to_owned()
+        }
+    }
 }
 
 /// Runs the world of `seed` and checks it.
@@ -772,7 +1303,33 @@ pub fn run_with(seed: u64, bugs: Bugs) -> Result<Report, String> {
     let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
     let data = dir.path().to_owned();
     let ca_path = data.join("ca.crt");
-    let store = MemoryStore::default();
+    let disk_shared = shared.clone();
+    let disk = SimDisk::new(
+        seed,
+        faults.sync_ms,
+        faults.lose_unsynced,
+        Arc::new(move |note| match note {
+            DiskNote::Synced { events, .. } => {
+                if events > 1 {
+                    disk_shared.rare("group-commit");
+                }
+            }
+            DiskNote::Lost(n) => {
+                disk_shared.rare("unsynced-write-lost");
+                disk_shared.note(
+                    "ace",
+                    format!("restart: an unsynced write of {n} records was lost"),
+                );
+            }
+            DiskNote::Kept(n) => {
+                disk_shared.rare("unsynced-write-kept");
+                disk_shared.note(
+                    "ace",
+                    format!("restart: an unsynced write of {n} records survived"),
+                );
+            }
+        }),
+    );
     let start = SystemTime::now();
     let unix_ms = start
         .duration_since(UNIX_EPOCH)
@@ -783,76 +1340,83 @@ pub fn run_with(seed: u64, bugs: Bugs) -> Result<Report, String> {
         .simulation_duration(Duration::from_secs(300))
         .min_message_latency(Duration::from_millis(faults.latency_ms.0))
         .max_message_latency(Duration::from_millis(faults.latency_ms.1))
+        .repair_rate(0.1)
         .build();
 
     sim.host("ace", move || {
-        let (data, store) = (data.clone(), store.clone());
+        let (data, disk) = (data.clone(), disk.clone());
         async move {
-            // After a crash the host starts again here: memory is gone, the store is kept, and
+            // After a crash the host starts again here: memory is gone, the disk is kept, and
             // the new process reads the wall clock again.
             let elapsed = turmoil::sim_elapsed().unwrap_or_default();
             let unix_ms = unix_ms + u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX);
             let mut opts = options(&data);
             opts.bugs = bugs;
             let _server =
-                serve::start_with_store(TurmoilNet, opts, Clock::new(unix_ms), seed.into(), store)
+                serve::start_with_store(TurmoilNet, opts, Clock::new(unix_ms), seed.into(), disk)
                     .await
                     .map_err(|e| e.to_string())?;
             std::future::pending::<()>().await;
             Ok(())
         }
     });
-    let sub_shared = shared.clone();
-    let failures = faults.subscriber_failures;
-    sim.host("subscriber", move || {
-        let shared = sub_shared.clone();
-        async move {
-            let api_shared = shared.clone();
-            tokio::spawn(async move {
-                if let Err(e) = api(api_shared.clone()).await {
-                    api_shared.note("api", format!("stopped: {e}"));
-                }
-            });
-            subscriber(shared, failures).await
-        }
-    });
-    let sol_shared = shared.clone();
-    sim.client(
-        "solution",
-        solution(sol_shared, ca_path, faults.healed_by()),
-    );
+    for (i, (host, ports)) in [("sub-a", &[9000, 9001][..]), ("sub-b", &[9000][..])]
+        .into_iter()
+        .enumerate()
+    {
+        let shared = shared.clone();
+        let misbehaviour = faults.subscribers[i];
+        sim.host(host, move || {
+            subscriber(shared.clone(), host, ports, misbehaviour)
+        });
+    }
+    let api_shared = shared.clone();
+    sim.host("api", move || api(api_shared.clone()));
+    let actor = |name| Actor {
+        shared: shared.clone(),
+        name,
+    };
+    sim.client("operator", operator(actor("operator")));
+    for (index, name) in ["solution-1", "solution-2"].into_iter().enumerate() {
+        sim.client(
+            name,
+            solution(actor(name), index, ca_path.clone(), faults.clone()),
+        );
+    }
 
-    let (mut partitioned, mut healed, mut crashed) = (false, false, false);
+    let plan = schedule(&faults);
+    let mut next = 0;
     loop {
         let elapsed = sim.elapsed();
-        if let Some((at, len)) = faults.partition {
-            if !partitioned && elapsed >= at {
-                sim.partition("ace", "subscriber");
-                shared.note_at(elapsed, "faults", "partition ace | subscriber".into());
-                partitioned = true;
-            }
-            if partitioned && !healed && elapsed >= at + len {
-                sim.repair("ace", "subscriber");
-                shared.note_at(elapsed, "faults", "repair ace | subscriber".into());
-                healed = true;
-            }
-        }
-        if let Some(at) = faults.crash_at
-            && !crashed
-            && elapsed >= at
+        while let Some((at, action)) = plan.get(next)
+            && elapsed >= *at
         {
-            sim.bounce("ace");
-            shared.note_at(elapsed, "faults", "crash and restart ace".into());
-            crashed = true;
+            let what = strike(&mut sim, action);
+            shared.push(Entry {
+                at: elapsed,
+                host: "faults".into(),
+                peer: None,
+                what,
+                kind: Kind::Fault,
+            });
+            next += 1;
         }
         match sim.step() {
             Ok(true) => break,
             Ok(false) => {}
-            Err(e) => return Err(format!("seed={seed}: the simulation failed: {e}")),
+            Err(e) => {
+                // A world that does not finish (a host stuck or failed) is a broken
+                // guarantee like any other, with its timeline.
+                shared.violation(format!("liveness: the world did not finish: {e}"));
+                break;
+            }
         }
     }
+    Ok(check(seed, faults, &shared))
+}
 
-    let trace = shared.trace.lock().map(|t| t.clone()).unwrap_or_default();
+/// The checks at the end of a run, and its report.
+fn check(seed: u64, faults: Faults, shared: &Shared) -> Report {
     let accepted = shared
         .accepted
         .lock()
@@ -864,17 +1428,19 @@ pub fn run_with(seed: u64, bugs: Bugs) -> Result<Report, String> {
         .map(|r| r.clone())
         .unwrap_or_default();
     let mut violations = Vec::new();
-    for id in &accepted {
-        if !received.contains_key(id) {
+    for (sub, id) in shared.owed() {
+        if !received.contains_key(&(sub.clone(), id.clone())) {
             violations.push(format!(
-                "at-least-once: event {id} was answered 200 but never delivered"
+                "at-least-once: event {id} was answered 200 but never reached subscription {sub}"
             ));
         }
     }
-    let stray = shared.stray.lock().map(|s| s.len()).unwrap_or_default();
-    if stray > 0 {
+    let stray = shared.stray.lock().map(|s| s.clone()).unwrap_or_default();
+    if !stray.is_empty() {
         violations.push(format!(
-            "activation: {stray} pushes went to subscription dark/dark, whose namespace has no EventActivation for ec"
+            "activation: {} pushes went to {:?}, whose namespace has no EventActivation for their source",
+            stray.len(),
+            stray.iter().collect::<BTreeSet<_>>()
         ));
     }
     violations.extend(
@@ -884,32 +1450,50 @@ pub fn run_with(seed: u64, bugs: Bugs) -> Result<Report, String> {
             .map(|v| v.clone())
             .unwrap_or_default(),
     );
-    let max = shared.max_in_flight.load(Ordering::SeqCst);
-    if max > MAX_INFLIGHT {
-        violations.push(format!(
-            "max_inflight: the subscriber held {max} pushes at once, the limit is {MAX_INFLIGHT}"
-        ));
+    let in_flight = shared
+        .in_flight
+        .lock()
+        .map(|m| m.clone())
+        .unwrap_or_default();
+    for sub in &SUBSCRIPTIONS {
+        let max = in_flight.get(sub.name).map_or(0, |(_, max)| *max);
+        if max > sub.max_inflight {
+            violations.push(format!(
+                "max_inflight: subscription {} had {max} pushes at its subscriber at once, its limit is {}",
+                sub.name, sub.max_inflight
+            ));
+        }
     }
-    let duplicates = received.values().map(|n| n.saturating_sub(1)).sum();
-    let mut hasher = Sha256::new();
-    for line in &trace {
-        hasher.update(line.as_bytes());
-        hasher.update(b"\n");
+    let mut rare = shared.rare.lock().map(|r| r.clone()).unwrap_or_default();
+    let duplicates: usize = received.values().map(|(n, _)| n.saturating_sub(1)).sum();
+    if duplicates > 0 {
+        rare.insert("duplicate-delivery", duplicates);
     }
-    let trace_hash = hasher
-        .finalize()
+    let after_crash = received
         .iter()
-        .take(8)
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    Ok(Report {
+        .filter(|((_, id), (_, first))| {
+            accepted.get(id).is_some_and(|a| {
+                faults
+                    .crashes
+                    .iter()
+                    .any(|crash| a.at < *crash && *crash < *first)
+            })
+        })
+        .count();
+    if after_crash > 0 {
+        rare.insert("delivered-after-crash", after_crash);
+    }
+    let entries = shared.entries.lock().map(|t| t.clone()).unwrap_or_default();
+    Report {
         seed,
         faults,
-        trace_hash,
-        trace,
+        trace_hash: crate::timeline::hash(&entries),
+        trace: entries.iter().map(ToString::to_string).collect(),
+        entries,
         accepted: accepted.len(),
         duplicates,
         violations,
         exchanges: EXCHANGES.with(std::cell::Cell::get),
-    })
+        rare,
+    }
 }

@@ -1,0 +1,317 @@
+//! The faults of a world, all decided by its seed. Swarm testing: the seed first picks which
+//! kinds of fault are on (each with probability one half), then when and how hard each
+//! strikes, so that some worlds face one fault alone and others several at once.
+
+use std::fmt;
+use std::time::Duration;
+
+/// splitmix64: the seed's decisions, independent of every other generator.
+pub fn mix(state: &mut u64) -> u64 {
+    *state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    let mut z = *state;
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+/// The hosts a partition or a clog can cut ACE off from.
+pub const PEERS: [&str; 6] = [
+    "solution-1",
+    "solution-2",
+    "operator",
+    "sub-a",
+    "sub-b",
+    "api",
+];
+
+/// How a subscriber host treats its first requests (the rest it answers 200 at once).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Misbehaviour {
+    /// Answers every request 200.
+    None,
+    /// Answers the first N requests 500.
+    Fail5xx(usize),
+    /// Answers the first N requests 200, but only after the push deadline has passed.
+    Late(usize),
+    /// Resets the connection of the first N requests without answering.
+    Reset(usize),
+    /// Never answers the first N requests (the connection stays open).
+    Drop(usize),
+}
+
+impl Misbehaviour {
+    /// How many first requests are treated badly.
+    pub fn first(self) -> usize {
+        match self {
+            Misbehaviour::None => 0,
+            Misbehaviour::Fail5xx(n)
+            | Misbehaviour::Late(n)
+            | Misbehaviour::Reset(n)
+            | Misbehaviour::Drop(n) => n,
+        }
+    }
+}
+
+/// A partition between ACE and one peer, both ways or one way.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Partition {
+    /// When it strikes (simulated time).
+    pub at: Duration,
+    /// How long it lasts.
+    pub len: Duration,
+    /// The host cut off from `ace`.
+    pub peer: &'static str,
+    /// `None`: both ways; `Some(true)`: only what ACE sends is lost; `Some(false)`: only what
+    /// the peer sends.
+    pub oneway: Option<bool>,
+}
+
+/// Links from ACE that hold every message (nothing lost, nothing delivered) for a while, then
+/// release them one link at a time in the listed order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Clog {
+    /// When the links are clogged.
+    pub at: Duration,
+    /// How long until the first release; the others follow 50 ms apart.
+    pub len: Duration,
+    /// The peers, in release order.
+    pub peers: Vec<&'static str>,
+}
+
+/// Links that break at random (a broken TCP link drops what is in flight on it) and heal
+/// after a few milliseconds, during a window.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Loss {
+    /// When it starts.
+    pub at: Duration,
+    /// How long it lasts.
+    pub len: Duration,
+    /// Probability, per link and per millisecond, that a healthy link breaks.
+    pub rate: f64,
+}
+
+/// The faults a seed switched on.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Faults {
+    /// Message latency range, in milliseconds.
+    pub latency_ms: (u64, u64),
+    /// Random link failures during a window.
+    pub loss: Option<Loss>,
+    /// A partition between ACE and one peer.
+    pub partition: Option<Partition>,
+    /// Clogged links from ACE, released in a random order.
+    pub clog: Option<Clog>,
+    /// ACE crashes and restarts (memory lost, store kept) at these times.
+    pub crashes: Vec<Duration>,
+    /// At a crash, the writes the disk had not synced yet are lost (otherwise they survive).
+    pub lose_unsynced: bool,
+    /// How long a sync of the disk takes, in milliseconds (a range).
+    pub sync_ms: (u64, u64),
+    /// How subscribers `sub-a` and `sub-b` treat their first requests.
+    pub subscribers: [Misbehaviour; 2],
+    /// The first solution waits past its token's TTL between the info call and its CSR, once.
+    pub token_expiry: bool,
+}
+
+/// The workload runs from about 0.2 s to 1.5 s of simulated time: faults strike within it.
+const WINDOW: (u64, u64) = (200, 1300);
+
+impl Faults {
+    /// The faults of `seed`.
+    pub fn of(seed: u64) -> Faults {
+        let mut s = seed;
+        let mut coin = || mix(&mut s).is_multiple_of(2);
+        let on: [bool; 9] = std::array::from_fn(|_| coin());
+        let [
+            slow,
+            loss,
+            partition,
+            clog,
+            crash,
+            unsynced,
+            sub_a,
+            sub_b,
+            expiry,
+        ] = on;
+        let mut pick = |lo: u64, hi: u64| lo + mix(&mut s) % (hi - lo + 1);
+        let misbehaviour = |on: bool, pick: &mut dyn FnMut(u64, u64) -> u64| {
+            if !on {
+                return Misbehaviour::None;
+            }
+            let n = pick(1, 5) as usize;
+            match pick(0, 3) {
+                0 => Misbehaviour::Fail5xx(n),
+                1 => Misbehaviour::Late(n),
+                2 => Misbehaviour::Reset(n),
+                _ => Misbehaviour::Drop(n),
+            }
+        };
+        let latency_ms = if slow { (1, pick(5, 50)) } else { (1, 2) };
+        let loss = loss.then(|| Loss {
+            at: Duration::from_millis(pick(WINDOW.0, WINDOW.1)),
+            len: Duration::from_millis(pick(100, 1500)),
+            rate: [0.001, 0.005, 0.02][pick(0, 2) as usize],
+        });
+        let partition = partition.then(|| Partition {
+            at: Duration::from_millis(pick(WINDOW.0, WINDOW.1)),
+            len: Duration::from_millis(pick(200, 2000)),
+            peer: PEERS[pick(0, PEERS.len() as u64 - 1) as usize],
+            oneway: match pick(0, 2) {
+                0 => None,
+                1 => Some(true),
+                _ => Some(false),
+            },
+        });
+        let clog = clog.then(|| {
+            let mut peers = PEERS.to_vec();
+            // Fisher-Yates, then keep a few.
+            for i in (1..peers.len()).rev() {
+                peers.swap(i, pick(0, i as u64) as usize);
+            }
+            peers.truncate(pick(1, 3) as usize);
+            Clog {
+                at: Duration::from_millis(pick(WINDOW.0, WINDOW.1)),
+                len: Duration::from_millis(pick(100, 1000)),
+                peers,
+            }
+        });
+        let crashes = if crash {
+            let mut at: Vec<Duration> = (0..pick(1, 2))
+                .map(|_| Duration::from_millis(pick(250, 1400)))
+                .collect();
+            at.sort();
+            at
+        } else {
+            Vec::new()
+        };
+        let sync_ms = (pick(0, 1), pick(2, 15));
+        let subscribers = [
+            misbehaviour(sub_a, &mut pick),
+            misbehaviour(sub_b, &mut pick),
+        ];
+        Faults {
+            latency_ms,
+            loss,
+            partition,
+            clog,
+            crashes,
+            lose_unsynced: unsynced,
+            sync_ms,
+            subscribers,
+            token_expiry: expiry,
+        }
+    }
+
+    /// When the last fault has struck and healed (simulated time); a restarted server may
+    /// still be starting.
+    pub fn healed_by(&self) -> Duration {
+        let loss = self.loss.as_ref().map(|l| l.at + l.len);
+        let partition = self.partition.as_ref().map(|p| p.at + p.len);
+        let clog = self
+            .clog
+            .as_ref()
+            .map(|c| c.at + c.len + Duration::from_millis(50 * c.peers.len() as u64));
+        loss.into_iter()
+            .chain(partition)
+            .chain(clog)
+            .chain(self.crashes.iter().copied())
+            .max()
+            .unwrap_or_default()
+    }
+
+    /// The kinds of fault that are on, by name (for the sweep's summary).
+    pub fn kinds(&self) -> Vec<&'static str> {
+        let mut kinds = Vec::new();
+        if self.latency_ms.1 > 2 {
+            kinds.push("latency");
+        }
+        if self.loss.is_some() {
+            kinds.push("message loss");
+        }
+        match &self.partition {
+            Some(p) if p.oneway.is_some() => kinds.push("one-way partition"),
+            Some(_) => kinds.push("partition"),
+            None => {}
+        }
+        if self.clog.is_some() {
+            kinds.push("clog");
+        }
+        if !self.crashes.is_empty() {
+            kinds.push("crash");
+        }
+        if self.crashes.len() > 1 {
+            kinds.push("two crashes");
+        }
+        if !self.crashes.is_empty() && self.lose_unsynced {
+            kinds.push("unsynced writes lost");
+        }
+        for m in self.subscribers {
+            kinds.push(match m {
+                Misbehaviour::None => continue,
+                Misbehaviour::Fail5xx(_) => "subscriber 5xx",
+                Misbehaviour::Late(_) => "subscriber late",
+                Misbehaviour::Reset(_) => "subscriber reset",
+                Misbehaviour::Drop(_) => "subscriber drop",
+            });
+        }
+        if self.token_expiry {
+            kinds.push("token expiry");
+        }
+        kinds
+    }
+}
+
+impl fmt::Display for Faults {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let ms = |d: Duration| d.as_millis();
+        write!(f, "latency {}-{}ms", self.latency_ms.0, self.latency_ms.1)?;
+        if let Some(l) = &self.loss {
+            write!(
+                f,
+                "; message loss {} per link-ms from {}ms for {}ms",
+                l.rate,
+                ms(l.at),
+                ms(l.len)
+            )?;
+        }
+        if let Some(p) = &self.partition {
+            let how = match p.oneway {
+                None => format!("ace | {}", p.peer),
+                Some(true) => format!("ace -> {} lost", p.peer),
+                Some(false) => format!("{} -> ace lost", p.peer),
+            };
+            write!(
+                f,
+                "; partition {how} from {}ms for {}ms",
+                ms(p.at),
+                ms(p.len)
+            )?;
+        }
+        if let Some(c) = &self.clog {
+            write!(
+                f,
+                "; clog ace with {} from {}ms for {}ms",
+                c.peers.join(", "),
+                ms(c.at),
+                ms(c.len)
+            )?;
+        }
+        for at in &self.crashes {
+            write!(f, "; crash at {}ms", ms(*at))?;
+        }
+        if !self.crashes.is_empty() {
+            let fate = if self.lose_unsynced { "lost" } else { "kept" };
+            write!(f, " (unsynced writes {fate})")?;
+        }
+        write!(f, "; disk sync {}-{}ms", self.sync_ms.0, self.sync_ms.1)?;
+        for (host, m) in ["sub-a", "sub-b"].iter().zip(self.subscribers) {
+            if m != Misbehaviour::None {
+                write!(f, "; {host} {m:?}")?;
+            }
+        }
+        if self.token_expiry {
+            write!(f, "; token expires mid-onboarding")?;
+        }
+        Ok(())
+    }
+}

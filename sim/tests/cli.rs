@@ -1,0 +1,64 @@
+//! `ace-sim` as a user runs it.
+
+use std::process::Command;
+
+fn ace_sim(args: &[&str]) -> (bool, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_ace-sim"))
+        .args(args)
+        .output()
+        .expect("ace-sim runs");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+#[test]
+fn run_prints_the_seed_first_and_ends_with_its_trace_hash_and_can_write_the_timeline() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let out = dir.path().to_str().expect("a UTF-8 path");
+    let (ok, stdout) = ace_sim(&["run", "--seed", "4", "--timeline", "--out", out]);
+    assert!(ok, "{stdout}");
+    assert!(stdout.starts_with("seed=4\n"), "{stdout}");
+    let last = stdout.lines().last().unwrap_or_default();
+    assert!(
+        last.starts_with("seed=4 trace=") && last.ends_with(" ok"),
+        "{last}"
+    );
+    let text = std::fs::read_to_string(dir.path().join("seed-4.txt")).expect("text timeline");
+    assert!(text.contains("replay: cargo run -p ace-sim --release -- run --seed 4"));
+    assert!(
+        text.contains("-> ace        POST /ec/v1/events -> 200"),
+        "{text}"
+    );
+    let html = std::fs::read_to_string(dir.path().join("seed-4.html")).expect("HTML timeline");
+    assert!(html.contains("<svg") && html.contains(">sub-a</text>"));
+}
+
+#[test]
+fn a_sweep_summarizes_faults_and_rare_paths_and_fails_when_asked_about_untaken_ones() {
+    let (ok, stdout) = ace_sim(&["sweep", "--seeds", "2", "--jobs", "2"]);
+    assert!(ok, "{stdout}");
+    assert!(stdout.contains("seeds run: 2 (1..2)"), "{stdout}");
+    assert!(stdout.contains("failures: 0 []"), "{stdout}");
+    for (path, _) in ace_sim::world::RARE {
+        assert!(stdout.contains(path), "{path} in {stdout}");
+    }
+    // Two worlds cannot take every rare path: a sweep that requires them fails.
+    let (ok, stdout) = ace_sim(&["sweep", "--seeds", "2", "--require-rare"]);
+    assert!(!ok, "{stdout}");
+    assert!(stdout.contains("rare paths never taken:"), "{stdout}");
+}
+
+#[test]
+fn bugs_cannot_be_injected_without_the_feature() {
+    if cfg!(feature = "bug-zoo") {
+        return;
+    }
+    let out = Command::new(env!("CARGO_BIN_EXE_ace-sim"))
+        .args(["run", "--seed", "1", "--bug", "token-reusable"])
+        .output()
+        .expect("ace-sim runs");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("built without the bug zoo"));
+}
