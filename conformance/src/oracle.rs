@@ -13,8 +13,9 @@ use serde_json::Value;
 /// What the model answers: status and JSON body (if any).
 pub type Answer = (u16, Option<Value>);
 
-/// A model with one RE and a certificate for it.
-#[derive(Debug)]
+/// A model with one RE and a certificate for it. A clone is an independent copy, for a
+/// checker that must follow several possible states.
+#[derive(Clone, Debug)]
 pub struct Oracle {
     model: Model,
     now: Timestamp,
@@ -104,6 +105,20 @@ impl Oracle {
         while self.model.poll_record().is_some() {}
         while self.model.poll_delivery().is_some() {}
         (reply.status(), reply.body())
+    }
+
+    /// The ids of the RE's registered services, by identifier.
+    pub fn service_ids(&self) -> BTreeMap<String, String> {
+        self.model
+            .state()
+            .remote_environment(&self.re)
+            .map(|r| {
+                r.services
+                    .iter()
+                    .map(|s| (s.identifier.clone(), s.id.clone()))
+                    .collect()
+            })
+            .unwrap_or_default()
     }
 
     /// A gateway call by the RE's own certificate.

@@ -794,7 +794,10 @@ pub fn service_class(re: &str, service: &RegisteredService, config: &Config) -> 
 /// let restored = Model::replay(Config::default(), 7.into(), durable);
 /// assert_eq!(restored.state(), model.state());
 /// ```
-#[derive(Debug)]
+///
+/// A clone is an independent copy: a checker that does not know whether a request took
+/// effect (its answer was lost) follows both possible states.
+#[derive(Clone, Debug)]
 pub struct Model {
     config: Config,
     rng: SeededRng,

@@ -12,13 +12,18 @@
 //! run/sweep --bug NAME`, in a build with the feature `bug-zoo`). [`timeline`] writes a run
 //! out as text and as an HTML sequence diagram.
 //!
-//! Not built yet: a checker that compares every response with the model's prediction, and
-//! faults during the contract phase.
+//! [`oracle`] checks every answer a solution sees to its registry and event calls against
+//! `ace-model`, following every state a lost answer leaves possible.
+//!
+//! Not built yet: faults during the contract phase, and model predictions for the
+//! connector's and the admin API's answers (those are checked by the contract phase and the
+//! operator's read-backs).
 
 #![forbid(unsafe_code)]
 
 pub mod disk;
 pub mod faults;
 pub mod net;
+pub mod oracle;
 pub mod timeline;
 pub mod world;

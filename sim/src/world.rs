@@ -38,6 +38,7 @@ use serde_json::{Value, json};
 use crate::disk::{DiskNote, SimDisk};
 pub use crate::faults::{Clog, Faults, Loss, Misbehaviour, Partition};
 use crate::net::TurmoilNet;
+use crate::oracle::{Call, Mirror};
 use crate::timeline::{Entry, Kind};
 
 /// External solutions, each with its own RE.
@@ -117,7 +118,7 @@ pub const SUBSCRIPTIONS: [Sub; 4] = [
 
 /// Rare paths: sometimes-assertions that a large sweep must reach at least once, or its
 /// worlds are not exercising what they claim to.
-pub const RARE: [(&str, &str); 13] = [
+pub const RARE: [(&str, &str); 14] = [
     (
         "publish-retried",
         "a publish went unanswered or refused and was sent again",
@@ -162,6 +163,10 @@ pub const RARE: [(&str, &str); 13] = [
     (
         "registry-write-retried",
         "an operator's write went unanswered and was sent again",
+    ),
+    (
+        "model-states-forked",
+        "a registry write's answer was lost and the oracle followed both possible states",
     ),
     (
         "oauth-token-refetched",
@@ -345,11 +350,13 @@ pub fn options(dir: &std::path::Path) -> ServeOptions {
     opts
 }
 
-/// A host of the world that sends requests, tracing each with its outcome.
+/// A host of the world that sends requests, tracing each with its outcome; a solution's
+/// answers from its RE are also checked against the model.
 #[derive(Clone)]
 struct Actor {
     shared: Arc<Shared>,
     name: &'static str,
+    mirror: Option<Arc<Mutex<Mirror>>>,
 }
 
 /// The host of `url`, and its path with the query elided (it may hold a token).
@@ -459,6 +466,53 @@ impl Actor {
         loop {
             if let Ok(r) = self.send(method.clone(), url, body, tls).await {
                 return r;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Sends `call` once and checks its answer (or its loss) against the model.
+    async fn checked(
+        &self,
+        call: Call,
+        method: Method,
+        url: &str,
+        body: Option<&Value>,
+        tls: Option<&tokio_rustls::TlsConnector>,
+    ) -> Option<client::Response> {
+        let r = self.send(method, url, body, tls).await.ok();
+        if let Some(mirror) = &self.mirror {
+            let json = r
+                .as_ref()
+                .map(|r| (r.status, (!r.body.is_empty()).then(|| r.json())));
+            let answer = json.as_ref().map(|(s, b)| (*s, b.as_ref()));
+            let seen = mirror.lock().map(|mut m| m.observe(&call, answer));
+            if let Ok(Err(violation)) = seen {
+                self.shared.violation(violation);
+            }
+        }
+        r
+    }
+
+    /// Sends `call` until it is answered with a status in `ok`, checking every answer.
+    async fn checked_until(
+        &self,
+        ok: &[u16],
+        call: Call,
+        method: Method,
+        url: &str,
+        body: Option<&Value>,
+        tls: &tokio_rustls::TlsConnector,
+    ) -> (client::Response, usize) {
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            if let Some(r) = self
+                .checked(call.clone(), method.clone(), url, body, Some(tls))
+                .await
+                && ok.contains(&r.status)
+            {
+                return (r, attempts);
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
@@ -832,8 +886,9 @@ async fn publish(actor: &Actor, me: &tokio_rustls::TlsConnector, index: usize, i
                        "event-time": "2018-10-16T15:00:00Z", "data": {"n": i}});
     let url = format!("https://ace:8444/{re}/v1/events");
     let sent = turmoil::sim_elapsed().unwrap_or_default();
+    let call = Call::Publish(event.to_string().into_bytes());
     let (_, attempts) = actor
-        .until(&[200], Method::POST, &url, Some(&event), Some(me))
+        .checked_until(&[200], call, Method::POST, &url, Some(&event), me)
         .await;
     if attempts > 1 {
         actor.shared.rare("publish-retried");
@@ -1095,6 +1150,89 @@ fn subject(re: &str) -> Subject {
     }
 }
 
+/// A solution's registry calls under faults, every answer checked against the model: its
+/// service registered (a lost answer may have registered it: then 409), listed, read,
+/// updated; an invalid one refused; a second one registered and deleted, then gone; an
+/// invalid event refused.
+async fn registry(actor: &Actor, me: &tokio_rustls::TlsConnector, re: &str) {
+    let services = format!("https://ace:8444/{re}/v1/metadata/services");
+    let service = |identifier: &str, description: &str| {
+        json!({"provider": "sim", "name": format!("{re} {identifier}"), "description": description,
+               "identifier": identifier, "labels": {"re": re},
+               "api": {"targetUrl": "http://api:9100/api",
+                       "credentials": {"oauth": {"url": "http://api:9100/token",
+                                                 "clientId": "client", "clientSecret": "s3cr3t"}}},
+               "events": {"spec": {"asyncapi": "1.0.0", "topics": {"order.created.v1": {}}}}})
+    };
+    let create = |identifier: &str| {
+        let body = service(identifier, "created");
+        let call = Call::Create {
+            identifier: identifier.to_owned(),
+            body: body.to_string().into_bytes(),
+        };
+        (call, body)
+    };
+    let by_id = |identifier: &str| {
+        let id = actor
+            .mirror
+            .as_ref()
+            .and_then(|m| m.lock().ok()?.server_id(identifier).map(str::to_owned))
+            .unwrap_or_default();
+        format!("{services}/{id}")
+    };
+    let post = Method::POST;
+    for identifier in ["events", "scratch"] {
+        let (call, body) = create(identifier);
+        actor
+            .checked_until(&[200, 409], call, post.clone(), &services, Some(&body), me)
+            .await;
+    }
+    // The list shows the ids a lost answer hid.
+    actor
+        .checked_until(&[200], Call::List, Method::GET, &services, None, me)
+        .await;
+    let invalid = json!({"name": "no provider", "description": "invalid", "events": {"spec": {}}});
+    let call = Call::Create {
+        identifier: String::new(),
+        body: invalid.to_string().into_bytes(),
+    };
+    actor
+        .checked_until(&[400], call, post.clone(), &services, Some(&invalid), me)
+        .await;
+    let updated = service("events", "updated");
+    let call = Call::Update("events".into(), updated.to_string().into_bytes());
+    let url = by_id("events");
+    actor
+        .checked_until(&[200], call, Method::PUT, &url, Some(&updated), me)
+        .await;
+    actor
+        .checked_until(
+            &[200],
+            Call::Get("events".into()),
+            Method::GET,
+            &url,
+            None,
+            me,
+        )
+        .await;
+    let url = by_id("scratch");
+    let call = Call::Delete("scratch".into());
+    actor
+        .checked_until(&[204, 404], call, Method::DELETE, &url, None, me)
+        .await;
+    let call = Call::Get("scratch".into());
+    actor
+        .checked_until(&[404], call, Method::GET, &url, None, me)
+        .await;
+    let event =
+        json!({"event-type-version": "v1", "event-time": "2018-10-16T15:00:00Z", "data": {}});
+    let call = Call::Publish(event.to_string().into_bytes());
+    let events = format!("https://ace:8444/{re}/v1/events");
+    actor
+        .checked_until(&[400], call, post, &events, Some(&event), me)
+        .await;
+}
+
 /// Solution `index`: onboards to its RE, publishes [`EVENTS`] events, waits for their
 /// deliveries; the first one then runs the contract phase.
 async fn solution(
@@ -1174,6 +1312,7 @@ async fn solution(
         insecure: false,
     })?;
     actor.note("onboarded");
+    registry(&actor, &me, re).await;
 
     // Publishing, each event until it is answered 200 (the same event-id on a retry): the
     // first solution one at a time, the second in bursts of four at once.
@@ -1198,6 +1337,15 @@ async fn solution(
     wait_for_deliveries(&actor.shared, Duration::from_secs(60)).await;
     if index == 0 {
         contract_phase(&actor, &anonymous, &me, &csr, faults.healed_by()).await;
+    }
+    if let Some(Ok(mirror)) = actor.mirror.as_ref().map(|m| m.lock()) {
+        actor.note(format!(
+            "{} answers equal the model's predictions (at most {} possible states at once)",
+            mirror.compared, mirror.widest
+        ));
+        if mirror.widest > 1 {
+            actor.shared.rare("model-states-forked");
+        }
     }
     actor.note("done");
     Ok(())
@@ -1372,15 +1520,22 @@ pub fn run_with(seed: u64, bugs: Bugs) -> Result<Report, String> {
     }
     let api_shared = shared.clone();
     sim.host("api", move || api(api_shared.clone()));
-    let actor = |name| Actor {
+    let actor = |name, mirror: Option<Mirror>| Actor {
         shared: shared.clone(),
         name,
+        mirror: mirror.map(|m| Arc::new(Mutex::new(m))),
     };
-    sim.client("operator", operator(actor("operator")));
+    sim.client("operator", operator(actor("operator", None)));
     for (index, name) in ["solution-1", "solution-2"].into_iter().enumerate() {
+        let mirror = Mirror::new(RES[index], "https://ace:8444");
         sim.client(
             name,
-            solution(actor(name), index, ca_path.clone(), faults.clone()),
+            solution(
+                actor(name, Some(mirror)),
+                index,
+                ca_path.clone(),
+                faults.clone(),
+            ),
         );
     }
 
