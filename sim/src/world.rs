@@ -233,6 +233,9 @@ struct Shared {
     /// subscription was acknowledged: an event is owed to a subscription only if it was first
     /// sent after both.
     acknowledged: Mutex<BTreeMap<(&'static str, &'static str), Duration>>,
+    /// Times an activation, by (namespace, source), was gone: from its deletion's first
+    /// send to its re-creation's acknowledgement.
+    gaps: Mutex<Vec<((&'static str, &'static str), Duration, Duration)>>,
 }
 
 impl Shared {
@@ -302,8 +305,14 @@ impl Shared {
             ) else {
                 continue;
             };
+            let gaps = self.gaps.lock().map(|g| g.clone()).unwrap_or_default();
             for (id, a) in &accepted {
-                if a.re == sub.source && a.sent > *activated.max(subscribed) {
+                // Published, from first send to answer, wholly while the subscription and
+                // its activation existed.
+                let in_gap = gaps.iter().any(|(key, from, to)| {
+                    *key == (sub.namespace, sub.source) && a.sent < *to && a.at > *from
+                });
+                if a.re == sub.source && a.sent > *activated.max(subscribed) && !in_gap {
                     owed.insert((sub.name.to_owned(), id.clone()));
                 }
             }
@@ -789,8 +798,9 @@ fn re_resource(name: &str) -> Value {
 }
 
 /// The operator: creates the REs, activations and subscriptions, then, while the solutions
-/// publish, moves subscription `orders` to its subscriber's other port and back, and creates
-/// and deletes an environment mapping, reading each acknowledged write back.
+/// publish, moves subscription `orders` to its subscriber's other port and back, updates RE
+/// `ec`, removes namespace stage's activation for a while, and creates and deletes an
+/// environment mapping, reading each acknowledged write back.
 async fn operator(actor: Actor) -> Result<(), Box<dyn std::error::Error>> {
     let ok: &[u16] = &[200, 201];
     actor
@@ -843,6 +853,34 @@ async fn operator(actor: Actor) -> Result<(), Box<dyn std::error::Error>> {
             .write(Method::PUT, &subscription_url(orders), Some(&body), ok)
             .await;
         actor.note(format!("orders now pushes to {endpoint}"));
+        // An update of an RE keeps its certificates valid.
+        let mut re = re_resource("ec");
+        re["spec"]["description"] = json!(format!("simulated, round {round}"));
+        actor
+            .write(
+                Method::PUT,
+                "http://ace:8081/v1/remoteenvironments/ec",
+                Some(&re),
+                ok,
+            )
+            .await;
+        if round == 0 {
+            // Namespace stage loses its activation for a while: what is owed to `audit`
+            // waits, what is published meanwhile may not be owed.
+            let url = "http://ace:8081/v1/namespaces/stage/eventactivations/ec";
+            let from = turmoil::sim_elapsed().unwrap_or_default();
+            actor
+                .write(Method::DELETE, url, None, &[200, 204, 404])
+                .await;
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            let ea = json!({"kind": "EventActivation", "metadata": {"name": "ec"}, "spec": {"sourceId": "ec"}});
+            actor.write(Method::PUT, url, Some(&ea), ok).await;
+            let to = turmoil::sim_elapsed().unwrap_or_default();
+            if let Ok(mut gaps) = actor.shared.gaps.lock() {
+                gaps.push((("stage", "ec"), from, to));
+            }
+            actor.note("stage's activation of ec removed and created again");
+        }
         actor
             .write(Method::PUT, mapping, Some(&json!({})), ok)
             .await;
