@@ -209,6 +209,9 @@ struct Accepted {
     at: Duration,
 }
 
+/// An activation, by (namespace, source), gone from one time to another.
+type Gap = ((&'static str, &'static str), Duration, Duration);
+
 #[derive(Default)]
 struct Shared {
     entries: Mutex<Vec<Entry>>,
@@ -235,7 +238,7 @@ struct Shared {
     acknowledged: Mutex<BTreeMap<(&'static str, &'static str), Duration>>,
     /// Times an activation, by (namespace, source), was gone: from its deletion's first
     /// send to its re-creation's acknowledgement.
-    gaps: Mutex<Vec<((&'static str, &'static str), Duration, Duration)>>,
+    gaps: Mutex<Vec<Gap>>,
 }
 
 impl Shared {
