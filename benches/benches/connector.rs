@@ -6,23 +6,14 @@ use std::hint::black_box;
 
 use ace_model::config::SubjectTemplate;
 use ace_model::connector::{
-    CsrSubmission, ParsedCsr, PeerCertificate, PublicKeyKind, SignatureAlgorithm, Subject,
-    TokenDigest,
+    CsrSubmission, ParsedCsr, PeerCertificate, PublicKeyKind, SignatureAlgorithm, TokenDigest,
 };
 use ace_model::{AdminRequest, Config, GatewayCall, Model, Reply, Request, SeededRng, Timestamp};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 
 fn csr(re: &str) -> CsrSubmission {
-    let t = SubjectTemplate::default();
     CsrSubmission::Parsed(ParsedCsr {
-        subject: Subject {
-            common_name: Some(re.into()),
-            country: Some(t.country),
-            organization: Some(t.organization),
-            organizational_unit: Some(t.organizational_unit),
-            locality: Some(t.locality),
-            province: Some(t.province),
-        },
+        subject: SubjectTemplate::default().subject_for(re),
         public_key: PublicKeyKind::EcdsaP256,
         signature_algorithm: SignatureAlgorithm::EcdsaSha256,
         signature: Ok(()),

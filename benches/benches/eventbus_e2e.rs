@@ -309,14 +309,7 @@ fn client_identity(ca: &Ca) -> (Vec<CertificateDer<'static>>, PrivateKeyDer<'sta
 }
 
 fn subject(cn: &str) -> Subject {
-    Subject {
-        common_name: Some(cn.into()),
-        country: Some("DE".into()),
-        organization: Some("Organization".into()),
-        organizational_unit: Some("OrgUnit".into()),
-        locality: Some("Waldorf".into()),
-        province: Some("Waldorf".into()),
-    }
+    ace_model::config::SubjectTemplate::default().subject_for(cn)
 }
 
 /// A TLS client presenting `identity` and trusting `roots`.

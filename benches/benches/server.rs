@@ -146,14 +146,7 @@ fn now_ms() -> u64 {
 }
 
 fn subject(cn: &str) -> Subject {
-    Subject {
-        common_name: Some(cn.into()),
-        country: Some("DE".into()),
-        organization: Some("Organization".into()),
-        organizational_unit: Some("OrgUnit".into()),
-        locality: Some("Waldorf".into()),
-        province: Some("Waldorf".into()),
-    }
+    ace_model::config::SubjectTemplate::default().subject_for(cn)
 }
 
 /// A `client-certs` body for `re` and a fresh ECDSA P-256 key, and the key.

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use ace_model::bus::{BusRequest, GatewayEvent};
 use ace_model::connector::{
-    CsrSubmission, ParsedCsr, PeerCertificate, PublicKeyKind, SignatureAlgorithm, Subject,
+    CsrSubmission, ParsedCsr, PeerCertificate, PublicKeyKind, SignatureAlgorithm,
 };
 use ace_model::{AdminRequest, Config, GatewayCall, Model, Reply, Request, Timestamp};
 use serde_json::Value;
@@ -64,14 +64,7 @@ impl Oracle {
         };
         let subject = &config.connector.subject;
         let csr = CsrSubmission::Parsed(ParsedCsr {
-            subject: Subject {
-                common_name: Some(re.into()),
-                country: Some(subject.country.clone()),
-                organization: Some(subject.organization.clone()),
-                organizational_unit: Some(subject.organizational_unit.clone()),
-                locality: Some(subject.locality.clone()),
-                province: Some(subject.province.clone()),
-            },
+            subject: subject.subject_for(re),
             public_key: PublicKeyKind::EcdsaP256,
             signature_algorithm: SignatureAlgorithm::EcdsaSha256,
             signature: Ok(()),

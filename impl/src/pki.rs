@@ -393,14 +393,7 @@ mod tests {
     use super::*;
 
     fn subject(cn: &str) -> Subject {
-        Subject {
-            common_name: Some(cn.into()),
-            country: Some("DE".into()),
-            organization: Some("Organization".into()),
-            organizational_unit: Some("OrgUnit".into()),
-            locality: Some("Waldorf".into()),
-            province: Some("Waldorf".into()),
-        }
+        ace_model::config::SubjectTemplate::default().subject_for(cn)
     }
 
     #[test]

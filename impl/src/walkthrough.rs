@@ -6,7 +6,7 @@ use std::io::Write;
 
 use ace_model::config::SubjectTemplate;
 use ace_model::connector::{
-    CsrSubmission, ParsedCsr, PeerCertificate, PublicKeyKind, SignatureAlgorithm, Subject,
+    CsrSubmission, ParsedCsr, PeerCertificate, PublicKeyKind, SignatureAlgorithm,
 };
 use ace_model::{AdminRequest, Config, GatewayCall, Model, Reply, Request, Timestamp};
 
@@ -99,16 +99,8 @@ pub fn walkthrough(
         },
     )?;
     let csr_token = info.csr_url.split_once("token=").map(|(_, t)| t.to_owned());
-    let t = SubjectTemplate::default();
     let csr = ParsedCsr {
-        subject: Subject {
-            common_name: Some(re.into()),
-            country: Some(t.country),
-            organization: Some(t.organization),
-            organizational_unit: Some(t.organizational_unit),
-            locality: Some(t.locality),
-            province: Some(t.province),
-        },
+        subject: SubjectTemplate::default().subject_for(re),
         public_key: PublicKeyKind::Rsa { bits: 2048 },
         signature_algorithm: SignatureAlgorithm::RsaSha256,
         signature: Ok(()),

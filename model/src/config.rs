@@ -105,6 +105,21 @@ impl Default for SubjectTemplate {
     }
 }
 
+impl SubjectTemplate {
+    /// The subject a certificate of RE `re` carries, and its CSR must: CN `re`, the rest
+    /// from the template.
+    pub fn subject_for(&self, re: &str) -> crate::connector::Subject {
+        crate::connector::Subject {
+            common_name: Some(re.to_owned()),
+            country: Some(self.country.clone()),
+            organization: Some(self.organization.clone()),
+            organizational_unit: Some(self.organizational_unit.clone()),
+            locality: Some(self.locality.clone()),
+            province: Some(self.province.clone()),
+        }
+    }
+}
+
 /// What a CSR must meet beyond Kyma's subject checks. Kyma 0.5 checks neither key size nor
 /// signature algorithm (reference §1.4 step 7); ACE does by default.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -471,15 +471,7 @@ pub fn info_url(config: &ConnectorConfig, re: &str, token: &str) -> String {
 
 /// The `info` body for `re`, whose CSR URL carries `csr_token`.
 pub fn info_reply(config: &ConnectorConfig, re: &str, csr_token: &str) -> InfoReply {
-    let t = &config.subject;
-    let subject = Subject {
-        common_name: Some(re.to_owned()),
-        country: Some(t.country.clone()),
-        organization: Some(t.organization.clone()),
-        organizational_unit: Some(t.organizational_unit.clone()),
-        locality: Some(t.locality.clone()),
-        province: Some(t.province.clone()),
-    };
+    let subject = config.subject.subject_for(re);
     InfoReply {
         csr_url: format!(
             "{}/v1/remoteenvironments/{re}/client-certs?token={csr_token}",
@@ -568,16 +560,8 @@ mod tests {
     use super::*;
 
     pub(crate) fn good_csr(re: &str) -> ParsedCsr {
-        let t = crate::config::SubjectTemplate::default();
         ParsedCsr {
-            subject: Subject {
-                common_name: Some(re.to_owned()),
-                country: Some(t.country),
-                organization: Some(t.organization),
-                organizational_unit: Some(t.organizational_unit),
-                locality: Some(t.locality),
-                province: Some(t.province),
-            },
+            subject: crate::config::SubjectTemplate::default().subject_for(re),
             public_key: PublicKeyKind::Rsa { bits: 2048 },
             signature_algorithm: SignatureAlgorithm::RsaSha256,
             signature: Ok(()),

@@ -1181,14 +1181,7 @@ async fn contract_phase(
 
 /// The subject of RE `re`'s certificate.
 fn subject(re: &str) -> Subject {
-    Subject {
-        common_name: Some(re.into()),
-        country: Some("DE".into()),
-        organization: Some("Organization".into()),
-        organizational_unit: Some("OrgUnit".into()),
-        locality: Some("Waldorf".into()),
-        province: Some("Waldorf".into()),
-    }
+    ace_model::config::SubjectTemplate::default().subject_for(re)
 }
 
 /// A solution's registry calls under faults, every answer checked against the model: its

@@ -10,7 +10,6 @@ use ace::driver::Clock;
 use ace::pki::{self, KeyKind};
 use ace::serve;
 use ace::store::MemoryStore;
-use ace_model::connector::Subject;
 use ace_sim::net::TurmoilNet;
 use ace_sim::world::options;
 use base64::Engine as _;
@@ -95,14 +94,7 @@ fn ace_serve_runs_in_turmoil_and_a_solution_onboards_over_mutual_tls() {
         let info = info.json();
 
         let key = pki::generate_key(KeyKind::EcdsaP256).unwrap_or_else(|e| panic!("{e}"));
-        let subject = Subject {
-            common_name: Some("ec".into()),
-            country: Some("DE".into()),
-            organization: Some("Organization".into()),
-            organizational_unit: Some("OrgUnit".into()),
-            locality: Some("Waldorf".into()),
-            province: Some("Waldorf".into()),
-        };
+        let subject = ace_model::config::SubjectTemplate::default().subject_for("ec");
         let csr = pki::make_csr(&key, &subject).unwrap_or_else(|e| panic!("{e}"));
         let body = json!({"csr": base64::engine::general_purpose::STANDARD.encode(csr)});
         let crt = send(Method::POST, info["csrUrl"].as_str().unwrap_or_default(), Some(body), Some(&anonymous)).await;

@@ -251,14 +251,7 @@ pub fn fast_retries(dir: &Path) -> ServeOptions {
 }
 
 pub fn subject(cn: &str) -> Subject {
-    Subject {
-        common_name: Some(cn.into()),
-        country: Some("DE".into()),
-        organization: Some("Organization".into()),
-        organizational_unit: Some("OrgUnit".into()),
-        locality: Some("Waldorf".into()),
-        province: Some("Waldorf".into()),
-    }
+    ace_model::config::SubjectTemplate::default().subject_for(cn)
 }
 
 /// The chain in a `{"crt": ...}` reply.

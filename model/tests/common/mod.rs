@@ -7,8 +7,7 @@ use std::time::Duration;
 
 use ace_model::config::SubjectTemplate;
 use ace_model::connector::{
-    CsrSubmission, IssuedCertificate, ParsedCsr, PeerCertificate, PublicKeyKind,
-    SignatureAlgorithm, Subject,
+    CsrSubmission, IssuedCertificate, ParsedCsr, PeerCertificate, PublicKeyKind, SignatureAlgorithm,
 };
 use ace_model::{AdminRequest, Config, GatewayCall, Model, Record, Reply, Request, Timestamp};
 
@@ -129,16 +128,8 @@ pub fn peer_of(cert: &IssuedCertificate) -> PeerCertificate {
 }
 
 pub fn parsed_csr(re: &str) -> ParsedCsr {
-    let t = SubjectTemplate::default();
     ParsedCsr {
-        subject: Subject {
-            common_name: Some(re.into()),
-            country: Some(t.country),
-            organization: Some(t.organization),
-            organizational_unit: Some(t.organizational_unit),
-            locality: Some(t.locality),
-            province: Some(t.province),
-        },
+        subject: SubjectTemplate::default().subject_for(re),
         public_key: PublicKeyKind::Rsa { bits: 2048 },
         signature_algorithm: SignatureAlgorithm::RsaSha256,
         signature: Ok(()),
