@@ -46,14 +46,9 @@ fn ace_world(seed: u64) -> ace_sim::world::Report {
     report
 }
 
-/// The simulated time of the world's last traced step (lines start `"   1234ms "`).
+/// The simulated time of the world's last traced step.
 fn last_traced_at(report: &ace_sim::world::Report) -> Option<Duration> {
-    report
-        .trace
-        .iter()
-        .filter_map(|line| line.trim_start().split_once("ms")?.0.parse().ok())
-        .max()
-        .map(Duration::from_millis)
+    report.entries.iter().map(|e| e.at).max()
 }
 
 /// A trivial HTTP/1.1 server on [`PORT`] of the current turmoil host: 200 with a small JSON

@@ -147,7 +147,7 @@ fn run(seed: u64, trace: bool, always: bool, out: &Path, bugs: Bugs) -> ExitCode
     };
     let _ = writeln!(stdout, "faults: {}", report.faults);
     if trace {
-        for line in &report.trace {
+        for line in report.trace() {
             let _ = writeln!(stdout, "{line}");
         }
     }
@@ -161,7 +161,7 @@ fn run(seed: u64, trace: bool, always: bool, out: &Path, bugs: Bugs) -> ExitCode
         let _ = writeln!(stdout, "{}", write_timeline(out, &report, bugs));
     }
     if ok {
-        let _ = writeln!(stdout, "seed={seed} trace={} ok", report.trace_hash);
+        let _ = writeln!(stdout, "seed={seed} trace={} ok", report.trace_hash());
         ExitCode::SUCCESS
     } else {
         for v in &report.violations {
@@ -170,7 +170,7 @@ fn run(seed: u64, trace: bool, always: bool, out: &Path, bugs: Bugs) -> ExitCode
         let _ = writeln!(
             stdout,
             "seed={seed} trace={} FAILED; replay with: {}",
-            report.trace_hash,
+            report.trace_hash(),
             replay(seed, bugs)
         );
         ExitCode::FAILURE

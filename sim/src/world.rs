@@ -181,11 +181,7 @@ pub struct Report {
     pub seed: u64,
     /// Its faults.
     pub faults: Faults,
-    /// The hash of the trace: the same seed gives the same hash.
-    pub trace_hash: String,
-    /// The trace: one line per observed step, in simulated order.
-    pub trace: Vec<String>,
-    /// The same steps, for the timelines.
+    /// The trace: one entry per observed step, in simulated order.
     pub entries: Vec<Entry>,
     /// Events answered 200.
     pub accepted: usize,
@@ -197,6 +193,18 @@ pub struct Report {
     pub exchanges: usize,
     /// How often each rare path of [`RARE`] was taken.
     pub rare: BTreeMap<&'static str, usize>,
+}
+
+impl Report {
+    /// The hash of the trace: the same seed gives the same hash.
+    pub fn trace_hash(&self) -> String {
+        crate::timeline::hash(&self.entries)
+    }
+
+    /// The trace as lines of text.
+    pub fn trace(&self) -> Vec<String> {
+        self.entries.iter().map(ToString::to_string).collect()
+    }
 }
 
 /// An event answered 200.
@@ -455,16 +463,11 @@ impl Actor {
         body: Option<&Value>,
         tls: Option<&tokio_rustls::TlsConnector>,
     ) -> (client::Response, usize) {
-        let mut attempts = 0;
-        loop {
-            attempts += 1;
-            if let Ok(r) = self.send(method.clone(), url, body, tls).await
-                && ok.contains(&r.status)
-            {
-                return (r, attempts);
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        retry(
+            |status| ok.contains(&status),
+            || async { self.send(method.clone(), url, body, tls).await.ok() },
+        )
+        .await
     }
 
     /// Sends until the server answers at all.
@@ -475,12 +478,12 @@ impl Actor {
         body: Option<&Value>,
         tls: Option<&tokio_rustls::TlsConnector>,
     ) -> client::Response {
-        loop {
-            if let Ok(r) = self.send(method.clone(), url, body, tls).await {
-                return r;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        retry(
+            |_| true,
+            || async { self.send(method.clone(), url, body, tls).await.ok() },
+        )
+        .await
+        .0
     }
 
     /// Sends `call` once and checks its answer (or its loss) against the model.
@@ -516,18 +519,11 @@ impl Actor {
         body: Option<&Value>,
         tls: &tokio_rustls::TlsConnector,
     ) -> (client::Response, usize) {
-        let mut attempts = 0;
-        loop {
-            attempts += 1;
-            if let Some(r) = self
-                .checked(call.clone(), method.clone(), url, body, Some(tls))
-                .await
-                && ok.contains(&r.status)
-            {
-                return (r, attempts);
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        retry(
+            |status| ok.contains(&status),
+            || self.checked(call.clone(), method.clone(), url, body, Some(tls)),
+        )
+        .await
     }
 
     /// An idempotent write by the operator, sent until acknowledged.
@@ -536,6 +532,25 @@ impl Actor {
         if attempts > 1 {
             self.shared.rare("registry-write-retried");
         }
+    }
+}
+
+/// Calls `attempt` every 100 ms until it gives an answer whose status `accept`s; returns the
+/// answer and how many attempts it took.
+async fn retry<F, Fut>(accept: impl Fn(u16) -> bool, mut attempt: F) -> (client::Response, usize)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<client::Response>>,
+{
+    let mut attempts = 0;
+    loop {
+        attempts += 1;
+        if let Some(r) = attempt().await
+            && accept(r.status)
+        {
+            return (r, attempts);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 
@@ -970,12 +985,10 @@ async fn contract_phase(
     anonymous: &tokio_rustls::TlsConnector,
     me: &tokio_rustls::TlsConnector,
     csr: &str,
-    healed_by: Duration,
 ) {
     let shared = &actor.shared;
-    // Only once the faults have healed and the operator is done: a lost answer to a retried
-    // write would make the checks below see their own retries.
-    sleep_until_elapsed(healed_by).await;
+    // Only once the faults have healed (the caller waits for that) and the operator is done:
+    // a lost answer to a retried write would make the checks below see their own retries.
     while !shared.operator_done.load(Ordering::SeqCst) {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -1370,7 +1383,7 @@ async fn solution(
     sleep_until_elapsed(faults.healed_by()).await;
     wait_for_deliveries(&actor.shared, Duration::from_secs(60)).await;
     if index == 0 {
-        contract_phase(&actor, &anonymous, &me, &csr, faults.healed_by()).await;
+        contract_phase(&actor, &anonymous, &me, &csr).await;
     }
     if let Some(Ok(mirror)) = actor.mirror.as_ref().map(|m| m.lock()) {
         actor.note(format!(
@@ -1429,25 +1442,23 @@ fn strike(sim: &mut turmoil::Sim<'_>, action: &Action) -> String {
             sim.partition("ace", peer);
             format!("partition ace | {peer}")
         }
-        Action::Partition(peer, Some(true)) => {
-            sim.partition_oneway("ace", peer);
-            format!("partition: ace -> {peer} lost")
-        }
-        Action::Partition(peer, Some(false)) => {
-            sim.partition_oneway(peer, "ace");
-            format!("partition: {peer} -> ace lost")
-        }
         Action::Repair(peer, None) => {
             sim.repair("ace", peer);
             format!("repair ace | {peer}")
         }
-        Action::Repair(peer, Some(true)) => {
-            sim.repair_oneway("ace", peer);
-            format!("repair ace -> {peer}")
-        }
-        Action::Repair(peer, Some(false)) => {
-            sim.repair_oneway(peer, "ace");
-            format!("repair {peer} -> ace")
+        Action::Partition(peer, Some(from_ace)) | Action::Repair(peer, Some(from_ace)) => {
+            let (from, to) = if from_ace {
+                ("ace", peer)
+            } else {
+                (peer, "ace")
+            };
+            if matches!(action, Action::Partition(..)) {
+                sim.partition_oneway(from, to);
+                format!("partition: {from} -> {to} lost")
+            } else {
+                sim.repair_oneway(from, to);
+                format!("repair {from} -> {to}")
+            }
         }
         Action::Hold(peer) => {
             sim.hold("ace", peer);
@@ -1676,8 +1687,6 @@ fn check(seed: u64, faults: Faults, shared: &Shared) -> Report {
     Report {
         seed,
         faults,
-        trace_hash: crate::timeline::hash(&entries),
-        trace: entries.iter().map(ToString::to_string).collect(),
         entries,
         accepted: accepted.len(),
         duplicates,
