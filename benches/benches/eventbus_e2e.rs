@@ -32,6 +32,9 @@
 //! `/proc/self`), `subscriber <name>:` (connections the subscriber accepted), and for ACE
 //! `store <name>:` (records per group commit, from `/metrics`).
 
+mod common;
+
+use common::{cpu_times, now_ms, subject};
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -43,7 +46,7 @@ use ace::net::{Listener, Net, TokioNet};
 use ace::pki::{self, Ca, KeyKind};
 use ace::serve::{self, ServeOptions, Server};
 use ace_model::Timestamp;
-use ace_model::connector::{IssuedCertificate, Subject, decode_csr_body};
+use ace_model::connector::{IssuedCertificate, decode_csr_body};
 use ace_model::rng::CertSerial;
 use base64::Engine as _;
 use bytes::Bytes;
@@ -83,49 +86,6 @@ fn runtime(name: &str) -> Runtime {
         .enable_all()
         .build()
         .expect("runtime")
-}
-
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
-
-// ---------------------------------------------------------------------------------------
-// CPU time from /proc/self (as in `server.rs`).
-
-/// User and system CPU time in a `/proc/<pid>[/task/<tid>]/stat` line, and the thread's
-/// name. Resolution: one clock tick, 10 ms.
-fn stat_cpu(stat: &str) -> Option<(&str, Duration)> {
-    let (open, close) = (stat.find('(')?, stat.rfind(')')?);
-    let fields: Vec<&str> = stat[close + 1..].split_whitespace().collect();
-    let field = |i: usize| fields.get(i).and_then(|v| v.parse::<u64>().ok());
-    let ticks = field(11)? + field(12)?;
-    Some((&stat[open + 1..close], Duration::from_millis(ticks * 10)))
-}
-
-/// CPU time so far of the threads whose name starts with `prefix`, and of the process.
-fn cpu_times(prefix: &str) -> (Duration, Duration) {
-    let process = std::fs::read_to_string("/proc/self/stat")
-        .ok()
-        .and_then(|s| stat_cpu(&s).map(|(_, cpu)| cpu))
-        .unwrap_or_default();
-    let mut threads = Duration::ZERO;
-    for task in std::fs::read_dir("/proc/self/task")
-        .into_iter()
-        .flatten()
-        .flatten()
-    {
-        let Ok(stat) = std::fs::read_to_string(task.path().join("stat")) else {
-            continue;
-        };
-        if let Some((name, cpu)) = stat_cpu(&stat)
-            && name.starts_with(prefix)
-        {
-            threads += cpu;
-        }
-    }
-    (threads, process)
 }
 
 // ---------------------------------------------------------------------------------------
@@ -306,10 +266,6 @@ fn client_identity(ca: &Ca) -> (Vec<CertificateDer<'static>>, PrivateKeyDer<'sta
     let mut chain = pki::certs_from_pem(&pem).expect("client certificate");
     chain.push(ca.cert_der().clone());
     (chain, pki::key_from_pem(&key.serialize_pem()).expect("key"))
-}
-
-fn subject(cn: &str) -> Subject {
-    ace_model::config::SubjectTemplate::default().subject_for(cn)
 }
 
 /// A TLS client presenting `identity` and trusting `roots`.

@@ -28,6 +28,9 @@
 //! with the rate the server's share makes per core; the issuance benchmarks also print the
 //! store's group commits (`store <name>: ...`, from `/metrics`).
 
+mod common;
+
+use common::{cpu_times, now_ms, subject};
 use std::hint::black_box;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -39,7 +42,7 @@ use ace::net::{Net, TokioNet};
 use ace::pki::{self, Ca, KeyKind};
 use ace::serve::{self, ServeOptions, Server};
 use ace_model::Timestamp;
-use ace_model::connector::{IssuedCertificate, Subject, decode_csr_body};
+use ace_model::connector::{IssuedCertificate, decode_csr_body};
 use ace_model::rng::CertSerial;
 use base64::Engine as _;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
@@ -61,42 +64,6 @@ const TIMEOUT: Duration = Duration::from_secs(30);
 /// Name of the server runtime's threads (workers and blocking pool).
 const SERVER_THREADS: &str = "ace-server";
 
-/// User and system CPU time in a `/proc/<pid>[/task/<tid>]/stat` line, and the thread's
-/// name. Resolution: one clock tick, 10 ms.
-fn stat_cpu(stat: &str) -> Option<(&str, Duration)> {
-    // `pid (comm) state ppid ...`: utime and stime are fields 14 and 15.
-    let (open, close) = (stat.find('(')?, stat.rfind(')')?);
-    let fields: Vec<&str> = stat[close + 1..].split_whitespace().collect();
-    let field = |i: usize| fields.get(i).and_then(|v| v.parse::<u64>().ok());
-    let ticks = field(11)? + field(12)?;
-    Some((&stat[open + 1..close], Duration::from_millis(ticks * 10)))
-}
-
-/// CPU time so far of the server's threads and of the whole process, from `/proc/self`
-/// (zero where there is no such file system).
-fn cpu_times() -> (Duration, Duration) {
-    let process = std::fs::read_to_string("/proc/self/stat")
-        .ok()
-        .and_then(|s| stat_cpu(&s).map(|(_, cpu)| cpu))
-        .unwrap_or_default();
-    let mut server = Duration::ZERO;
-    for task in std::fs::read_dir("/proc/self/task")
-        .into_iter()
-        .flatten()
-        .flatten()
-    {
-        let Ok(stat) = std::fs::read_to_string(task.path().join("stat")) else {
-            continue;
-        };
-        if let Some((name, cpu)) = stat_cpu(&stat)
-            && name.starts_with(SERVER_THREADS)
-        {
-            server += cpu;
-        }
-    }
-    (server, process)
-}
-
 /// CPU time per element over all of a benchmark's timed runs (warm-up included): the
 /// server's threads, and the rest of the process (the clients).
 #[derive(Debug, Default)]
@@ -109,9 +76,9 @@ struct ServerCpu {
 impl ServerCpu {
     /// Runs `timed` (which does `n` elements), adding the CPU time used meanwhile.
     fn measure(&self, n: u64, timed: impl FnOnce() -> Duration) -> Duration {
-        let (server, process) = cpu_times();
+        let (server, process) = cpu_times(SERVER_THREADS);
         let wall = timed();
-        let (server_after, process_after) = cpu_times();
+        let (server_after, process_after) = cpu_times(SERVER_THREADS);
         self.server
             .set(self.server.get() + server_after.saturating_sub(server));
         self.process
@@ -137,16 +104,6 @@ impl ServerCpu {
             clients.as_secs_f64() * 1e6,
         );
     }
-}
-
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
-
-fn subject(cn: &str) -> Subject {
-    ace_model::config::SubjectTemplate::default().subject_for(cn)
 }
 
 /// A `client-certs` body for `re` and a fresh ECDSA P-256 key, and the key.
