@@ -432,11 +432,23 @@ impl Ctx {
         body: Option<&Value>,
     ) -> Result<Exchange, Failure> {
         let bytes = body.map(|b| b.to_string().into_bytes());
+        self.gateway_raw(identity, method, path, bytes.as_deref())
+            .await
+    }
+
+    /// [`Ctx::gateway_call`] with a body of any bytes (sent as `application/json`).
+    pub async fn gateway_raw(
+        &self,
+        identity: &Identity,
+        method: Method,
+        path: &str,
+        body: Option<&[u8]>,
+    ) -> Result<Exchange, Failure> {
         self.call(
             method,
             &self.gateway(path),
             &[("content-type", "application/json")],
-            bytes.as_deref(),
+            body,
             Some(identity),
         )
         .await

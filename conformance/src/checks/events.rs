@@ -121,16 +121,10 @@ async fn gateway_validation(cx: &Ctx) -> CheckResult {
     let re = cx.fresh_re().await?;
     let id = cx.onboard(&re).await?;
     let mut oracle = Oracle::new(&re, &cx.target.gateway);
-    let url = cx.gateway(&format!("/{re}/v1/events"));
+    let path = format!("/{re}/v1/events");
     for (what, body) in invalid_events() {
         let got = cx
-            .call(
-                Method::POST,
-                &url,
-                &[("content-type", "application/json")],
-                Some(&body),
-                Some(&id),
-            )
+            .gateway_raw(&id, Method::POST, &path, Some(&body))
             .await?;
         got.expect_predicted(oracle.gateway_event(&body), what)?;
     }

@@ -328,16 +328,10 @@ pub fn invalid_services() -> Vec<(&'static str, Vec<u8>)> {
 async fn validation(cx: &Ctx) -> CheckResult {
     let (re, id) = onboarded(cx).await?;
     let mut oracle = Oracle::new(&re, &cx.target.gateway);
+    let path = format!("/{re}/v1/metadata/services");
     for (what, body) in invalid_services() {
-        let url = cx.gateway(&format!("/{re}/v1/metadata/services"));
         let got = cx
-            .call(
-                Method::POST,
-                &url,
-                &[("content-type", "application/json")],
-                Some(&body),
-                Some(&id),
-            )
+            .gateway_raw(&id, Method::POST, &path, Some(&body))
             .await?;
         got.expect_predicted(
             oracle.gateway(GatewayCall::CreateService { body: body.clone() }),

@@ -185,15 +185,9 @@ async fn run_ops(cx: &Ctx, ops: &[Op]) -> Result<Run, Failure> {
                 },
             ),
         };
-        let url = cx.gateway(&format!("/{re}/v1/metadata/{path}"));
+        let path = format!("/{re}/v1/metadata/{path}");
         let got = cx
-            .call(
-                method,
-                &url,
-                &[("content-type", "application/json")],
-                body.as_deref(),
-                Some(&identity),
-            )
+            .gateway_raw(&identity, method, &path, body.as_deref())
             .await?;
         run.curls.push(got.curl.clone());
         let (status, want) = oracle.gateway(call);
