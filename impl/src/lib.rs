@@ -13,6 +13,7 @@ pub mod client;
 pub mod conformance;
 pub mod driver;
 pub mod http;
+pub mod journal;
 pub mod metrics;
 pub mod net;
 pub mod osb;

@@ -1,8 +1,10 @@
 //! Durable storage of the model's records.
 //!
 //! The model owns the record format; storage only appends, syncs and replays. [`RedbStore`]
-//! keeps the log in one `redb` file in the data directory (ACID, crash-safe: a commit returns
-//! after fsync). [`MemoryStore`] keeps it in memory, for tests and simulations.
+//! keeps the log in one `redb` file in the data directory (ACID, crash-safe), with a
+//! write-ahead journal beside it that makes each batch durable with one sequential append and
+//! `fdatasync` (see [`crate::journal`]). [`MemoryStore`] keeps the log in memory, for tests
+//! and simulations.
 //!
 //! Event bodies are kept apart from the records, by the event's sequence number, and written
 //! in the same commit: the log (and so a restarted model) holds only the events' metadata,
@@ -11,13 +13,17 @@
 
 use std::io;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use ace_model::Record;
 use ace_model::bus::BusRecord;
-use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
+use redb::{
+    Database, Durability, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition,
+};
+
+use crate::journal::{self, Journal};
 
 /// Where records go.
 pub trait Store: Send + 'static {
@@ -73,6 +79,93 @@ fn split_body(record: &Record) -> (std::borrow::Cow<'_, Record>, Option<(u64, St
     }
 }
 
+/// A record as stored: its logged form's JSON, and the body kept apart, if any.
+#[derive(Debug)]
+struct Encoded {
+    record: Vec<u8>,
+    body: Option<(u64, String)>,
+}
+
+fn encode(records: &[Record]) -> io::Result<Vec<Encoded>> {
+    records
+        .iter()
+        .map(|record| {
+            let (logged, body) = split_body(record);
+            Ok(Encoded {
+                record: serde_json::to_vec(logged.as_ref()).map_err(io_err)?,
+                body,
+            })
+        })
+        .collect()
+}
+
+/// A batch as the journal keeps it: per record, its length and JSON, then `1`, the event's
+/// sequence number, the body's length and the body, or `0` without a body (integers
+/// little-endian, lengths `u32`).
+fn journal_payload(entries: &[Encoded]) -> io::Result<Vec<u8>> {
+    let len = |n: usize| {
+        u32::try_from(n)
+            .map(u32::to_le_bytes)
+            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "record over 4 GiB"))
+    };
+    let size = entries
+        .iter()
+        .map(|e| 5 + e.record.len() + e.body.as_ref().map_or(0, |(_, b)| 12 + b.len()))
+        .sum();
+    let mut out = Vec::with_capacity(size);
+    for entry in entries {
+        out.extend_from_slice(&len(entry.record.len())?);
+        out.extend_from_slice(&entry.record);
+        match &entry.body {
+            None => out.push(0),
+            Some((seq, body)) => {
+                out.push(1);
+                out.extend_from_slice(&seq.to_le_bytes());
+                out.extend_from_slice(&len(body.len())?);
+                out.extend_from_slice(body.as_bytes());
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The entries of a journal batch ([`journal_payload`]).
+fn journal_entries(mut payload: &[u8]) -> io::Result<Vec<Encoded>> {
+    fn take<'a>(payload: &mut &'a [u8], n: usize) -> io::Result<&'a [u8]> {
+        if payload.len() < n {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "journal batch cut short",
+            ));
+        }
+        let (head, rest) = payload.split_at(n);
+        *payload = rest;
+        Ok(head)
+    }
+    fn int<const N: usize>(payload: &mut &[u8]) -> io::Result<[u8; N]> {
+        let mut out = [0u8; N];
+        out.copy_from_slice(take(payload, N)?);
+        Ok(out)
+    }
+    let mut entries = Vec::new();
+    while !payload.is_empty() {
+        let n = u32::from_le_bytes(int(&mut payload)?) as usize;
+        let record = take(&mut payload, n)?.to_vec();
+        let body = match int::<1>(&mut payload)? {
+            [0] => None,
+            _ => {
+                let seq = u64::from_le_bytes(int(&mut payload)?);
+                let n = u32::from_le_bytes(int(&mut payload)?) as usize;
+                let body = String::from_utf8(take(&mut payload, n)?.to_vec())
+                    .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+                Some((seq, body))
+            }
+        };
+        entries.push(Encoded { record, body });
+    }
+    Ok(entries)
+}
+
 /// The events a snapshot still owes.
 fn owed_events(snapshot: &[Record]) -> BTreeSet<u64> {
     snapshot
@@ -86,13 +179,23 @@ fn owed_events(snapshot: &[Record]) -> BTreeSet<u64> {
 
 const LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("records");
 const BODIES: TableDefinition<u64, &str> = TableDefinition::new("event-bodies");
+const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+/// The journal generation of the last checkpoint (in [`META`]).
+const GENERATION: &str = "journal-generation";
 
-/// The embedded default: a redb database file.
-#[derive(Clone, Debug)]
+/// The embedded default: a redb database file (`ace.redb`) and its journal (`ace.journal`).
+#[derive(Debug)]
 pub struct RedbStore {
     db: Arc<Database>,
+    journal: Arc<Mutex<Journal>>,
     next: u64,
     len: u64,
+}
+
+/// Reads event bodies from the redb file.
+#[derive(Debug)]
+struct RedbBodies {
+    db: Arc<Database>,
 }
 
 fn io_err(e: impl std::fmt::Display) -> io::Error {
@@ -100,49 +203,101 @@ fn io_err(e: impl std::fmt::Display) -> io::Error {
 }
 
 impl RedbStore {
-    /// Opens (or creates) `path`.
+    /// Opens (or creates) `path` and its journal beside it (`path` with the extension
+    /// `journal`), replaying into redb the batches the journal holds beyond redb's last
+    /// checkpoint (those a crash kept from redb).
     pub fn open(path: &Path) -> io::Result<Self> {
+        Self::open_with(path, journal::DEFAULT_CAPACITY)
+    }
+
+    fn open_with(path: &Path, journal_capacity: u64) -> io::Result<Self> {
         let db = Database::create(path).map_err(io_err)?;
         let txn = db.begin_write().map_err(io_err)?;
         txn.open_table(LOG).map_err(io_err)?;
         txn.open_table(BODIES).map_err(io_err)?;
+        txn.open_table(META).map_err(io_err)?;
         txn.commit().map_err(io_err)?;
         let read = db.begin_read().map_err(io_err)?;
         let table = read.open_table(LOG).map_err(io_err)?;
-        let next = table
+        let mut next = table
             .last()
             .map_err(io_err)?
             .map_or(0, |(k, _)| k.value() + 1);
-        let len = table.len().map_err(io_err)?;
+        let mut len = table.len().map_err(io_err)?;
+        let generation = read
+            .open_table(META)
+            .map_err(io_err)?
+            .get(GENERATION)
+            .map_err(io_err)?
+            .map_or(0, |v| v.value());
         drop(table);
         drop(read);
+        let (mut journal, frames) = Journal::open(
+            &path.with_extension("journal"),
+            generation,
+            next,
+            journal_capacity,
+        )?;
+        for frame in &frames {
+            let entries = journal_entries(&frame.payload).map_err(|e| {
+                io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("journal batch at record {}: {e}", frame.first_key),
+                )
+            })?;
+            Self::write(&db, next, &entries, None, None)?;
+            next += frame.count;
+            len += frame.count;
+        }
+        if !frames.is_empty() {
+            tracing::info!(batches = frames.len(), "replayed the journal");
+        }
+        // A checkpoint: whatever was replayed is durable in redb, and the journal starts again.
+        Self::write(&db, next, &[], None, Some(generation + 1))?;
+        journal.restart(generation + 1);
         Ok(RedbStore {
             db: Arc::new(db),
+            journal: Arc::new(Mutex::new(journal)),
             next,
             len,
         })
     }
 
-    fn write(db: &Database, first: u64, records: &[Record], clear: bool) -> io::Result<()> {
-        let txn = db.begin_write().map_err(io_err)?;
+    /// Writes `entries` from key `first` (after clearing the log and dropping the bodies of
+    /// events not in `clear`, if given). Without a `checkpoint` the commit is not synced (the
+    /// journal holds the batch); with one, it is, and it records that journal generation.
+    fn write(
+        db: &Database,
+        first: u64,
+        entries: &[Encoded],
+        clear: Option<&BTreeSet<u64>>,
+        checkpoint: Option<u64>,
+    ) -> io::Result<()> {
+        let mut txn = db.begin_write().map_err(io_err)?;
+        match checkpoint {
+            None => txn.set_durability(Durability::None).map_err(io_err)?,
+            Some(generation) => {
+                txn.open_table(META)
+                    .map_err(io_err)?
+                    .insert(GENERATION, generation)
+                    .map_err(io_err)?;
+            }
+        }
         {
             let mut table = txn.open_table(LOG).map_err(io_err)?;
             let mut bodies = txn.open_table(BODIES).map_err(io_err)?;
-            if clear {
+            if let Some(owed) = clear {
                 table.retain(|_, _| false).map_err(io_err)?;
-                let owed = owed_events(records);
                 bodies
                     .retain(|seq, _| owed.contains(&seq))
                     .map_err(io_err)?;
             }
-            for (i, record) in records.iter().enumerate() {
-                let (logged, body) = split_body(record);
-                if let Some((seq, data)) = body {
-                    bodies.insert(seq, data.as_str()).map_err(io_err)?;
+            for (i, entry) in entries.iter().enumerate() {
+                if let Some((seq, data)) = &entry.body {
+                    bodies.insert(*seq, data.as_str()).map_err(io_err)?;
                 }
-                let bytes = serde_json::to_vec(logged.as_ref()).map_err(io_err)?;
                 table
-                    .insert(first + i as u64, bytes.as_slice())
+                    .insert(first + i as u64, entry.record.as_slice())
                     .map_err(io_err)?;
             }
         }
@@ -169,24 +324,32 @@ impl Store for RedbStore {
     }
 
     async fn append(&mut self, records: Vec<Record>) -> io::Result<()> {
-        let db = self.db.clone();
         let first = self.next;
         let n = records.len() as u64;
-        tokio::task::spawn_blocking(move || RedbStore::write(&db, first, &records, false))
-            .await
-            .map_err(io_err)??;
+        let entries = encode(&records)?;
+        let payload = journal_payload(&entries)?;
+        let fits = lock(&self.journal)?.fits(payload.len());
+        if fits {
+            // The journal's sync makes the batch durable; meanwhile redb takes it, unsynced, on
+            // this thread (a non-durable commit is memory work and page-cache writes only).
+            let journal = self.journal.clone();
+            let journaled =
+                tokio::task::spawn_blocking(move || lock(&journal)?.append(first, n, &payload));
+            let unsynced = RedbStore::write(&self.db, first, &entries, None, None);
+            journaled.await.map_err(io_err)??;
+            unsynced?;
+        } else {
+            self.checkpoint(entries, None).await?;
+        }
         self.next += n;
         self.len += n;
         Ok(())
     }
 
     async fn compact(&mut self, snapshot: Vec<Record>) -> io::Result<()> {
-        let db = self.db.clone();
-        let first = self.next;
         let n = snapshot.len() as u64;
-        tokio::task::spawn_blocking(move || RedbStore::write(&db, first, &snapshot, true))
-            .await
-            .map_err(io_err)??;
+        let owed = owed_events(&snapshot);
+        self.checkpoint(encode(&snapshot)?, Some(owed)).await?;
         self.next += n;
         self.len = n;
         Ok(())
@@ -197,11 +360,41 @@ impl Store for RedbStore {
     }
 
     fn bodies(&self) -> Arc<dyn EventBodies> {
-        Arc::new(self.clone())
+        Arc::new(RedbBodies {
+            db: self.db.clone(),
+        })
     }
 }
 
-impl EventBodies for RedbStore {
+impl RedbStore {
+    /// Commits `entries` to redb durably (after clearing the log and the bodies not owed, if
+    /// `clear` is given), which makes every batch before them durable there too, and starts
+    /// the journal's next generation.
+    async fn checkpoint(
+        &mut self,
+        entries: Vec<Encoded>,
+        clear: Option<BTreeSet<u64>>,
+    ) -> io::Result<()> {
+        let db = self.db.clone();
+        let first = self.next;
+        let generation = lock(&self.journal)?.generation() + 1;
+        tokio::task::spawn_blocking(move || {
+            RedbStore::write(&db, first, &entries, clear.as_ref(), Some(generation))
+        })
+        .await
+        .map_err(io_err)??;
+        lock(&self.journal)?.restart(generation);
+        Ok(())
+    }
+}
+
+fn lock(journal: &Mutex<Journal>) -> io::Result<std::sync::MutexGuard<'_, Journal>> {
+    journal
+        .lock()
+        .map_err(|_| io::Error::other("the journal's last append panicked"))
+}
+
+impl EventBodies for RedbBodies {
     fn body(&self, seq: u64) -> io::Result<Option<String>> {
         let read = self.db.begin_read().map_err(io_err)?;
         let table = read.open_table(BODIES).map_err(io_err)?;
@@ -322,6 +515,108 @@ mod tests {
         let mut s = RedbStore::open(&path).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(s.load().unwrap_or_default(), vec![record(9), record(10)]);
     }
+
+    /// The redb file as a crash leaves it: its commits since the last checkpoint were never
+    /// synced, so only the checkpoint's state is certain. `keep` copies the file when it holds
+    /// just that; `crash` puts the copy back after the store is gone.
+    struct Crash {
+        path: std::path::PathBuf,
+        kept: std::path::PathBuf,
+    }
+
+    impl Crash {
+        fn keep(path: &Path) -> Crash {
+            let kept = path.with_extension("kept");
+            std::fs::copy(path, &kept).unwrap_or_else(|e| panic!("{e}"));
+            Crash {
+                path: path.to_owned(),
+                kept,
+            }
+        }
+
+        fn crash(self, store: RedbStore) {
+            drop(store);
+            std::fs::rename(&self.kept, &self.path).unwrap_or_else(|e| panic!("{e}"));
+        }
+    }
+
+    #[tokio::test]
+    async fn batches_in_the_journal_survive_a_crash_that_loses_redbs_unsynced_commits() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let path = dir.path().join("ace.redb");
+        let mut s = RedbStore::open(&path).unwrap_or_else(|e| panic!("{e}"));
+        s.append(vec![record(1)])
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        drop(s);
+        // Opening checkpointed record 1; the next two batches are only in the journal.
+        let mut s = RedbStore::open(&path).unwrap_or_else(|e| panic!("{e}"));
+        let crash = Crash::keep(&path);
+        s.append(vec![record(2), record(3)])
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        s.append(vec![record(4)])
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        crash.crash(s);
+        let mut s = RedbStore::open(&path).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            s.load().unwrap_or_default(),
+            (1..=4).map(record).collect::<Vec<_>>()
+        );
+        assert_eq!(s.len(), 4);
+        // The replayed batches were checkpointed: the next crash does not need them again.
+        let crash = Crash::keep(&path);
+        s.append(vec![record(5)])
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        crash.crash(s);
+        let mut s = RedbStore::open(&path).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            s.load().unwrap_or_default(),
+            (1..=5).map(record).collect::<Vec<_>>()
+        );
+    }
+
+    #[tokio::test]
+    async fn a_full_journal_checkpoints_and_batches_after_it_survive_a_crash() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let path = dir.path().join("ace.redb");
+        let mut s = RedbStore::open_with(&path, 1024).unwrap_or_else(|e| panic!("{e}"));
+        let start = lock(&s.journal).map(|j| j.generation()).unwrap_or(0);
+        let mut crash = None;
+        let mut i = 0;
+        // Batches of ~20 records each: a few fill the journal.
+        while crash.is_none() {
+            s.append((i..i + 20).map(record).collect())
+                .await
+                .unwrap_or_else(|e| panic!("{e}"));
+            i += 20;
+            if lock(&s.journal).map(|j| j.generation()).unwrap_or(0) > start {
+                crash = Some(Crash::keep(&path));
+            }
+            assert!(i < 10_000, "the journal never filled");
+        }
+        // Two small batches, which fit into the restarted journal.
+        for n in [3, 3] {
+            s.append((i..i + n).map(record).collect())
+                .await
+                .unwrap_or_else(|e| panic!("{e}"));
+            i += n;
+        }
+        assert_eq!(
+            lock(&s.journal).map(|j| j.generation()).unwrap_or(0),
+            start + 1
+        );
+        if let Some(crash) = crash {
+            crash.crash(s);
+        }
+        let mut s = RedbStore::open_with(&path, 1024).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            s.load().unwrap_or_default(),
+            (0..i).map(record).collect::<Vec<_>>()
+        );
+    }
 }
 
 #[cfg(test)]
@@ -378,6 +673,22 @@ mod body_tests {
             s.bodies().body(2).unwrap_or_default().as_deref(),
             Some(r#""two""#),
             "bodies survive reopening"
+        );
+        // A body appended since the last checkpoint is replayed from the journal after a crash
+        // that lost redb's unsynced commits.
+        let path = dir.path().join("ace.redb");
+        let mut s = s;
+        let kept = path.with_extension("kept");
+        std::fs::copy(&path, &kept).unwrap_or_else(|e| panic!("{e}"));
+        s.append(vec![accepted(3, r#"[3]"#)])
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        drop(s);
+        std::fs::rename(&kept, &path).unwrap_or_else(|e| panic!("{e}"));
+        let s = RedbStore::open(&path).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            s.bodies().body(3).unwrap_or_default().as_deref(),
+            Some("[3]")
         );
     }
 }
