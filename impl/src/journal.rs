@@ -94,28 +94,20 @@ impl Journal {
     /// The frame at `at` and where it ends, if a whole frame of the current generation is there.
     fn read_frame(&self, at: u64) -> io::Result<Option<(Frame, u64)>> {
         let mut header = [0u8; HEADER];
-        match self.file.read_exact_at(&mut header, at) {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(None),
-            Err(e) => return Err(e),
+        if !self.read_whole(&mut header, at)? {
+            return Ok(None);
         }
         let word =
             |i: usize| u32::from_le_bytes([header[i], header[i + 1], header[i + 2], header[i + 3]]);
-        let long = |i: usize| {
-            let mut b = [0u8; 8];
-            b.copy_from_slice(&header[i..i + 8]);
-            u64::from_le_bytes(b)
-        };
+        let long = |i: usize| u64::from(word(i)) | (u64::from(word(i + 4)) << 32);
         let (magic, len, crc, count) = (word(0), word(4), word(8), word(12));
         let (generation, first_key) = (long(16), long(24));
         if magic != MAGIC || generation != self.generation {
             return Ok(None);
         }
         let mut payload = vec![0u8; len as usize];
-        match self.file.read_exact_at(&mut payload, at + HEADER as u64) {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(None),
-            Err(e) => return Err(e),
+        if !self.read_whole(&mut payload, at + HEADER as u64)? {
+            return Ok(None);
         }
         if checksum(&header[12..], &payload) != crc {
             return Ok(None);
@@ -130,6 +122,15 @@ impl Journal {
             },
             end,
         )))
+    }
+
+    /// Fills `buf` from `at`; `false` if the file ends first.
+    fn read_whole(&self, buf: &mut [u8], at: u64) -> io::Result<bool> {
+        match self.file.read_exact_at(buf, at) {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Ok(false),
+            Err(e) => Err(e),
+        }
     }
 
     /// Whether a frame with a payload of `len` bytes fits before the journal is full. (A frame

@@ -252,15 +252,44 @@ impl RedbStore {
         if !frames.is_empty() {
             tracing::info!(batches = frames.len(), "replayed the journal");
         }
-        // A checkpoint: whatever was replayed is durable in redb, and the journal starts again.
-        Self::write(&db, next, &[], None, Some(generation + 1))?;
-        journal.restart(generation + 1);
+        // Whatever was replayed becomes durable in redb, and the journal starts again.
+        Self::checkpoint_now(&db, &mut journal, next, &[], None)?;
         Ok(RedbStore {
             db: Arc::new(db),
             journal: Arc::new(Mutex::new(journal)),
             next,
             len,
         })
+    }
+
+    /// Commits `entries` from key `first` to redb durably (after clearing the log and the
+    /// bodies not owed, if `clear` is given), which makes every batch before them durable
+    /// there too, and starts the journal's next generation.
+    fn checkpoint_now(
+        db: &Database,
+        journal: &mut Journal,
+        first: u64,
+        entries: &[Encoded],
+        clear: Option<&BTreeSet<u64>>,
+    ) -> io::Result<()> {
+        let generation = journal.generation() + 1;
+        Self::write(db, first, entries, clear, Some(generation))?;
+        journal.restart(generation);
+        Ok(())
+    }
+
+    /// [`RedbStore::checkpoint_now`] on a blocking thread.
+    async fn checkpoint(
+        &mut self,
+        entries: Vec<Encoded>,
+        clear: Option<BTreeSet<u64>>,
+    ) -> io::Result<()> {
+        let (db, journal, first) = (self.db.clone(), self.journal.clone(), self.next);
+        tokio::task::spawn_blocking(move || {
+            Self::checkpoint_now(&db, &mut *lock(&journal)?, first, &entries, clear.as_ref())
+        })
+        .await
+        .map_err(io_err)?
     }
 
     /// Writes `entries` from key `first` (after clearing the log and dropping the bodies of
@@ -363,28 +392,6 @@ impl Store for RedbStore {
         Arc::new(RedbBodies {
             db: self.db.clone(),
         })
-    }
-}
-
-impl RedbStore {
-    /// Commits `entries` to redb durably (after clearing the log and the bodies not owed, if
-    /// `clear` is given), which makes every batch before them durable there too, and starts
-    /// the journal's next generation.
-    async fn checkpoint(
-        &mut self,
-        entries: Vec<Encoded>,
-        clear: Option<BTreeSet<u64>>,
-    ) -> io::Result<()> {
-        let db = self.db.clone();
-        let first = self.next;
-        let generation = lock(&self.journal)?.generation() + 1;
-        tokio::task::spawn_blocking(move || {
-            RedbStore::write(&db, first, &entries, clear.as_ref(), Some(generation))
-        })
-        .await
-        .map_err(io_err)??;
-        lock(&self.journal)?.restart(generation);
-        Ok(())
     }
 }
 
@@ -519,13 +526,13 @@ mod tests {
     /// The redb file as a crash leaves it: its commits since the last checkpoint were never
     /// synced, so only the checkpoint's state is certain. `keep` copies the file when it holds
     /// just that; `crash` puts the copy back after the store is gone.
-    struct Crash {
+    pub(super) struct Crash {
         path: std::path::PathBuf,
         kept: std::path::PathBuf,
     }
 
     impl Crash {
-        fn keep(path: &Path) -> Crash {
+        pub(super) fn keep(path: &Path) -> Crash {
             let kept = path.with_extension("kept");
             std::fs::copy(path, &kept).unwrap_or_else(|e| panic!("{e}"));
             Crash {
@@ -534,7 +541,7 @@ mod tests {
             }
         }
 
-        fn crash(self, store: RedbStore) {
+        pub(super) fn crash(self, store: RedbStore) {
             drop(store);
             std::fs::rename(&self.kept, &self.path).unwrap_or_else(|e| panic!("{e}"));
         }
@@ -678,13 +685,11 @@ mod body_tests {
         // that lost redb's unsynced commits.
         let path = dir.path().join("ace.redb");
         let mut s = s;
-        let kept = path.with_extension("kept");
-        std::fs::copy(&path, &kept).unwrap_or_else(|e| panic!("{e}"));
+        let crash = super::tests::Crash::keep(&path);
         s.append(vec![accepted(3, r#"[3]"#)])
             .await
             .unwrap_or_else(|e| panic!("{e}"));
-        drop(s);
-        std::fs::rename(&kept, &path).unwrap_or_else(|e| panic!("{e}"));
+        crash.crash(s);
         let s = RedbStore::open(&path).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(
             s.bodies().body(3).unwrap_or_default().as_deref(),
