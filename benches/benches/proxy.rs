@@ -5,6 +5,7 @@
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ace::client;
@@ -15,7 +16,7 @@ use bytes::Bytes;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use http_body_util::{BodyExt, Full};
 use hyper::Method;
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioExecutor, TokioIo};
 use serde_json::json;
 
 const CLIENTS: u64 = 16;
@@ -41,6 +42,72 @@ async fn target() -> SocketAddr {
                             )
                         };
                         Ok::<_, Infallible>(hyper::Response::new(Full::new(body)))
+                    },
+                );
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(tcp), service)
+                    .await;
+            });
+        }
+    });
+    addr
+}
+
+/// How the trivial proxies reach the target.
+#[derive(Clone, Copy)]
+enum Upstream {
+    /// hyper-util's pooled client, as ACE's proxy uses.
+    Pooled,
+    /// One connection of its own per caller's connection, driven by hyper's bare client.
+    Dedicated,
+}
+
+/// A proxy with no logic at all: every request goes to `target` as it came, and its response
+/// comes back as it is. The ceiling for a proxy on the same HTTP stack as ACE's.
+async fn trivial_proxy(target: SocketAddr, upstream: Upstream) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let pooled = hyper_util::client::legacy::Client::builder(TokioExecutor::new())
+        .build_http::<hyper::body::Incoming>();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let _ = tcp.set_nodelay(true);
+            let pooled = pooled.clone();
+            tokio::spawn(async move {
+                let dedicated = match upstream {
+                    Upstream::Pooled => None,
+                    Upstream::Dedicated => {
+                        let up = tokio::net::TcpStream::connect(target)
+                            .await
+                            .expect("connect");
+                        let _ = up.set_nodelay(true);
+                        let (sender, conn) =
+                            hyper::client::conn::http1::handshake(TokioIo::new(up))
+                                .await
+                                .expect("handshake");
+                        tokio::spawn(conn);
+                        Some(Arc::new(tokio::sync::Mutex::new(sender)))
+                    }
+                };
+                let service = hyper::service::service_fn(
+                    move |mut req: hyper::Request<hyper::body::Incoming>| {
+                        let (pooled, dedicated) = (pooled.clone(), dedicated.clone());
+                        async move {
+                            let path = req.uri().path_and_query().map_or("/", |p| p.as_str());
+                            *req.uri_mut() = format!("http://{target}{path}").parse().expect("uri");
+                            let response = match dedicated {
+                                None => pooled.request(req).await.expect("forward"),
+                                Some(sender) => sender
+                                    .lock()
+                                    .await
+                                    .send_request(req)
+                                    .await
+                                    .expect("forward"),
+                            };
+                            Ok::<_, Infallible>(response)
+                        }
                     },
                 );
                 let _ = hyper::server::conn::http1::Builder::new()
@@ -153,6 +220,12 @@ fn benchmarks(c: &mut Criterion) {
         std::mem::forget(server); // keep serving until the process ends
         (proxy_addr_of(&binding), target, format!("/re-ec-{id}/uuid"), key)
     });
+    let (pooled, dedicated) = rt.block_on(async {
+        (
+            trivial_proxy(target_addr, Upstream::Pooled).await,
+            trivial_proxy(target_addr, Upstream::Dedicated).await,
+        )
+    });
     let mut group = c.benchmark_group("proxy");
     group.throughput(Throughput::Elements(1));
     group.sample_size(10);
@@ -166,6 +239,16 @@ fn benchmarks(c: &mut Criterion) {
             ))
         })
     });
+    for (name, addr) in [
+        ("ceiling_trivial_pooled_proxy_16_clients", pooled),
+        ("ceiling_trivial_dedicated_proxy_16_clients", dedicated),
+    ] {
+        group.bench_function(name, |b| {
+            b.iter_custom(|n| {
+                rt.block_on(run(addr, "/api/uuid".into(), Vec::new(), n.max(CLIENTS)))
+            })
+        });
+    }
     let headers = vec![("ace-binding-key".to_owned(), key)];
     group.bench_function("proxied_calls_cached_token_16_clients", |b| {
         b.iter_custom(|n| {

@@ -25,8 +25,14 @@ pub struct TokenDigest(String);
 impl TokenDigest {
     /// The digest of `token`.
     pub fn of(token: &str) -> Self {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
         let d = Sha256::digest(token.as_bytes());
-        TokenDigest(d.iter().map(|b| format!("{b:02x}")).collect())
+        let mut hex = String::with_capacity(2 * d.len());
+        for b in d {
+            hex.push(char::from(HEX[usize::from(b >> 4)]));
+            hex.push(char::from(HEX[usize::from(b & 0x0f)]));
+        }
+        TokenDigest(hex)
     }
 
     /// Constant-time comparison with the digest of `token`.
@@ -566,6 +572,18 @@ mod tests {
             signature_algorithm: SignatureAlgorithm::RsaSha256,
             signature: Ok(()),
         }
+    }
+
+    /// Digests stored by earlier versions (lowercase hex of SHA-256) must still match.
+    #[test]
+    fn a_token_digest_is_the_lowercase_hex_of_its_sha256() {
+        let digest = TokenDigest::of("abc");
+        assert_eq!(
+            digest.0,
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+        assert!(digest.matches("abc"));
+        assert!(!digest.matches("abd"));
     }
 
     fn check(csr: ParsedCsr) -> Result<ParsedCsr, ConnectorError> {
