@@ -3,8 +3,11 @@
 //! The model owns the record format; storage only appends, syncs and replays. [`RedbStore`]
 //! keeps the log in one `redb` file in the data directory (ACID, crash-safe), with a
 //! write-ahead journal beside it that makes each batch durable with one sequential append and
-//! `fdatasync` (see [`crate::journal`]). [`MemoryStore`] keeps the log in memory, for tests
-//! and simulations.
+//! `fdatasync` (see [`crate::journal`]). Batches reach redb later and together: once
+//! [`FLUSH_AFTER`] records are waiting, in one commit that is not synced (the journal holds
+//! them), or with the next checkpoint. One redb commit per group commit cost 75 µs of CPU for
+//! a dozen records, most of it the commit's fixed work (BENCHMARKS.md, run 6). [`MemoryStore`]
+//! keeps the log in memory, for tests and simulations.
 //!
 //! Event bodies are kept apart from the records, by the event's sequence number, and written
 //! in the same commit: the log (and so a restarted model) holds only the events' metadata,
@@ -183,19 +186,32 @@ const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 /// The journal generation of the last checkpoint (in [`META`]).
 const GENERATION: &str = "journal-generation";
 
+/// Records in the journal and not in redb that make redb take them (in a commit that is not
+/// synced; the journal keeps them durable).
+pub const FLUSH_AFTER: usize = 1024;
+
+/// Bodies of events in the journal and not yet in redb, by sequence number.
+type Unflushed = Arc<Mutex<BTreeMap<u64, String>>>;
+
 /// The embedded default: a redb database file (`ace.redb`) and its journal (`ace.journal`).
 #[derive(Debug)]
 pub struct RedbStore {
     db: Arc<Database>,
     journal: Arc<Mutex<Journal>>,
+    /// Records appended (durable in the journal) and not yet written to redb, from key
+    /// `next - pending.len()`.
+    pending: Vec<Encoded>,
+    /// Their bodies, readable until redb has them.
+    unflushed: Unflushed,
     next: u64,
     len: u64,
 }
 
-/// Reads event bodies from the redb file.
+/// Reads event bodies from the redb file and from the batches not yet written to it.
 #[derive(Debug)]
 struct RedbBodies {
     db: Arc<Database>,
+    unflushed: Unflushed,
 }
 
 fn io_err(e: impl std::fmt::Display) -> io::Error {
@@ -245,7 +261,7 @@ impl RedbStore {
                     format!("journal batch at record {}: {e}", frame.first_key),
                 )
             })?;
-            Self::write(&db, next, &entries, None, None)?;
+            Self::write(&db, next, &[], None, &entries, None)?;
             next += frame.count;
             len += frame.count;
         }
@@ -253,53 +269,77 @@ impl RedbStore {
             tracing::info!(batches = frames.len(), "replayed the journal");
         }
         // Whatever was replayed becomes durable in redb, and the journal starts again.
-        Self::checkpoint_now(&db, &mut journal, next, &[], None)?;
+        Self::checkpoint_now(&db, &mut journal, next, &[], None, &[])?;
         Ok(RedbStore {
             db: Arc::new(db),
             journal: Arc::new(Mutex::new(journal)),
+            pending: Vec::new(),
+            unflushed: Unflushed::default(),
             next,
             len,
         })
     }
 
-    /// Commits `entries` from key `first` to redb durably (after clearing the log and the
-    /// bodies not owed, if `clear` is given), which makes every batch before them durable
-    /// there too, and starts the journal's next generation.
+    /// Commits `pending` and then `entries`, from key `first`, to redb durably (clearing the
+    /// log and the bodies not owed in between, if `clear` is given), which makes every batch
+    /// before them durable there too, and starts the journal's next generation.
     fn checkpoint_now(
         db: &Database,
         journal: &mut Journal,
         first: u64,
-        entries: &[Encoded],
+        pending: &[Encoded],
         clear: Option<&BTreeSet<u64>>,
+        entries: &[Encoded],
     ) -> io::Result<()> {
         let generation = journal.generation() + 1;
-        Self::write(db, first, entries, clear, Some(generation))?;
+        Self::write(db, first, pending, clear, entries, Some(generation))?;
         journal.restart(generation);
         Ok(())
     }
 
-    /// [`RedbStore::checkpoint_now`] on a blocking thread.
+    /// [`RedbStore::checkpoint_now`] on a blocking thread, with the records waiting for redb
+    /// first; `entries` get the keys from `next`.
     async fn checkpoint(
         &mut self,
         entries: Vec<Encoded>,
         clear: Option<BTreeSet<u64>>,
     ) -> io::Result<()> {
-        let (db, journal, first) = (self.db.clone(), self.journal.clone(), self.next);
+        let pending = std::mem::take(&mut self.pending);
+        let first = self.next - pending.len() as u64;
+        let (db, journal) = (self.db.clone(), self.journal.clone());
         tokio::task::spawn_blocking(move || {
-            Self::checkpoint_now(&db, &mut *lock(&journal)?, first, &entries, clear.as_ref())
+            let mut journal = lock(&journal)?;
+            Self::checkpoint_now(&db, &mut journal, first, &pending, clear.as_ref(), &entries)
         })
         .await
-        .map_err(io_err)?
+        .map_err(io_err)??;
+        lock(&self.unflushed)?.clear();
+        Ok(())
     }
 
-    /// Writes `entries` from key `first` (after clearing the log and dropping the bodies of
-    /// events not in `clear`, if given). Without a `checkpoint` the commit is not synced (the
-    /// journal holds the batch); with one, it is, and it records that journal generation.
+    /// Writes the records waiting for redb, the first with key `first`, in one commit that is
+    /// not synced, and forgets their bodies (redb has them now).
+    fn flush(&mut self, first: u64) -> io::Result<()> {
+        Self::write(&self.db, first, &[], None, &self.pending, None)?;
+        let mut unflushed = lock(&self.unflushed)?;
+        for entry in self.pending.drain(..) {
+            if let Some((seq, _)) = entry.body {
+                unflushed.remove(&seq);
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes `pending` and then `entries`, from key `first` (clearing the log and dropping
+    /// the bodies of events not in `clear` in between, if given). Without a `checkpoint` the
+    /// commit is not synced (the journal holds the batches); with one, it is, and it records
+    /// that journal generation.
     fn write(
         db: &Database,
         first: u64,
-        entries: &[Encoded],
+        pending: &[Encoded],
         clear: Option<&BTreeSet<u64>>,
+        entries: &[Encoded],
         checkpoint: Option<u64>,
     ) -> io::Result<()> {
         let mut txn = db.begin_write().map_err(io_err)?;
@@ -315,19 +355,18 @@ impl RedbStore {
         {
             let mut table = txn.open_table(LOG).map_err(io_err)?;
             let mut bodies = txn.open_table(BODIES).map_err(io_err)?;
+            for (key, entry) in (first..).zip(pending) {
+                insert(&mut table, &mut bodies, key, entry)?;
+            }
             if let Some(owed) = clear {
                 table.retain(|_, _| false).map_err(io_err)?;
                 bodies
                     .retain(|seq, _| owed.contains(&seq))
                     .map_err(io_err)?;
             }
-            for (i, entry) in entries.iter().enumerate() {
-                if let Some((seq, data)) = &entry.body {
-                    bodies.insert(*seq, data.as_str()).map_err(io_err)?;
-                }
-                table
-                    .insert(first + i as u64, entry.record.as_slice())
-                    .map_err(io_err)?;
+            let first = first + pending.len() as u64;
+            for (key, entry) in (first..).zip(entries) {
+                insert(&mut table, &mut bodies, key, entry)?;
             }
         }
         txn.commit().map_err(io_err)
@@ -349,6 +388,11 @@ impl Store for RedbStore {
             })?;
             out.push(record);
         }
+        for entry in &self.pending {
+            out.push(serde_json::from_slice(&entry.record).map_err(|e| {
+                io::Error::new(io::ErrorKind::InvalidData, format!("waiting record: {e}"))
+            })?);
+        }
         Ok(out)
     }
 
@@ -359,14 +403,28 @@ impl Store for RedbStore {
         let payload = journal_payload(&entries)?;
         let fits = lock(&self.journal)?.fits(payload.len());
         if fits {
-            // The journal's sync makes the batch durable; meanwhile redb takes it, unsynced, on
-            // this thread (a non-durable commit is memory work and page-cache writes only).
+            // The journal's sync makes the batch durable. Meanwhile, on this thread, its
+            // bodies become readable and, once enough records wait for redb, redb takes them
+            // in a commit that is not synced (memory work and page-cache writes only).
             let journal = self.journal.clone();
             let journaled =
                 tokio::task::spawn_blocking(move || lock(&journal)?.append(first, n, &payload));
-            let unsynced = RedbStore::write(&self.db, first, &entries, None, None);
+            {
+                let mut unflushed = lock(&self.unflushed)?;
+                for entry in &entries {
+                    if let Some((seq, body)) = &entry.body {
+                        unflushed.insert(*seq, body.clone());
+                    }
+                }
+            }
+            self.pending.extend(entries);
+            let flushed = if self.pending.len() >= FLUSH_AFTER {
+                self.flush(first + n - self.pending.len() as u64)
+            } else {
+                Ok(())
+            };
             journaled.await.map_err(io_err)??;
-            unsynced?;
+            flushed?;
         } else {
             self.checkpoint(entries, None).await?;
         }
@@ -391,18 +449,37 @@ impl Store for RedbStore {
     fn bodies(&self) -> Arc<dyn EventBodies> {
         Arc::new(RedbBodies {
             db: self.db.clone(),
+            unflushed: self.unflushed.clone(),
         })
     }
 }
 
-fn lock(journal: &Mutex<Journal>) -> io::Result<std::sync::MutexGuard<'_, Journal>> {
-    journal
+/// Writes one record, and its body if it has one kept apart.
+fn insert(
+    log: &mut redb::Table<u64, &[u8]>,
+    bodies: &mut redb::Table<u64, &str>,
+    key: u64,
+    entry: &Encoded,
+) -> io::Result<()> {
+    if let Some((seq, data)) = &entry.body {
+        bodies.insert(*seq, data.as_str()).map_err(io_err)?;
+    }
+    log.insert(key, entry.record.as_slice()).map_err(io_err)?;
+    Ok(())
+}
+
+fn lock<T>(shared: &Mutex<T>) -> io::Result<std::sync::MutexGuard<'_, T>> {
+    shared
         .lock()
-        .map_err(|_| io::Error::other("the journal's last append panicked"))
+        .map_err(|_| io::Error::other("a storage thread panicked"))
 }
 
 impl EventBodies for RedbBodies {
     fn body(&self, seq: u64) -> io::Result<Option<String>> {
+        // Checked first: a body leaves this map only once redb has it.
+        if let Some(body) = lock(&self.unflushed)?.get(&seq) {
+            return Ok(Some(body.clone()));
+        }
         let read = self.db.begin_read().map_err(io_err)?;
         let table = read.open_table(BODIES).map_err(io_err)?;
         Ok(table
@@ -650,6 +727,63 @@ mod body_tests {
             }),
             deliveries: Vec::new(),
         })
+    }
+
+    /// Records in redb's own log table (not those waiting in the store).
+    fn in_redb(s: &RedbStore) -> u64 {
+        let read = s.db.begin_read().unwrap_or_else(|e| panic!("{e}"));
+        let table = read.open_table(LOG).unwrap_or_else(|e| panic!("{e}"));
+        table.len().unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[tokio::test]
+    async fn batches_wait_for_redb_until_enough_are_waiting_and_stay_readable() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let path = dir.path().join("ace.redb");
+        let mut s = RedbStore::open(&path).unwrap_or_else(|e| panic!("{e}"));
+        s.append(vec![accepted(1, "[1]")])
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(in_redb(&s), 0, "a small batch is only in the journal");
+        let bodies = s.bodies();
+        assert_eq!(bodies.body(1).unwrap_or_default().as_deref(), Some("[1]"));
+        assert_eq!(s.load().unwrap_or_default().len(), 1);
+        let fillers = (0..FLUSH_AFTER as u64).map(|i| Record::IncarnationsUsed { last: i });
+        s.append(fillers.collect())
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            in_redb(&s),
+            FLUSH_AFTER as u64 + 1,
+            "enough waited: redb has them"
+        );
+        assert!(lock(&s.unflushed).map(|u| u.is_empty()).unwrap_or(false));
+        assert_eq!(bodies.body(1).unwrap_or_default().as_deref(), Some("[1]"));
+        // Waiting again, then a compaction: the waiting body still owed survives it.
+        s.append(vec![accepted(2, "[2]"), accepted(3, "[3]")])
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        s.compact(vec![accepted(3, "[3]")])
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(bodies.body(2).unwrap_or_default(), None);
+        assert_eq!(bodies.body(3).unwrap_or_default().as_deref(), Some("[3]"));
+        assert_eq!(s.load().unwrap_or_default().len(), 1);
+        // Not flushed at all before the store goes away: the journal brings them back.
+        s.append(vec![accepted(4, "[4]")])
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        drop((s, bodies));
+        let mut s = RedbStore::open(&path).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(s.load().unwrap_or_default().len(), 2);
+        assert_eq!(
+            s.bodies().body(4).unwrap_or_default().as_deref(),
+            Some("[4]")
+        );
+        assert_eq!(
+            s.bodies().body(3).unwrap_or_default().as_deref(),
+            Some("[3]")
+        );
     }
 
     #[tokio::test]
