@@ -24,9 +24,16 @@
 //! each body to the subscriber over a pooled HTTP client and answers 200 once the subscriber
 //! has answered.
 //!
+//! Ceilings, in the same run: the same forwarder made durable and nothing else
+//! (`ceiling_durable_forwarder_*`). It answers 200 once the body is in a log file, appended
+//! by a group commit (one `pwrite` and one `fdatasync` for every body waiting, into a
+//! preallocated file, as ACE's journal does), and pushes the body afterwards. It shows what
+//! the durability ACE promises costs on this disk by itself, with no model, store format or
+//! subscriptions; its runtime's threads are named `durable-fwd`.
+//!
 //! The server (or forwarder), the subscriber and the publishers each run on their own tokio
-//! runtime; the runtime of the system under test has threads named `ace-server` or
-//! `forwarder`. After each benchmark, to stderr: `latency <name>: p50=… p99=…` (publish
+//! runtime; the runtime of the system under test has threads named `ace-server`,
+//! `forwarder` or `durable-fwd`. After each benchmark, to stderr: `latency <name>: p50=… p99=…` (publish
 //! request to response, over every publish of the benchmark, warm-up included), `cpu <name>:`
 //! (CPU time per event of the system under test and of the rest of the process, from
 //! `/proc/self`), `subscriber <name>:` (connections the subscriber accepted), and for ACE
@@ -74,11 +81,16 @@ const EVENT: &[u8] = br#"{"event-type":"order.created","event-type-version":"v1"
 const PATHS: usize = 32;
 /// The subscriber path the forwarder posts to.
 const FORWARD_PATH: usize = PATHS - 1;
+/// The subscriber path the durable forwarder posts to.
+const DURABLE_FORWARD_PATH: usize = PATHS - 2;
 const ACE_THREADS: &str = "ace-server";
 /// Where the server's data directory is created instead of the system's temporary directory
 /// (e.g. a tmpfs, to see what the store's fsync costs).
 const DATA_DIR_ENV: &str = "ACE_BENCH_DATA_PARENT";
 const FORWARDER_THREADS: &str = "forwarder";
+const DURABLE_THREADS: &str = "durable-fwd";
+/// Size of the durable forwarder's preallocated log file (written round and round).
+const DURABLE_LOG_BYTES: u64 = 64 << 20;
 
 fn runtime(name: &str) -> Runtime {
     tokio::runtime::Builder::new_multi_thread()
@@ -167,11 +179,78 @@ fn start_subscriber(rt: &Runtime, counts: Arc<Counts>) -> std::net::SocketAddr {
 }
 
 // ---------------------------------------------------------------------------------------
-// The baseline forwarder.
+// The baseline forwarder, and the durable forwarder.
+
+/// Group commit for the durable forwarder: a thread appends every body waiting to a
+/// preallocated file with one `pwrite` and one `fdatasync` (as ACE's journal does) and then
+/// releases their senders.
+#[derive(Clone)]
+struct GroupLog {
+    tx: std::sync::mpsc::Sender<(Bytes, tokio::sync::oneshot::Sender<()>)>,
+}
+
+impl GroupLog {
+    fn start(dir: &std::path::Path) -> GroupLog {
+        use std::os::unix::fs::FileExt;
+        let file = std::fs::File::options()
+            .create(true)
+            .truncate(false)
+            .read(true)
+            .write(true)
+            .open(dir.join("log"))
+            .expect("log file");
+        file.set_len(0).expect("truncate");
+        let zeros = vec![0u8; 1 << 20];
+        for i in 0..DURABLE_LOG_BYTES / (1 << 20) {
+            file.write_all_at(&zeros, i << 20).expect("preallocate");
+        }
+        file.sync_all().expect("sync");
+        let (tx, rx) = std::sync::mpsc::channel::<(Bytes, tokio::sync::oneshot::Sender<()>)>();
+        std::thread::Builder::new()
+            .name(format!("{DURABLE_THREADS}-log"))
+            .spawn(move || {
+                let (mut offset, mut buf, mut waiting) = (0u64, Vec::new(), Vec::new());
+                while let Ok(first) = rx.recv() {
+                    waiting.push(first);
+                    waiting.extend(rx.try_iter());
+                    buf.clear();
+                    for (body, _) in &waiting {
+                        buf.extend_from_slice(&(body.len() as u32).to_le_bytes());
+                        buf.extend_from_slice(body);
+                    }
+                    if offset + buf.len() as u64 > DURABLE_LOG_BYTES {
+                        offset = 0;
+                    }
+                    file.write_all_at(&buf, offset).expect("log write");
+                    file.sync_data().expect("log sync");
+                    offset += buf.len() as u64;
+                    for (_, done) in waiting.drain(..) {
+                        let _ = done.send(());
+                    }
+                }
+            })
+            .expect("log thread");
+        GroupLog { tx }
+    }
+
+    /// Returns once `body` is durable.
+    async fn append(&self, body: Bytes) {
+        let (done, durable) = tokio::sync::oneshot::channel();
+        self.tx.send((body, done)).expect("log thread");
+        durable.await.expect("log thread");
+    }
+}
 
 /// A TLS listener with client certificates (verified against `ca`, as the gateway does)
 /// that forwards every request body to `target` and answers 200 once it has answered 2xx.
-fn start_forwarder(rt: &Runtime, ca: &Ca, target: String) -> std::net::SocketAddr {
+/// With a `log`, it answers 200 once the body is durable there instead, and forwards it
+/// afterwards (as ACE acknowledges and then pushes).
+fn start_forwarder(
+    rt: &Runtime,
+    ca: &Ca,
+    target: String,
+    log: Option<GroupLog>,
+) -> std::net::SocketAddr {
     let now = Timestamp::from_unix_millis(now_ms());
     let (cert_pem, key) = ca
         .issue_server(
@@ -213,18 +292,28 @@ fn start_forwarder(rt: &Runtime, ca: &Ca, target: String) -> std::net::SocketAdd
                 return;
             };
             let (acceptor, pool, target) = (acceptor.clone(), pool.clone(), target.clone());
+            let log = log.clone();
             tokio::spawn(async move {
                 let Ok(tls) = acceptor.accept(tcp).await else {
                     return;
                 };
                 let service = hyper::service::service_fn(move |req: Request<Incoming>| {
-                    let (pool, target) = (pool.clone(), target.clone());
+                    let (pool, target, log) = (pool.clone(), target.clone(), log.clone());
                     async move {
                         let body = req.into_body().collect().await?.to_bytes();
                         let push = Request::post(&*target)
                             .header("content-type", "application/json")
-                            .body(Full::new(body))
+                            .body(Full::new(body.clone()))
                             .expect("request");
+                        if let Some(log) = log {
+                            log.append(body).await;
+                            tokio::spawn(async move {
+                                let r = pool.request(push).await.expect("push");
+                                assert!(r.status().is_success(), "push: {}", r.status());
+                                let _ = r.into_body().collect().await;
+                            });
+                            return Ok(Response::new(Full::new(Bytes::new())));
+                        }
                         let status = match pool.request(push).await {
                             Ok(r) if r.status().is_success() => {
                                 let _ = r.into_body().collect().await;
@@ -628,6 +717,20 @@ fn eventbus_e2e(c: &mut Criterion) {
         &forwarder_rt,
         &ca,
         format!("http://{subscriber}/{FORWARD_PATH}"),
+        None,
+    );
+    // The ceiling for a durable server: the forwarder, answering once each body is durable.
+    let durable_rt = runtime(DURABLE_THREADS);
+    let durable_dir = match std::env::var_os(DATA_DIR_ENV) {
+        Some(parent) => tempfile::tempdir_in(parent),
+        None => tempfile::tempdir(),
+    }
+    .expect("tempdir");
+    let durable = start_forwarder(
+        &durable_rt,
+        &ca,
+        format!("http://{subscriber}/{DURABLE_FORWARD_PATH}"),
+        Some(GroupLog::start(durable_dir.path())),
     );
     let baseline_tls = connector(&[ca.cert_der().clone()], &client_identity(&ca));
 
@@ -649,17 +752,29 @@ fn eventbus_e2e(c: &mut Criterion) {
         publishers,
         threads: ACE_THREADS,
     };
-    let baseline_case = |name, publishers| Case {
+    // The two forwarders, told apart by address, subscriber path and thread names.
+    let forwarder_case = |name, durable_one: bool, publishers| Case {
         name,
-        target: forwarder,
+        target: if durable_one { durable } else { forwarder },
         tls: baseline_tls.clone(),
         path: "/v1/events".into(),
-        paths: vec![FORWARD_PATH],
+        paths: vec![if durable_one {
+            DURABLE_FORWARD_PATH
+        } else {
+            FORWARD_PATH
+        }],
         publishers,
-        threads: FORWARDER_THREADS,
+        threads: if durable_one {
+            DURABLE_THREADS
+        } else {
+            FORWARDER_THREADS
+        },
     };
+    let baseline_case = |name, publishers| forwarder_case(name, false, publishers);
+    let durable_case = |name, publishers| forwarder_case(name, true, publishers);
     let cases = [
         baseline_case("baseline_forwarder_16_publishers", 16),
+        durable_case("ceiling_durable_forwarder_16_publishers", 16),
         ace_case(
             "ace_1_subscription_16_publishers",
             &one,
@@ -675,6 +790,7 @@ fn eventbus_e2e(c: &mut Criterion) {
             16,
         ),
         baseline_case("baseline_forwarder_64_publishers", 64),
+        durable_case("ceiling_durable_forwarder_64_publishers", 64),
         ace_case(
             "ace_1_subscription_64_publishers",
             &one,
