@@ -6,7 +6,7 @@
 //! `fdatasync` (see [`crate::journal`]). Batches reach redb later and together: once
 //! [`FLUSH_AFTER`] records are waiting, in one commit that is not synced (the journal holds
 //! them), or with the next checkpoint. One redb commit per group commit cost 75 µs of CPU for
-//! a dozen records, most of it the commit's fixed work (BENCHMARKS.md, run 6). [`MemoryStore`]
+//! a dozen records, most of it the commit's fixed work (BENCHMARKS.md, "Event Bus end to end", run 6). [`MemoryStore`]
 //! keeps the log in memory, for tests and simulations.
 //!
 //! Event bodies are kept apart from the records, by the event's sequence number, and written
