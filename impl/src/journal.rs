@@ -51,8 +51,11 @@ pub struct Journal {
 
 impl Journal {
     /// Opens the journal at `path` (creating it, written with zeros up to `capacity`) and
-    /// returns it with the frames of `generation` it holds, in order, starting with the one
-    /// whose first key is `next_key`. Appends go after those frames until [`Journal::restart`].
+    /// returns it with the frames of `generation` it holds that reach `next_key` or beyond, in
+    /// order. The first may begin before `next_key` (the store already has those of its
+    /// records: redb keeps commits it did not sync when it is closed cleanly). Appends go
+    /// after the last frame until [`Journal::restart`]. A journal whose first frame begins
+    /// after `next_key` is an error: records between them are missing.
     pub fn open(
         path: &Path,
         generation: u64,
@@ -79,14 +82,28 @@ impl Journal {
             capacity,
         };
         let mut frames = Vec::new();
-        let mut expected = next_key;
+        let mut expected = None;
         while let Some((frame, end)) = journal.read_frame(journal.offset)? {
-            if frame.first_key != expected {
-                break;
+            match expected {
+                None if frame.first_key > next_key => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        format!(
+                            "{}: the journal starts at record {} but the store ends before record {next_key}: records are missing",
+                            path.display(),
+                            frame.first_key
+                        ),
+                    ));
+                }
+                Some(key) if frame.first_key != key => break,
+                _ => {}
             }
-            expected += frame.count;
+            let end_key = frame.first_key + frame.count;
+            expected = Some(end_key);
             journal.offset = end;
-            frames.push(frame);
+            if end_key > next_key {
+                frames.push(frame);
+            }
         }
         Ok((journal, frames))
     }
@@ -221,9 +238,18 @@ mod tests {
         let keys: Vec<u64> = frames.iter().map(|f| f.first_key).collect();
         assert_eq!(keys, vec![10, 12, 15]);
         assert_eq!(frames[1].payload, payload(3));
-        // redb already holds keys 10 and 11: the journal does not start where it should.
-        let (_, frames) = open(&path, 1, 12);
-        assert!(frames.is_empty());
+        // redb already holds keys 10 to 12: the frames from the one holding key 13 come back.
+        let (_, frames) = open(&path, 1, 13);
+        let keys: Vec<u64> = frames.iter().map(|f| f.first_key).collect();
+        assert_eq!(keys, vec![12, 15]);
+        let (_, frames) = open(&path, 1, 16);
+        assert!(frames.is_empty(), "redb has every record");
+        // redb ends before the journal begins: records are missing, and that is an error.
+        let missing = Journal::open(&path, 1, 9, 4096).map(|_| ());
+        assert_eq!(
+            missing.map_err(|e| e.kind()),
+            Err(io::ErrorKind::InvalidData)
+        );
         // Another generation's frames are not this one's.
         let (_, frames) = open(&path, 2, 10);
         assert!(frames.is_empty());

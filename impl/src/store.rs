@@ -255,15 +255,28 @@ impl RedbStore {
             journal_capacity,
         )?;
         for frame in &frames {
-            let entries = journal_entries(&frame.payload).map_err(|e| {
+            let invalid = |e: String| {
                 io::Error::new(
                     io::ErrorKind::InvalidData,
                     format!("journal batch at record {}: {e}", frame.first_key),
                 )
-            })?;
-            Self::write(&db, next, &[], None, &entries, None)?;
-            next += frame.count;
-            len += frame.count;
+            };
+            let entries = journal_entries(&frame.payload).map_err(|e| invalid(e.to_string()))?;
+            // The first frame may begin with records redb already has.
+            let known = usize::try_from(next - frame.first_key).unwrap_or(usize::MAX);
+            let new = entries
+                .get(known..)
+                .filter(|_| entries.len() as u64 == frame.count)
+                .ok_or_else(|| {
+                    invalid(format!(
+                        "{} records, {} expected",
+                        entries.len(),
+                        frame.count
+                    ))
+                })?;
+            Self::write(&db, next, &[], None, new, None)?;
+            next += new.len() as u64;
+            len += new.len() as u64;
         }
         if !frames.is_empty() {
             tracing::info!(batches = frames.len(), "replayed the journal");
@@ -784,6 +797,27 @@ mod body_tests {
             s.bodies().body(3).unwrap_or_default().as_deref(),
             Some("[3]")
         );
+    }
+
+    #[tokio::test]
+    async fn records_written_to_redb_and_records_still_waiting_all_survive_a_clean_close() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let path = dir.path().join("ace.redb");
+        let mut s = RedbStore::open(&path).unwrap_or_else(|e| panic!("{e}"));
+        let records: Vec<Record> = (0..FLUSH_AFTER as u64 + 5)
+            .map(|i| Record::IncarnationsUsed { last: i })
+            .collect();
+        let (written, waiting) = records.split_at(FLUSH_AFTER + 2);
+        s.append(written.to_vec())
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(in_redb(&s), written.len() as u64);
+        s.append(waiting.to_vec())
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        drop(s);
+        let mut s = RedbStore::open(&path).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(s.load().unwrap_or_default(), records);
     }
 
     #[tokio::test]
