@@ -25,14 +25,7 @@ pub struct TokenDigest(String);
 impl TokenDigest {
     /// The digest of `token`.
     pub fn of(token: &str) -> Self {
-        const HEX: &[u8; 16] = b"0123456789abcdef";
-        let d = Sha256::digest(token.as_bytes());
-        let mut hex = String::with_capacity(2 * d.len());
-        for b in d {
-            hex.push(char::from(HEX[usize::from(b >> 4)]));
-            hex.push(char::from(HEX[usize::from(b & 0x0f)]));
-        }
-        TokenDigest(hex)
+        TokenDigest(crate::hex::lower(&Sha256::digest(token.as_bytes())))
     }
 
     /// Constant-time comparison with the digest of `token`.

@@ -35,6 +35,7 @@ pub mod config;
 pub mod connector;
 mod effects;
 pub mod error;
+pub mod hex;
 mod model;
 pub mod names;
 pub mod proxy;

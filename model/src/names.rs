@@ -58,7 +58,7 @@ pub fn service_entry_name(display_name: &str, service_id: &str) -> String {
     let trimmed = normalized.trim_end_matches('-');
     let cut: String = trimmed.chars().take(57).collect();
     let digest = Sha1::digest(service_id.as_bytes());
-    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+    let hex = crate::hex::lower(&digest);
     format!("{cut}-{}", &hex[..5])
 }
 

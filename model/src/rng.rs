@@ -48,7 +48,7 @@ impl CertSerial {
 
     /// The serial of big-endian bytes read from a certificate.
     pub fn from_bytes(bytes: &[u8]) -> Self {
-        CertSerial(bytes.iter().map(|b| format!("{b:02x}")).collect())
+        CertSerial(crate::hex::lower(bytes))
     }
 }
 

@@ -56,12 +56,7 @@ pub fn hash(entries: &[Entry]) -> String {
         hasher.update(e.to_string().as_bytes());
         hasher.update(b"\n");
     }
-    hasher
-        .finalize()
-        .iter()
-        .take(8)
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    ace_model::hex::lower(&hasher.finalize()[..8])
 }
 
 /// What a timeline shows above the entries.
