@@ -218,6 +218,12 @@ mod tests {
         serde_json::to_vec(&vec![n; n]).unwrap_or_default()
     }
 
+    /// Appends a frame of `n` records from `key`, with [`payload`]`(n)`.
+    fn put(j: &mut Journal, key: u64, n: usize) {
+        j.append(key, n as u64, &payload(n))
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+
     fn open(path: &Path, generation: u64, next: u64) -> (Journal, Vec<Frame>) {
         Journal::open(path, generation, next, 4096).unwrap_or_else(|e| panic!("{e}"))
     }
@@ -230,8 +236,7 @@ mod tests {
         assert!(frames.is_empty());
         assert_eq!(std::fs::metadata(&path).map(|m| m.len()).ok(), Some(4096));
         for (key, n) in [(10, 2), (12, 3), (15, 1)] {
-            j.append(key, n as u64, &payload(n))
-                .unwrap_or_else(|e| panic!("{e}"));
+            put(&mut j, key, n);
         }
         drop(j);
         let (_, frames) = open(&path, 1, 10);
@@ -260,11 +265,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
         let path = dir.path().join("j");
         let (mut j, _) = open(&path, 1, 0);
-        j.append(0, 2, &payload(2))
-            .unwrap_or_else(|e| panic!("{e}"));
+        put(&mut j, 0, 2);
         let second = j.offset;
-        j.append(2, 2, &payload(2))
-            .unwrap_or_else(|e| panic!("{e}"));
+        put(&mut j, 2, 2);
         drop(j);
         // Flip one byte of the second frame's payload, as a write cut short would leave it.
         let file = OpenOptions::new()
@@ -291,16 +294,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
         let path = dir.path().join("j");
         let (mut j, _) = open(&path, 1, 0);
-        j.append(0, 3, &payload(3))
-            .unwrap_or_else(|e| panic!("{e}"));
-        j.append(3, 3, &payload(3))
-            .unwrap_or_else(|e| panic!("{e}"));
-        j.append(6, 3, &payload(3))
-            .unwrap_or_else(|e| panic!("{e}"));
+        put(&mut j, 0, 3);
+        put(&mut j, 3, 3);
+        put(&mut j, 6, 3);
         // A checkpoint made keys 0..9 durable in redb; generation 2 starts at the beginning.
         j.restart(2);
-        j.append(9, 4, &payload(4))
-            .unwrap_or_else(|e| panic!("{e}"));
+        put(&mut j, 9, 4);
         drop(j);
         let (_, frames) = open(&path, 2, 9);
         assert_eq!(frames.len(), 1);
@@ -315,8 +314,7 @@ mod tests {
             j.fits(10_000),
             "an empty journal takes a batch over its capacity"
         );
-        j.append(0, 2, &payload(2))
-            .unwrap_or_else(|e| panic!("{e}"));
+        put(&mut j, 0, 2);
         assert!(j.fits(100));
         assert!(!j.fits(4096));
     }

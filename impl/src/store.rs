@@ -6,8 +6,8 @@
 //! `fdatasync` (see [`crate::journal`]). Batches reach redb later and together: once
 //! [`FLUSH_AFTER`] records are waiting, in one commit that is not synced (the journal holds
 //! them), or with the next checkpoint. One redb commit per group commit cost 75 µs of CPU for
-//! a dozen records, most of it the commit's fixed work (BENCHMARKS.md, "Event Bus end to end", run 6). [`MemoryStore`]
-//! keeps the log in memory, for tests and simulations.
+//! a dozen records, most of it the commit's fixed work (BENCHMARKS.md, "Event Bus end to
+//! end", run 6). [`MemoryStore`] keeps the log in memory, for tests and simulations.
 //!
 //! Event bodies are kept apart from the records, by the event's sequence number, and written
 //! in the same commit: the log (and so a restarted model) holds only the events' metadata,
@@ -198,8 +198,8 @@ type Unflushed = Arc<Mutex<BTreeMap<u64, String>>>;
 pub struct RedbStore {
     db: Arc<Database>,
     journal: Arc<Mutex<Journal>>,
-    /// Records appended (durable in the journal) and not yet written to redb, from key
-    /// `next - pending.len()`.
+    /// Records appended (durable in the journal) and not yet written to redb: the last
+    /// `pending.len()` keys before `next`.
     pending: Vec<Encoded>,
     /// Their bodies, readable until redb has them.
     unflushed: Unflushed,
@@ -254,6 +254,8 @@ impl RedbStore {
             next,
             journal_capacity,
         )?;
+        let replayed_from = next;
+        let mut replayed = Vec::new();
         for frame in &frames {
             let invalid = |e: String| {
                 io::Error::new(
@@ -264,25 +266,22 @@ impl RedbStore {
             let entries = journal_entries(&frame.payload).map_err(|e| invalid(e.to_string()))?;
             // The first frame may begin with records redb already has.
             let known = usize::try_from(next - frame.first_key).unwrap_or(usize::MAX);
-            let new = entries
-                .get(known..)
-                .filter(|_| entries.len() as u64 == frame.count)
-                .ok_or_else(|| {
-                    invalid(format!(
-                        "{} records, {} expected",
-                        entries.len(),
-                        frame.count
-                    ))
-                })?;
-            Self::write(&db, next, &[], None, new, None)?;
-            next += new.len() as u64;
-            len += new.len() as u64;
+            if entries.len() as u64 != frame.count || known > entries.len() {
+                return Err(invalid(format!(
+                    "{} records, {} expected",
+                    entries.len(),
+                    frame.count
+                )));
+            }
+            next += (entries.len() - known) as u64;
+            replayed.extend(entries.into_iter().skip(known));
         }
+        len += replayed.len() as u64;
         if !frames.is_empty() {
             tracing::info!(batches = frames.len(), "replayed the journal");
         }
         // Whatever was replayed becomes durable in redb, and the journal starts again.
-        Self::checkpoint_now(&db, &mut journal, next, &[], None, &[])?;
+        Self::checkpoint_now(&db, &mut journal, replayed_from, &replayed, None, &[])?;
         Ok(RedbStore {
             db: Arc::new(db),
             journal: Arc::new(Mutex::new(journal)),
@@ -310,6 +309,11 @@ impl RedbStore {
         Ok(())
     }
 
+    /// The key of the first record waiting for redb (`next` if none is).
+    fn first_pending(&self) -> u64 {
+        self.next - self.pending.len() as u64
+    }
+
     /// [`RedbStore::checkpoint_now`] on a blocking thread, with the records waiting for redb
     /// first; `entries` get the keys from `next`.
     async fn checkpoint(
@@ -317,8 +321,8 @@ impl RedbStore {
         entries: Vec<Encoded>,
         clear: Option<BTreeSet<u64>>,
     ) -> io::Result<()> {
+        let first = self.first_pending();
         let pending = std::mem::take(&mut self.pending);
-        let first = self.next - pending.len() as u64;
         let (db, journal) = (self.db.clone(), self.journal.clone());
         tokio::task::spawn_blocking(move || {
             let mut journal = lock(&journal)?;
@@ -330,10 +334,17 @@ impl RedbStore {
         Ok(())
     }
 
-    /// Writes the records waiting for redb, the first with key `first`, in one commit that is
-    /// not synced, and forgets their bodies (redb has them now).
-    fn flush(&mut self, first: u64) -> io::Result<()> {
-        Self::write(&self.db, first, &[], None, &self.pending, None)?;
+    /// Writes the records waiting for redb in one commit that is not synced, and forgets
+    /// their bodies (redb has them now).
+    fn flush(&mut self) -> io::Result<()> {
+        Self::write(
+            &self.db,
+            self.first_pending(),
+            &[],
+            None,
+            &self.pending,
+            None,
+        )?;
         let mut unflushed = lock(&self.unflushed)?;
         for entry in self.pending.drain(..) {
             if let Some((seq, _)) = entry.body {
@@ -431,8 +442,9 @@ impl Store for RedbStore {
                 }
             }
             self.pending.extend(entries);
+            self.next += n;
             let flushed = if self.pending.len() >= FLUSH_AFTER {
-                self.flush(first + n - self.pending.len() as u64)
+                self.flush()
             } else {
                 Ok(())
             };
@@ -440,8 +452,8 @@ impl Store for RedbStore {
             flushed?;
         } else {
             self.checkpoint(entries, None).await?;
+            self.next += n;
         }
-        self.next += n;
         self.len += n;
         Ok(())
     }
@@ -583,20 +595,24 @@ mod tests {
         Record::IncarnationsUsed { last: i }
     }
 
+    pub(super) fn open(path: &Path) -> RedbStore {
+        RedbStore::open(path).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    pub(super) async fn append(s: &mut RedbStore, records: Vec<Record>) {
+        s.append(records).await.unwrap_or_else(|e| panic!("{e}"));
+    }
+
     #[tokio::test]
     async fn appended_records_survive_reopening_and_compaction_replaces_them() {
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
         let path = dir.path().join("ace.redb");
         {
-            let mut s = RedbStore::open(&path).unwrap_or_else(|e| panic!("{e}"));
-            s.append(vec![record(1), record(2)])
-                .await
-                .unwrap_or_else(|e| panic!("{e}"));
-            s.append(vec![record(3)])
-                .await
-                .unwrap_or_else(|e| panic!("{e}"));
+            let mut s = open(&path);
+            append(&mut s, vec![record(1), record(2)]).await;
+            append(&mut s, vec![record(3)]).await;
         }
-        let mut s = RedbStore::open(&path).unwrap_or_else(|e| panic!("{e}"));
+        let mut s = open(&path);
         assert_eq!(
             s.load().unwrap_or_default(),
             vec![record(1), record(2), record(3)]
@@ -605,11 +621,9 @@ mod tests {
         s.compact(vec![record(9)])
             .await
             .unwrap_or_else(|e| panic!("{e}"));
-        s.append(vec![record(10)])
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
+        append(&mut s, vec![record(10)]).await;
         drop(s);
-        let mut s = RedbStore::open(&path).unwrap_or_else(|e| panic!("{e}"));
+        let mut s = open(&path);
         assert_eq!(s.load().unwrap_or_default(), vec![record(9), record(10)]);
     }
 
@@ -641,22 +655,16 @@ mod tests {
     async fn batches_in_the_journal_survive_a_crash_that_loses_redbs_unsynced_commits() {
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
         let path = dir.path().join("ace.redb");
-        let mut s = RedbStore::open(&path).unwrap_or_else(|e| panic!("{e}"));
-        s.append(vec![record(1)])
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
+        let mut s = open(&path);
+        append(&mut s, vec![record(1)]).await;
         drop(s);
         // Opening checkpointed record 1; the next two batches are only in the journal.
-        let mut s = RedbStore::open(&path).unwrap_or_else(|e| panic!("{e}"));
+        let mut s = open(&path);
         let crash = Crash::keep(&path);
-        s.append(vec![record(2), record(3)])
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
-        s.append(vec![record(4)])
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
+        append(&mut s, vec![record(2), record(3)]).await;
+        append(&mut s, vec![record(4)]).await;
         crash.crash(s);
-        let mut s = RedbStore::open(&path).unwrap_or_else(|e| panic!("{e}"));
+        let mut s = open(&path);
         assert_eq!(
             s.load().unwrap_or_default(),
             (1..=4).map(record).collect::<Vec<_>>()
@@ -664,11 +672,9 @@ mod tests {
         assert_eq!(s.len(), 4);
         // The replayed batches were checkpointed: the next crash does not need them again.
         let crash = Crash::keep(&path);
-        s.append(vec![record(5)])
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
+        append(&mut s, vec![record(5)]).await;
         crash.crash(s);
-        let mut s = RedbStore::open(&path).unwrap_or_else(|e| panic!("{e}"));
+        let mut s = open(&path);
         assert_eq!(
             s.load().unwrap_or_default(),
             (1..=5).map(record).collect::<Vec<_>>()
@@ -685,9 +691,7 @@ mod tests {
         let mut i = 0;
         // Batches of ~20 records each: a few fill the journal.
         while crash.is_none() {
-            s.append((i..i + 20).map(record).collect())
-                .await
-                .unwrap_or_else(|e| panic!("{e}"));
+            append(&mut s, (i..i + 20).map(record).collect()).await;
             i += 20;
             if lock(&s.journal).map(|j| j.generation()).unwrap_or(0) > start {
                 crash = Some(Crash::keep(&path));
@@ -696,9 +700,7 @@ mod tests {
         }
         // Two small batches, which fit into the restarted journal.
         for n in [3, 3] {
-            s.append((i..i + n).map(record).collect())
-                .await
-                .unwrap_or_else(|e| panic!("{e}"));
+            append(&mut s, (i..i + n).map(record).collect()).await;
             i += n;
         }
         assert_eq!(
@@ -722,6 +724,7 @@ mod body_tests {
 
     use ace_model::bus::{BusRecord, Event};
 
+    use super::tests::{append, open};
     use super::*;
 
     fn accepted(seq: u64, data: &str) -> Record {
@@ -753,18 +756,14 @@ mod body_tests {
     async fn batches_wait_for_redb_until_enough_are_waiting_and_stay_readable() {
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
         let path = dir.path().join("ace.redb");
-        let mut s = RedbStore::open(&path).unwrap_or_else(|e| panic!("{e}"));
-        s.append(vec![accepted(1, "[1]")])
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
+        let mut s = open(&path);
+        append(&mut s, vec![accepted(1, "[1]")]).await;
         assert_eq!(in_redb(&s), 0, "a small batch is only in the journal");
         let bodies = s.bodies();
         assert_eq!(bodies.body(1).unwrap_or_default().as_deref(), Some("[1]"));
         assert_eq!(s.load().unwrap_or_default().len(), 1);
         let fillers = (0..FLUSH_AFTER as u64).map(|i| Record::IncarnationsUsed { last: i });
-        s.append(fillers.collect())
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
+        append(&mut s, fillers.collect()).await;
         assert_eq!(
             in_redb(&s),
             FLUSH_AFTER as u64 + 1,
@@ -773,9 +772,7 @@ mod body_tests {
         assert!(lock(&s.unflushed).map(|u| u.is_empty()).unwrap_or(false));
         assert_eq!(bodies.body(1).unwrap_or_default().as_deref(), Some("[1]"));
         // Waiting again, then a compaction: the waiting body still owed survives it.
-        s.append(vec![accepted(2, "[2]"), accepted(3, "[3]")])
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
+        append(&mut s, vec![accepted(2, "[2]"), accepted(3, "[3]")]).await;
         s.compact(vec![accepted(3, "[3]")])
             .await
             .unwrap_or_else(|e| panic!("{e}"));
@@ -783,11 +780,9 @@ mod body_tests {
         assert_eq!(bodies.body(3).unwrap_or_default().as_deref(), Some("[3]"));
         assert_eq!(s.load().unwrap_or_default().len(), 1);
         // Not flushed at all before the store goes away: the journal brings them back.
-        s.append(vec![accepted(4, "[4]")])
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
+        append(&mut s, vec![accepted(4, "[4]")]).await;
         drop((s, bodies));
-        let mut s = RedbStore::open(&path).unwrap_or_else(|e| panic!("{e}"));
+        let mut s = open(&path);
         assert_eq!(s.load().unwrap_or_default().len(), 2);
         assert_eq!(
             s.bodies().body(4).unwrap_or_default().as_deref(),
@@ -803,30 +798,28 @@ mod body_tests {
     async fn records_written_to_redb_and_records_still_waiting_all_survive_a_clean_close() {
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
         let path = dir.path().join("ace.redb");
-        let mut s = RedbStore::open(&path).unwrap_or_else(|e| panic!("{e}"));
+        let mut s = open(&path);
         let records: Vec<Record> = (0..FLUSH_AFTER as u64 + 5)
             .map(|i| Record::IncarnationsUsed { last: i })
             .collect();
         let (written, waiting) = records.split_at(FLUSH_AFTER + 2);
-        s.append(written.to_vec())
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
+        append(&mut s, written.to_vec()).await;
         assert_eq!(in_redb(&s), written.len() as u64);
-        s.append(waiting.to_vec())
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
+        append(&mut s, waiting.to_vec()).await;
         drop(s);
-        let mut s = RedbStore::open(&path).unwrap_or_else(|e| panic!("{e}"));
+        let mut s = open(&path);
         assert_eq!(s.load().unwrap_or_default(), records);
     }
 
     #[tokio::test]
     async fn bodies_are_kept_apart_from_the_log_and_compaction_drops_the_settled_ones() {
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-        let mut s = RedbStore::open(&dir.path().join("ace.redb")).unwrap_or_else(|e| panic!("{e}"));
-        s.append(vec![accepted(1, r#"{"a":1}"#), accepted(2, r#""two""#)])
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
+        let mut s = open(&dir.path().join("ace.redb"));
+        append(
+            &mut s,
+            vec![accepted(1, r#"{"a":1}"#), accepted(2, r#""two""#)],
+        )
+        .await;
         let logged = s.load().unwrap_or_default();
         assert!(logged.iter().all(|r| matches!(r, Record::Bus(BusRecord::EventAccepted { event, .. }) if event.body_stored && event.data.is_empty())));
         assert_eq!(
@@ -843,7 +836,7 @@ mod body_tests {
             Some(r#""two""#)
         );
         drop(s);
-        let s = RedbStore::open(&dir.path().join("ace.redb")).unwrap_or_else(|e| panic!("{e}"));
+        let s = open(&dir.path().join("ace.redb"));
         assert_eq!(
             s.bodies().body(2).unwrap_or_default().as_deref(),
             Some(r#""two""#),
@@ -854,11 +847,9 @@ mod body_tests {
         let path = dir.path().join("ace.redb");
         let mut s = s;
         let crash = super::tests::Crash::keep(&path);
-        s.append(vec![accepted(3, r#"[3]"#)])
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
+        append(&mut s, vec![accepted(3, r#"[3]"#)]).await;
         crash.crash(s);
-        let s = RedbStore::open(&path).unwrap_or_else(|e| panic!("{e}"));
+        let s = open(&path);
         assert_eq!(
             s.bodies().body(3).unwrap_or_default().as_deref(),
             Some("[3]")
