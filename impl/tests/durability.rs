@@ -36,7 +36,19 @@ fn free_port() -> u16 {
         .unwrap_or_else(|e| panic!("{e}"))
 }
 
+/// `ace serve` on `data`, ready. Its ports are picked free and then bound by the child, so
+/// another process may take one in between: a child that exits before it is ready is started
+/// again on other ports.
 async fn serve(data: &Path) -> Serve {
+    for _ in 0..5 {
+        if let Some(s) = try_serve(data).await {
+            return s;
+        }
+    }
+    panic!("ace serve did not come up in five attempts");
+}
+
+async fn try_serve(data: &Path) -> Option<Serve> {
     let ports: Vec<u16> = (0..6).map(|_| free_port()).collect();
     let child = Command::new(env!("CARGO_BIN_EXE_ace"))
         .args(["serve", "--data-dir"])
@@ -58,7 +70,7 @@ async fn serve(data: &Path) -> Serve {
         .stderr(Stdio::null())
         .spawn()
         .unwrap_or_else(|e| panic!("{e}"));
-    let s = Serve {
+    let mut s = Serve {
         child,
         admin: format!("http://127.0.0.1:{}", ports[3]),
         publish: format!("http://127.0.0.1:{}/v1/events", ports[4]),
@@ -76,7 +88,10 @@ async fn serve(data: &Path) -> Serve {
         )
         .await;
         if r.is_ok_and(|r| r.status == 200) {
-            return s;
+            return Some(s);
+        }
+        if s.child.try_wait().ok().flatten().is_some() {
+            return None;
         }
         assert!(
             started.elapsed() < Duration::from_secs(30),
