@@ -231,3 +231,157 @@ async fn run<S: Store>(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{EventBodies, MemoryStore};
+    use ace_model::{AdminRequest, Config};
+
+    /// An append the test has to let through.
+    struct Gate {
+        records: Vec<Record>,
+        open: oneshot::Sender<()>,
+    }
+
+    /// A store whose appends wait until the test opens them, one gate per append.
+    struct GatedStore {
+        inner: MemoryStore,
+        appends: mpsc::UnboundedSender<Gate>,
+    }
+
+    impl Store for GatedStore {
+        fn load(&mut self) -> io::Result<Vec<Record>> {
+            self.inner.load()
+        }
+        async fn append(&mut self, records: Vec<Record>) -> io::Result<()> {
+            let (open, opened) = oneshot::channel();
+            let gate = Gate {
+                records: records.clone(),
+                open,
+            };
+            self.appends.send(gate).map_err(io::Error::other)?;
+            opened.await.map_err(io::Error::other)?;
+            self.inner.append_now(records)
+        }
+        async fn compact(&mut self, snapshot: Vec<Record>) -> io::Result<()> {
+            self.inner.compact_now(snapshot)
+        }
+        fn len(&self) -> u64 {
+            self.inner.len()
+        }
+        fn bodies(&self) -> Arc<dyn EventBodies> {
+            self.inner.bodies()
+        }
+    }
+
+    fn apply(name: &str) -> Request {
+        Request::Admin(AdminRequest::ApplyRemoteEnvironment {
+            name: name.into(),
+            description: String::new(),
+            labels: Default::default(),
+            skip_verify: false,
+        })
+    }
+
+    fn get(name: &str) -> Request {
+        Request::Admin(AdminRequest::GetRemoteEnvironment { name: name.into() })
+    }
+
+    /// Whether `records` create the RemoteEnvironment `name`.
+    fn creates(records: &[Record], name: &str) -> bool {
+        let text = serde_json::to_string(records).unwrap_or_default();
+        text.contains(&format!("\"{name}\""))
+    }
+
+    /// Lets the driver run until it waits for something.
+    async fn settle() {
+        for _ in 0..20 {
+            tokio::task::yield_now().await;
+        }
+    }
+
+    fn start() -> (Handle, mpsc::UnboundedReceiver<Gate>) {
+        let (appends, gates) = mpsc::unbounded_channel();
+        let store = GatedStore {
+            inner: MemoryStore::default(),
+            appends,
+        };
+        let model = Model::new(Config::default(), 7.into());
+        let (handle, _tables, _task) = spawn(
+            model,
+            store,
+            Clock::new(1_700_000_000_000),
+            Arc::new(Metrics::default()),
+            |_outcomes| Box::new(|_delivery| {}),
+        );
+        (handle, gates)
+    }
+
+    fn call(handle: &Handle, request: Request) -> tokio::task::JoinHandle<u16> {
+        let handle = handle.clone();
+        tokio::spawn(async move { handle.call(request).await.map_or(0, |reply| reply.status()) })
+    }
+
+    #[tokio::test]
+    async fn requests_arriving_during_an_append_form_the_next_one_and_wait_for_it() {
+        let (handle, mut gates) = start();
+        let first = call(&handle, apply("one"));
+        let Some(gate1) = gates.recv().await else {
+            panic!("no append")
+        };
+        assert!(creates(&gate1.records, "one"));
+
+        // While the first append is under way: a write, then a read that sees it.
+        let second = call(&handle, apply("two"));
+        settle().await;
+        let read = call(&handle, get("two"));
+        settle().await;
+        assert!(gates.try_recv().is_err(), "one append at a time");
+        assert!(
+            !first.is_finished(),
+            "replied before its records were durable"
+        );
+        assert!(!second.is_finished() && !read.is_finished());
+
+        assert!(gate1.open.send(()).is_ok());
+        assert_eq!(first.await.ok(), Some(201));
+        let Some(gate2) = gates.recv().await else {
+            panic!("the waiting batch was not appended")
+        };
+        assert!(creates(&gate2.records, "two"));
+        assert!(!creates(&gate2.records, "one"));
+        settle().await;
+        assert!(
+            !second.is_finished(),
+            "replied before its records were durable"
+        );
+        assert!(
+            !read.is_finished(),
+            "a read that saw a change was answered before the change was durable"
+        );
+
+        assert!(gate2.open.send(()).is_ok());
+        assert_eq!(second.await.ok(), Some(201));
+        assert_eq!(read.await.ok(), Some(200));
+    }
+
+    #[tokio::test]
+    async fn a_read_during_an_append_waits_for_it() {
+        let (handle, mut gates) = start();
+        let write = call(&handle, apply("one"));
+        let Some(gate) = gates.recv().await else {
+            panic!("no append")
+        };
+        let read = call(&handle, get("one"));
+        settle().await;
+        assert!(
+            !read.is_finished(),
+            "a read saw a change before the change was durable"
+        );
+        assert!(gate.open.send(()).is_ok());
+        assert_eq!(write.await.ok(), Some(201));
+        assert_eq!(read.await.ok(), Some(200));
+        assert!(gates.try_recv().is_err(), "a read appends nothing");
+    }
+}
