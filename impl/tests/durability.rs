@@ -1,15 +1,15 @@
 //! A `kill -9` during a stream of writes loses no write that was answered 2xx: a real
 //! `ace serve` process, concurrent writers, SIGKILL mid-stream, restart, read back.
 
-use std::net::TcpListener;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::AtomicU16;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 mod common;
+
+use common::process::ServeProcess;
 
 use ace::client;
 use ace::net::TokioNet;
@@ -17,87 +17,24 @@ use hyper::Method;
 use serde_json::json;
 
 struct Serve {
-    child: Child,
+    process: ServeProcess,
     admin: String,
     publish: String,
 }
 
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .unwrap_or_else(|e| panic!("{e}"))
-}
-
-/// `ace serve` on `data`, ready. Its ports are picked free and then bound by the child, so
-/// another process may take one in between: a child that exits before it is ready is started
-/// again on other ports.
+/// `ace serve` on `data`, ready (started again on other ports if one was taken meanwhile).
 async fn serve(data: &Path) -> Serve {
-    for _ in 0..5 {
-        if let Some(s) = try_serve(data).await {
-            return s;
-        }
-    }
-    panic!("ace serve did not come up in five attempts");
-}
-
-async fn try_serve(data: &Path) -> Option<Serve> {
-    let ports: Vec<u16> = (0..6).map(|_| free_port()).collect();
-    let child = Command::new(env!("CARGO_BIN_EXE_ace"))
-        .args(["serve", "--data-dir"])
-        .arg(data)
-        .args([
-            "--connector-internal-addr",
-            &format!("127.0.0.1:{}", ports[0]),
-        ])
-        .args([
-            "--connector-external-addr",
-            &format!("127.0.0.1:{}", ports[1]),
-        ])
-        .args(["--gateway-addr", &format!("127.0.0.1:{}", ports[2])])
-        .args(["--admin-addr", &format!("127.0.0.1:{}", ports[3])])
-        .args(["--publish-addr", &format!("127.0.0.1:{}", ports[4])])
-        .args(["--proxy-addr", &format!("127.0.0.1:{}", ports[5])])
-        .args(["--retry-initial", "100ms", "--retry-max", "300ms"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap_or_else(|e| panic!("{e}"));
-    let mut s = Serve {
-        child,
-        admin: format!("http://127.0.0.1:{}", ports[3]),
-        publish: format!("http://127.0.0.1:{}/v1/events", ports[4]),
-    };
-    let started = Instant::now();
-    loop {
-        let r = client::request(
-            &TokioNet,
-            Method::GET,
-            &format!("{}/readyz", s.admin),
-            &[],
-            None,
-            None,
-            Duration::from_secs(2),
-        )
-        .await;
-        if r.is_ok_and(|r| r.status == 200) {
-            return Some(s);
-        }
-        if s.child.try_wait().ok().flatten().is_some() {
-            return None;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "ace serve did not come up"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
+    let data = data.to_owned();
+    let process = tokio::task::spawn_blocking(move || {
+        ServeProcess::start(&data, &["--retry-initial", "100ms", "--retry-max", "300ms"])
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    let ports = process.ports;
+    Serve {
+        process,
+        admin: format!("http://127.0.0.1:{}", ports.admin),
+        publish: format!("http://127.0.0.1:{}/v1/events", ports.publish),
     }
 }
 
@@ -126,8 +63,12 @@ async fn write_until_killed(server: &mut Serve, round: usize, run_for: Duration)
         }));
     }
     tokio::time::sleep(run_for).await;
-    server.child.kill().unwrap_or_else(|e| panic!("{e}")); // SIGKILL
-    let _ = server.child.wait();
+    server
+        .process
+        .child
+        .kill()
+        .unwrap_or_else(|e| panic!("{e}")); // SIGKILL
+    let _ = server.process.child.wait();
     stop.store(true, Ordering::Relaxed);
     let mut acknowledged = Vec::new();
     for w in writers {
@@ -260,8 +201,12 @@ async fn events_answered_200_are_delivered_after_a_kill_9() {
         }));
     }
     tokio::time::sleep(Duration::from_millis(800)).await;
-    server.child.kill().unwrap_or_else(|e| panic!("{e}"));
-    let _ = server.child.wait();
+    server
+        .process
+        .child
+        .kill()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let _ = server.process.child.wait();
     stop.store(true, Ordering::Relaxed);
     let mut accepted = Vec::new();
     for p in publishers {

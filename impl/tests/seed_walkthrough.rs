@@ -6,30 +6,13 @@
 //! CI installs openssl and curl; the test fails (it does not skip) when they are missing.
 
 use std::io::Write;
-use std::net::TcpListener;
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
 
 use serde_json::Value;
 
 mod common;
-
-struct Serve(Child);
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .unwrap_or_else(|e| panic!("{e}"))
-}
 
 fn run(cmd: &mut Command) -> Output {
     let out = cmd
@@ -99,42 +82,14 @@ fn the_seeds_openssl_and_curl_walkthrough_works() {
     let lambda = runtime.block_on(common::subscriber::start(common::subscriber::always(200)));
     let work = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let dir = work.path();
-    let (internal, external, gateway, admin) = (free_port(), free_port(), free_port(), free_port());
     let ace = env!("CARGO_BIN_EXE_ace");
-    let _serve = Serve(
-        Command::new(ace)
-            .args(["serve", "--data-dir"])
-            .arg(dir.join("data"))
-            .args([
-                "--connector-internal-addr",
-                &format!("127.0.0.1:{internal}"),
-            ])
-            .args([
-                "--connector-external-addr",
-                &format!("127.0.0.1:{external}"),
-            ])
-            .args(["--gateway-addr", &format!("127.0.0.1:{gateway}")])
-            .args(["--admin-addr", &format!("127.0.0.1:{admin}")])
-            .args(["--publish-addr", &format!("127.0.0.1:{}", free_port())])
-            .args(["--proxy-addr", &format!("127.0.0.1:{}", free_port())])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| panic!("{e}")),
-    );
-    let started = Instant::now();
-    while Command::new("curl")
-        .args(["-sf", &format!("http://127.0.0.1:{admin}/healthz")])
-        .output()
-        .map(|o| !o.status.success())
-        .unwrap_or(true)
-    {
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "ace serve did not come up"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let serve = common::process::ServeProcess::start(&dir.join("data"), &[]);
+    let common::process::Ports {
+        internal,
+        gateway,
+        admin,
+        ..
+    } = serve.ports;
     let ca = dir.join("data/ca.crt");
     let re = "ec-default";
 
