@@ -185,6 +185,10 @@ const BODIES: TableDefinition<u64, &str> = TableDefinition::new("event-bodies");
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 /// The journal generation of the last checkpoint (in [`META`]).
 const GENERATION: &str = "journal-generation";
+/// The key the next record gets (in [`META`], written with every commit). Not derived from
+/// the log's last key alone: a compaction to an empty snapshot leaves the log empty while
+/// the journal's keys go on.
+const NEXT_KEY: &str = "next-key";
 
 /// Records in the journal and not in redb that make redb take them (in a commit that is not
 /// synced; the journal keeps them durable).
@@ -235,17 +239,19 @@ impl RedbStore {
         txn.commit().map_err(io_err)?;
         let read = db.begin_read().map_err(io_err)?;
         let table = read.open_table(LOG).map_err(io_err)?;
-        let mut next = table
+        let after_last = table
             .last()
             .map_err(io_err)?
             .map_or(0, |(k, _)| k.value() + 1);
         let mut len = table.len().map_err(io_err)?;
-        let generation = read
-            .open_table(META)
-            .map_err(io_err)?
-            .get(GENERATION)
-            .map_err(io_err)?
-            .map_or(0, |v| v.value());
+        let meta = read.open_table(META).map_err(io_err)?;
+        let meta_value = |key: &str| -> io::Result<Option<u64>> {
+            Ok(meta.get(key).map_err(io_err)?.map(|v| v.value()))
+        };
+        let generation = meta_value(GENERATION)?.unwrap_or(0);
+        // Data directories written before the key was recorded have only the log's last key.
+        let mut next = meta_value(NEXT_KEY)?.unwrap_or(0).max(after_last);
+        drop(meta);
         drop(table);
         drop(read);
         let (mut journal, frames) = Journal::open(
@@ -367,14 +373,16 @@ impl RedbStore {
         checkpoint: Option<u64>,
     ) -> io::Result<()> {
         let mut txn = db.begin_write().map_err(io_err)?;
-        match checkpoint {
-            None => txn.set_durability(Durability::None).map_err(io_err)?,
-            Some(generation) => {
-                txn.open_table(META)
-                    .map_err(io_err)?
-                    .insert(GENERATION, generation)
-                    .map_err(io_err)?;
+        if checkpoint.is_none() {
+            txn.set_durability(Durability::None).map_err(io_err)?;
+        }
+        {
+            let mut meta = txn.open_table(META).map_err(io_err)?;
+            if let Some(generation) = checkpoint {
+                meta.insert(GENERATION, generation).map_err(io_err)?;
             }
+            let next = first + (pending.len() + entries.len()) as u64;
+            meta.insert(NEXT_KEY, next).map_err(io_err)?;
         }
         {
             let mut table = txn.open_table(LOG).map_err(io_err)?;
@@ -809,6 +817,26 @@ mod body_tests {
         drop(s);
         let mut s = open(&path);
         assert_eq!(s.load().unwrap_or_default(), records);
+    }
+
+    #[tokio::test]
+    async fn records_after_a_compaction_to_an_empty_snapshot_survive_reopening() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let path = dir.path().join("ace.redb");
+        let r = |last| Record::IncarnationsUsed { last };
+        let mut s = open(&path);
+        append(&mut s, vec![r(0), r(1)]).await;
+        s.compact(Vec::new())
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        // The log is empty now; this batch waits in the journal, under key 2.
+        append(&mut s, vec![r(2)]).await;
+        drop(s);
+        let mut s = RedbStore::open(&path).unwrap_or_else(|e| panic!("reopening: {e}"));
+        assert_eq!(s.load().unwrap_or_default(), vec![r(2)]);
+        append(&mut s, vec![r(3)]).await;
+        drop(s);
+        assert_eq!(open(&path).load().unwrap_or_default(), vec![r(2), r(3)]);
     }
 
     #[tokio::test]
