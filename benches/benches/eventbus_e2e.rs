@@ -26,8 +26,8 @@
 //!
 //! Ceilings, in the same run: the same forwarder made durable and nothing else
 //! (`ceiling_durable_forwarder_*`). It answers 200 once the body is in a log file, appended
-//! by a group commit (one `pwrite` and one `fdatasync` for every body waiting, into a
-//! preallocated file, as ACE's journal does), and pushes the body afterwards. It shows what
+//! by a group commit (every body waiting as one frame of ACE's own journal: one `pwrite` and
+//! one `fdatasync` into a preallocated file), and pushes the body afterwards. It shows what
 //! the durability ACE promises costs on this disk by itself, with no model, store format or
 //! subscriptions; its runtime's threads are named `durable-fwd`.
 //!
@@ -49,6 +49,7 @@ use std::time::{Duration, Instant};
 
 use ace::client::{self, TlsOptions};
 use ace::driver::Clock;
+use ace::journal::Journal;
 use ace::net::{Listener, Net, TokioNet};
 use ace::pki::{self, Ca, KeyKind};
 use ace::serve::{self, ServeOptions, Server};
@@ -181,9 +182,9 @@ fn start_subscriber(rt: &Runtime, counts: Arc<Counts>) -> std::net::SocketAddr {
 // ---------------------------------------------------------------------------------------
 // The baseline forwarder, and the durable forwarder.
 
-/// Group commit for the durable forwarder: a thread appends every body waiting to a
-/// preallocated file with one `pwrite` and one `fdatasync` (as ACE's journal does) and then
-/// releases their senders.
+/// Group commit for the durable forwarder: a thread appends every body waiting as one frame
+/// of ACE's own journal (one `pwrite` and one `fdatasync` into a preallocated file), starting
+/// the journal again when it is full, and then releases their senders.
 #[derive(Clone)]
 struct GroupLog {
     tx: std::sync::mpsc::Sender<(Bytes, tokio::sync::oneshot::Sender<()>)>,
@@ -191,25 +192,13 @@ struct GroupLog {
 
 impl GroupLog {
     fn start(dir: &std::path::Path) -> GroupLog {
-        use std::os::unix::fs::FileExt;
-        let file = std::fs::File::options()
-            .create(true)
-            .truncate(false)
-            .read(true)
-            .write(true)
-            .open(dir.join("log"))
-            .expect("log file");
-        file.set_len(0).expect("truncate");
-        let zeros = vec![0u8; 1 << 20];
-        for i in 0..DURABLE_LOG_BYTES / (1 << 20) {
-            file.write_all_at(&zeros, i << 20).expect("preallocate");
-        }
-        file.sync_all().expect("sync");
+        let (mut journal, _) =
+            Journal::open(&dir.join("log"), 1, 0, DURABLE_LOG_BYTES).expect("log file");
         let (tx, rx) = std::sync::mpsc::channel::<(Bytes, tokio::sync::oneshot::Sender<()>)>();
         std::thread::Builder::new()
             .name(format!("{DURABLE_THREADS}-log"))
             .spawn(move || {
-                let (mut offset, mut buf, mut waiting) = (0u64, Vec::new(), Vec::new());
+                let (mut key, mut buf, mut waiting) = (0u64, Vec::new(), Vec::new());
                 while let Ok(first) = rx.recv() {
                     waiting.push(first);
                     waiting.extend(rx.try_iter());
@@ -218,12 +207,12 @@ impl GroupLog {
                         buf.extend_from_slice(&(body.len() as u32).to_le_bytes());
                         buf.extend_from_slice(body);
                     }
-                    if offset + buf.len() as u64 > DURABLE_LOG_BYTES {
-                        offset = 0;
+                    if !journal.fits(buf.len()) {
+                        journal.restart(journal.generation() + 1);
                     }
-                    file.write_all_at(&buf, offset).expect("log write");
-                    file.sync_data().expect("log sync");
-                    offset += buf.len() as u64;
+                    let count = waiting.len() as u64;
+                    journal.append(key, count, &buf).expect("log write");
+                    key += count;
                     for (_, done) in waiting.drain(..) {
                         let _ = done.send(());
                     }

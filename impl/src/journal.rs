@@ -4,8 +4,8 @@
 //! file; flushing them took about 2.3 times as long as one sequential append and `fdatasync`
 //! on the same disk (BENCHMARKS.md, "Event Bus end to end"). So each group commit is made
 //! durable by appending the batch to this journal, one checksummed frame per batch, with one
-//! `fdatasync`; redb gets the same batch in a commit that is not synced (`Durability::None`,
-//! visible at once to readers of event bodies). Once the journal is full, the next batch is
+//! `fdatasync`; redb gets the batches later and together, in a commit that is not synced
+//! (`Durability::None`; see [`crate::store`]). Once the journal is full, the next batch is
 //! committed to redb durably instead (a checkpoint: every earlier batch becomes durable in
 //! redb too) and the journal starts again from its beginning.
 //!

@@ -599,7 +599,7 @@ impl EventBodies for MemoryStore {
 mod tests {
     use super::*;
 
-    fn record(i: u64) -> Record {
+    pub(super) fn record(i: u64) -> Record {
         Record::IncarnationsUsed { last: i }
     }
 
@@ -732,7 +732,7 @@ mod body_tests {
 
     use ace_model::bus::{BusRecord, Event};
 
-    use super::tests::{append, open};
+    use super::tests::{append, open, record};
     use super::*;
 
     fn accepted(seq: u64, data: &str) -> Record {
@@ -770,7 +770,7 @@ mod body_tests {
         let bodies = s.bodies();
         assert_eq!(bodies.body(1).unwrap_or_default().as_deref(), Some("[1]"));
         assert_eq!(s.load().unwrap_or_default().len(), 1);
-        let fillers = (0..FLUSH_AFTER as u64).map(|i| Record::IncarnationsUsed { last: i });
+        let fillers = (0..FLUSH_AFTER as u64).map(record);
         append(&mut s, fillers.collect()).await;
         assert_eq!(
             in_redb(&s),
@@ -807,9 +807,7 @@ mod body_tests {
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
         let path = dir.path().join("ace.redb");
         let mut s = open(&path);
-        let records: Vec<Record> = (0..FLUSH_AFTER as u64 + 5)
-            .map(|i| Record::IncarnationsUsed { last: i })
-            .collect();
+        let records: Vec<Record> = (0..FLUSH_AFTER as u64 + 5).map(record).collect();
         let (written, waiting) = records.split_at(FLUSH_AFTER + 2);
         append(&mut s, written.to_vec()).await;
         assert_eq!(in_redb(&s), written.len() as u64);
@@ -823,20 +821,22 @@ mod body_tests {
     async fn records_after_a_compaction_to_an_empty_snapshot_survive_reopening() {
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
         let path = dir.path().join("ace.redb");
-        let r = |last| Record::IncarnationsUsed { last };
         let mut s = open(&path);
-        append(&mut s, vec![r(0), r(1)]).await;
+        append(&mut s, vec![record(0), record(1)]).await;
         s.compact(Vec::new())
             .await
             .unwrap_or_else(|e| panic!("{e}"));
         // The log is empty now; this batch waits in the journal, under key 2.
-        append(&mut s, vec![r(2)]).await;
+        append(&mut s, vec![record(2)]).await;
         drop(s);
         let mut s = RedbStore::open(&path).unwrap_or_else(|e| panic!("reopening: {e}"));
-        assert_eq!(s.load().unwrap_or_default(), vec![r(2)]);
-        append(&mut s, vec![r(3)]).await;
+        assert_eq!(s.load().unwrap_or_default(), vec![record(2)]);
+        append(&mut s, vec![record(3)]).await;
         drop(s);
-        assert_eq!(open(&path).load().unwrap_or_default(), vec![r(2), r(3)]);
+        assert_eq!(
+            open(&path).load().unwrap_or_default(),
+            vec![record(2), record(3)]
+        );
     }
 
     #[tokio::test]

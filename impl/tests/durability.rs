@@ -16,34 +16,26 @@ use ace::net::TokioNet;
 use hyper::Method;
 use serde_json::json;
 
-struct Serve {
-    process: ServeProcess,
-    admin: String,
-    publish: String,
-}
-
 /// `ace serve` on `data`, ready (started again on other ports if one was taken meanwhile).
-async fn serve(data: &Path) -> Serve {
+async fn serve(data: &Path) -> ServeProcess {
     let data = data.to_owned();
-    let process = tokio::task::spawn_blocking(move || {
+    tokio::task::spawn_blocking(move || {
         ServeProcess::start(&data, &["--retry-initial", "100ms", "--retry-max", "300ms"])
     })
     .await
-    .unwrap_or_else(|e| panic!("{e}"));
-    let ports = process.ports;
-    Serve {
-        process,
-        admin: format!("http://127.0.0.1:{}", ports.admin),
-        publish: format!("http://127.0.0.1:{}/v1/events", ports.publish),
-    }
+    .unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// Writes from 8 concurrent clients until the server dies; returns the names answered 2xx.
-async fn write_until_killed(server: &mut Serve, round: usize, run_for: Duration) -> Vec<String> {
+async fn write_until_killed(
+    server: &mut ServeProcess,
+    round: usize,
+    run_for: Duration,
+) -> Vec<String> {
     let stop = Arc::new(AtomicBool::new(false));
     let mut writers = Vec::new();
     for w in 0..8 {
-        let admin = server.admin.clone();
+        let admin = server.ports.admin_url();
         let stop = stop.clone();
         writers.push(tokio::spawn(async move {
             let mut acknowledged = Vec::new();
@@ -63,12 +55,7 @@ async fn write_until_killed(server: &mut Serve, round: usize, run_for: Duration)
         }));
     }
     tokio::time::sleep(run_for).await;
-    server
-        .process
-        .child
-        .kill()
-        .unwrap_or_else(|e| panic!("{e}")); // SIGKILL
-    let _ = server.process.child.wait();
+    server.kill_9();
     stop.store(true, Ordering::Relaxed);
     let mut acknowledged = Vec::new();
     for w in writers {
@@ -77,11 +64,11 @@ async fn write_until_killed(server: &mut Serve, round: usize, run_for: Duration)
     acknowledged
 }
 
-async fn names(server: &Serve) -> std::collections::BTreeSet<String> {
+async fn names(server: &ServeProcess) -> std::collections::BTreeSet<String> {
     let r = client::request(
         &TokioNet,
         Method::GET,
-        &format!("{}/v1/remoteenvironments", server.admin),
+        &format!("{}/v1/remoteenvironments", server.ports.admin_url()),
         &[],
         None,
         None,
@@ -163,7 +150,10 @@ async fn events_answered_200_are_delivered_after_a_kill_9() {
     let ea = json!({"kind": "EventActivation", "metadata": {"name": "shop"}, "spec": {"sourceId": "shop"}});
     assert_eq!(
         put(
-            format!("{}/v1/namespaces/ns/eventactivations/shop", server.admin),
+            format!(
+                "{}/v1/namespaces/ns/eventactivations/shop",
+                server.ports.admin_url()
+            ),
             ea
         )
         .await,
@@ -174,7 +164,10 @@ async fn events_answered_200_are_delivered_after_a_kill_9() {
         "push_request_timeout_ms": 1000, "event_type": "order.created", "event_type_version": "v1", "source_id": "shop"}});
     assert_eq!(
         put(
-            format!("{}/v1/namespaces/ns/subscriptions/orders", server.admin),
+            format!(
+                "{}/v1/namespaces/ns/subscriptions/orders",
+                server.ports.admin_url()
+            ),
             sub_doc
         )
         .await,
@@ -184,7 +177,7 @@ async fn events_answered_200_are_delivered_after_a_kill_9() {
     let stop = Arc::new(AtomicBool::new(false));
     let mut publishers = Vec::new();
     for p in 0..4 {
-        let (url, stop) = (server.publish.clone(), stop.clone());
+        let (url, stop) = (server.ports.publish_url(), stop.clone());
         publishers.push(tokio::spawn(async move {
             let mut accepted = Vec::new();
             for i in 0.. {
@@ -201,12 +194,7 @@ async fn events_answered_200_are_delivered_after_a_kill_9() {
         }));
     }
     tokio::time::sleep(Duration::from_millis(800)).await;
-    server
-        .process
-        .child
-        .kill()
-        .unwrap_or_else(|e| panic!("{e}"));
-    let _ = server.process.child.wait();
+    server.kill_9();
     stop.store(true, Ordering::Relaxed);
     let mut accepted = Vec::new();
     for p in publishers {

@@ -17,14 +17,27 @@ pub struct Ports {
     pub proxy: u16,
 }
 
+impl Ports {
+    /// The admin API's base URL.
+    pub fn admin_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.admin)
+    }
+
+    /// The publish API's events URL.
+    pub fn publish_url(&self) -> String {
+        format!("http://127.0.0.1:{}/v1/events", self.publish)
+    }
+}
+
 /// A running `ace serve`; killed (SIGKILL) and reaped when dropped.
 pub struct ServeProcess {
-    pub child: Child,
+    child: Child,
     pub ports: Ports,
 }
 
 impl Drop for ServeProcess {
     fn drop(&mut self) {
+        // Already gone if the test killed it.
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -53,6 +66,12 @@ fn ready(admin: u16) -> bool {
 }
 
 impl ServeProcess {
+    /// Kills the child with SIGKILL (no shutdown of any kind) and reaps it.
+    pub fn kill_9(&mut self) {
+        self.child.kill().unwrap_or_else(|e| panic!("{e}"));
+        let _ = self.child.wait();
+    }
+
     /// Starts `ace serve` on `data` with `extra` arguments and waits until it is ready.
     ///
     /// The ports are picked free and then bound by the child, so another process may take one
