@@ -1,10 +1,10 @@
 //! Push delivery: performs the HTTP POSTs the model decides on and reports their outcomes.
 //!
-//! One pooled client (connection reuse per endpoint) runs on the injected [`Net`], so the
-//! same code runs on real sockets and in a simulation. Every attempt is aborted at its
-//! deadline; the model then counts it as timed out. The model starts at most `max_inflight`
-//! deliveries per subscription, and a slow subscriber only holds its own attempts: each
-//! attempt is its own task.
+//! Each endpoint has a worker task that keeps its connections (reused from one attempt to the
+//! next) and runs its attempts concurrently, on the injected [`Net`], so the same code runs on
+//! real sockets and in a simulation. Every attempt is aborted at its deadline; the model then
+//! counts it as timed out. The model starts at most `max_inflight` deliveries per
+//! subscription, and a slow subscriber only holds its own attempts and its own worker.
 
 use std::future::Future;
 use std::io;
@@ -13,14 +13,23 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use std::collections::HashMap;
+use std::sync::Mutex;
+
 use ace_model::bus::{Delivery, DeliveryOutcome, DeliveryResult};
 use bytes::Bytes;
+use futures_util::StreamExt;
+use futures_util::stream::FuturesUnordered;
 use http_body_util::{BodyExt, Full};
-use hyper::Uri;
+use hyper::client::conn::http1;
+use hyper::header::HOST;
+use hyper::http::HeaderValue;
+use hyper::{Request, Uri};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::{Connected, Connection};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use rustls::pki_types::ServerName;
+use tokio::sync::mpsc;
 use tokio_rustls::TlsConnector;
 
 use crate::driver::Clock;
@@ -141,11 +150,19 @@ impl<N: Net> tower_service::Service<Uri> for NetConnector<N> {
 }
 
 /// Performs deliveries and sends their outcomes back.
+///
+/// Each endpoint has one worker task, started at its first delivery, that owns the endpoint's
+/// connections and runs every attempt to it: an attempt takes an idle connection (or opens
+/// one), writes the request and reads the response within the worker's own task, with no
+/// task of its own and no separate task per connection, and hands the connection back for
+/// the next attempt. Attempts to one endpoint run concurrently (the model starts at most
+/// `max_inflight` per subscription); attempts to other endpoints run in their own workers.
 #[derive(Clone)]
 pub struct Pusher<N: Net> {
-    client: Client<NetConnector<N>, Full<Bytes>>,
+    connector: NetConnector<N>,
     clock: Clock,
     bodies: Arc<dyn EventBodies>,
+    workers: Arc<Mutex<HashMap<Arc<str>, mpsc::UnboundedSender<Attempt>>>>,
 }
 
 impl<N: Net> std::fmt::Debug for Pusher<N> {
@@ -158,15 +175,29 @@ impl<N: Net> std::fmt::Debug for Pusher<N> {
 /// subscription, and several subscriptions may share a host.
 pub const MAX_IDLE_PER_ENDPOINT: usize = 512;
 
+/// A connection idle this long is closed, and a worker with nothing to do this long ends.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// A pooled HTTP(S) client on `net` (connection reuse per endpoint); `tls` verifies `https`
 /// servers.
 pub fn pooled_client<N: Net>(net: N, tls: TlsConnector) -> Client<NetConnector<N>, Full<Bytes>> {
     Client::builder(TokioExecutor::new())
         .timer(TokioTimer::new())
         .pool_timer(TokioTimer::new())
-        .pool_idle_timeout(Duration::from_secs(30))
+        .pool_idle_timeout(IDLE_TIMEOUT)
         .pool_max_idle_per_host(MAX_IDLE_PER_ENDPOINT)
         .build(NetConnector { net, tls })
+}
+
+/// Reports a delivery's outcome.
+type Report = Box<dyn FnOnce(DeliveryOutcome) + Send>;
+
+/// One delivery attempt, handed to its endpoint's worker.
+struct Attempt {
+    delivery: Delivery,
+    body: Bytes,
+    deadline: tokio::time::Instant,
+    report: Report,
 }
 
 impl<N: Net> Pusher<N> {
@@ -174,18 +205,18 @@ impl<N: Net> Pusher<N> {
     /// in memory are read from `bodies`.
     pub fn new(net: N, tls: TlsConnector, clock: Clock, bodies: Arc<dyn EventBodies>) -> Self {
         Pusher {
-            client: pooled_client(net, tls),
+            connector: NetConnector { net, tls },
             clock,
             bodies,
+            workers: Arc::default(),
         }
     }
 
-    /// Starts `delivery` in its own task; `report` receives its outcome.
+    /// Starts `delivery` in its endpoint's worker; `report` receives its outcome.
     pub fn start<F>(&self, delivery: Delivery, report: F)
     where
         F: FnOnce(DeliveryOutcome) + Send + 'static,
     {
-        let client = self.client.clone();
         let wait = delivery
             .deadline
             .saturating_duration_since(self.clock.now());
@@ -211,44 +242,264 @@ impl<N: Net> Pusher<N> {
         } else {
             Bytes::copy_from_slice(delivery.body().as_bytes())
         };
-        tokio::spawn(async move {
-            let result = match tokio::time::timeout(wait, post(&client, &delivery, body)).await {
-                Ok(Ok(status)) => DeliveryResult::Status(status),
-                Ok(Err(e)) => {
-                    tracing::debug!(endpoint = %delivery.endpoint, error = %e, "delivery failed");
-                    DeliveryResult::ConnectionError
-                }
-                Err(_) => DeliveryResult::Timeout,
-            };
-            tracing::debug!(
-                endpoint = %delivery.endpoint,
-                attempt = delivery.attempt,
-                ?result,
-                "delivery finished"
-            );
-            report(DeliveryOutcome {
-                delivery: delivery.id,
-                result,
-            });
-        });
+        let attempt = Attempt {
+            delivery,
+            body,
+            deadline: tokio::time::Instant::now() + wait,
+            report: Box::new(report),
+        };
+        let Ok(mut workers) = self.workers.lock() else {
+            finish(attempt, DeliveryResult::ConnectionError);
+            return;
+        };
+        let endpoint = attempt.delivery.endpoint.clone();
+        let attempt = match workers.get(&endpoint) {
+            Some(worker) => match worker.send(attempt) {
+                Ok(()) => return,
+                // The worker ended (idle) since it was last used: start another one.
+                Err(mpsc::error::SendError(attempt)) => attempt,
+            },
+            None => attempt,
+        };
+        let target = match Target::parse(&endpoint) {
+            Ok(target) => target,
+            Err(e) => {
+                tracing::debug!(%endpoint, error = %e, "delivery failed");
+                finish(attempt, DeliveryResult::ConnectionError);
+                return;
+            }
+        };
+        let (tx, rx) = mpsc::unbounded_channel();
+        // A fresh channel has its receiver: the send cannot fail.
+        let _ = tx.send(attempt);
+        workers.insert(endpoint, tx);
+        tokio::spawn(worker(self.connector.clone(), target, rx));
     }
 }
 
-async fn post<N: Net>(
-    client: &Client<NetConnector<N>, Full<Bytes>>,
-    delivery: &Delivery,
-    body: Bytes,
-) -> Result<u16, String> {
-    let mut request = hyper::Request::post(&*delivery.endpoint);
-    for (name, value) in delivery.headers() {
+fn finish(attempt: Attempt, result: DeliveryResult) {
+    tracing::debug!(
+        endpoint = %attempt.delivery.endpoint,
+        attempt = attempt.delivery.attempt,
+        ?result,
+        "delivery finished"
+    );
+    (attempt.report)(DeliveryOutcome {
+        delivery: attempt.delivery.id,
+        result,
+    });
+}
+
+/// Where an endpoint's requests go: the URI to connect to, the `Host` header and the
+/// request target (origin form).
+#[derive(Clone)]
+struct Target {
+    uri: Uri,
+    host: HeaderValue,
+    path: Uri,
+}
+
+impl Target {
+    fn parse(endpoint: &str) -> Result<Target, String> {
+        let uri: Uri = endpoint
+            .parse()
+            .map_err(|e: hyper::http::uri::InvalidUri| e.to_string())?;
+        let authority = uri.authority().ok_or("endpoint without host")?;
+        let host = HeaderValue::from_str(authority.as_str()).map_err(|e| e.to_string())?;
+        let path = match uri.path_and_query() {
+            Some(p) => Uri::try_from(p.as_str()).map_err(|e| e.to_string())?,
+            None => Uri::from_static("/"),
+        };
+        Ok(Target { uri, host, path })
+    }
+}
+
+/// One HTTP/1.1 connection to a subscriber: the request side and the connection's own future,
+/// which the attempt using the connection polls (no task of its own). `driver` is `None` once
+/// the connection has ended.
+struct Conn<N: Net> {
+    sender: http1::SendRequest<Full<Bytes>>,
+    driver: Option<Pin<Box<ConnDriver<N>>>>,
+}
+
+/// The future that runs one connection's reads and writes.
+type ConnDriver<N> = http1::Connection<TokioIo<PushIo<<N as Net>::Io>>, Full<Bytes>>;
+
+/// Runs every attempt to one endpoint until it has been idle for [`IDLE_TIMEOUT`].
+async fn worker<N: Net>(
+    connector: NetConnector<N>,
+    target: Target,
+    mut attempts: mpsc::UnboundedReceiver<Attempt>,
+) {
+    let mut idle: Vec<(Conn<N>, tokio::time::Instant)> = Vec::new();
+    let mut running = FuturesUnordered::new();
+    let mut last_busy = tokio::time::Instant::now();
+    let mut tick = tokio::time::interval_at(last_busy + IDLE_TIMEOUT, IDLE_TIMEOUT);
+    let mut open = true;
+    loop {
+        tokio::select! {
+            biased;
+            Some(back) = running.next(), if !running.is_empty() => {
+                if let Some(conn) = back
+                    && idle.len() < MAX_IDLE_PER_ENDPOINT
+                {
+                    idle.push((conn, tokio::time::Instant::now()));
+                }
+            }
+            next = attempts.recv(), if open => match next {
+                Some(attempt) => {
+                    // The most recently used connection first: the others may expire.
+                    let conn = idle.pop().map(|(conn, _)| conn);
+                    running.push(run(connector.clone(), target.clone(), conn, attempt));
+                }
+                None => open = false,
+            },
+            now = tick.tick() => {
+                idle.retain(|(_, since)| now.duration_since(*since) < IDLE_TIMEOUT);
+                if running.is_empty() && now.duration_since(last_busy) >= IDLE_TIMEOUT {
+                    // Deliveries sent from now on start another worker; those already sent
+                    // are still run here.
+                    attempts.close();
+                }
+            }
+        }
+        if !running.is_empty() {
+            last_busy = tokio::time::Instant::now();
+        } else if !open {
+            return;
+        }
+    }
+}
+
+/// Runs one attempt on `conn` (or a new connection) and returns the connection if it can be
+/// used again.
+async fn run<N: Net>(
+    connector: NetConnector<N>,
+    target: Target,
+    conn: Option<Conn<N>>,
+    attempt: Attempt,
+) -> Option<Conn<N>> {
+    let request = match request(&target, &attempt) {
+        Ok(request) => request,
+        Err(e) => {
+            tracing::debug!(endpoint = %attempt.delivery.endpoint, error = %e, "delivery failed");
+            finish(attempt, DeliveryResult::ConnectionError);
+            return None;
+        }
+    };
+    let exchange = exchange(connector, &target, conn, request);
+    match tokio::time::timeout_at(attempt.deadline, exchange).await {
+        Ok((Ok(status), conn)) => {
+            finish(attempt, DeliveryResult::Status(status));
+            conn
+        }
+        Ok((Err(e), _)) => {
+            tracing::debug!(endpoint = %attempt.delivery.endpoint, error = %e, "delivery failed");
+            finish(attempt, DeliveryResult::ConnectionError);
+            None
+        }
+        // Dropping the exchange closes its connection.
+        Err(_) => {
+            finish(attempt, DeliveryResult::Timeout);
+            None
+        }
+    }
+}
+
+fn request(target: &Target, attempt: &Attempt) -> Result<Request<Full<Bytes>>, String> {
+    let mut request = Request::post(target.path.clone()).header(HOST, target.host.clone());
+    for (name, value) in attempt.delivery.headers() {
         request = request.header(name, value);
     }
-    let request = request.body(Full::new(body)).map_err(|e| e.to_string())?;
-    let response = client.request(request).await.map_err(|e| e.to_string())?;
-    let status = response.status().as_u16();
-    // Read the body so the connection can be reused.
-    let _ = response.into_body().collect().await;
-    Ok(status)
+    request
+        .body(Full::new(attempt.body.clone()))
+        .map_err(|e| e.to_string())
+}
+
+/// Sends `request` on `conn`, or on a new connection if there is none or if `conn` turns out
+/// to have been closed before the request went out. Returns the status and the connection if
+/// it can carry another request.
+async fn exchange<N: Net>(
+    mut connector: NetConnector<N>,
+    target: &Target,
+    mut conn: Option<Conn<N>>,
+    request: Request<Full<Bytes>>,
+) -> (Result<u16, String>, Option<Conn<N>>) {
+    let mut request = request;
+    loop {
+        let reused = conn.is_some();
+        let mut c = match conn.take() {
+            Some(c) => c,
+            None => match connect(&mut connector, &target.uri).await {
+                Ok(c) => c,
+                Err(e) => return (Err(e), None),
+            },
+        };
+        match send(&mut c, request).await {
+            Ok((status, reusable)) => return (Ok(status), reusable.then_some(c)),
+            // An idle connection the subscriber had closed: the request never left, so it
+            // goes out on a new connection.
+            Err((Some(unsent), _)) if reused => request = unsent,
+            Err((_, e)) => return (Err(e), None),
+        }
+    }
+}
+
+async fn connect<N: Net>(connector: &mut NetConnector<N>, uri: &Uri) -> Result<Conn<N>, String> {
+    let io = tower_service::Service::call(connector, uri.clone())
+        .await
+        .map_err(|e| e.to_string())?;
+    let (sender, driver) = http1::handshake(io).await.map_err(|e| e.to_string())?;
+    Ok(Conn {
+        sender,
+        driver: Some(Box::pin(driver)),
+    })
+}
+
+/// A failed send: the request if it never went out, and why.
+type SendFailure = (Option<Request<Full<Bytes>>>, String);
+
+/// Sends `request` on `conn`, polling the connection meanwhile, and reads the whole response.
+/// Returns the status and whether the connection can carry another request.
+async fn send<N: Net>(
+    conn: &mut Conn<N>,
+    request: Request<Full<Bytes>>,
+) -> Result<(u16, bool), SendFailure> {
+    let Conn { sender, driver } = conn;
+    let work = async move {
+        if let Err(e) = sender.ready().await {
+            return Err((Some(request), e.to_string()));
+        }
+        match sender.try_send_request(request).await {
+            Ok(response) => {
+                let status = response.status().as_u16();
+                // Read the body so the connection can be reused.
+                let complete = response.into_body().collect().await.is_ok();
+                Ok((status, complete))
+            }
+            Err(mut e) => {
+                let unsent = e.take_message();
+                Err((unsent, e.into_error().to_string()))
+            }
+        }
+    };
+    let mut work = std::pin::pin!(work);
+    loop {
+        let Some(running) = driver.as_mut() else {
+            return work.await.map(|(status, _)| (status, false));
+        };
+        tokio::select! {
+            biased;
+            ended = running.as_mut() => {
+                if let Err(e) = ended {
+                    tracing::debug!(error = %e, "push connection ended");
+                }
+                // Dropping the connection fails whatever waits on it.
+                *driver = None;
+            }
+            done = &mut work => return done,
+        }
+    }
 }
 
 /// The TLS connector for `https` subscribers: verified against `roots`, or not at all when
@@ -263,4 +514,116 @@ pub fn subscriber_tls(
         identity: None,
     };
     crate::client::tls_connector(&options).map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use ace_model::bus::{DeliveryId, Event, ResourceKey};
+
+    use super::*;
+
+    /// A network whose every connection reaches an in-memory HTTP server answering 200.
+    #[derive(Clone, Default)]
+    struct MemoryNet {
+        connections: Arc<AtomicUsize>,
+    }
+
+    impl Net for MemoryNet {
+        type Listener = tokio::net::TcpListener;
+        type Io = tokio::io::DuplexStream;
+
+        async fn bind(&self, _: &str) -> io::Result<Self::Listener> {
+            Err(io::Error::other("this network only connects"))
+        }
+
+        async fn connect(&self, _: &str) -> io::Result<Self::Io> {
+            self.connections.fetch_add(1, Ordering::SeqCst);
+            let (client, server) = tokio::io::duplex(64 * 1024);
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(|_req| async {
+                    Ok::<_, std::convert::Infallible>(hyper::Response::new(Full::new(Bytes::new())))
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(server), service)
+                    .await;
+            });
+            Ok(client)
+        }
+    }
+
+    struct NoBodies;
+
+    impl EventBodies for NoBodies {
+        fn body(&self, _: u64) -> io::Result<Option<String>> {
+            Ok(None)
+        }
+    }
+
+    const ENDPOINT: &str = "http://sub.prod:8080/orders";
+
+    fn delivery(id: u64, clock: &Clock) -> Delivery {
+        Delivery {
+            id: DeliveryId(id),
+            seq: id,
+            subscription: Arc::new(ResourceKey::new("prod", "sub")),
+            attempt: 1,
+            endpoint: ENDPOINT.into(),
+            include_subscription_name_header: false,
+            deadline: clock.now().saturating_add(Duration::from_millis(1000)),
+            event: Arc::new(Event {
+                source_id: "ec".into(),
+                event_type: "order.created".into(),
+                event_type_version: "v1".into(),
+                event_id: format!("{id}"),
+                event_time: "2018-11-02T22:08:41+00:00".into(),
+                data: "{}".into(),
+                trace_headers: Vec::new(),
+                body_stored: false,
+            }),
+        }
+    }
+
+    async fn push(pusher: &Pusher<MemoryNet>, clock: &Clock, id: u64) -> DeliveryResult {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        pusher.start(delivery(id, clock), move |outcome| {
+            let _ = tx.send(outcome);
+        });
+        match rx.await {
+            Ok(outcome) => {
+                assert_eq!(outcome.delivery, DeliveryId(id));
+                outcome.result
+            }
+            Err(_) => panic!("no outcome"),
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_idle_worker_ends_with_its_connections_and_the_next_delivery_starts_another() {
+        let net = MemoryNet::default();
+        let clock = Clock::new(1_700_000_000_000);
+        let tls = subscriber_tls(Vec::new(), true).unwrap_or_else(|e| panic!("{e}"));
+        let pusher = Pusher::new(net.clone(), tls, clock, Arc::new(NoBodies));
+        let worker_open = || {
+            pusher
+                .workers
+                .lock()
+                .map(|w| w.get(ENDPOINT).is_some_and(|tx| !tx.is_closed()))
+                .unwrap_or(false)
+        };
+
+        assert_eq!(push(&pusher, &clock, 1).await, DeliveryResult::Status(200));
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        assert_eq!(push(&pusher, &clock, 2).await, DeliveryResult::Status(200));
+        assert_eq!(net.connections.load(Ordering::SeqCst), 1, "reused");
+        assert!(worker_open());
+
+        // Idle for two idle timeouts: the worker has ended.
+        tokio::time::sleep(2 * IDLE_TIMEOUT + Duration::from_secs(1)).await;
+        assert!(!worker_open(), "an idle worker did not end");
+        assert_eq!(push(&pusher, &clock, 3).await, DeliveryResult::Status(200));
+        assert!(worker_open());
+        assert_eq!(net.connections.load(Ordering::SeqCst), 2);
+    }
 }

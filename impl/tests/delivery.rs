@@ -3,7 +3,7 @@
 mod common;
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use common::subscriber::{self, always, eventually};
@@ -344,4 +344,100 @@ async fn bodies_beyond_the_memory_budget_are_read_back_from_disk_and_delivered_i
     got.sort();
     sent.sort();
     assert_eq!(got, sent);
+}
+
+#[tokio::test]
+async fn pushes_one_after_another_reuse_one_connection() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let s = start_with(fast_retries(dir.path())).await;
+    let sub = subscriber::start(always(200)).await;
+    s.activate("ns", "shop").await;
+    s.subscribe("ns", "orders", &sub.url(), "shop", 10, 1000)
+        .await;
+    for i in 0..10 {
+        assert_eq!(s.publish("shop", "order.created", json!(i)).await.0, 200);
+        assert!(eventually(WAIT, || sub.delivered().len() == i + 1).await);
+    }
+    assert_eq!(sub.connections.load(Ordering::SeqCst), 1);
+}
+
+/// A subscriber that answers every request 200 with keep-alive and then, 50 ms later,
+/// closes the connection without saying so (as servers with a short idle timeout do).
+/// Returns its URL and its counts of connections and requests.
+async fn subscriber_closing_idle_connections() -> (String, Arc<AtomicUsize>, Arc<AtomicUsize>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let url = format!(
+        "http://{}/",
+        listener.local_addr().unwrap_or_else(|e| panic!("{e}"))
+    );
+    let (connections, requests) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let (c, r) = (connections.clone(), requests.clone());
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            c.fetch_add(1, Ordering::SeqCst);
+            let r = r.clone();
+            tokio::spawn(async move {
+                let mut got = Vec::new();
+                let mut buf = [0u8; 4096];
+                // The whole request: headers, then `content-length` bytes of body.
+                loop {
+                    let Ok(n) = stream.read(&mut buf).await else {
+                        return;
+                    };
+                    if n == 0 {
+                        return;
+                    }
+                    got.extend_from_slice(&buf[..n]);
+                    let text = String::from_utf8_lossy(&got).to_ascii_lowercase();
+                    if let Some(end) = text.find("\r\n\r\n") {
+                        let length = text
+                            .lines()
+                            .find_map(|l| l.strip_prefix("content-length:"))
+                            .and_then(|v| v.trim().parse::<usize>().ok())
+                            .unwrap_or(0);
+                        if got.len() >= end + 4 + length {
+                            break;
+                        }
+                    }
+                }
+                r.fetch_add(1, Ordering::SeqCst);
+                let _ = stream
+                    .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n")
+                    .await;
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            });
+        }
+    });
+    (url, connections, requests)
+}
+
+#[tokio::test]
+async fn a_connection_the_subscriber_closed_while_idle_costs_no_failed_attempt() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let s = start_with(fast_retries(dir.path())).await;
+    let (url, connections, requests) = subscriber_closing_idle_connections().await;
+    s.activate("ns", "shop").await;
+    s.subscribe("ns", "orders", &url, "shop", 10, 1000).await;
+    for i in 0..3 {
+        assert_eq!(s.publish("shop", "order.created", json!(i)).await.0, 200);
+        assert!(eventually(WAIT, || requests.load(Ordering::SeqCst) == i + 1).await);
+        // Long enough for the subscriber to have closed the connection.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    assert!(
+        eventually_status(&s, "ns", "orders", |v| {
+            v["status"]["delivery"]["delivered"] == 3
+        })
+        .await
+    );
+    let status = s.subscription("ns", "orders").await;
+    assert_eq!(
+        status["status"]["delivery"]["retried"], 0,
+        "a push on a connection the subscriber had closed counted as a failure"
+    );
+    assert_eq!(requests.load(Ordering::SeqCst), 3);
+    assert_eq!(connections.load(Ordering::SeqCst), 3);
 }

@@ -28,6 +28,8 @@ pub struct Subscriber {
     pub received: Arc<Mutex<Vec<Received>>>,
     pub answered_ok: Arc<Mutex<Vec<Received>>>,
     pub max_concurrent: Arc<AtomicUsize>,
+    /// Connections accepted.
+    pub connections: Arc<AtomicUsize>,
     requests: Arc<AtomicUsize>,
 }
 
@@ -62,6 +64,7 @@ pub async fn start_on(addr: &str, behaviour: Behaviour) -> Subscriber {
         received: Arc::default(),
         answered_ok: Arc::default(),
         max_concurrent: Arc::default(),
+        connections: Arc::default(),
         requests: Arc::default(),
     };
     let current = Arc::new(AtomicUsize::new(0));
@@ -71,6 +74,7 @@ pub async fn start_on(addr: &str, behaviour: Behaviour) -> Subscriber {
             let Ok((stream, _)) = listener.accept().await else {
                 return;
             };
+            sub.connections.fetch_add(1, Ordering::SeqCst);
             let (sub, behaviour, current) = (sub.clone(), behaviour.clone(), current.clone());
             tokio::spawn(async move {
                 let service = hyper::service::service_fn(
