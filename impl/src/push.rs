@@ -304,8 +304,13 @@ impl Target {
         let uri: Uri = endpoint
             .parse()
             .map_err(|e: hyper::http::uri::InvalidUri| e.to_string())?;
-        let authority = uri.authority().ok_or("endpoint without host")?;
-        let host = HeaderValue::from_str(authority.as_str()).map_err(|e| e.to_string())?;
+        let name = uri.host().ok_or("endpoint without host")?;
+        // Host and explicit port only: user information in the endpoint is never sent.
+        let host = match uri.port() {
+            Some(port) => format!("{name}:{port}"),
+            None => name.to_owned(),
+        };
+        let host = HeaderValue::from_str(&host).map_err(|e| e.to_string())?;
         let path = match uri.path_and_query() {
             Some(p) => Uri::try_from(p.as_str()).map_err(|e| e.to_string())?,
             None => Uri::from_static("/"),

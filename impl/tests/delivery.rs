@@ -441,3 +441,26 @@ async fn a_connection_the_subscriber_closed_while_idle_costs_no_failed_attempt()
     assert_eq!(requests.load(Ordering::SeqCst), 3);
     assert_eq!(connections.load(Ordering::SeqCst), 3);
 }
+
+#[tokio::test]
+async fn the_host_header_is_the_endpoints_host_and_port_without_its_user_information() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let s = start_with(fast_retries(dir.path())).await;
+    let sub = subscriber::start(always(200)).await;
+    s.activate("ns", "shop").await;
+    let endpoint = format!("http://user:secret@{}/hook?x=1", sub.addr);
+    s.subscribe("ns", "orders", &endpoint, "shop", 10, 1000)
+        .await;
+    assert_eq!(s.publish("shop", "order.created", json!(1)).await.0, 200);
+    assert!(eventually(WAIT, || sub.delivered().len() == 1).await);
+    let got = &sub.delivered()[0];
+    assert_eq!(
+        got.headers.get("host").and_then(|v| v.to_str().ok()),
+        Some(sub.addr.to_string().as_str())
+    );
+    assert!(
+        !format!("{:?}", got.headers).contains("secret"),
+        "{:?}",
+        got.headers
+    );
+}
