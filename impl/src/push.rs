@@ -263,11 +263,7 @@ impl<N: Net> Pusher<N> {
         };
         let target = match Target::parse(&endpoint) {
             Ok(target) => target,
-            Err(e) => {
-                tracing::debug!(%endpoint, error = %e, "delivery failed");
-                finish(attempt, DeliveryResult::ConnectionError);
-                return;
-            }
+            Err(e) => return fail(attempt, &e),
         };
         let (tx, rx) = mpsc::unbounded_channel();
         // A fresh channel has its receiver: the send cannot fail.
@@ -275,6 +271,12 @@ impl<N: Net> Pusher<N> {
         workers.insert(endpoint, tx);
         tokio::spawn(worker(self.connector.clone(), target, rx));
     }
+}
+
+/// Ends `attempt` as a connection error, for `error`.
+fn fail(attempt: Attempt, error: &str) {
+    tracing::debug!(endpoint = %attempt.delivery.endpoint, error, "delivery failed");
+    finish(attempt, DeliveryResult::ConnectionError);
 }
 
 fn finish(attempt: Attempt, result: DeliveryResult) {
@@ -384,26 +386,23 @@ async fn run<N: Net>(
     conn: Option<Conn<N>>,
     attempt: Attempt,
 ) -> Option<Conn<N>> {
-    let request = match request(&target, &attempt) {
-        Ok(request) => request,
-        Err(e) => {
-            tracing::debug!(endpoint = %attempt.delivery.endpoint, error = %e, "delivery failed");
-            finish(attempt, DeliveryResult::ConnectionError);
-            return None;
+    let exchanged = match request(&target, &attempt) {
+        Ok(request) => {
+            let exchange = exchange(connector, &target, conn, request);
+            tokio::time::timeout_at(attempt.deadline, exchange).await
         }
+        Err(e) => Ok((Err(e), None)),
     };
-    let exchange = exchange(connector, &target, conn, request);
-    match tokio::time::timeout_at(attempt.deadline, exchange).await {
+    match exchanged {
         Ok((Ok(status), conn)) => {
             finish(attempt, DeliveryResult::Status(status));
             conn
         }
         Ok((Err(e), _)) => {
-            tracing::debug!(endpoint = %attempt.delivery.endpoint, error = %e, "delivery failed");
-            finish(attempt, DeliveryResult::ConnectionError);
+            fail(attempt, &e);
             None
         }
-        // Dropping the exchange closes its connection.
+        // Dropping the exchange closed its connection.
         Err(_) => {
             finish(attempt, DeliveryResult::Timeout);
             None
@@ -428,9 +427,8 @@ async fn exchange<N: Net>(
     mut connector: NetConnector<N>,
     target: &Target,
     mut conn: Option<Conn<N>>,
-    request: Request<Full<Bytes>>,
+    mut request: Request<Full<Bytes>>,
 ) -> (Result<u16, String>, Option<Conn<N>>) {
-    let mut request = request;
     loop {
         let reused = conn.is_some();
         let mut c = match conn.take() {
