@@ -32,16 +32,17 @@
 //! subscriptions; its runtime's threads are named `durable-fwd`.
 //!
 //! The server (or forwarder), the subscriber and the publishers each run on their own tokio
-//! runtime; the runtime of the system under test has threads named `ace-server`,
-//! `forwarder` or `durable-fwd`. After each benchmark, to stderr: `latency <name>: p50=… p99=…` (publish
-//! request to response, over every publish of the benchmark, warm-up included), `cpu <name>:`
-//! (CPU time per event of the system under test and of the rest of the process, from
-//! `/proc/self`), `subscriber <name>:` (connections the subscriber accepted), and for ACE
-//! `store <name>:` (records per group commit, from `/metrics`).
+//! runtime; the runtime of the system under test has threads named `ace-server` (ACE's
+//! driver has a thread of its own, `ace-driver`), `forwarder` or `durable-fwd`. After each
+//! benchmark, to stderr: `latency <name>: p50=… p99=…` (publish request to response, over
+//! every publish of the benchmark, warm-up included), `cpu <name>:` (CPU time per event of the
+//! system under test and of the rest of the process, from `/proc/self`), `subscriber <name>:`
+//! (connections the subscriber accepted), and for ACE `store <name>:` (records per group
+//! commit, from `/metrics`).
 
 mod common;
 
-use common::{cpu_times, now_ms, subject};
+use common::{DRIVER_THREAD, cpu_times, now_ms, subject};
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -394,8 +395,19 @@ struct Case {
     /// The subscriber paths every event must reach.
     paths: Vec<usize>,
     publishers: usize,
-    /// Prefix of the system under test's thread names.
+    /// Name of the system under test's runtime threads.
     threads: &'static str,
+}
+
+impl Case {
+    /// Prefixes of the system under test's thread names: its runtime's, and ACE's driver.
+    fn system_threads(&self) -> Vec<&'static str> {
+        if self.threads == ACE_THREADS {
+            vec![ACE_THREADS, DRIVER_THREAD]
+        } else {
+            vec![self.threads]
+        }
+    }
 }
 
 /// One system under test with its publishers' connections, and everything measured.
@@ -441,7 +453,7 @@ impl Scenario {
             }
         });
         let targets: Vec<u64> = self.case.paths.iter().map(|&p| counts.get(p) + n).collect();
-        let (cpu_before, process_before) = cpu_times(self.case.threads);
+        let (cpu_before, process_before) = cpu_times(&self.case.system_threads());
         let next = Arc::new(AtomicUsize::new(0));
         let (wall, publish_wall, returned) = rt.block_on(async {
             let start = Instant::now();
@@ -478,7 +490,7 @@ impl Scenario {
             counts.wait_for(&self.case.paths, &targets).await;
             (start.elapsed(), published, returned)
         });
-        let (cpu_after, process_after) = cpu_times(self.case.threads);
+        let (cpu_after, process_after) = cpu_times(&self.case.system_threads());
         let mut all = self.latencies.lock().expect("lock");
         let mut senders = self.senders.lock().expect("lock");
         for (s, lat) in returned {
@@ -517,7 +529,7 @@ impl Scenario {
             let per = |d: Duration| d.as_secs_f64() * 1e6 / n as f64;
             eprintln!(
                 "cpu {name}: {} {:.1} µs per event, rest of the process {:.1} µs, over {n} events; publishing took {:.1} % of the measured time, waiting for the last deliveries the rest",
-                self.case.threads,
+                self.case.system_threads().join(" and "),
                 per(cpu),
                 per(process.saturating_sub(cpu)),
                 published.as_secs_f64() / wall.as_secs_f64() * 100.0,

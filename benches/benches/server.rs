@@ -30,7 +30,7 @@
 
 mod common;
 
-use common::{cpu_times, now_ms, subject};
+use common::{DRIVER_THREAD, cpu_times, now_ms, subject};
 use std::hint::black_box;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -61,7 +61,8 @@ const CONCURRENCY: usize = 16;
 /// Distinct prepared CSRs (each with its own key) the in-process baseline signs round robin.
 const PREPARED_CSRS: usize = 64;
 const TIMEOUT: Duration = Duration::from_secs(30);
-/// Name of the server runtime's threads (workers and blocking pool).
+/// Name of the server runtime's threads (workers and blocking pool); the driver has a thread
+/// of its own ([`DRIVER_THREAD`]).
 const SERVER_THREADS: &str = "ace-server";
 
 /// CPU time per element over all of a benchmark's timed runs (warm-up included): the
@@ -76,9 +77,9 @@ struct ServerCpu {
 impl ServerCpu {
     /// Runs `timed` (which does `n` elements), adding the CPU time used meanwhile.
     fn measure(&self, n: u64, timed: impl FnOnce() -> Duration) -> Duration {
-        let (server, process) = cpu_times(SERVER_THREADS);
+        let (server, process) = cpu_times(&[SERVER_THREADS, DRIVER_THREAD]);
         let wall = timed();
-        let (server_after, process_after) = cpu_times(SERVER_THREADS);
+        let (server_after, process_after) = cpu_times(&[SERVER_THREADS, DRIVER_THREAD]);
         self.server
             .set(self.server.get() + server_after.saturating_sub(server));
         self.process

@@ -82,16 +82,57 @@ pub type OutcomeSender = mpsc::UnboundedSender<DeliveryOutcome>;
 /// Starts a delivery; built by the caller of [`spawn`] around an [`OutcomeSender`].
 pub type Deliverer = Box<dyn FnMut(Delivery) + Send>;
 
-/// Starts the driver task. `deliverer` is given the channel for delivery outcomes and returns
-/// the function that starts deliveries. Returns the driver's handle and its task, which ends
-/// with an error if the store failed, or `Ok` once every handle is dropped.
+/// Where the driver runs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Placement {
+    /// A thread of its own (named `ace-driver`, with a single-threaded runtime), where the
+    /// store does its disk I/O in place: the driver waits for every sync anyway, so blocking
+    /// its thread delays nothing else, and each sync saves the two thread hand-offs of tokio's
+    /// blocking pool. Deliveries it starts run on the caller's runtime.
+    #[default]
+    Thread,
+    /// A task on the caller's runtime, with the store's disk I/O on tokio's blocking pool; for
+    /// a simulation, whose clock and scheduling must stay the simulation's.
+    Task,
+}
+
+/// The running driver.
+#[derive(Debug)]
+pub struct Running {
+    stop: Option<oneshot::Sender<()>>,
+    done: oneshot::Receiver<io::Result<()>>,
+}
+
+impl Running {
+    /// Waits until the driver ends: with an error if the store failed, or `Ok` once every
+    /// handle is dropped.
+    pub async fn wait(&mut self) -> io::Result<()> {
+        (&mut self.done)
+            .await
+            .unwrap_or_else(|_| Err(io::Error::other("the driver panicked")))
+    }
+
+    /// Stops the driver and waits until its store is closed (so that the same data directory
+    /// can be opened again, as after a restart). Replies not yet released are never sent.
+    pub async fn stop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        let _ = self.wait().await;
+    }
+}
+
+/// Starts the driver, placed as `placement` says. `deliverer` is given the channel for
+/// delivery outcomes and returns the function that starts deliveries. Returns the driver's
+/// handle, the proxy's tables and the running driver.
 pub fn spawn<S: Store>(
+    placement: Placement,
     model: Model,
-    store: S,
+    mut store: S,
     clock: Clock,
     metrics: Arc<Metrics>,
     deliverer: impl FnOnce(OutcomeSender) -> Deliverer,
-) -> (Handle, ProxyTables, tokio::task::JoinHandle<io::Result<()>>) {
+) -> io::Result<(Handle, ProxyTables, Running)> {
     let (tx, rx) = mpsc::channel(4 * MAX_BATCH);
     let (outcome_tx, outcome_rx) = mpsc::unbounded_channel();
     let (tables_tx, tables) = watch::channel(Arc::new(model.state().proxy_table()));
@@ -100,8 +141,36 @@ pub fn spawn<S: Store>(
         deliver,
         tables: tables_tx,
     };
-    let task = tokio::spawn(run(model, store, rx, outcome_rx, out, clock, metrics));
-    (Handle { tx }, tables, task)
+    let (stop, stopped) = oneshot::channel();
+    let (done_tx, done) = oneshot::channel();
+    if placement == Placement::Thread {
+        store.do_io_in_place();
+    }
+    // Ends when the driver does, or at `stop`; either way the store is dropped (closed) before
+    // `done` is told.
+    let driver = async move {
+        let result = tokio::select! {
+            result = run(model, store, rx, outcome_rx, out, clock, metrics) => result,
+            Ok(()) = stopped => Ok(()),
+        };
+        let _ = done_tx.send(result);
+    };
+    match placement {
+        Placement::Task => drop(tokio::spawn(driver)),
+        Placement::Thread => {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_time()
+                .build()?;
+            std::thread::Builder::new()
+                .name("ace-driver".into())
+                .spawn(move || runtime.block_on(driver))?;
+        }
+    }
+    let running = Running {
+        stop: Some(stop),
+        done,
+    };
+    Ok((Handle { tx }, tables, running))
 }
 
 /// Where the driver's outputs other than replies go.
@@ -237,42 +306,12 @@ mod tests {
     use super::*;
     use crate::store::{EventBodies, MemoryStore};
     use ace_model::{AdminRequest, Config};
+    use std::sync::Mutex;
 
     /// An append the test has to let through.
     struct Gate {
         records: Vec<Record>,
         open: oneshot::Sender<()>,
-    }
-
-    /// A store whose appends wait until the test opens them, one gate per append.
-    struct GatedStore {
-        inner: MemoryStore,
-        appends: mpsc::UnboundedSender<Gate>,
-    }
-
-    impl Store for GatedStore {
-        fn load(&mut self) -> io::Result<Vec<Record>> {
-            self.inner.load()
-        }
-        async fn append(&mut self, records: Vec<Record>) -> io::Result<()> {
-            let (open, opened) = oneshot::channel();
-            let gate = Gate {
-                records: records.clone(),
-                open,
-            };
-            self.appends.send(gate).map_err(io::Error::other)?;
-            opened.await.map_err(io::Error::other)?;
-            self.inner.append_now(records)
-        }
-        async fn compact(&mut self, snapshot: Vec<Record>) -> io::Result<()> {
-            self.inner.compact_now(snapshot)
-        }
-        fn len(&self) -> u64 {
-            self.inner.len()
-        }
-        fn bodies(&self) -> Arc<dyn EventBodies> {
-            self.inner.bodies()
-        }
     }
 
     fn apply(name: &str) -> Request {
@@ -303,19 +342,150 @@ mod tests {
 
     fn start() -> (Handle, mpsc::UnboundedReceiver<Gate>) {
         let (appends, gates) = mpsc::unbounded_channel();
-        let store = GatedStore {
-            inner: MemoryStore::default(),
-            appends,
-        };
+        let (store, _watch) = TestStore::new(Some(appends), false);
+        let (handle, _running) = spawn_with(Placement::Task, store);
+        (handle, gates)
+    }
+
+    /// What a [`TestStore`] saw: for each append, the thread it ran on and whether the store
+    /// had been told to do its I/O in place; and whether the store was closed.
+    #[derive(Default)]
+    struct Watch {
+        appends: Mutex<Vec<(Option<String>, bool)>>,
+        closed: std::sync::atomic::AtomicBool,
+    }
+
+    /// A store in memory that notes where and how it is used and when it is closed. With
+    /// `gates`, each append waits until the test opens its gate; with `fail`, appends fail.
+    struct TestStore {
+        inner: MemoryStore,
+        gates: Option<mpsc::UnboundedSender<Gate>>,
+        fail: bool,
+        in_place: bool,
+        watch: Arc<Watch>,
+    }
+
+    impl TestStore {
+        fn new(gates: Option<mpsc::UnboundedSender<Gate>>, fail: bool) -> (Self, Arc<Watch>) {
+            let watch = Arc::new(Watch::default());
+            let store = TestStore {
+                inner: MemoryStore::default(),
+                gates,
+                fail,
+                in_place: false,
+                watch: watch.clone(),
+            };
+            (store, watch)
+        }
+    }
+
+    impl Drop for TestStore {
+        fn drop(&mut self) {
+            self.watch
+                .closed
+                .store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+
+    impl Store for TestStore {
+        fn load(&mut self) -> io::Result<Vec<Record>> {
+            self.inner.load()
+        }
+        async fn append(&mut self, records: Vec<Record>) -> io::Result<()> {
+            let thread = std::thread::current().name().map(String::from);
+            if let Ok(mut appends) = self.watch.appends.lock() {
+                appends.push((thread, self.in_place));
+            }
+            if self.fail {
+                return Err(io::Error::other("disk gone"));
+            }
+            if let Some(gates) = &self.gates {
+                let (open, opened) = oneshot::channel();
+                let gate = Gate {
+                    records: records.clone(),
+                    open,
+                };
+                gates.send(gate).map_err(io::Error::other)?;
+                opened.await.map_err(io::Error::other)?;
+            }
+            self.inner.append_now(records)
+        }
+        async fn compact(&mut self, snapshot: Vec<Record>) -> io::Result<()> {
+            self.inner.compact_now(snapshot)
+        }
+        fn len(&self) -> u64 {
+            self.inner.len()
+        }
+        fn bodies(&self) -> Arc<dyn EventBodies> {
+            self.inner.bodies()
+        }
+        fn do_io_in_place(&mut self) {
+            self.in_place = true;
+        }
+    }
+
+    fn spawn_with(placement: Placement, store: TestStore) -> (Handle, Running) {
         let model = Model::new(Config::default(), 7.into());
-        let (handle, _tables, _task) = spawn(
+        let Ok((handle, _tables, running)) = spawn(
+            placement,
             model,
             store,
             Clock::new(1_700_000_000_000),
             Arc::new(Metrics::default()),
             |_outcomes| Box::new(|_delivery| {}),
+        ) else {
+            panic!("the driver did not start")
+        };
+        (handle, running)
+    }
+
+    fn start_watched(placement: Placement, fail: bool) -> (Handle, Running, Arc<Watch>) {
+        let (store, watch) = TestStore::new(None, fail);
+        let (handle, running) = spawn_with(placement, store);
+        (handle, running, watch)
+    }
+
+    fn appends(watch: &Watch) -> Vec<(Option<String>, bool)> {
+        watch.appends.lock().map(|a| a.clone()).unwrap_or_default()
+    }
+
+    #[tokio::test]
+    async fn a_driver_on_its_own_thread_does_the_stores_io_there_and_stop_closes_the_store() {
+        let (handle, mut running, watch) = start_watched(Placement::Thread, false);
+        assert_eq!(call(&handle, apply("one")).await.ok(), Some(201));
+        assert_eq!(appends(&watch), vec![(Some("ace-driver".into()), true)]);
+        assert!(!watch.closed.load(std::sync::atomic::Ordering::SeqCst));
+        running.stop().await;
+        assert!(
+            watch.closed.load(std::sync::atomic::Ordering::SeqCst),
+            "stop returned before the store was closed"
         );
-        (handle, gates)
+        assert_eq!(call(&handle, get("one")).await.ok(), Some(0), "stopped");
+    }
+
+    #[tokio::test]
+    async fn a_driver_task_leaves_the_stores_io_to_the_store() {
+        let (handle, mut running, watch) = start_watched(Placement::Task, false);
+        assert_eq!(call(&handle, apply("one")).await.ok(), Some(201));
+        let seen = appends(&watch);
+        assert_eq!(seen.len(), 1);
+        assert!(!seen[0].1, "told to block a runtime thread on the disk");
+        assert_ne!(seen[0].0.as_deref(), Some("ace-driver"));
+        running.stop().await;
+        assert!(watch.closed.load(std::sync::atomic::Ordering::SeqCst));
+    }
+
+    #[tokio::test]
+    async fn a_driver_thread_whose_store_fails_stops_and_says_why() {
+        let (handle, mut running, _watch) = start_watched(Placement::Thread, true);
+        assert_eq!(call(&handle, apply("one")).await.ok(), Some(0), "no reply");
+        let result = running.wait().await;
+        assert!(
+            result
+                .as_ref()
+                .is_err_and(|e| e.to_string().contains("disk gone")),
+            "{result:?}"
+        );
     }
 
     fn call(handle: &Handle, request: Request) -> tokio::task::JoinHandle<u16> {

@@ -163,6 +163,9 @@ pub struct Pusher<N: Net> {
     clock: Clock,
     bodies: Arc<dyn EventBodies>,
     workers: Arc<Mutex<HashMap<Arc<str>, mpsc::UnboundedSender<Attempt>>>>,
+    /// The runtime the workers run on: the one the pusher was made on, whichever thread starts
+    /// a delivery (the driver may have a thread of its own).
+    runtime: tokio::runtime::Handle,
 }
 
 impl<N: Net> std::fmt::Debug for Pusher<N> {
@@ -201,7 +204,7 @@ struct Attempt {
 }
 
 impl<N: Net> Pusher<N> {
-    /// A pusher on `net`; `tls` verifies `https` subscribers; bodies the model does not hold
+    /// A pusher on `net`, whose workers run on the current runtime; `tls` verifies `https` subscribers; bodies the model does not hold
     /// in memory are read from `bodies`.
     pub fn new(net: N, tls: TlsConnector, clock: Clock, bodies: Arc<dyn EventBodies>) -> Self {
         Pusher {
@@ -209,6 +212,7 @@ impl<N: Net> Pusher<N> {
             clock,
             bodies,
             workers: Arc::default(),
+            runtime: tokio::runtime::Handle::current(),
         }
     }
 
@@ -269,7 +273,8 @@ impl<N: Net> Pusher<N> {
         // A fresh channel has its receiver: the send cannot fail.
         let _ = tx.send(attempt);
         workers.insert(endpoint, tx);
-        tokio::spawn(worker(self.connector.clone(), target, rx));
+        self.runtime
+            .spawn(worker(self.connector.clone(), target, rx));
     }
 }
 
@@ -628,5 +633,23 @@ mod tests {
         assert_eq!(push(&pusher, &clock, 3).await, DeliveryResult::Status(200));
         assert!(worker_open());
         assert_eq!(net.connections.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn a_delivery_started_from_a_thread_outside_the_runtime_runs_on_the_pushers_runtime() {
+        // As the driver does from its own thread.
+        let clock = Clock::new(1_700_000_000_000);
+        let tls = subscriber_tls(Vec::new(), true).unwrap_or_else(|e| panic!("{e}"));
+        let pusher = Pusher::new(MemoryNet::default(), tls, clock, Arc::new(NoBodies));
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let started = std::thread::spawn(move || {
+            pusher.start(delivery(1, &clock), move |outcome| {
+                let _ = tx.send(outcome.result);
+            });
+            pusher
+        });
+        let pusher = started.join().unwrap_or_else(|_| panic!("start panicked"));
+        assert_eq!(rx.await.ok(), Some(DeliveryResult::Status(200)));
+        drop(pusher);
     }
 }

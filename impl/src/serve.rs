@@ -76,6 +76,9 @@ pub struct ServeOptions {
     pub proxy_url: String,
     /// The Event Bus: event size limit, retention, retry policy, default push timeout.
     pub bus: ace_model::bus::BusConfig,
+    /// Where the driver (the task that owns the model and the store) runs: a thread of its
+    /// own, or, for a simulation, a task on the server's runtime.
+    pub driver: driver::Placement,
     /// Deliberately wrong behaviours to switch on (see [`ace_model::bugs`]); always empty
     /// unless built with the feature `bug-zoo`.
     pub bugs: Bugs,
@@ -109,6 +112,7 @@ impl Default for ServeOptions {
             proxy_url: model.registry.proxy_url,
             bus: model.bus,
             bugs: model.bugs,
+            driver: driver::Placement::default(),
         }
     }
 }
@@ -163,17 +167,14 @@ pub struct Server {
     pub config: Config,
     /// Records replayed at start.
     pub replayed: usize,
-    driver: tokio::task::JoinHandle<io::Result<()>>,
+    driver: driver::Running,
     listeners: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl Server {
     /// Waits until the server stops by itself (the store failed).
     pub async fn wait(&mut self) -> io::Result<()> {
-        match (&mut self.driver).await {
-            Ok(r) => r,
-            Err(e) => Err(io::Error::other(e.to_string())),
-        }
+        self.driver.wait().await
     }
 
     /// Stops accepting and drops every connection.
@@ -187,8 +188,7 @@ impl Server {
     /// be opened again, as after a restart).
     pub async fn stop(mut self) {
         self.shutdown();
-        self.driver.abort();
-        let _ = (&mut self.driver).await;
+        self.driver.stop().await;
     }
 }
 
@@ -411,8 +411,13 @@ pub async fn start_with_store<N: Net, S: Store>(
     let push_tls =
         crate::push::subscriber_tls(push_roots, opts.push_tls_skip_verify).map_err(tls_err)?;
     let pusher = crate::push::Pusher::new(net.clone(), push_tls, clock, store.bodies());
-    let (handle, proxy_tables, driver) =
-        driver::spawn(model, store, clock, metrics.clone(), move |outcomes| {
+    let (handle, proxy_tables, driver) = driver::spawn(
+        opts.driver,
+        model,
+        store,
+        clock,
+        metrics.clone(),
+        move |outcomes| {
             Box::new(move |delivery| {
                 let outcomes = outcomes.clone();
                 pusher.start(delivery, move |outcome| {
@@ -420,7 +425,9 @@ pub async fn start_with_store<N: Net, S: Store>(
                     let _ = outcomes.send(outcome);
                 });
             })
-        });
+        },
+    )
+    .map_err(|e| StartError(format!("cannot start the driver: {e}")))?;
     let mut limits = opts.limits;
     limits.max_event_bytes = config.bus.max_event_bytes;
     let proxy_tls =

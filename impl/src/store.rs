@@ -27,6 +27,7 @@ use redb::{
 };
 
 use crate::journal::{self, Journal};
+use futures_util::future::Either;
 
 /// Where records go.
 pub trait Store: Send + 'static {
@@ -50,6 +51,9 @@ pub trait Store: Send + 'static {
     }
     /// A reader of event bodies, for the pushes.
     fn bodies(&self) -> Arc<dyn EventBodies>;
+    /// From now on the store is used from a thread of its own (the driver's), which may block
+    /// on the disk: the store can do its I/O in place instead of handing it to another thread.
+    fn do_io_in_place(&mut self) {}
 }
 
 /// Reads event bodies back by sequence number.
@@ -209,6 +213,9 @@ pub struct RedbStore {
     unflushed: Unflushed,
     next: u64,
     len: u64,
+    /// Journal appends and checkpoints run on the calling thread, not on tokio's blocking pool
+    /// (see [`Store::do_io_in_place`]).
+    io_in_place: bool,
 }
 
 /// Reads event bodies from the redb file and from the batches not yet written to it.
@@ -295,6 +302,7 @@ impl RedbStore {
             unflushed: Unflushed::default(),
             next,
             len,
+            io_in_place: false,
         })
     }
 
@@ -330,12 +338,15 @@ impl RedbStore {
         let first = self.first_pending();
         let pending = std::mem::take(&mut self.pending);
         let (db, journal) = (self.db.clone(), self.journal.clone());
-        tokio::task::spawn_blocking(move || {
+        let write = move || {
             let mut journal = lock(&journal)?;
             Self::checkpoint_now(&db, &mut journal, first, &pending, clear.as_ref(), &entries)
-        })
-        .await
-        .map_err(io_err)??;
+        };
+        if self.io_in_place {
+            write()?;
+        } else {
+            tokio::task::spawn_blocking(write).await.map_err(io_err)??;
+        }
         lock(&self.unflushed)?.clear();
         Ok(())
     }
@@ -435,12 +446,17 @@ impl Store for RedbStore {
         let payload = journal_payload(&entries)?;
         let fits = lock(&self.journal)?.fits(payload.len());
         if fits {
-            // The journal's sync makes the batch durable. Meanwhile, on this thread, its
-            // bodies become readable and, once enough records wait for redb, redb takes them
-            // in a commit that is not synced (memory work and page-cache writes only).
+            // The journal's sync makes the batch durable. Its bodies become readable and,
+            // once enough records wait for redb, redb takes them in a commit that is not
+            // synced (memory work and page-cache writes only): after the sync when the I/O is
+            // done in place, else on this thread while a blocking thread syncs.
             let journal = self.journal.clone();
-            let journaled =
-                tokio::task::spawn_blocking(move || lock(&journal)?.append(first, n, &payload));
+            let write = move || lock(&journal)?.append(first, n, &payload);
+            let journaled = if self.io_in_place {
+                Either::Left(std::future::ready(Ok(write())))
+            } else {
+                Either::Right(tokio::task::spawn_blocking(write))
+            };
             {
                 let mut unflushed = lock(&self.unflushed)?;
                 for entry in &entries {
@@ -484,6 +500,10 @@ impl Store for RedbStore {
             db: self.db.clone(),
             unflushed: self.unflushed.clone(),
         })
+    }
+
+    fn do_io_in_place(&mut self) {
+        self.io_in_place = true;
     }
 }
 

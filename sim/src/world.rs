@@ -26,7 +26,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use ace::client::{self, TlsOptions};
-use ace::driver::Clock;
+use ace::driver::{Clock, Placement};
 use ace::pki::{self, KeyKind};
 use ace::serve::{self, ServeOptions};
 use ace_model::bugs::Bugs;
@@ -360,6 +360,8 @@ pub fn options(dir: &std::path::Path) -> ServeOptions {
         admin_addr: "0.0.0.0:8081".into(),
         publish_addr: "0.0.0.0:8082".into(),
         proxy_addr: "0.0.0.0:8090".into(),
+        // Everything on the simulation's runtime, on its clock.
+        driver: Placement::Task,
         ..ServeOptions::default()
     };
     opts.bus.retry = ace_model::bus::RetryPolicy::Backoff {

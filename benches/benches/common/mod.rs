@@ -23,8 +23,11 @@ pub fn stat_cpu(stat: &str) -> Option<(&str, Duration)> {
     Some((&stat[open + 1..close], Duration::from_millis(ticks * 10)))
 }
 
-/// CPU time so far of the threads whose name starts with `prefix`, and of the process.
-pub fn cpu_times(prefix: &str) -> (Duration, Duration) {
+/// Name of `ace serve`'s driver thread (the model and the store), beside its runtime's threads.
+pub const DRIVER_THREAD: &str = "ace-driver";
+
+/// CPU time so far of the threads whose name starts with one of `prefixes`, and of the process.
+pub fn cpu_times(prefixes: &[&str]) -> (Duration, Duration) {
     let process = std::fs::read_to_string("/proc/self/stat")
         .ok()
         .and_then(|s| stat_cpu(&s).map(|(_, cpu)| cpu))
@@ -39,7 +42,7 @@ pub fn cpu_times(prefix: &str) -> (Duration, Duration) {
             continue;
         };
         if let Some((name, cpu)) = stat_cpu(&stat)
-            && name.starts_with(prefix)
+            && prefixes.iter().any(|p| name.starts_with(p))
         {
             threads += cpu;
         }
