@@ -7,31 +7,34 @@ set -euo pipefail
 ace=$(realpath "$1")
 work=$(mktemp -d)
 trap 'kill -9 $(cat "$work/pid" 2>/dev/null) 2>/dev/null || true; rm -rf "$work"' EXIT
+# Free ports, chosen once: the restarted server listens where the first one did.
+port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
+internal=$(port); external=$(port); gateway=$(port); admin=$(port); publish=$(port); proxy=$(port)
 
 cat > "$work/start.sh" <<START
 #!/usr/bin/env bash
 kill -9 \$(cat "$work/pid" 2>/dev/null) 2>/dev/null || true
 sleep 0.2
 "$ace" serve --data-dir "$work/data" --token-ttl 2s --retry-initial 100ms --retry-max 400ms \
-  --connector-internal-addr 127.0.0.1:18080 --connector-external-addr 127.0.0.1:18443 \
-  --gateway-addr 127.0.0.1:18444 --admin-addr 127.0.0.1:18081 --publish-addr 127.0.0.1:18082 \
-  --proxy-addr 127.0.0.1:18090 --proxy-url http://127.0.0.1:18090 >>"$work/server.log" 2>&1 &
+  --connector-internal-addr 127.0.0.1:$internal --connector-external-addr 127.0.0.1:$external \
+  --gateway-addr 127.0.0.1:$gateway --admin-addr 127.0.0.1:$admin --publish-addr 127.0.0.1:$publish \
+  --proxy-addr 127.0.0.1:$proxy --proxy-url http://127.0.0.1:$proxy >>"$work/server.log" 2>&1 &
 echo \$! > "$work/pid"
 START
 chmod +x "$work/start.sh"
 "$work/start.sh"
 for _ in $(seq 50); do
-  curl -sf http://127.0.0.1:18081/healthz >/dev/null && break
+  curl -sf "http://127.0.0.1:$admin/healthz" >/dev/null && break
   sleep 0.2
 done
 
 cat > "$work/target.yaml" <<TARGET
-connector_internal: http://127.0.0.1:18080
-connector_external: https://localhost:18443
-gateway: https://localhost:18444
-publish: http://127.0.0.1:18082
-admin: http://127.0.0.1:18081
-proxy: http://127.0.0.1:18090
+connector_internal: http://127.0.0.1:$internal
+connector_external: https://localhost:$external
+gateway: https://localhost:$gateway
+publish: http://127.0.0.1:$publish
+admin: http://127.0.0.1:$admin
+proxy: http://127.0.0.1:$proxy
 ca: $work/data/ca.crt
 token_ttl_seconds: 2
 restart_command: $work/start.sh
