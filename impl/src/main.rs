@@ -590,12 +590,42 @@ async fn run_serve(args: ServeArgs) -> Result<(), String> {
         data_dir.join("ca.crt").display()
     );
     drop(out);
-    tokio::select! {
-        result = server.wait() => result.map_err(|e| format!("the server stopped: {e}")),
-        _ = tokio::signal::ctrl_c() => {
-            tracing::info!("interrupted; every acknowledged change is already durable");
-            Ok(())
+    let signal = tokio::select! {
+        result = server.wait() => return result.map_err(|e| format!("the server stopped: {e}")),
+        signal = shutdown_signal() => signal,
+    };
+    tracing::info!(
+        signal,
+        "stopping; every acknowledged change is already durable"
+    );
+    // Closes the store, so that the next start finds it closed cleanly.
+    server.stop().await;
+    Ok(())
+}
+
+/// Waits for SIGINT (Ctrl-C) or SIGTERM (what `kill` and container runtimes send) and
+/// returns its name; never returns if no handler can be installed.
+async fn shutdown_signal() -> &'static str {
+    let interrupt = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
         }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                term.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = interrupt => "SIGINT",
+        () = terminate => "SIGTERM",
     }
 }
 

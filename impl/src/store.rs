@@ -198,6 +198,11 @@ const NEXT_KEY: &str = "next-key";
 /// synced; the journal keeps them durable).
 pub const FLUSH_AFTER: usize = 1024;
 
+/// Logged at start when redb finds its file was not closed (a crash, `kill -9`, power loss):
+/// redb then checks the file before the server starts.
+pub const NOT_CLOSED_CLEANLY: &str = "the store was not closed cleanly (a crash or a kill): \
+     redb is checking its file; the journal holds every acknowledged change";
+
 /// Bodies of events in the journal and not yet in redb, by sequence number.
 type Unflushed = Arc<Mutex<BTreeMap<u64, String>>>;
 
@@ -238,7 +243,15 @@ impl RedbStore {
     }
 
     fn open_with(path: &Path, journal_capacity: u64) -> io::Result<Self> {
-        let db = Database::create(path).map_err(io_err)?;
+        let warned = std::cell::Cell::new(false);
+        let db = redb::Builder::new()
+            .set_repair_callback(move |_| {
+                if !warned.replace(true) {
+                    tracing::warn!("{}", NOT_CLOSED_CLEANLY);
+                }
+            })
+            .create(path)
+            .map_err(io_err)?;
         let txn = db.begin_write().map_err(io_err)?;
         txn.open_table(LOG).map_err(io_err)?;
         txn.open_table(BODIES).map_err(io_err)?;

@@ -225,3 +225,46 @@ async fn events_answered_200_are_delivered_after_a_kill_9() {
         &missing[..missing.len().min(5)]
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_stops_the_server_with_its_store_closed_and_kill_9_does_not() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let data = dir.path().join("data");
+    let server = serve(&data).await;
+    let re = |name: &str| {
+        (
+            format!("{}/v1/remoteenvironments/{name}", server.ports.admin_url()),
+            json!({"kind": "RemoteEnvironment", "metadata": {"name": name}}),
+        )
+    };
+    let (url, doc) = re("kept");
+    assert_eq!(put(url, doc).await, 201);
+
+    let (status, server) = tokio::task::spawn_blocking(move || {
+        let mut server = server;
+        (server.terminate(), server)
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert!(status.success(), "SIGTERM: {status}");
+    assert!(server.log().contains("stopping"), "{}", server.log());
+    drop(server);
+
+    let mut server = serve(&data).await;
+    assert!(names(&server).await.contains("kept"));
+    assert!(
+        !server.log().contains(ace::store::NOT_CLOSED_CLEANLY),
+        "the store was left open by SIGTERM:\n{}",
+        server.log()
+    );
+
+    // The same check tells a kill -9 apart.
+    server.kill_9();
+    let server = serve(&data).await;
+    assert!(names(&server).await.contains("kept"));
+    assert!(
+        server.log().contains(ace::store::NOT_CLOSED_CLEANLY),
+        "no sign of the kill in the log:\n{}",
+        server.log()
+    );
+}

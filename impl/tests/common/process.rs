@@ -33,6 +33,8 @@ impl Ports {
 pub struct ServeProcess {
     child: Child,
     pub ports: Ports,
+    /// Where its log (stderr) goes: `<data>.log`, appended to by every start on `<data>`.
+    log: std::path::PathBuf,
 }
 
 impl Drop for ServeProcess {
@@ -72,6 +74,31 @@ impl ServeProcess {
         let _ = self.child.wait();
     }
 
+    /// Sends SIGTERM and waits (up to 10 s) for the child to exit; returns its exit status.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let sent = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap_or_else(|e| panic!("kill: {e}"));
+        assert!(sent.success(), "kill -TERM failed");
+        let started = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap_or_else(|e| panic!("{e}")) {
+                return status;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "ace serve did not stop within 10 s of SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Everything logged so far by every server started on this data directory.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
     /// Starts `ace serve` on `data` with `extra` arguments and waits until it is ready.
     ///
     /// The ports are picked free and then bound by the child, so another process may take one
@@ -97,6 +124,12 @@ impl ServeProcess {
             proxy: free_port(),
         };
         let addr = |port: u16| format!("127.0.0.1:{port}");
+        let log = data.with_extension("log");
+        let stderr = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .unwrap_or_else(|e| panic!("{}: {e}", log.display()));
         let child = Command::new(env!("CARGO_BIN_EXE_ace"))
             .args(["serve", "--data-dir"])
             .arg(data)
@@ -108,10 +141,10 @@ impl ServeProcess {
             .args(["--proxy-addr", &addr(ports.proxy)])
             .args(extra)
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(stderr)
             .spawn()
             .unwrap_or_else(|e| panic!("{e}"));
-        let mut s = ServeProcess { child, ports };
+        let mut s = ServeProcess { child, ports, log };
         let started = Instant::now();
         while !ready(ports.admin) {
             if s.child.try_wait().ok().flatten().is_some() {
