@@ -248,6 +248,10 @@ async fn sigterm_stops_the_server_with_its_store_closed_and_kill_9_does_not() {
     .unwrap_or_else(|e| panic!("{e}"));
     assert!(status.success(), "SIGTERM: {status}");
     assert!(server.log().contains("stopping"), "{}", server.log());
+    assert!(
+        !server.log().contains('\u{1b}'),
+        "terminal colour codes in a log written to a file"
+    );
     drop(server);
 
     let mut server = serve(&data).await;
