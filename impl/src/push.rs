@@ -204,8 +204,8 @@ struct Attempt {
 }
 
 impl<N: Net> Pusher<N> {
-    /// A pusher on `net`, whose workers run on the current runtime; `tls` verifies `https` subscribers; bodies the model does not hold
-    /// in memory are read from `bodies`.
+    /// A pusher on `net`, whose workers run on the current runtime; `tls` verifies `https`
+    /// subscribers; bodies the model does not hold in memory are read from `bodies`.
     pub fn new(net: N, tls: TlsConnector, clock: Clock, bodies: Arc<dyn EventBodies>) -> Self {
         Pusher {
             connector: NetConnector { net, tls },

@@ -351,15 +351,11 @@ impl RedbStore {
         let first = self.first_pending();
         let pending = std::mem::take(&mut self.pending);
         let (db, journal) = (self.db.clone(), self.journal.clone());
-        let write = move || {
+        run_io(self.io_in_place, move || {
             let mut journal = lock(&journal)?;
             Self::checkpoint_now(&db, &mut journal, first, &pending, clear.as_ref(), &entries)
-        };
-        if self.io_in_place {
-            write()?;
-        } else {
-            tokio::task::spawn_blocking(write).await.map_err(io_err)??;
-        }
+        })
+        .await?;
         lock(&self.unflushed)?.clear();
         Ok(())
     }
@@ -464,12 +460,9 @@ impl Store for RedbStore {
             // synced (memory work and page-cache writes only): after the sync when the I/O is
             // done in place, else on this thread while a blocking thread syncs.
             let journal = self.journal.clone();
-            let write = move || lock(&journal)?.append(first, n, &payload);
-            let journaled = if self.io_in_place {
-                Either::Left(std::future::ready(Ok(write())))
-            } else {
-                Either::Right(tokio::task::spawn_blocking(write))
-            };
+            let journaled = run_io(self.io_in_place, move || {
+                lock(&journal)?.append(first, n, &payload)
+            });
             {
                 let mut unflushed = lock(&self.unflushed)?;
                 for entry in &entries {
@@ -485,7 +478,7 @@ impl Store for RedbStore {
             } else {
                 Ok(())
             };
-            journaled.await.map_err(io_err)??;
+            journaled.await?;
             flushed?;
         } else {
             self.checkpoint(entries, None).await?;
@@ -518,6 +511,20 @@ impl Store for RedbStore {
     fn do_io_in_place(&mut self) {
         self.io_in_place = true;
     }
+}
+
+/// Runs the disk work `io` in place (see [`Store::do_io_in_place`]), before this returns, or
+/// else on tokio's blocking pool, while the caller goes on until it awaits the result.
+fn run_io<T: Send + 'static>(
+    in_place: bool,
+    io: impl FnOnce() -> io::Result<T> + Send + 'static,
+) -> impl std::future::Future<Output = io::Result<T>> {
+    let job = if in_place {
+        Either::Left(std::future::ready(Ok(io())))
+    } else {
+        Either::Right(tokio::task::spawn_blocking(io))
+    };
+    async move { job.await.map_err(io_err)? }
 }
 
 /// Writes one record, and its body if it has one kept apart.

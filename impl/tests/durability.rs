@@ -231,13 +231,8 @@ async fn sigterm_stops_the_server_with_its_store_closed_and_kill_9_does_not() {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let data = dir.path().join("data");
     let server = serve(&data).await;
-    let re = |name: &str| {
-        (
-            format!("{}/v1/remoteenvironments/{name}", server.ports.admin_url()),
-            json!({"kind": "RemoteEnvironment", "metadata": {"name": name}}),
-        )
-    };
-    let (url, doc) = re("kept");
+    let url = format!("{}/v1/remoteenvironments/kept", server.ports.admin_url());
+    let doc = json!({"kind": "RemoteEnvironment", "metadata": {"name": "kept"}});
     assert_eq!(put(url, doc).await, 201);
 
     let (status, server) = tokio::task::spawn_blocking(move || {
