@@ -798,10 +798,13 @@ impl App {
                     Ok(v) => v,
                     Err(r) => return r,
                 };
-                let spec = doc.get("spec").unwrap_or(&doc);
+                let spec = match resource_spec(&doc, "ServiceInstance", &name, false) {
+                    Ok(spec) => spec.or(doc.as_object()),
+                    Err(msg) => return error(&CommonError::new(400, msg)),
+                };
                 let class = ["serviceClassExternalName", "serviceClassName", "class"]
                     .iter()
-                    .find_map(|k| spec.get(*k).and_then(Value::as_str));
+                    .find_map(|k| spec.and_then(|s| s.get(*k)).and_then(Value::as_str));
                 match class {
                     Some(class) => AdminRequest::Provision {
                         namespace,
@@ -862,10 +865,13 @@ impl App {
                         "spec.sourceId is required and must be a string.",
                     ));
                 };
-                let display_name = spec
-                    .get("displayName")
-                    .and_then(Value::as_str)
-                    .unwrap_or_default();
+                let display_name = match spec.get("displayName") {
+                    None | Some(Value::Null) => "",
+                    Some(Value::String(s)) => s,
+                    Some(_) => {
+                        return error(&CommonError::new(400, "spec.displayName must be a string."));
+                    }
+                };
                 let spec = ActivationSpec {
                     source_id: source_id.to_owned(),
                     display_name: display_name.to_owned(),
@@ -884,6 +890,9 @@ impl App {
                     Ok(v) => v,
                     Err(r) => return r,
                 };
+                if let Err(msg) = resource_spec(&doc, "ServiceBinding", &name, false) {
+                    return error(&CommonError::new(400, msg));
+                }
                 let instance = doc
                     .pointer("/spec/instanceRef/name")
                     .or_else(|| doc.get("instance"))
@@ -932,14 +941,9 @@ impl App {
                 let event_id = if body.iter().all(u8::is_ascii_whitespace) {
                     None
                 } else {
-                    match serde_json::from_slice::<Value>(&body) {
-                        Ok(v) => v.get("eventId").and_then(Value::as_str).map(str::to_owned),
-                        Err(e) => {
-                            return error(&CommonError::new(
-                                400,
-                                format!("The body is not valid JSON: {e}"),
-                            ));
-                        }
+                    match replay_event_id(&body) {
+                        Ok(event_id) => event_id,
+                        Err(msg) => return error(&CommonError::new(400, msg)),
                     }
                 };
                 return self
@@ -993,6 +997,22 @@ impl App {
                         ));
                     }
                 };
+                // Kyma's CRD only asked for `^(https?)://.+$`, so an endpoint no request can be
+                // sent to was taken and every event for it failed until dead-lettered. ACE
+                // refuses it, once the CRD's own constraints (checked by the model, with Kyma's
+                // messages) hold.
+                if spec.problem().is_none()
+                    && let Err(problem) = crate::push::check_endpoint(&spec.endpoint)
+                {
+                    return error(&CommonError::new(
+                        400,
+                        format!(
+                            "Invalid Subscription: spec.endpoint {:?} is not a URL events can be \
+                             pushed to: {problem}.",
+                            spec.endpoint
+                        ),
+                    ));
+                }
                 return self
                     .bus(BusRequest::ApplySubscription {
                         namespace,
@@ -1001,29 +1021,9 @@ impl App {
                     })
                     .await;
             }
-            (
-                ["v1", "remoteenvironments"]
-                | ["v1", "remoteenvironments", _]
-                | ["v1", "environmentmappings"]
-                | ["v1", "namespaces", _, "environmentmappings"]
-                | ["v1", "namespaces", _, "environmentmappings", _]
-                | ["v1", "namespaces", _, "serviceclasses"]
-                | ["v1", "namespaces", _, "serviceinstances", _]
-                | ["v1", "eventactivations" | "subscriptions" | "deadletters"]
-                | ["v1", "namespaces", _, "deadletters"]
-                | ["v1", "namespaces", _, "servicebindings", _]
-                | ["v1", "namespaces", _, "subscriptions", _, "replay"]
-                | ["v1", "namespaces", _, "eventactivations" | "subscriptions"]
-                | [
-                    "v1",
-                    "namespaces",
-                    _,
-                    "eventactivations" | "subscriptions",
-                    _,
-                ]
-                | ["healthz" | "readyz" | "metrics"],
-                _,
-            ) => return method_not_allowed(),
+            _ if !allowed_methods(Surface::Admin, &path).is_empty() => {
+                return method_not_allowed();
+            }
             _ => return not_found(),
         };
         self.call(Request::Admin(request)).await
@@ -1130,28 +1130,9 @@ impl App {
         name: &str,
     ) -> Result<Value, Response> {
         let doc = self.json_body(req).await?;
-        if let Some(k) = doc.get("kind").and_then(Value::as_str)
-            && k != kind
-        {
-            return Err(error(&CommonError::new(
-                400,
-                format!("Expected kind {kind}, got {k}."),
-            )));
-        }
-        if let Some(n) = doc.pointer("/metadata/name").and_then(Value::as_str)
-            && n != name
-        {
-            return Err(error(&CommonError::new(
-                400,
-                format!("metadata.name {n} does not match the path's {name}."),
-            )));
-        }
-        match doc.get("spec") {
-            Some(spec @ Value::Object(_)) => Ok(spec.clone()),
-            _ => Err(error(&CommonError::new(
-                400,
-                format!("A {kind} needs a spec object."),
-            ))),
+        match resource_spec(&doc, kind, name, true) {
+            Ok(spec) => Ok(spec.cloned().map_or(Value::Null, Value::Object)),
+            Err(msg) => Err(error(&CommonError::new(400, msg))),
         }
     }
 
@@ -1171,21 +1152,66 @@ impl App {
     }
 }
 
+/// The event a replay is limited to: the body's `eventId`, if the body (a JSON object) has one.
+/// A body that is not an object, or an `eventId` that is not a string, is refused rather than
+/// taken as "every dead letter".
+fn replay_event_id(body: &[u8]) -> Result<Option<String>, String> {
+    match serde_json::from_slice::<Value>(body) {
+        Ok(Value::Object(doc)) => match doc.get("eventId") {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(id)) => Ok(Some(id.clone())),
+            Some(_) => Err("eventId must be a string.".into()),
+        },
+        Ok(_) => Err("The body must be a JSON object.".into()),
+        Err(e) => Err(format!("The body is not valid JSON: {e}")),
+    }
+}
+
+/// The `spec` of a resource document of `kind` for the path's `name`, if it has one: the
+/// document must be an object; `kind`, `metadata` and `metadata.name` may be left out but, when
+/// given, must have the right type and agree with the path; `spec`, when given and not null (or
+/// when `required`), must be an object. Unknown fields are ignored, as Kubernetes does.
+fn resource_spec<'a>(
+    doc: &'a Value,
+    kind: &str,
+    name: &str,
+    required: bool,
+) -> Result<Option<&'a serde_json::Map<String, Value>>, String> {
+    let Value::Object(doc) = doc else {
+        return Err(format!("A {kind} document must be a JSON object."));
+    };
+    match doc.get("kind") {
+        None => {}
+        Some(Value::String(k)) if k == kind => {}
+        Some(Value::String(k)) => return Err(format!("Expected kind {kind}, got {k}.")),
+        Some(_) => return Err("kind must be a string.".into()),
+    }
+    match doc.get("metadata") {
+        None => {}
+        Some(Value::Object(metadata)) => match metadata.get("name") {
+            None => {}
+            Some(Value::String(n)) if n == name => {}
+            Some(Value::String(n)) => {
+                return Err(format!(
+                    "metadata.name {n} does not match the path's {name}."
+                ));
+            }
+            Some(_) => return Err("metadata.name must be a string.".into()),
+        },
+        Some(_) => return Err("metadata must be an object.".into()),
+    }
+    match doc.get("spec") {
+        Some(Value::Object(spec)) => Ok(Some(spec)),
+        None | Some(Value::Null) if !required => Ok(None),
+        _ => Err(format!("A {kind} needs a spec object.")),
+    }
+}
+
 /// An apply of a RemoteEnvironment document (`metadata.name` must match the path).
 fn remote_environment_from(name: &str, doc: &Value) -> Result<AdminRequest, String> {
-    if let Some(kind) = doc.get("kind").and_then(Value::as_str)
-        && kind != "RemoteEnvironment"
-    {
-        return Err(format!("Expected kind RemoteEnvironment, got {kind}."));
-    }
-    if let Some(n) = doc.pointer("/metadata/name").and_then(Value::as_str)
-        && n != name
-    {
-        return Err(format!(
-            "metadata.name {n} does not match the path's {name}."
-        ));
-    }
-    let spec = doc.get("spec").cloned().unwrap_or(Value::Null);
+    let spec = resource_spec(doc, "RemoteEnvironment", name, false)?
+        .cloned()
+        .map_or(Value::Null, Value::Object);
     let description = match spec.get("description") {
         None | Some(Value::Null) => String::new(),
         Some(Value::String(s)) => s.clone(),
@@ -1242,5 +1268,92 @@ mod tests {
         assert!(remote_environment_from("other", &ok).is_err());
         let bad = serde_json::json!({"spec": {"labels": {"a": 1}}});
         assert!(remote_environment_from("ec", &bad).is_err());
+    }
+
+    #[test]
+    fn a_replay_is_limited_to_a_string_event_id_and_refuses_anything_else() {
+        assert_eq!(replay_event_id(b"{}"), Ok(None));
+        assert_eq!(replay_event_id(br#"{"eventId": null}"#), Ok(None));
+        assert_eq!(
+            replay_event_id(br#"{"eventId": "e1", "other": 1}"#),
+            Ok(Some("e1".into()))
+        );
+        for (body, message) in [
+            (&br#"{"eventId": {}}"#[..], "eventId must be a string."),
+            (br#"{"eventId": 7}"#, "eventId must be a string."),
+            (b"[]", "The body must be a JSON object."),
+            (b"\"e1\"", "The body must be a JSON object."),
+        ] {
+            assert_eq!(replay_event_id(body), Err(message.to_owned()));
+        }
+        assert!(
+            replay_event_id(b"{")
+                .unwrap_err()
+                .starts_with("The body is not valid JSON")
+        );
+    }
+
+    #[test]
+    fn resource_documents_must_be_objects_with_fields_of_the_right_type() {
+        use serde_json::json;
+        let spec = |doc: Value, required| {
+            resource_spec(&doc, "Subscription", "s1", required).map(|s| s.cloned())
+        };
+        let given = json!({"endpoint": "http://x"});
+        let full = json!({"kind": "Subscription", "metadata": {"name": "s1"}, "spec": given});
+        assert_eq!(spec(full, true), Ok(given.as_object().cloned()));
+        assert_eq!(spec(json!({}), false), Ok(None));
+        assert_eq!(spec(json!({"extra": 1, "metadata": {}}), false), Ok(None));
+        assert_eq!(spec(json!({"spec": null}), false), Ok(None));
+        for (doc, required, message) in [
+            (
+                json!([null, null]),
+                false,
+                "A Subscription document must be a JSON object.",
+            ),
+            (
+                json!("text"),
+                false,
+                "A Subscription document must be a JSON object.",
+            ),
+            (json!({"kind": 5}), false, "kind must be a string."),
+            (
+                json!({"kind": "Other"}),
+                false,
+                "Expected kind Subscription, got Other.",
+            ),
+            (
+                json!({"metadata": []}),
+                false,
+                "metadata must be an object.",
+            ),
+            (
+                json!({"metadata": {"name": 1}}),
+                false,
+                "metadata.name must be a string.",
+            ),
+            (
+                json!({"metadata": {"name": "s2"}}),
+                false,
+                "metadata.name s2 does not match the path's s1.",
+            ),
+            (
+                json!({"spec": "x"}),
+                false,
+                "A Subscription needs a spec object.",
+            ),
+            (json!({}), true, "A Subscription needs a spec object."),
+            (
+                json!({"spec": null}),
+                true,
+                "A Subscription needs a spec object.",
+            ),
+        ] {
+            assert_eq!(
+                spec(doc.clone(), required),
+                Err(message.to_owned()),
+                "{doc}"
+            );
+        }
     }
 }

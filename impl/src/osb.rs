@@ -29,17 +29,20 @@ fn osb_error(status: u16, error: &str, description: String) -> Response {
     )
 }
 
-fn version_ok(req: &hyper::Request<Incoming>) -> bool {
-    let Some(v) = req
-        .headers()
-        .get("x-broker-api-version")
-        .and_then(|v| v.to_str().ok())
-    else {
-        return false;
-    };
-    let mut parts = v.trim().split('.').map(|p| p.parse::<u32>().unwrap_or(0));
-    let (major, minor) = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
-    major == MIN_VERSION.0 && minor >= MIN_VERSION.1
+/// Whether an `X-Broker-API-Version` value is `2.minor` with `minor` at least
+/// [`MIN_VERSION`]'s (OSB: "2.14"; both parts decimal digits only).
+fn version_ok(value: Option<&str>) -> bool {
+    let digits = |p: &str| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit());
+    match value.and_then(|v| v.split_once('.')) {
+        Some((major, minor)) if digits(major) && digits(minor) => {
+            // Digits that do not fit a u64 are a number larger than any minimum.
+            major == MIN_VERSION.0.to_string()
+                && minor
+                    .parse::<u64>()
+                    .map_or(true, |m| m >= u64::from(MIN_VERSION.1))
+        }
+        _ => false,
+    }
 }
 
 /// The catalog entry of a service class, in OSB's shape.
@@ -76,7 +79,11 @@ pub async fn handle(
                 &Method::PUT | &Method::DELETE
             )
     );
-    if known && !version_ok(&req) {
+    let version = req
+        .headers()
+        .get("x-broker-api-version")
+        .and_then(|v| v.to_str().ok());
+    if known && !version_ok(version) {
         return osb_error(
             412,
             "PreconditionFailed",
@@ -183,5 +190,40 @@ pub async fn handle(
         }
         Ok(reply) => http::from_reply(&reply),
         Err(e) => http::unavailable(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::version_ok;
+
+    #[test]
+    fn the_version_header_must_be_two_point_something() {
+        for ok in [
+            "2.0",
+            "2.14",
+            "2.100",
+            "2.079076104897",
+            "2.99999999999999999999999",
+        ] {
+            assert!(version_ok(Some(ok)), "{ok}");
+        }
+        for bad in [
+            None,
+            Some(""),
+            Some("2"),
+            Some("2."),
+            Some(".14"),
+            Some("1.14"),
+            Some("3.0"),
+            Some("2.x"),
+            Some("2.+1"),
+            Some("2.14.1"),
+            Some("02.14"),
+            Some("99999999999999999999999.1"),
+            Some(" 2.14"),
+        ] {
+            assert!(!version_ok(bad), "{bad:?}");
+        }
     }
 }

@@ -297,6 +297,16 @@ fn finish(attempt: Attempt, result: DeliveryResult) {
     });
 }
 
+/// Whether pushes can be sent to `endpoint`: an absolute `http` or `https` URL with a host,
+/// parsed as the pusher parses it.
+pub fn check_endpoint(endpoint: &str) -> Result<(), String> {
+    let target = Target::parse(endpoint)?;
+    match target.uri.scheme_str() {
+        Some("http" | "https") => Ok(()),
+        _ => Err("the scheme must be http or https".into()),
+    }
+}
+
 /// Where an endpoint's requests go: the URI to connect to, the `Host` header and the
 /// request target (origin form).
 #[derive(Clone)]
@@ -531,6 +541,28 @@ mod tests {
     use ace_model::bus::{DeliveryId, Event, ResourceKey};
 
     use super::*;
+
+    #[test]
+    fn endpoints_must_be_http_urls_with_a_host() {
+        for ok in [
+            "http://sub:8080/events?x=1",
+            "https://sub.ns.svc.cluster.local/",
+            "http://[::1]:9/",
+            "http://user@host/",
+        ] {
+            assert_eq!(check_endpoint(ok), Ok(()), "{ok}");
+        }
+        for bad in [
+            "http://[",
+            "http:// host/",
+            "https://ho st",
+            "http://",
+            "ftp://host/",
+            "host",
+        ] {
+            assert!(check_endpoint(bad).is_err(), "{bad}");
+        }
+    }
 
     /// A network whose every connection reaches an in-memory HTTP server answering 200.
     #[derive(Clone, Default)]

@@ -634,3 +634,126 @@ async fn an_rsa_ca_can_be_chosen() {
         .await;
     assert_eq!(r.status, 200);
 }
+
+/// Admin documents of the wrong shape, found by schemathesis against `specs/admin.yaml`: each is
+/// refused with 400 and its reason, and nothing is created or replayed.
+#[tokio::test]
+async fn admin_documents_of_the_wrong_shape_are_refused_and_change_nothing() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let s = start(dir.path()).await;
+    let put = |path: &'static str, body: &'static str| {
+        let s = &s;
+        async move {
+            let r = s
+                .send(Method::PUT, &s.admin(path), Some(body.as_bytes()), None)
+                .await;
+            (r.status, r.json())
+        }
+    };
+    assert_eq!(
+        put("/v1/remoteenvironments/ec", "[null, null]").await,
+        (
+            400,
+            err(400, "A RemoteEnvironment document must be a JSON object.")
+        )
+    );
+    assert_eq!(
+        put("/v1/remoteenvironments/ec", r#"{"kind": 1}"#).await,
+        (400, err(400, "kind must be a string."))
+    );
+    assert_eq!(
+        put("/v1/remoteenvironments/ec", r#"{"spec": "text"}"#).await,
+        (400, err(400, "A RemoteEnvironment needs a spec object."))
+    );
+    let r = s
+        .send(
+            Method::GET,
+            &s.admin("/v1/remoteenvironments/ec"),
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 404, "nothing was created");
+
+    assert_eq!(
+        put(
+            "/v1/namespaces/prod/eventactivations/ec",
+            r#"{"spec": {"sourceId": "ec", "displayName": {}}}"#
+        )
+        .await,
+        (400, err(400, "spec.displayName must be a string."))
+    );
+    let sub = |endpoint: &str| {
+        json!({"spec": {"endpoint": endpoint, "include_subscription_name_header": false,
+            "max_inflight": 1, "push_request_timeout_ms": 0, "event_type": "order.created",
+            "event_type_version": "v1", "source_id": "ec"}})
+        .to_string()
+    };
+    let r = s
+        .send(
+            Method::PUT,
+            &s.admin("/v1/namespaces/prod/subscriptions/s1"),
+            Some(sub("http://[").as_bytes()),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 400);
+    let message = r.json()["error"].as_str().unwrap_or_default().to_owned();
+    assert!(
+        message.starts_with(
+            r#"Invalid Subscription: spec.endpoint "http://[" is not a URL events can be pushed to: "#
+        ),
+        "{message}"
+    );
+    // A subscription that matches Kyma's pattern but breaks another CRD constraint keeps the
+    // model's message (Kyma's order).
+    let r = s
+        .send(
+            Method::PUT,
+            &s.admin("/v1/namespaces/prod/subscriptions/s1"),
+            Some(sub("ftp://x").as_bytes()),
+            None,
+        )
+        .await;
+    assert_eq!(
+        r.json()["error"],
+        r#"Invalid Subscription: spec.endpoint "ftp://x" must match ^(https?)://.+$."#
+    );
+    let r = s
+        .send(
+            Method::GET,
+            &s.admin("/v1/namespaces/prod/subscriptions/s1"),
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 404, "nothing was created");
+    let r = s
+        .send(
+            Method::PUT,
+            &s.admin("/v1/namespaces/prod/subscriptions/s1"),
+            Some(sub("http://[::1]:9/events").as_bytes()),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.json());
+
+    let r = s
+        .send(
+            Method::POST,
+            &s.admin("/v1/namespaces/prod/subscriptions/s1/replay"),
+            Some(br#"{"eventId": {}}"#),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.json()),
+        (400, err(400, "eventId must be a string."))
+    );
+
+    let r = s
+        .send(Method::TRACE, &s.admin("/v1/api.yaml"), None, None)
+        .await;
+    assert_eq!(r.status, 405);
+    assert_eq!(r.headers["allow"], "GET");
+}
