@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Property-based checks of the connector and gateway OpenAPI specs against a live `ace serve`:
-# zero server errors, zero responses that violate the spec. Usage: .ci/schemathesis.sh ACE_BINARY
+# Property-based checks of the connector, gateway, publish and admin OpenAPI specs against a live
+# `ace serve`: zero server errors, zero responses that violate the spec, every request the spec
+# allows accepted and every one it forbids refused. Usage: .ci/schemathesis.sh ACE_BINARY
 set -euo pipefail
 ace=$(realpath "$1")
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -28,6 +29,9 @@ schemathesis "${common[0]}" "${common[1]}" run specs/connector.yaml -u "https://
 schemathesis "${common[0]}" "${common[1]}" run specs/connector.yaml -u "http://127.0.0.1:$internal" --max-examples 50 --seed 1 --include-path "$tokens"
 schemathesis "${common[0]}" "${common[1]}" run specs/gateway.yaml -u "https://localhost:$gateway" "${common[@]:2}" \
   --request-cert "$work/client/chain.pem" --request-cert-key "$work/client/key.pem"
+schemathesis "${common[0]}" "${common[1]}" run specs/publish.yaml -u "http://127.0.0.1:$publish" "${common[@]:4}"
+# Last: it creates, changes and deletes resources of every kind.
+schemathesis "${common[0]}" "${common[1]}" run specs/admin.yaml -u "http://127.0.0.1:$admin" "${common[@]:4}"
 if grep -q ' ERROR ' "$work/serve.log"; then
   echo "ace serve logged errors:"; grep ' ERROR ' "$work/serve.log"; exit 1
 fi
