@@ -86,6 +86,7 @@ async fn under_the_kyma_profile_ace_differs_only_where_listed() {
         "onboarding.csr.malformed-json",
         "isolation.recreated-re",
         "events.size-limit",
+        "delivery.endpoint-is-a-url",
         "proxy.access-token-bearer",
         "proxy.retry-403",
     ] {

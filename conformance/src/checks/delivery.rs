@@ -95,7 +95,37 @@ pub fn checks() -> Vec<Check> {
             [Resources, Publish],
             subscription_update
         ),
+        check!(
+            "delivery.endpoint-is-a-url",
+            Delivery,
+            Should,
+            "reference §4.5 (Kyma's CRD only asked for ^(https?)://.+$)",
+            "A Subscription whose endpoint matches the CRD's pattern but is not a URL (http://[) is refused when applied, instead of failing every push.",
+            [Resources],
+            endpoint_is_a_url
+        ),
     ]
+}
+
+async fn endpoint_is_a_url(cx: &Ctx) -> CheckResult {
+    let (ns, name) = (cx.name("ns"), cx.name("sub"));
+    let doc = subscription(&ns, &name, &cx.name("src"), "http://[", 1, 1000);
+    let resources = cx.resources()?;
+    let applied = resources.apply(&doc).await;
+    if applied.is_ok() {
+        let _ = resources.delete("Subscription", Some(&ns), &name).await;
+    }
+    match (applied, cx.kyma()) {
+        (Err(_), false) | (Ok(_), true) => Ok(()),
+        (Ok(_), false) => Err(Failure::new(
+            "the Subscription refused",
+            "it was accepted with the endpoint http://[",
+        )),
+        (Err(e), true) => Err(Failure::new(
+            "Kyma 0.5: the Subscription accepted (the CRD's pattern holds)",
+            e,
+        )),
+    }
 }
 
 /// A namespace with `source` activated and a subscription pushing to a fresh mailbox.
