@@ -865,12 +865,9 @@ impl App {
                         "spec.sourceId is required and must be a string.",
                     ));
                 };
-                let display_name = match spec.get("displayName") {
-                    None | Some(Value::Null) => "",
-                    Some(Value::String(s)) => s,
-                    Some(_) => {
-                        return error(&CommonError::new(400, "spec.displayName must be a string."));
-                    }
+                let display_name = match optional_str(&spec, "displayName", "spec.displayName") {
+                    Ok(name) => name.unwrap_or_default(),
+                    Err(msg) => return error(&CommonError::new(400, msg)),
                 };
                 let spec = ActivationSpec {
                     source_id: source_id.to_owned(),
@@ -938,13 +935,9 @@ impl App {
                     Ok(body) => body,
                     Err(r) => return r,
                 };
-                let event_id = if body.iter().all(u8::is_ascii_whitespace) {
-                    None
-                } else {
-                    match replay_event_id(&body) {
-                        Ok(event_id) => event_id,
-                        Err(msg) => return error(&CommonError::new(400, msg)),
-                    }
+                let event_id = match replay_event_id(&body) {
+                    Ok(event_id) => event_id,
+                    Err(msg) => return error(&CommonError::new(400, msg)),
                 };
                 return self
                     .bus(BusRequest::ReplayDeadLetters {
@@ -988,7 +981,7 @@ impl App {
                     Ok(spec) => spec,
                     Err(r) => return r,
                 };
-                let spec: SubscriptionSpec = match serde_json::from_value(spec) {
+                let spec: SubscriptionSpec = match serde_json::from_value(Value::Object(spec)) {
                     Ok(spec) => spec,
                     Err(e) => {
                         return error(&CommonError::new(
@@ -1128,10 +1121,11 @@ impl App {
         req: hyper::Request<Incoming>,
         kind: &str,
         name: &str,
-    ) -> Result<Value, Response> {
+    ) -> Result<serde_json::Map<String, Value>, Response> {
         let doc = self.json_body(req).await?;
         match resource_spec(&doc, kind, name, true) {
-            Ok(spec) => Ok(spec.cloned().map_or(Value::Null, Value::Object)),
+            // Required: a document without a spec object is an error.
+            Ok(spec) => Ok(spec.cloned().unwrap_or_default()),
             Err(msg) => Err(error(&CommonError::new(400, msg))),
         }
     }
@@ -1152,18 +1146,31 @@ impl App {
     }
 }
 
-/// The event a replay is limited to: the body's `eventId`, if the body (a JSON object) has one.
-/// A body that is not an object, or an `eventId` that is not a string, is refused rather than
-/// taken as "every dead letter".
+/// The event a replay is limited to: the body's `eventId`, if the body (a JSON object, or
+/// nothing at all) has one. A body that is not an object, or an `eventId` that is not a string,
+/// is refused rather than taken as "every dead letter".
 fn replay_event_id(body: &[u8]) -> Result<Option<String>, String> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(None);
+    }
     match serde_json::from_slice::<Value>(body) {
-        Ok(Value::Object(doc)) => match doc.get("eventId") {
-            None | Some(Value::Null) => Ok(None),
-            Some(Value::String(id)) => Ok(Some(id.clone())),
-            Some(_) => Err("eventId must be a string.".into()),
-        },
+        Ok(Value::Object(doc)) => Ok(optional_str(&doc, "eventId", "eventId")?.map(str::to_owned)),
         Ok(_) => Err("The body must be a JSON object.".into()),
         Err(e) => Err(format!("The body is not valid JSON: {e}")),
+    }
+}
+
+/// Field `key` of `object` as text, `None` if absent or null; `what` names it in the error
+/// when it is anything else.
+fn optional_str<'a>(
+    object: &'a serde_json::Map<String, Value>,
+    key: &str,
+    what: &str,
+) -> Result<Option<&'a str>, String> {
+    match object.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s)),
+        Some(_) => Err(format!("{what} must be a string.")),
     }
 }
 
@@ -1209,14 +1216,11 @@ fn resource_spec<'a>(
 
 /// An apply of a RemoteEnvironment document (`metadata.name` must match the path).
 fn remote_environment_from(name: &str, doc: &Value) -> Result<AdminRequest, String> {
-    let spec = resource_spec(doc, "RemoteEnvironment", name, false)?
-        .cloned()
-        .map_or(Value::Null, Value::Object);
-    let description = match spec.get("description") {
-        None | Some(Value::Null) => String::new(),
-        Some(Value::String(s)) => s.clone(),
-        Some(_) => return Err("spec.description must be a string.".into()),
-    };
+    let empty = serde_json::Map::new();
+    let spec = resource_spec(doc, "RemoteEnvironment", name, false)?.unwrap_or(&empty);
+    let description = optional_str(spec, "description", "spec.description")?
+        .unwrap_or_default()
+        .to_owned();
     let labels = match spec.get("labels") {
         None | Some(Value::Null) => Default::default(),
         Some(v) => serde_json::from_value(v.clone())
