@@ -62,6 +62,28 @@ fn journal_inputs() {
     assert_eq!(seed(&results, "stale-frame"), Some(0));
 }
 
+/// A frame header whose length says 4 GiB (a damaged header) ends the journal without the
+/// payload being allocated: the seed runs in a child process whose address space is limited to
+/// 1 GiB (`ulimit -v`), where allocating it would abort the process.
+#[test]
+fn a_damaged_frame_length_is_not_allocated() {
+    let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("seeds/journal/damaged-length");
+    if std::env::var_os("ACE_FUZZ_LIMITED").is_some() {
+        let data = std::fs::read(file).expect("read the seed");
+        assert_eq!(ace_fuzz::journal(&data), Some(1));
+        return;
+    }
+    let exe = std::env::current_exe().expect("the test binary");
+    let status = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(r#"ulimit -v 1048576 && exec "$0" --exact a_damaged_frame_length_is_not_allocated"#)
+        .arg(exe)
+        .env("ACE_FUZZ_LIMITED", "1")
+        .status()
+        .expect("run the test binary");
+    assert!(status.success(), "the limited run failed: {status}");
+}
+
 #[test]
 fn gateway_inputs() {
     let results = replay("gateway", ace_fuzz::gateway);

@@ -81,9 +81,10 @@ impl Journal {
             offset: 0,
             capacity,
         };
+        let file_len = journal.file.metadata()?.len();
         let mut frames = Vec::new();
         let mut expected = None;
-        while let Some((frame, end)) = journal.read_frame(journal.offset)? {
+        while let Some((frame, end)) = journal.read_frame(journal.offset, file_len)? {
             match expected {
                 None if frame.first_key > next_key => {
                     return Err(io::Error::new(
@@ -109,7 +110,8 @@ impl Journal {
     }
 
     /// The frame at `at` and where it ends, if a whole frame of the current generation is there.
-    fn read_frame(&self, at: u64) -> io::Result<Option<(Frame, u64)>> {
+    /// A length reaching past `file_len` (a damaged header) is no frame, and is not allocated.
+    fn read_frame(&self, at: u64, file_len: u64) -> io::Result<Option<(Frame, u64)>> {
         let mut header = [0u8; HEADER];
         if !self.read_whole(&mut header, at)? {
             return Ok(None);
@@ -119,7 +121,8 @@ impl Journal {
         let long = |i: usize| u64::from(word(i)) | (u64::from(word(i + 4)) << 32);
         let (magic, len, crc, count) = (word(0), word(4), word(8), word(12));
         let (generation, first_key) = (long(16), long(24));
-        if magic != MAGIC || generation != self.generation {
+        let end = at + (HEADER as u64) + u64::from(len);
+        if magic != MAGIC || generation != self.generation || end > file_len {
             return Ok(None);
         }
         let mut payload = vec![0u8; len as usize];
@@ -129,7 +132,6 @@ impl Journal {
         if checksum(&header[12..], &payload) != crc {
             return Ok(None);
         }
-        let end = at + (HEADER + payload.len()) as u64;
         let count = u64::from(count);
         Ok(Some((
             Frame {
