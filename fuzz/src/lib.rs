@@ -113,14 +113,6 @@ fn ca() -> &'static Ca {
     CA.get_or_init(|| Ca::generate(KeyKind::EcdsaP256, NOW).expect("a CA"))
 }
 
-/// A `client-certs` body carrying `der` as the seed's walkthrough makes it (base64 of the PEM).
-pub fn csr_body(der: &[u8]) -> Vec<u8> {
-    use base64::Engine as _;
-    let pem = pem::encode(&pem::Pem::new("CERTIFICATE REQUEST", der.to_vec()));
-    let csr = base64::engine::general_purpose::STANDARD.encode(pem);
-    format!(r#"{{"csr":"{csr}"}}"#).into_bytes()
-}
-
 /// A `client-certs` call with a valid token. The first byte chooses what the rest is: even, the
 /// request body as it came; odd, a CSR's DER, wrapped into a body as clients do.
 ///
@@ -133,7 +125,8 @@ pub fn csr(data: &[u8]) -> Option<u16> {
     let body = if mode % 2 == 0 {
         rest.to_vec()
     } else {
-        csr_body(rest)
+        let pem = pem::encode(&pem::Pem::new("CERTIFICATE REQUEST", rest.to_vec()));
+        ace_conformance::context::csr_body(&pem)
     };
     let (der, submission) = match connector::decode_csr_body(&body) {
         Ok(der) => {
