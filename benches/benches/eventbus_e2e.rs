@@ -39,8 +39,13 @@
 //! system under test and of the rest of the process, from `/proc/self`), `subscriber <name>:`
 //! (connections the subscriber accepted), and for ACE `store <name>:` (records per group
 //! commit, from `/metrics`).
+//!
+//! `ACE_BENCH_ROUNDS=R` replaces criterion's measurements with R paired rounds: every system
+//! in turn for about a second each, round after round, with each ratio taken to the same
+//! round's baseline and the median, lowest and highest ratio printed (`paired/mod.rs`).
 
 mod common;
+mod paired;
 
 use common::{DRIVER_THREAD, cpu_times, now_ms, subject};
 use std::convert::Infallible;
@@ -385,6 +390,7 @@ async fn connect(tls: &TlsConnector, addr: std::net::SocketAddr) -> Sender {
 }
 
 /// What a benchmark publishes to.
+#[derive(Clone)]
 struct Case {
     name: &'static str,
     /// ACE's gateway or the forwarder.
@@ -800,6 +806,29 @@ fn eventbus_e2e(c: &mut Criterion) {
             64,
         ),
     ];
+    if let Some(rounds) = paired::rounds() {
+        // Interleaved rounds instead of criterion, per publisher count (baseline first).
+        for publishers in [16, 64] {
+            let scenarios: Vec<Scenario> = cases
+                .iter()
+                .filter(|c| c.publishers == publishers)
+                .map(|c| Scenario::new(&clients, c.clone()))
+                .collect();
+            let mut systems: Vec<paired::System<'_>> = scenarios
+                .iter()
+                .map(|s| paired::System {
+                    name: s.case.name,
+                    run: Box::new(|n| s.run(&clients, &counts, n)),
+                })
+                .collect();
+            paired::run(&format!("{publishers}_publishers"), rounds, &mut systems);
+            for s in &scenarios {
+                s.report();
+            }
+        }
+        drop(ace);
+        return;
+    }
     for case in cases {
         let (name, is_ace) = (case.name, case.threads == ACE_THREADS);
         let scenario = Scenario::new(&clients, case);

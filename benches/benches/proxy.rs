@@ -6,6 +6,10 @@
 //! Ceilings, in the same run: two proxies with no logic at all on the same HTTP stack, one over
 //! hyper-util's pooled client (as ACE's proxy), one over an upstream connection of its own per
 //! caller's connection. They show how close any proxy can get to direct calls on the machine.
+//!
+//! `ACE_BENCH_ROUNDS=R` replaces criterion's measurements with R paired rounds: every system
+//! in turn for about a second each, round after round, with each ratio taken to the same
+//! round's baseline and the median, lowest and highest ratio printed (`paired/mod.rs`).
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -22,6 +26,8 @@ use http_body_util::{BodyExt, Full};
 use hyper::Method;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use serde_json::json;
+
+mod paired;
 
 const CLIENTS: u64 = 16;
 
@@ -230,6 +236,26 @@ fn benchmarks(c: &mut Criterion) {
             trivial_proxy(target_addr, Upstream::Dedicated).await,
         )
     });
+    let headers = vec![("ace-binding-key".to_owned(), key)];
+    if let Some(rounds) = paired::rounds() {
+        // Interleaved rounds instead of criterion; direct calls are the baseline.
+        let calls = |addr: SocketAddr, path: String, headers: Vec<(String, String)>| {
+            let rt = &rt;
+            Box::new(move |n: u64| {
+                rt.block_on(run(addr, path.clone(), headers.clone(), n.max(CLIENTS)))
+            }) as Box<dyn FnMut(u64) -> Duration + '_>
+        };
+        let api = || "/api/uuid".to_owned();
+        let mut systems = [
+            ("direct", calls(target_addr, api(), Vec::new())),
+            ("trivial_pooled", calls(pooled, api(), Vec::new())),
+            ("trivial_dedicated", calls(dedicated, api(), Vec::new())),
+            ("ace", calls(proxy_addr, path.clone(), headers.clone())),
+        ]
+        .map(|(name, run)| paired::System { name, run });
+        paired::run("proxy_16_clients", rounds, &mut systems);
+        return;
+    }
     let mut group = c.benchmark_group("proxy");
     group.throughput(Throughput::Elements(1));
     group.sample_size(10);
@@ -253,7 +279,6 @@ fn benchmarks(c: &mut Criterion) {
             })
         });
     }
-    let headers = vec![("ace-binding-key".to_owned(), key)];
     group.bench_function("proxied_calls_cached_token_16_clients", |b| {
         b.iter_custom(|n| {
             rt.block_on(run(
