@@ -14,7 +14,7 @@ use ace_model::{Reply, RequestError};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
-use hyper::header::{AUTHORIZATION, CONTENT_TYPE, HOST, HeaderValue};
+use hyper::header::{self, AUTHORIZATION, CONTENT_TYPE, HOST, HeaderName, HeaderValue};
 use hyper::{HeaderMap, StatusCode};
 use hyper_util::client::legacy::Client;
 use serde::Deserialize;
@@ -62,20 +62,24 @@ impl std::fmt::Debug for Proxy {
     }
 }
 
-/// Hop-by-hop headers, never forwarded (RFC 9110 §7.6.1), and ACE's own.
-const NOT_FORWARDED: [&str; 11] = [
-    "connection",
-    "keep-alive",
-    "proxy-authenticate",
-    "proxy-authorization",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
-    "host",
-    BINDING_KEY_HEADER,
-    ACCESS_TOKEN_HEADER,
+/// Hop-by-hop headers, never forwarded (RFC 9110 §7.6.1), and ACE's own (as header names,
+/// so that removing them does not parse their names on every call).
+static NOT_FORWARDED: [HeaderName; 11] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+    header::HOST,
+    HeaderName::from_static(BINDING_KEY_HEADER),
+    HeaderName::from_static(ACCESS_TOKEN_HEADER),
 ];
+
+/// Largest OAuth token response read; a larger one fails the token request (502).
+const MAX_TOKEN_RESPONSE_BYTES: usize = 64 * 1024;
 
 #[derive(Deserialize)]
 struct TokenResponse {
@@ -173,7 +177,7 @@ impl Proxy {
             .get(ACCESS_TOKEN_HEADER)
             .and_then(|v| v.to_str().ok())
             .map(proxy::authorization_from_access_token);
-        for name in NOT_FORWARDED {
+        for name in &NOT_FORWARDED {
             headers.remove(name);
         }
         let body = match http::read_body(
@@ -237,7 +241,7 @@ impl Proxy {
         match response {
             Ok(r) => {
                 let (mut parts, body) = r.into_parts();
-                for name in NOT_FORWARDED {
+                for name in &NOT_FORWARDED {
                     parts.headers.remove(name);
                 }
                 hyper::Response::from_parts(parts, body.boxed())
@@ -327,8 +331,7 @@ impl Proxy {
                 "incorrect response code '{status}' while getting token from {url}"
             ));
         }
-        let body = response
-            .into_body()
+        let body = http_body_util::Limited::new(response.into_body(), MAX_TOKEN_RESPONSE_BYTES)
             .collect()
             .await
             .map_err(|e| format!("failed to read token response body from {url}: {e}"))?

@@ -321,6 +321,24 @@ async fn oauth_and_target_failures_are_502_with_a_json_body() {
         "{}",
         r.text()
     );
+    // A token response too large to be a token (valid JSON, padded): not read into memory.
+    let padded = json!({"access_token": "t", "expires_in": 3600, "padding": "x".repeat(100_000)});
+    Mock::given(method("POST"))
+        .and(path("/token"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(padded))
+        .up_to_n_times(1)
+        .mount(&w.oauth)
+        .await;
+    let r = call(&w.gateway_url, &headers, None).await;
+    assert_eq!(r.status, 502);
+    assert!(
+        r.json()["error"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("failed to read token response body"),
+        "{}",
+        r.text()
+    );
     // A token, but the target is too slow.
     Mock::given(method("POST"))
         .and(path("/token"))
