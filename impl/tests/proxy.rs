@@ -289,56 +289,40 @@ async fn oauth_and_target_failures_are_502_with_a_json_body() {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let w = world(dir.path(), true, Duration::from_millis(500)).await;
     let headers = [("ace-binding-key", w.key.as_str())];
-    // The OAuth server answers 500, then garbage.
-    Mock::given(method("POST"))
-        .and(path("/token"))
-        .respond_with(ResponseTemplate::new(500))
-        .up_to_n_times(1)
-        .mount(&w.oauth)
-        .await;
-    let r = call(&w.gateway_url, &headers, None).await;
-    assert_eq!(r.status, 502);
-    assert!(
-        r.json()["error"]
-            .as_str()
-            .unwrap_or_default()
-            .starts_with("incorrect response code '500' while getting token from"),
-        "{}",
-        r.text()
-    );
-    Mock::given(method("POST"))
-        .and(path("/token"))
-        .respond_with(ResponseTemplate::new(200).set_body_string("{"))
-        .up_to_n_times(1)
-        .mount(&w.oauth)
-        .await;
-    let r = call(&w.gateway_url, &headers, None).await;
-    assert!(
-        r.json()["error"]
-            .as_str()
-            .unwrap_or_default()
-            .starts_with("failed to unmarshal token response body"),
-        "{}",
-        r.text()
-    );
-    // A token response too large to be a token (valid JSON, padded): not read into memory.
+    // The OAuth server answers 500, then garbage, then a token document too large to be one
+    // (valid JSON, padded: it is not read into memory).
     let padded = json!({"access_token": "t", "expires_in": 3600, "padding": "x".repeat(100_000)});
-    Mock::given(method("POST"))
-        .and(path("/token"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(padded))
-        .up_to_n_times(1)
-        .mount(&w.oauth)
-        .await;
-    let r = call(&w.gateway_url, &headers, None).await;
-    assert_eq!(r.status, 502);
-    assert!(
-        r.json()["error"]
-            .as_str()
-            .unwrap_or_default()
-            .starts_with("failed to read token response body"),
-        "{}",
-        r.text()
-    );
+    for (reply, error) in [
+        (
+            ResponseTemplate::new(500),
+            "incorrect response code '500' while getting token from",
+        ),
+        (
+            ResponseTemplate::new(200).set_body_string("{"),
+            "failed to unmarshal token response body",
+        ),
+        (
+            ResponseTemplate::new(200).set_body_json(padded),
+            "failed to read token response body",
+        ),
+    ] {
+        Mock::given(method("POST"))
+            .and(path("/token"))
+            .respond_with(reply)
+            .up_to_n_times(1)
+            .mount(&w.oauth)
+            .await;
+        let r = call(&w.gateway_url, &headers, None).await;
+        assert_eq!(r.status, 502, "{error}");
+        assert!(
+            r.json()["error"]
+                .as_str()
+                .unwrap_or_default()
+                .starts_with(error),
+            "{}",
+            r.text()
+        );
+    }
     // A token, but the target is too slow.
     Mock::given(method("POST"))
         .and(path("/token"))
