@@ -78,6 +78,21 @@ static NOT_FORWARDED: [HeaderName; 11] = [
     HeaderName::from_static(ACCESS_TOKEN_HEADER),
 ];
 
+/// Removes the headers that are not forwarded: [`NOT_FORWARDED`] and every header the
+/// `Connection` header names (RFC 9110 §7.6.1).
+fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    let named: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+        .collect();
+    for name in named.iter().chain(&NOT_FORWARDED) {
+        headers.remove(name);
+    }
+}
+
 /// Largest OAuth token response read; a larger one fails the token request (502).
 const MAX_TOKEN_RESPONSE_BYTES: usize = 64 * 1024;
 
@@ -177,9 +192,7 @@ impl Proxy {
             .get(ACCESS_TOKEN_HEADER)
             .and_then(|v| v.to_str().ok())
             .map(proxy::authorization_from_access_token);
-        for name in &NOT_FORWARDED {
-            headers.remove(name);
-        }
+        strip_hop_by_hop(&mut headers);
         let body = match http::read_body(
             req,
             app.limits.max_metadata_body_bytes,
@@ -241,9 +254,7 @@ impl Proxy {
         match response {
             Ok(r) => {
                 let (mut parts, body) = r.into_parts();
-                for name in &NOT_FORWARDED {
-                    parts.headers.remove(name);
-                }
+                strip_hop_by_hop(&mut parts.headers);
                 hyper::Response::from_parts(parts, body.boxed())
             }
             Err(message) => bad_gateway(message),

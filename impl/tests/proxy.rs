@@ -162,6 +162,48 @@ async fn the_token_is_fetched_once_and_reused_and_the_call_is_forwarded() {
 }
 
 #[tokio::test]
+async fn hop_by_hop_headers_and_the_binding_key_are_not_forwarded() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let w = world(dir.path(), false, Duration::from_secs(5)).await;
+    Mock::given(method("GET"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .insert_header("connection", "x-reply-hop")
+                .insert_header("x-reply-hop", "hidden")
+                .insert_header("x-reply", "shown"),
+        )
+        .mount(&w.target)
+        .await;
+    let r = call(
+        &format!("{}/uuid", w.gateway_url),
+        &[
+            ("ace-binding-key", &w.key),
+            ("connection", "x-hop, keep-alive"),
+            ("x-hop", "hidden"),
+            ("keep-alive", "timeout=5"),
+            ("x-custom", "kept"),
+        ],
+        None,
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.headers["x-reply"], "shown");
+    assert!(r.headers.get("x-reply-hop").is_none(), "{:?}", r.headers);
+    let received = w.target.received_requests().await.unwrap_or_default();
+    let [forwarded] = received.as_slice() else {
+        panic!("the target got {} requests", received.len());
+    };
+    assert_eq!(forwarded.headers["x-custom"], "kept");
+    for name in ["ace-binding-key", "x-hop", "keep-alive"] {
+        assert!(
+            !forwarded.headers.contains_key(name),
+            "{name} reached the target: {:?}",
+            forwarded.headers
+        );
+    }
+}
+
+#[tokio::test]
 async fn an_expired_token_is_fetched_again() {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let w = world(dir.path(), true, Duration::from_secs(5)).await;
