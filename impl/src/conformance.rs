@@ -25,13 +25,6 @@ pub struct Embedded {
     server: Mutex<Option<Server>>,
 }
 
-fn free_port() -> Result<u16, String> {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .map_err(|e| format!("no free loopback port: {e}"))
-}
-
 impl Embedded {
     /// Starts an embedded server; `tune` may change its options (e.g. inject a bug).
     pub async fn start(
@@ -44,13 +37,18 @@ impl Embedded {
             data_dir: dir.path().to_path_buf(),
             ..ServeOptions::default()
         };
-        opts.connector_internal_addr = format!("127.0.0.1:{}", free_port()?);
-        opts.connector_external_addr = format!("127.0.0.1:{}", free_port()?);
-        opts.gateway_addr = format!("127.0.0.1:{}", free_port()?);
-        opts.admin_addr = format!("127.0.0.1:{}", free_port()?);
-        opts.publish_addr = format!("127.0.0.1:{}", free_port()?);
-        opts.proxy_addr = format!("127.0.0.1:{}", free_port()?);
-        opts.proxy_url = format!("http://{}", opts.proxy_addr);
+        // Ports the system picks at the first start (asking for free ones first and binding
+        // them later would race with other processes); a restart binds the same ones again.
+        for addr in [
+            &mut opts.connector_internal_addr,
+            &mut opts.connector_external_addr,
+            &mut opts.gateway_addr,
+            &mut opts.admin_addr,
+            &mut opts.publish_addr,
+            &mut opts.proxy_addr,
+        ] {
+            "127.0.0.1:0".clone_into(addr);
+        }
         opts.token_ttl = TOKEN_TTL;
         opts.bus.retry = RetryPolicy::Backoff {
             initial: Duration::from_millis(100),
@@ -60,6 +58,16 @@ impl Embedded {
         let server = serve::start(TokioNet, opts.clone(), clock, seed)
             .await
             .map_err(|e| format!("embedded server: {e}"))?;
+        opts.connector_internal_addr = server.connector_internal.to_string();
+        opts.connector_external_addr = server.connector_external.to_string();
+        opts.gateway_addr = server.gateway.to_string();
+        opts.admin_addr = server.admin.to_string();
+        opts.publish_addr = server.publish.to_string();
+        opts.proxy_addr = server.proxy.to_string();
+        if opts.proxy_url == ServeOptions::default().proxy_url {
+            // As the server did: the URL of the proxy's real address.
+            opts.proxy_url = format!("http://{}", server.proxy);
+        }
         Ok(Arc::new(Embedded {
             dir,
             opts,
