@@ -25,6 +25,18 @@ pub struct Embedded {
     server: Mutex<Option<Server>>,
 }
 
+/// The listen addresses of `opts`, in the order of [`Server`]'s bound addresses.
+fn listen_addrs(opts: &mut ServeOptions) -> [&mut String; 6] {
+    [
+        &mut opts.connector_internal_addr,
+        &mut opts.connector_external_addr,
+        &mut opts.gateway_addr,
+        &mut opts.admin_addr,
+        &mut opts.publish_addr,
+        &mut opts.proxy_addr,
+    ]
+}
+
 impl Embedded {
     /// Starts an embedded server; `tune` may change its options (e.g. inject a bug).
     pub async fn start(
@@ -39,14 +51,7 @@ impl Embedded {
         };
         // Ports the system picks at the first start (asking for free ones first and binding
         // them later would race with other processes); a restart binds the same ones again.
-        for addr in [
-            &mut opts.connector_internal_addr,
-            &mut opts.connector_external_addr,
-            &mut opts.gateway_addr,
-            &mut opts.admin_addr,
-            &mut opts.publish_addr,
-            &mut opts.proxy_addr,
-        ] {
+        for addr in listen_addrs(&mut opts) {
             "127.0.0.1:0".clone_into(addr);
         }
         opts.token_ttl = TOKEN_TTL;
@@ -58,12 +63,17 @@ impl Embedded {
         let server = serve::start(TokioNet, opts.clone(), clock, seed)
             .await
             .map_err(|e| format!("embedded server: {e}"))?;
-        opts.connector_internal_addr = server.connector_internal.to_string();
-        opts.connector_external_addr = server.connector_external.to_string();
-        opts.gateway_addr = server.gateway.to_string();
-        opts.admin_addr = server.admin.to_string();
-        opts.publish_addr = server.publish.to_string();
-        opts.proxy_addr = server.proxy.to_string();
+        let bound = [
+            server.connector_internal,
+            server.connector_external,
+            server.gateway,
+            server.admin,
+            server.publish,
+            server.proxy,
+        ];
+        for (addr, bound) in listen_addrs(&mut opts).into_iter().zip(bound) {
+            *addr = bound.to_string();
+        }
         if opts.proxy_url == ServeOptions::default().proxy_url {
             // As the server did: the URL of the proxy's real address.
             opts.proxy_url = format!("http://{}", server.proxy);

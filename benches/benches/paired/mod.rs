@@ -11,9 +11,9 @@
 use std::time::Duration;
 
 /// Environment variable holding the number of rounds; unset means criterion runs as usual.
-pub const ROUNDS_ENV: &str = "ACE_BENCH_ROUNDS";
+const ROUNDS_ENV: &str = "ACE_BENCH_ROUNDS";
 /// Environment variable holding each system's measuring time per round, in milliseconds.
-pub const SLICE_ENV: &str = "ACE_BENCH_SLICE_MS";
+const SLICE_ENV: &str = "ACE_BENCH_SLICE_MS";
 /// Events or calls of the first, calibrating measurement of each system.
 const CALIBRATION: u64 = 2_000;
 
@@ -47,7 +47,7 @@ impl std::fmt::Debug for System<'_> {
 }
 
 /// The median, lowest and highest of `v` (not empty).
-pub fn spread(v: &[f64]) -> (f64, f64, f64) {
+fn spread(v: &[f64]) -> (f64, f64, f64) {
     let mut s = v.to_vec();
     s.sort_by(f64::total_cmp);
     let mid = s.len() / 2;
@@ -60,8 +60,8 @@ pub fn spread(v: &[f64]) -> (f64, f64, f64) {
 }
 
 /// Runs `systems` in turn for `rounds` rounds; the first is the baseline every ratio is to.
-/// Prints to stderr and returns each system's rate (operations per second) per round.
-pub fn run(label: &str, rounds: usize, systems: &mut [System<'_>]) -> Vec<Vec<f64>> {
+/// Prints each round's rates and ratios, and their median, lowest and highest, to stderr.
+pub fn run(label: &str, rounds: usize, systems: &mut [System<'_>]) {
     let slice = slice();
     // Calibrate: how many operations fill a slice, system by system (this also warms up).
     let sizes: Vec<u64> = systems
@@ -99,5 +99,4 @@ pub fn run(label: &str, rounds: usize, systems: &mut [System<'_>]) -> Vec<Vec<f6
             ratios.iter().filter(|r| **r >= 0.5).count(),
         );
     }
-    rates
 }
