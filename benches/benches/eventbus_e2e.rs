@@ -53,15 +53,15 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use ace::client::{self, TlsOptions};
-use ace::driver::Clock;
-use ace::journal::Journal;
-use ace::net::{Listener, Net, TokioNet};
-use ace::pki::{self, Ca, KeyKind};
-use ace::serve::{self, ServeOptions, Server};
+use ace_client::Clock;
+use ace_client::net::{Listener, Net, TokioNet};
+use ace_client::{self as client, TlsOptions};
 use ace_model::Timestamp;
 use ace_model::connector::{IssuedCertificate, decode_csr_body};
 use ace_model::rng::CertSerial;
+use ace_server::pki::{self, Ca, KeyKind};
+use ace_server::store::journal::Journal;
+use ace_server::{ServeOptions, Server};
 use base64::Engine as _;
 use bytes::Bytes;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
@@ -247,22 +247,20 @@ fn start_forwarder(
     log: Option<GroupLog>,
 ) -> std::net::SocketAddr {
     let now = Timestamp::from_unix_millis(now_ms());
-    let (cert_pem, key) = ca
-        .issue_server(
-            &["localhost".into(), "127.0.0.1".into()],
-            KeyKind::EcdsaP256,
-            now,
-        )
+    let key = pki::generate_key(KeyKind::EcdsaP256).expect("key");
+    let cert_pem = ca
+        .issue_server(&["localhost".into(), "127.0.0.1".into()], &key, now)
         .expect("server certificate");
     let mut chain = pki::certs_from_pem(&cert_pem).expect("chain");
     chain.push(ca.cert_der().clone());
     let key = pki::key_from_pem(&key.serialize_pem()).expect("key");
     let mut roots = RootCertStore::empty();
     roots.add(ca.cert_der().clone()).expect("root");
-    let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), serve::provider())
-        .build()
-        .expect("verifier");
-    let mut config = rustls::ServerConfig::builder_with_provider(serve::provider())
+    let verifier =
+        WebPkiClientVerifier::builder_with_provider(Arc::new(roots), ace_client::provider())
+            .build()
+            .expect("verifier");
+    let mut config = rustls::ServerConfig::builder_with_provider(ace_client::provider())
         .with_safe_default_protocol_versions()
         .expect("versions")
         .with_client_cert_verifier(verifier)
@@ -361,7 +359,7 @@ fn connector(
     for r in roots {
         store.add(r.clone()).expect("root");
     }
-    let mut config = ClientConfig::builder_with_provider(serve::provider())
+    let mut config = ClientConfig::builder_with_provider(ace_client::provider())
         .with_safe_default_protocol_versions()
         .expect("versions")
         .with_root_certificates(store)
@@ -586,24 +584,23 @@ impl Ace {
             None => tempfile::tempdir(),
         }
         .expect("tempdir");
-        let opts = ServeOptions {
-            data_dir: dir.path().to_owned(),
-            connector_internal_addr: "127.0.0.1:0".into(),
-            connector_external_addr: "127.0.0.1:0".into(),
-            gateway_addr: "127.0.0.1:0".into(),
-            admin_addr: "127.0.0.1:0".into(),
-            publish_addr: "127.0.0.1:0".into(),
-            ca_key: KeyKind::EcdsaP256,
-            ..ServeOptions::default()
-        };
+        let opts = ServeOptions::loopback(dir.path());
         let server = rt
-            .block_on(serve::start(TokioNet, opts, Clock::new(now_ms()), 7.into()))
+            .block_on(ace_server::start(
+                TokioNet,
+                opts,
+                Clock::new(now_ms()),
+                7.into(),
+            ))
             .expect("server start");
         let roots = pki::certs_from_pem(&server.ca_pem).expect("CA");
-        let anonymous = client::tls_connector(&TlsOptions {
-            roots: roots.clone(),
-            ..TlsOptions::default()
-        })
+        let anonymous = client::tls_connector(
+            &TlsOptions {
+                roots: roots.clone(),
+                ..TlsOptions::default()
+            },
+            Clock::from_system_time(),
+        )
         .expect("connector");
         Ace {
             server,
@@ -719,7 +716,11 @@ fn eventbus_e2e(c: &mut Criterion) {
 
     // The baseline: a forwarder with its own CA.
     let forwarder_rt = runtime(FORWARDER_THREADS);
-    let ca = Ca::generate(KeyKind::EcdsaP256, Timestamp::from_unix_millis(now_ms())).expect("CA");
+    let ca = Ca::generate(
+        pki::generate_key(KeyKind::EcdsaP256).expect("key"),
+        Timestamp::from_unix_millis(now_ms()),
+    )
+    .expect("CA");
     let forwarder = start_forwarder(
         &forwarder_rt,
         &ca,

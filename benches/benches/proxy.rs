@@ -16,10 +16,10 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ace::client;
-use ace::driver::Clock;
-use ace::net::TokioNet;
-use ace::serve::{self, ServeOptions};
+use ace_client as client;
+use ace_client::Clock;
+use ace_client::TokioNet;
+use ace_server::ServeOptions;
 use bytes::Bytes;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use http_body_util::{BodyExt, Full};
@@ -193,31 +193,22 @@ fn benchmarks(c: &mut Criterion) {
     let dir = tempfile::tempdir().expect("tempdir");
     let (proxy_addr, target_addr, path, key) = rt.block_on(async {
         let target = target().await;
-        let opts = ServeOptions {
-            data_dir: dir.path().to_owned(),
-            connector_internal_addr: "127.0.0.1:0".into(),
-            connector_external_addr: "127.0.0.1:0".into(),
-            gateway_addr: "127.0.0.1:0".into(),
-            admin_addr: "127.0.0.1:0".into(),
-            publish_addr: "127.0.0.1:0".into(),
-            proxy_addr: "127.0.0.1:0".into(),
-            ..ServeOptions::default()
-        };
+        let opts = ServeOptions::loopback(dir.path());
         let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
-        let server = serve::start(TokioNet, opts, Clock::new(now), 7.into()).await.expect("serve");
+        let server = ace_server::start(TokioNet, opts, Clock::new(now), 7.into()).await.expect("serve");
         let a = format!("http://{}", server.admin);
         admin(format!("{a}/v1/remoteenvironments/ec"), json!({"spec": {}})).await;
         // Onboard and register the service as an external solution does.
-        let ca = ace::pki::certs_from_pem(&server.ca_pem).expect("ca");
-        let url = ace::cli::token(&format!("http://{}", server.connector_internal), "ec").await.expect("token");
+        let ca = ace_server::pki::certs_from_pem(&server.ca_pem).expect("ca");
+        let url = ace::commands::token(&format!("http://{}", server.connector_internal), "ec").await.expect("token");
         let out = dir.path().join("client");
-        let conn = ace::cli::connect(&url, &out, &client::TlsOptions { roots: ca.clone(), ..Default::default() }, Some(ace::pki::KeyKind::EcdsaP256)).await.expect("connect");
+        let conn = ace::commands::connect(&url, &out, &client::TlsOptions { roots: ca.clone(), ..Default::default() }, Some(ace_server::pki::KeyKind::EcdsaP256)).await.expect("connect");
         let read = |f: &str| std::fs::read_to_string(out.join(f)).expect("read");
         let tls = client::tls_connector(&client::TlsOptions {
             roots: ca,
-            identity: Some((ace::pki::certs_from_pem(&read("cert.pem")).expect("cert"), ace::pki::key_from_pem(&read("key.pem")).expect("key"))),
+            identity: Some((ace_server::pki::certs_from_pem(&read("cert.pem")).expect("cert"), ace_server::pki::key_from_pem(&read("key.pem")).expect("key"))),
             insecure: false,
-        })
+        }, Clock::from_system_time())
         .expect("tls");
         let service = json!({"provider": "p", "name": "bench", "description": "d", "api": {"targetUrl": format!("http://{target}/api"),
             "credentials": {"oauth": {"url": format!("http://{target}/token"), "clientId": "c", "clientSecret": "s"}}}});

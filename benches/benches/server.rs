@@ -36,14 +36,14 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use ace::client::{self, TlsOptions};
-use ace::driver::Clock;
-use ace::net::{Net, TokioNet};
-use ace::pki::{self, Ca, KeyKind};
-use ace::serve::{self, ServeOptions, Server};
+use ace_client::Clock;
+use ace_client::net::{Net, TokioNet};
+use ace_client::{self as client, TlsOptions};
 use ace_model::Timestamp;
 use ace_model::connector::{IssuedCertificate, decode_csr_body};
 use ace_model::rng::CertSerial;
+use ace_server::pki::{self, Ca, KeyKind};
+use ace_server::{ServeOptions, Server};
 use base64::Engine as _;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use hyper::Method;
@@ -190,23 +190,23 @@ impl Fixture {
         };
         let (rt, server_rt) = (runtime("bench-client"), runtime(SERVER_THREADS));
         let dir = tempfile::tempdir().expect("tempdir");
-        let opts = ServeOptions {
-            data_dir: dir.path().to_owned(),
-            connector_internal_addr: "127.0.0.1:0".into(),
-            connector_external_addr: "127.0.0.1:0".into(),
-            gateway_addr: "127.0.0.1:0".into(),
-            admin_addr: "127.0.0.1:0".into(),
-            ca_key: KeyKind::EcdsaP256,
-            ..ServeOptions::default()
-        };
+        let opts = ServeOptions::loopback(dir.path());
         let server = server_rt
-            .block_on(serve::start(TokioNet, opts, Clock::new(now_ms()), 7.into()))
+            .block_on(ace_server::start(
+                TokioNet,
+                opts,
+                Clock::new(now_ms()),
+                7.into(),
+            ))
             .expect("server start");
         let roots = pki::certs_from_pem(&server.ca_pem).expect("CA");
-        let anonymous = client::tls_connector(&TlsOptions {
-            roots: roots.clone(),
-            ..TlsOptions::default()
-        })
+        let anonymous = client::tls_connector(
+            &TlsOptions {
+                roots: roots.clone(),
+                ..TlsOptions::default()
+            },
+            Clock::from_system_time(),
+        )
         .expect("connector");
         let fixture = Fixture {
             server,
@@ -349,7 +349,7 @@ impl Fixture {
         for r in &self.roots {
             roots.add(r.clone()).expect("root");
         }
-        let mut config = ClientConfig::builder_with_provider(serve::provider())
+        let mut config = ClientConfig::builder_with_provider(ace_client::provider())
             .with_safe_default_protocol_versions()
             .expect("versions")
             .with_root_certificates(roots)
@@ -596,7 +596,8 @@ fn certificates(c: &mut Criterion) {
 
     group.bench_function("baseline_decode_verify_sign_in_process", |b| {
         let now = Timestamp::from_unix_millis(now_ms());
-        let ca = Ca::generate(KeyKind::EcdsaP256, now).expect("CA");
+        let ca =
+            Ca::generate(pki::generate_key(KeyKind::EcdsaP256).expect("key"), now).expect("CA");
         let bodies: Vec<Vec<u8>> = (0..PREPARED_CSRS).map(|_| csr_body(RE).0).collect();
         let mut serial = 0u64;
         b.iter(|| {

@@ -15,9 +15,9 @@ use tokio_rustls::TlsConnector;
 
 use crate::check::Failure;
 use crate::endpoint::Endpoint;
-use crate::http::{self, Response, TlsOptions};
 use crate::profile::Profile;
 use crate::target::{Resources, Restart, Target, remote_environment};
+use ace_client::{Clock, Response, TlsOptions, TokioNet};
 
 /// Time allowed to one request.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
@@ -136,6 +136,8 @@ pub struct Ctx {
     pub model_cases: u32,
     roots: Vec<CertificateDer<'static>>,
     anonymous: TlsConnector,
+    /// The suite's time: the OS clock read once, advanced by `tokio::time`.
+    clock: Clock,
     run: String,
     counter: AtomicU64,
     cleanup: Arc<Mutex<Vec<Applied>>>,
@@ -164,11 +166,15 @@ impl Ctx {
         profile: Profile,
     ) -> Result<Ctx, String> {
         let roots = target.roots()?;
-        let anonymous = http::tls_connector(&TlsOptions {
-            roots: roots.clone(),
-            insecure: target.insecure,
-            identity: None,
-        })
+        let clock = Clock::from_system_time();
+        let anonymous = ace_client::tls_connector(
+            &TlsOptions {
+                roots: roots.clone(),
+                insecure: target.insecure,
+                identity: None,
+            },
+            clock,
+        )
         .map_err(|e| e.to_string())?;
         let run = format!("{:06x}", rand::random::<u32>() & 0xff_ffff);
         Ok(Ctx {
@@ -180,6 +186,7 @@ impl Ctx {
             model_cases: 12,
             roots,
             anonymous,
+            clock,
             run,
             counter: AtomicU64::new(0),
             cleanup: Arc::default(),
@@ -313,7 +320,8 @@ impl Ctx {
     ) -> Result<Exchange, Failure> {
         let curl = curl_line(&method, url, headers, body, identity, self.target.insecure);
         let tls = identity.map_or(&self.anonymous, |i| &i.connector);
-        match http::request(
+        match ace_client::request(
+            &TokioNet,
             method,
             url,
             headers,
@@ -409,11 +417,14 @@ impl Ctx {
             .map(|p| CertificateDer::from(p.into_contents()))
             .collect();
         let key_der = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
-        let connector = http::tls_connector(&TlsOptions {
-            roots: self.roots.clone(),
-            insecure: self.target.insecure,
-            identity: Some((chain, key_der)),
-        })
+        let connector = ace_client::tls_connector(
+            &TlsOptions {
+                roots: self.roots.clone(),
+                insecure: self.target.insecure,
+                identity: Some((chain, key_der)),
+            },
+            self.clock,
+        )
         .map_err(fail_setup)?;
         Ok(Identity {
             re: re.to_owned(),

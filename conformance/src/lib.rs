@@ -20,7 +20,6 @@ pub mod check;
 pub mod checks;
 pub mod context;
 pub mod endpoint;
-pub mod http;
 pub mod oracle;
 pub mod profile;
 pub mod run;

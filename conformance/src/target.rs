@@ -11,7 +11,7 @@ use rustls::pki_types::CertificateDer;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::http::{self, Response};
+use ace_client::{Response, TokioNet};
 
 /// A boxed future, for the object-safe traits below.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -188,7 +188,8 @@ impl AdminApi {
         path: &str,
         body: Option<Vec<u8>>,
     ) -> Result<Response, String> {
-        http::request(
+        ace_client::request(
+            &TokioNet,
             method,
             &format!("{}{path}", self.base),
             &[("content-type", "application/json")],
@@ -295,7 +296,8 @@ impl Restart for CommandRestart {
             }
             let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
             loop {
-                let probe = http::request(
+                let probe = ace_client::request(
+                    &TokioNet,
                     Method::GET,
                     &self.probe_url,
                     &[],

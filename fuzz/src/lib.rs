@@ -13,11 +13,11 @@
 use std::collections::BTreeMap;
 use std::sync::OnceLock;
 
-use ace::journal::{Frame, Journal};
-use ace::pki::{Ca, KeyKind};
 use ace_model::connector::{self, CsrSubmission, PeerCertificate};
 use ace_model::registry::MASK;
 use ace_model::{AdminRequest, Config, GatewayCall, Model, Record, Reply, Request, Timestamp};
+use ace_server::pki::{Ca, KeyKind};
+use ace_server::store::journal::{Frame, Journal};
 
 /// The model's clock in every harness.
 pub const NOW: Timestamp = Timestamp::from_unix_millis(1_700_000_000_000);
@@ -110,7 +110,10 @@ impl World {
 /// The CA that signs accepted CSRs, made once.
 fn ca() -> &'static Ca {
     static CA: OnceLock<Ca> = OnceLock::new();
-    CA.get_or_init(|| Ca::generate(KeyKind::EcdsaP256, NOW).expect("a CA"))
+    CA.get_or_init(|| {
+        let key = ace_server::pki::generate_key(KeyKind::EcdsaP256).expect("a key");
+        Ca::generate(key, NOW).expect("a CA")
+    })
 }
 
 /// A `client-certs` call with a valid token. The first byte chooses what the rest is: even, the
@@ -130,7 +133,7 @@ pub fn csr(data: &[u8]) -> Option<u16> {
     };
     let (der, submission) = match connector::decode_csr_body(&body) {
         Ok(der) => {
-            let inspected = ace::pki::inspect_csr(&der);
+            let inspected = ace_server::pki::inspect_csr(&der);
             (der, inspected)
         }
         Err(e) => (Vec::new(), e.into()),
@@ -151,8 +154,9 @@ pub fn csr(data: &[u8]) -> Option<u16> {
         let signed = ca()
             .sign_client(&der, &issued)
             .unwrap_or_else(|e| panic!("the model accepted a CSR the CA cannot sign: {e}"));
-        let certs = ace::pki::certs_from_pem(&signed).expect("the signed certificate is PEM");
-        let identity = ace::pki::peer_identity(&certs[0]).expect("the certificate parses");
+        let certs =
+            ace_server::pki::certs_from_pem(&signed).expect("the signed certificate is PEM");
+        let identity = ace_server::pki::peer_identity(&certs[0]).expect("the certificate parses");
         assert_eq!(identity.common_name, issued.subject.common_name);
         assert_eq!(identity.serial, issued.serial);
     }

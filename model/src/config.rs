@@ -17,6 +17,8 @@ pub struct Config {
     pub registry: RegistryConfig,
     /// The Event Service, publishing and delivery.
     pub bus: BusConfig,
+    /// Request body limits.
+    pub limits: crate::limits::Limits,
     /// Deliberately wrong behaviours that are on (see [`crate::bugs`]). Never serialized;
     /// always empty unless `ace-model` is built with the feature `bug-zoo`.
     #[serde(skip)]

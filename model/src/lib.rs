@@ -16,8 +16,10 @@
 //! # Driving contract
 //!
 //! See [`Model`]: `handle_*` takes inputs, `poll_*` drains outputs in a fixed order (records,
-//! which must be durable before any reply is sent; deliveries; the next timer). State changes
-//! only through [`Record`]s, so [`Model::replay`] rebuilds it after a restart.
+//! which must be durable before any reply is sent; the proxy's decisions; deliveries; the next
+//! timer). State changes only through [`Record`]s: [`Model::apply_record`] rebuilds it from a
+//! log after a restart or on a follower, and [`Model::take_over`] makes the rebuilt model the
+//! one that acts.
 //!
 //! # Errors
 //!
@@ -33,9 +35,11 @@ pub mod bugs;
 pub mod bus;
 pub mod config;
 pub mod connector;
+pub mod documents;
 mod effects;
 pub mod error;
 pub mod hex;
+pub mod limits;
 mod model;
 pub mod names;
 pub mod proxy;

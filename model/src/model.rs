@@ -59,6 +59,21 @@ pub enum Request {
     Admin(AdminRequest),
     /// The Event Bus: the publish API and its resources.
     Bus(BusRequest),
+    /// A resource document for the admin API (`PUT` of a RemoteEnvironment, a Subscription,
+    /// ...), or the body of a command on one: checked and turned into its typed request
+    /// ([`crate::documents`]).
+    Document {
+        /// What it describes.
+        kind: crate::documents::DocumentKind,
+        /// The namespace from the path (empty for cluster-wide kinds).
+        namespace: String,
+        /// The name from the path.
+        name: String,
+        /// The body as received.
+        body: Vec<u8>,
+    },
+    /// Whether the server is ready to serve (`/readyz`, `/v1/status/ready`).
+    Readiness,
     /// A call on the proxy to the registered API `re-<re>-<id>`, with the caller's binding key.
     Proxy {
         /// The service's `re-<re>-<id>` name.
@@ -282,6 +297,9 @@ pub enum RequestError {
     Admin(AdminError),
     /// Proxy.
     Proxy(crate::proxy::ProxyError),
+    /// A request the shell could not read, or a document that does not say what it must, in
+    /// the common `{code, error}` shape.
+    Common(CommonError),
 }
 
 impl ClientError for RequestError {
@@ -292,6 +310,7 @@ impl ClientError for RequestError {
             RequestError::Metadata(e) => e.status(),
             RequestError::Admin(e) => e.status(),
             RequestError::Proxy(e) => e.status(),
+            RequestError::Common(e) => e.status(),
         }
     }
     fn body(&self) -> Value {
@@ -301,6 +320,7 @@ impl ClientError for RequestError {
             RequestError::Metadata(e) => e.body(),
             RequestError::Admin(e) => e.body(),
             RequestError::Proxy(e) => e.body(),
+            RequestError::Common(e) => e.body(),
         }
     }
 }
@@ -345,6 +365,8 @@ pub enum Reply {
     Bus(BusReply),
     /// The proxy may forward the call here (the shell then answers with the target's reply).
     Proxy(crate::proxy::ProxyTarget),
+    /// `200`: ready to serve (the shell answers `ready` as plain text).
+    Ready,
     /// A refusal.
     Error(RequestError),
 }
@@ -364,7 +386,7 @@ impl Reply {
             Reply::NoContent => 204,
             Reply::Resource { status, .. } => *status,
             Reply::Bus(b) => b.status(),
-            Reply::Proxy(_) => 200,
+            Reply::Proxy(_) | Reply::Ready => 200,
             Reply::Error(e) => e.status(),
         }
     }
@@ -388,7 +410,7 @@ impl Reply {
             Reply::ServiceUpdated(s) => Some(s.base_json_value()),
             Reply::Resource { body, .. } => Some(body.clone()),
             Reply::Bus(b) => b.body(),
-            Reply::Proxy(_) => None,
+            Reply::Proxy(_) | Reply::Ready => None,
             Reply::Error(e) => Some(e.body()),
         }
     }
@@ -765,11 +787,18 @@ pub fn service_class(re: &str, service: &RegisteredService, config: &Config) -> 
 /// - [`Model::handle_timeout`] when the deadline of [`Model::poll_timeout`] has passed;
 /// - [`Model::handle_delivery_outcome`] when a delivery the shell performed has finished.
 ///
-/// After every input, drain the outputs in this order:
+/// After every input (or a batch of them), drain the outputs in this order:
 /// 1. [`Model::poll_record`] until `None`, and make those records durable;
-/// 2. only then release the reply (or, with group commit, every reply of the batch);
-/// 3. [`Model::poll_delivery`] until `None`, and start those HTTP requests;
-/// 4. [`Model::poll_timeout`], and arm a timer for it.
+/// 2. [`Model::poll_proxy_table`], and put the proxy's new decisions in force;
+/// 3. only then release the reply (or, with group commit, every reply of the batch);
+/// 4. [`Model::poll_delivery`] until `None`, and start those HTTP requests;
+/// 5. [`Model::poll_timeout`], and arm a timer for it.
+///
+/// State changes only through [`Record`]s. A model that starts from durable records applies
+/// them with [`Model::apply_record`] (a follower does the same with records another
+/// writer made durable), then calls [`Model::take_over`] before its first input: the
+/// records do not say what the previous owner still had in flight, and taking over treats it
+/// as a restart. [`Model::replay`] does both.
 ///
 /// ```
 /// use ace_model::{AdminRequest, Config, Model, Request, Timestamp};
@@ -786,6 +815,7 @@ pub fn service_class(re: &str, service: &RegisteredService, config: &Config) -> 
 /// while let Some(record) = model.poll_record() {
 ///     durable.push(record); // the shell appends and syncs here
 /// }
+/// let _proxy_decisions = model.poll_proxy_table(); // in force before the reply
 /// assert_eq!(reply.status(), 201); // now the reply may be sent
 /// while let Some(_delivery) = model.poll_delivery() { /* start the POST */ }
 /// let _next_timer = model.poll_timeout();
@@ -803,6 +833,8 @@ pub struct Model {
     rng: SeededRng,
     state: State,
     records: VecDeque<Record>,
+    /// Whether the proxy's decisions changed since [`Model::poll_proxy_table`] last said so.
+    proxy_changed: bool,
 }
 
 impl Model {
@@ -820,6 +852,8 @@ impl Model {
             rng: SeededRng::new(seed),
             state,
             records: VecDeque::new(),
+            // The first poll hands out the table of the state the shell starts from.
+            proxy_changed: true,
         }
     }
 
@@ -828,10 +862,25 @@ impl Model {
     pub fn replay(config: Config, seed: Seed, records: impl IntoIterator<Item = Record>) -> Self {
         let mut model = Model::new(config, seed);
         for record in records {
-            model.state.apply(&record);
+            model.apply_record(&record);
         }
-        model.state.bus.hold_after_restart();
+        model.take_over();
         model
+    }
+
+    /// Applies one durable record: replaying the log at start, or following a log another
+    /// writer appends to. The record is not queued again.
+    pub fn apply_record(&mut self, record: &Record) {
+        self.proxy_changed |= record.affects_proxy();
+        self.state.apply(record);
+    }
+
+    /// Takes over the state the applied records describe, as a restarted process does: the
+    /// records do not say which deliveries the previous owner still had in flight, so each
+    /// subscription waits one push timeout before it delivers again (`max_inflight` holds at
+    /// the subscriber across the change of owner).
+    pub fn take_over(&mut self) {
+        self.state.bus.hold_after_restart();
     }
 
     /// The records that rebuild the current state from nothing: a snapshot, to compact a long
@@ -909,6 +958,13 @@ impl Model {
         self.records.pop_front()
     }
 
+    /// The proxy's decisions, when they changed since the last call (always at the first):
+    /// put them in force after the records are durable and before the replies are released,
+    /// so that an acknowledged unbind is in force.
+    pub fn poll_proxy_table(&mut self) -> Option<crate::proxy::ProxyTable> {
+        std::mem::take(&mut self.proxy_changed).then(|| self.state.proxy_table())
+    }
+
     /// The next delivery to start.
     pub fn poll_delivery(&mut self) -> Option<Delivery> {
         self.state.bus.poll_delivery()
@@ -950,6 +1006,7 @@ impl Model {
     }
 
     fn commit(&mut self, record: Record) {
+        self.proxy_changed |= record.affects_proxy();
         self.state.apply(&record);
         self.records.push_back(record);
     }
@@ -976,6 +1033,16 @@ impl Model {
             Request::Bus(req) => Ok(Reply::Bus(
                 self.with_bus(now, |bus, fx| bus.handle(fx, req)),
             )),
+            Request::Document {
+                kind,
+                namespace,
+                name,
+                body,
+            } => match crate::documents::request(kind, &namespace, &name, &body) {
+                Ok(request) => return self.handle_request(now, request),
+                Err(e) => Err(RequestError::Common(e)),
+            },
+            Request::Readiness => Ok(Reply::Ready),
         };
         result.unwrap_or_else(Reply::Error)
     }

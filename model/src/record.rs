@@ -141,3 +141,23 @@ pub enum Record {
     /// A change of the Event Bus.
     Bus(BusRecord),
 }
+
+impl Record {
+    /// Whether applying it may change the proxy's decisions ([`crate::proxy::ProxyTable`]):
+    /// Remote Environments, their services, instances and bindings.
+    pub fn affects_proxy(&self) -> bool {
+        matches!(
+            self,
+            Record::RemoteEnvironmentCreated { .. }
+                | Record::RemoteEnvironmentUpdated { .. }
+                | Record::RemoteEnvironmentDeleted { .. }
+                | Record::ServiceRegistered { .. }
+                | Record::ServiceUpdated { .. }
+                | Record::ServiceDeleted { .. }
+                | Record::InstanceProvisioned { .. }
+                | Record::InstanceDeprovisioned { .. }
+                | Record::BindingCreated { .. }
+                | Record::BindingDeleted { .. }
+        )
+    }
+}

@@ -7,9 +7,9 @@ use std::io;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use ace::store::{EventBodies, MemoryStore, Store};
 use ace_model::Record;
 use ace_model::bus::BusRecord;
+use ace_server::store::{Entry, EventBodies, MemoryStore, Position, Store, StoreError};
 
 use crate::faults::mix;
 
@@ -57,8 +57,8 @@ impl std::fmt::Debug for SimDisk {
     }
 }
 
-fn io_err(e: impl std::fmt::Display) -> io::Error {
-    io::Error::other(e.to_string())
+fn poisoned() -> StoreError {
+    StoreError::Io(io::Error::other("a simulated disk's lock was poisoned"))
 }
 
 impl SimDisk {
@@ -82,49 +82,13 @@ impl SimDisk {
 
     /// The durable records.
     pub fn durable(&self) -> Vec<Record> {
-        self.durable
-            .records
-            .lock()
-            .map(|r| r.clone())
-            .unwrap_or_default()
+        self.durable.records()
     }
 
-    fn sync_time(&self) -> Duration {
-        let (lo, hi) = self.sync_ms;
-        let r = self.rng.lock().map(|mut s| mix(&mut s)).unwrap_or(0);
-        Duration::from_micros(lo * 1000 + r % ((hi - lo) * 1000 + 1))
-    }
-
-    /// Writes `write` out: unsynced first, durable once the sync has taken its time.
-    async fn sync(&mut self, write: Unsynced) -> io::Result<()> {
-        *self.unsynced.lock().map_err(io_err)? = Some(write.clone());
-        tokio::time::sleep(self.sync_time()).await;
-        self.apply(write)?;
-        *self.unsynced.lock().map_err(io_err)? = None;
-        Ok(())
-    }
-
-    fn apply(&self, write: Unsynced) -> io::Result<()> {
-        match write {
-            Unsynced::Append(records) => {
-                let events = records
-                    .iter()
-                    .filter(|r| matches!(r, Record::Bus(BusRecord::EventAccepted { .. })))
-                    .count();
-                let n = records.len();
-                self.durable.append_now(records)?;
-                (self.notes)(DiskNote::Synced { records: n, events });
-            }
-            Unsynced::Compact(snapshot) => self.durable.compact_now(snapshot)?,
-        }
-        Ok(())
-    }
-}
-
-impl Store for SimDisk {
-    fn load(&mut self) -> io::Result<Vec<Record>> {
-        // A restart: the write that was being synced when the host crashed met its fate.
-        let unsynced = self.unsynced.lock().map_err(io_err)?.take();
+    /// The disk as the next process finds it after a crash (or a clean stop): the write that
+    /// was being synced met its fate, lost or kept whole as the seed decided.
+    pub fn restart(&self) -> Result<SimDisk, StoreError> {
+        let unsynced = self.unsynced.lock().map_err(|_| poisoned())?.take();
         if let Some(write) = unsynced {
             let n = match &write {
                 Unsynced::Append(r) | Unsynced::Compact(r) => r.len(),
@@ -137,19 +101,66 @@ impl Store for SimDisk {
                 self.apply(write)?;
             }
         }
-        self.durable.load()
+        Ok(self.clone())
     }
 
-    async fn append(&mut self, records: Vec<Record>) -> io::Result<()> {
+    fn sync_time(&self) -> Duration {
+        let (lo, hi) = self.sync_ms;
+        let r = self.rng.lock().map(|mut s| mix(&mut s)).unwrap_or(0);
+        Duration::from_micros(lo * 1000 + r % ((hi - lo) * 1000 + 1))
+    }
+
+    /// Writes `write` out: unsynced first, durable once the sync has taken its time.
+    async fn sync(&mut self, write: Unsynced) -> Result<Position, StoreError> {
+        *self.unsynced.lock().map_err(|_| poisoned())? = Some(write.clone());
+        tokio::time::sleep(self.sync_time()).await;
+        self.apply(write)?;
+        *self.unsynced.lock().map_err(|_| poisoned())? = None;
+        Ok(self.durable.end())
+    }
+
+    fn apply(&self, write: Unsynced) -> Result<(), StoreError> {
+        match write {
+            Unsynced::Append(records) => {
+                let events = records
+                    .iter()
+                    .filter(|r| matches!(r, Record::Bus(BusRecord::EventAccepted { .. })))
+                    .count();
+                let n = records.len();
+                self.durable.append_now(records)?;
+                (self.notes)(DiskNote::Synced { records: n, events });
+            }
+            Unsynced::Compact(snapshot) => {
+                self.durable.compact_now(snapshot)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Store for SimDisk {
+    async fn read(&mut self, from: Position, max: usize) -> Result<Vec<Entry>, StoreError> {
+        self.durable.read(from, max).await
+    }
+
+    async fn append(&mut self, records: Vec<Record>) -> Result<Position, StoreError> {
         self.sync(Unsynced::Append(records)).await
     }
 
-    async fn compact(&mut self, snapshot: Vec<Record>) -> io::Result<()> {
+    async fn compact(&mut self, snapshot: Vec<Record>) -> Result<Position, StoreError> {
         self.sync(Unsynced::Compact(snapshot)).await
+    }
+
+    fn end(&self) -> Position {
+        self.durable.end()
     }
 
     fn len(&self) -> u64 {
         self.durable.len()
+    }
+
+    async fn follow(&mut self, after: Position) -> Result<(), StoreError> {
+        self.durable.follow(after).await
     }
 
     fn bodies(&self) -> Arc<dyn EventBodies> {

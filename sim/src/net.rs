@@ -3,7 +3,7 @@
 use std::io;
 use std::net::SocketAddr;
 
-use ace::net::{Listener, Net};
+use ace_client::net::{Listener, Net};
 
 /// A listener on a turmoil host.
 pub struct TurmoilListener(turmoil::net::TcpListener);

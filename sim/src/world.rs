@@ -23,14 +23,14 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, UNIX_EPOCH};
 
-use ace::client::{self, TlsOptions};
-use ace::driver::{Clock, Placement};
-use ace::pki::{self, KeyKind};
-use ace::serve::{self, ServeOptions};
+use ace_client::{self as client, Clock, TlsOptions};
 use ace_model::bugs::Bugs;
 use ace_model::connector::Subject;
+use ace_server::ServeOptions;
+use ace_server::driver::Placement;
+use ace_server::pki;
 use base64::Engine as _;
 use hyper::Method;
 use serde_json::{Value, json};
@@ -348,11 +348,37 @@ fn count_exchange() {
     EXCHANGES.with(|n| n.set(n.get() + 1));
 }
 
-/// `ace serve`'s options on host `ace` of a simulated world: every surface on its usual port,
-/// the server certificate for the host name `ace`, fast retries.
-pub fn options(dir: &std::path::Path) -> ServeOptions {
+/// The Unix time (milliseconds) at which the world of `seed` starts: a moment of 2026 the
+/// seed picks, so that nothing in a world depends on the date it runs on.
+pub fn epoch_of(seed: u64) -> u64 {
+    const START_OF_2026: u64 = 1_767_225_600_000;
+    let mut s = seed ^ 0xe90c;
+    START_OF_2026 + (crate::faults::mix(&mut s) % (365 * 86_400)) * 1000
+}
+
+/// 32 bytes the seed decides, for the key or seed of `purpose`.
+pub fn seed_bytes(seed: u64, purpose: u64) -> [u8; 32] {
+    let mut s = seed ^ purpose.wrapping_mul(0x5851_f42d_4c95_7f2d);
+    let mut out = [0u8; 32];
+    for chunk in out.chunks_mut(8) {
+        chunk.copy_from_slice(&crate::faults::mix(&mut s).to_le_bytes());
+    }
+    out
+}
+
+/// A client's clock on a host of a simulated world that started at `epoch_ms`.
+pub fn sim_clock(epoch_ms: u64) -> Clock {
+    let elapsed = turmoil::sim_elapsed().unwrap_or_default();
+    Clock::new(epoch_ms + u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// `ace serve`'s options on host `ace` of the simulated world of `seed`: every surface on its
+/// usual port, the server certificate for the host name `ace`, keys the seed decides, fast
+/// retries.
+pub fn options(dir: &std::path::Path, seed: u64) -> ServeOptions {
     let mut opts = ServeOptions {
         data_dir: dir.to_owned(),
+        key_seed: Some(ace_model::Seed(seed_bytes(seed, 1))),
         hosts: vec!["ace".into()],
         connector_internal_addr: "0.0.0.0:8080".into(),
         connector_external_addr: "0.0.0.0:8443".into(),
@@ -1289,7 +1315,9 @@ async fn solution(
     index: usize,
     ca_path: std::path::PathBuf,
     faults: Faults,
+    seed: u64,
 ) -> Result<(), Box<dyn std::error::Error>> {
+    let clock = sim_clock(epoch_of(seed));
     let re = RES[index];
     let tokens = format!("http://ace:8080/v1/remoteenvironments/{re}/tokens");
     actor
@@ -1299,11 +1327,16 @@ async fn solution(
     // Onboarding: token, info, CSR, certificate.
     let ca = std::fs::read_to_string(&ca_path)?;
     let roots = pki::certs_from_pem(&ca)?;
-    let anonymous = client::tls_connector(&TlsOptions {
-        roots: roots.clone(),
-        ..TlsOptions::default()
-    })?;
-    let key = pki::generate_key(KeyKind::EcdsaP256)?;
+    let anonymous = client::tls_connector(
+        &TlsOptions {
+            roots: roots.clone(),
+            ..TlsOptions::default()
+        },
+        clock,
+    )?;
+    // The seed decides the key, and Ed25519 signs deterministically: the certificate ACE
+    // issues is the same, byte for byte, for the same seed.
+    let key = pki::ed25519_from_seed(&seed_bytes(seed, 100 + index as u64))?;
     let csr = base64::engine::general_purpose::STANDARD.encode(pki::make_csr(&key, &subject(re))?);
     let mut linger = faults.token_expiry && index == 0;
     let mut first = true;
@@ -1354,13 +1387,17 @@ async fn solution(
     };
     let chain = base64::engine::general_purpose::STANDARD
         .decode(crt["crt"].as_str().unwrap_or_default())?;
+    let digest = ace_model::hex::lower(&<sha2::Sha256 as sha2::Digest>::digest(&chain)[..16]);
     let chain = pki::certs_from_pem(&String::from_utf8_lossy(&chain))?;
-    let me = client::tls_connector(&TlsOptions {
-        roots,
-        identity: Some((chain, pki::key_from_pem(&key.serialize_pem())?)),
-        insecure: false,
-    })?;
-    actor.note("onboarded");
+    let me = client::tls_connector(
+        &TlsOptions {
+            roots,
+            identity: Some((chain, pki::key_from_pem(&key.serialize_pem())?)),
+            insecure: false,
+        },
+        clock,
+    )?;
+    actor.note(format!("onboarded: certificate chain sha256 {digest}"));
     registry(&actor, &me, re).await;
 
     // Publishing, each event until it is answered 200 (the same event-id on a retry): the
@@ -1525,13 +1562,10 @@ pub fn run_with(seed: u64, bugs: Bugs) -> Result<Report, String> {
             }
         }),
     );
-    let start = SystemTime::now();
-    let unix_ms = start
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64);
+    let unix_ms = epoch_of(seed);
     let mut sim = turmoil::Builder::new()
         .rng_seed(seed)
-        .epoch(start)
+        .epoch(UNIX_EPOCH + Duration::from_millis(unix_ms))
         .simulation_duration(Duration::from_secs(300))
         .min_message_latency(Duration::from_millis(faults.latency_ms.0))
         .max_message_latency(Duration::from_millis(faults.latency_ms.1))
@@ -1541,16 +1575,20 @@ pub fn run_with(seed: u64, bugs: Bugs) -> Result<Report, String> {
     sim.host("ace", move || {
         let (data, disk) = (data.clone(), disk.clone());
         async move {
-            // After a crash the host starts again here: memory is gone, the disk is kept, and
-            // the new process reads the wall clock again.
-            let elapsed = turmoil::sim_elapsed().unwrap_or_default();
-            let unix_ms = unix_ms + u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX);
-            let mut opts = options(&data);
+            // After a crash the host starts again here: memory is gone, the disk is kept (with
+            // the fate of its unsynced write), and the new process reads the clock again.
+            let disk = disk.restart().map_err(|e| e.to_string())?;
+            let mut opts = options(&data, seed);
             opts.bugs = bugs;
-            let _server =
-                serve::start_with_store(TurmoilNet, opts, Clock::new(unix_ms), seed.into(), disk)
-                    .await
-                    .map_err(|e| e.to_string())?;
+            let _server = ace_server::start_with_store(
+                TurmoilNet,
+                opts,
+                sim_clock(unix_ms),
+                seed.into(),
+                disk,
+            )
+            .await
+            .map_err(|e| e.to_string())?;
             std::future::pending::<()>().await;
             Ok(())
         }
@@ -1582,6 +1620,7 @@ pub fn run_with(seed: u64, bugs: Bugs) -> Result<Report, String> {
                 index,
                 ca_path.clone(),
                 faults.clone(),
+                seed,
             ),
         );
     }

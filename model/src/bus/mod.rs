@@ -26,6 +26,7 @@
 //! drops them, counted.
 
 pub mod delivery;
+pub mod endpoint;
 pub mod ledger;
 pub mod publish;
 pub mod subscription;
@@ -160,6 +161,8 @@ pub enum BusRequest {
         /// Only this namespace.
         namespace: Option<String>,
     },
+    /// The delivery figures of every subscription (for `/metrics`).
+    DeliveryFigures,
     /// Queue dead letters of a subscription again, with a fresh retention.
     ReplayDeadLetters {
         /// Namespace.
@@ -203,6 +206,8 @@ pub enum BusReply {
     NoContent,
     /// The admin surface refused the request.
     ResourceRefused(ResourceError),
+    /// `200`: every subscription's delivery figures, by key.
+    Figures(Vec<(ResourceKey, DeliveryStats)>),
 }
 
 impl BusReply {
@@ -215,6 +220,7 @@ impl BusReply {
             BusReply::Resource { status, .. } => *status,
             BusReply::NoContent => 204,
             BusReply::ResourceRefused(e) => e.status(),
+            BusReply::Figures(_) => 200,
         }
     }
 
@@ -227,6 +233,12 @@ impl BusReply {
             BusReply::Resource { body, .. } => Some(body.clone()),
             BusReply::NoContent => None,
             BusReply::ResourceRefused(e) => Some(e.body()),
+            BusReply::Figures(figures) => Some(Value::Array(
+                figures
+                    .iter()
+                    .map(|(key, stats)| json!({"namespace": key.namespace, "name": key.name, "delivery": stats}))
+                    .collect(),
+            )),
         }
     }
 }
@@ -1010,6 +1022,12 @@ impl EventBus {
                     .filter_map(|k| self.subscription_resource(k))
                     .collect(),
             },
+            BusRequest::DeliveryFigures => BusReply::Figures(
+                self.subscription_ids
+                    .iter()
+                    .map(|(key, id)| (key.clone(), self.subscriptions[id].stats()))
+                    .collect(),
+            ),
             BusRequest::ListDeadLetters { namespace } => BusReply::Resource {
                 status: 200,
                 body: self.dead_letters(namespace.as_deref()),

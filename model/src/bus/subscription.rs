@@ -124,6 +124,15 @@ impl SubscriptionSpec {
         if self.source_id.is_empty() {
             return Some("spec.source_id must not be empty".to_owned());
         }
+        // Kyma's CRD only asked for `^(https?)://.+$`, so an endpoint no request can be sent
+        // to was taken and every event for it failed until dead-lettered. ACE refuses it,
+        // once the CRD's own constraints (with Kyma's messages) hold.
+        if let Err(e) = super::endpoint::Endpoint::parse(&self.endpoint) {
+            return Some(format!(
+                "spec.endpoint {:?} is not a URL events can be pushed to: {e}",
+                self.endpoint
+            ));
+        }
         None
     }
 

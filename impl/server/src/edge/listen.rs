@@ -1,0 +1,102 @@
+//! Accepting connections: a connection cap over every listener, TLS handshakes within a time
+//! limit, and HTTP/1.1 with a header timeout, each connection in a task of its own.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use ace_client::net::Listener;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::sync::Semaphore;
+use tokio_rustls::TlsAcceptor;
+
+use super::{App, Surface};
+use crate::pki;
+
+/// Limits of one connection.
+#[derive(Clone, Copy, Debug)]
+pub struct ConnOptions {
+    /// Time allowed to send request headers (also the keep-alive idle limit).
+    pub header_timeout: Duration,
+    /// Time allowed for a TLS handshake.
+    pub handshake_timeout: Duration,
+}
+
+/// Accepts connections on `listener` for `surface` until the task is aborted.
+pub async fn accept_loop<L: Listener>(
+    listener: L,
+    tls: Option<TlsAcceptor>,
+    surface: Surface,
+    app: Arc<App>,
+    conns: Arc<Semaphore>,
+    opts: ConnOptions,
+) {
+    loop {
+        let (io, peer_addr) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(e) => {
+                // Out of file descriptors and the like: back off instead of spinning.
+                tracing::warn!(surface = surface.name(), error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let Ok(permit) = conns.clone().try_acquire_owned() else {
+            app.metrics.connection_refused();
+            tracing::warn!(surface = surface.name(), %peer_addr, "connection cap reached; refusing");
+            drop(io);
+            continue;
+        };
+        let app = app.clone();
+        let tls = tls.clone();
+        tokio::spawn(async move {
+            let _permit = permit;
+            match tls {
+                None => serve_connection(TokioIo::new(io), surface, None, app, opts).await,
+                Some(acceptor) => {
+                    match tokio::time::timeout(opts.handshake_timeout, acceptor.accept(io)).await {
+                        Ok(Ok(stream)) => {
+                            let peer = stream
+                                .get_ref()
+                                .1
+                                .peer_certificates()
+                                .and_then(|c| c.first())
+                                .and_then(pki::peer_identity);
+                            serve_connection(TokioIo::new(stream), surface, peer, app, opts).await;
+                        }
+                        Ok(Err(e)) => {
+                            tracing::debug!(surface = surface.name(), %peer_addr, error = %e, "TLS handshake failed")
+                        }
+                        Err(_) => {
+                            tracing::debug!(surface = surface.name(), %peer_addr, "TLS handshake timed out")
+                        }
+                    }
+                }
+            }
+        });
+    }
+}
+
+async fn serve_connection<I>(
+    io: I,
+    surface: Surface,
+    peer: Option<ace_model::connector::PeerCertificate>,
+    app: Arc<App>,
+    opts: ConnOptions,
+) where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    let service = hyper::service::service_fn(move |req| {
+        let app = app.clone();
+        let peer = peer.clone();
+        async move { app.handle(surface, peer, req).await }
+    });
+    let result = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(opts.header_timeout)
+        .max_buf_size(64 * 1024)
+        .serve_connection(io, service)
+        .await;
+    if let Err(e) = result {
+        tracing::debug!(surface = surface.name(), error = %e, "connection ended with an error");
+    }
+}

@@ -1,0 +1,146 @@
+//! The edge: listeners, and one router per surface. A router translates HTTP into a model
+//! request and the model's reply back into HTTP; every decision (validation, limits, status
+//! codes and bodies) is the model's.
+
+pub mod admin;
+pub mod body;
+pub mod connector;
+pub mod gateway;
+pub mod listen;
+pub mod osb;
+pub mod proxy;
+pub mod publish;
+pub mod reply;
+pub mod routes;
+pub mod tls;
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ace_model::connector::PeerCertificate;
+use ace_model::limits::BodyKind;
+use ace_model::{Config, Reply, Request};
+use bytes::Bytes;
+use hyper::StatusCode;
+use hyper::body::Incoming;
+use hyper::header::HeaderValue;
+
+use crate::driver::{Handle, ProxyTables, Stopped};
+use crate::metrics::Metrics;
+use crate::outbound::forward::Forwarder;
+use crate::pki::Ca;
+pub use reply::Response;
+pub use routes::{ROUTES, allowed_methods, matches_template};
+
+/// Which listener a request came in on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Surface {
+    /// Connector internal API (plain HTTP, loopback).
+    ConnectorInternal,
+    /// Connector external API (HTTPS).
+    ConnectorExternal,
+    /// Gateway (HTTPS with client certificates).
+    Gateway,
+    /// Admin API, metrics and health (plain HTTP, loopback).
+    Admin,
+    /// Event Bus publish API and its status (plain HTTP, loopback).
+    Publish,
+    /// The proxy to registered APIs (plain HTTP, loopback).
+    Proxy,
+}
+
+impl Surface {
+    /// Every surface, in the order of [`crate::ServeOptions::listen_addrs_mut`].
+    pub const ALL: [Surface; 6] = [
+        Surface::ConnectorInternal,
+        Surface::ConnectorExternal,
+        Surface::Gateway,
+        Surface::Admin,
+        Surface::Publish,
+        Surface::Proxy,
+    ];
+
+    /// The label used in metrics and logs.
+    pub fn name(self) -> &'static str {
+        match self {
+            Surface::ConnectorInternal => "connector_internal",
+            Surface::ConnectorExternal => "connector_external",
+            Surface::Gateway => "gateway",
+            Surface::Admin => "admin",
+            Surface::Publish => "publish",
+            Surface::Proxy => "proxy",
+        }
+    }
+}
+
+/// What the routers share.
+#[derive(Debug)]
+pub struct App {
+    /// The driver.
+    pub driver: Handle,
+    /// The model's configuration (limits, URLs).
+    pub config: Arc<Config>,
+    /// The CA that signs client certificates.
+    pub ca: Arc<Ca>,
+    /// Metrics.
+    pub metrics: Arc<Metrics>,
+    /// Time allowed to send a request body.
+    pub body_timeout: Duration,
+    /// The proxy's outbound half.
+    pub forwarder: Forwarder,
+    /// The proxy's decisions, as the driver publishes them.
+    pub proxy_tables: ProxyTables,
+}
+
+impl App {
+    /// Routes one request of `surface`; `peer` is the verified client certificate, if any.
+    pub async fn handle(
+        &self,
+        surface: Surface,
+        peer: Option<PeerCertificate>,
+        req: hyper::Request<Incoming>,
+    ) -> Result<Response, Infallible> {
+        let method = req.method().clone();
+        let path = req.uri().path().to_owned();
+        let mut response = match surface {
+            Surface::ConnectorInternal => connector::internal(self, req).await,
+            Surface::ConnectorExternal => connector::external(self, req).await,
+            Surface::Gateway => gateway::route(self, req, peer).await,
+            Surface::Admin => admin::route(self, req).await,
+            Surface::Publish => publish::route(self, req).await,
+            Surface::Proxy => proxy::route(self, req).await,
+        };
+        if response.status() == StatusCode::METHOD_NOT_ALLOWED
+            && let Ok(allow) = HeaderValue::from_str(&allowed_methods(surface, &path).join(", "))
+        {
+            response.headers_mut().insert(hyper::header::ALLOW, allow);
+        }
+        let status = response.status().as_u16();
+        self.metrics.request(surface.name(), status);
+        tracing::debug!(surface = surface.name(), %method, path, status, "request");
+        Ok(response)
+    }
+
+    /// Sends `request` to the driver and returns the model's reply.
+    pub async fn ask(&self, request: Request) -> Result<Reply, Stopped> {
+        self.driver.call(request).await
+    }
+
+    /// Sends `request` to the driver and renders the model's reply.
+    pub async fn call(&self, request: Request) -> Response {
+        match self.driver.call(request).await {
+            Ok(reply) => reply::from_reply(&reply),
+            Err(e) => reply::unavailable(e),
+        }
+    }
+
+    /// Reads the body of `req`, a body of `kind`, within the model's limit for it.
+    pub async fn read(
+        &self,
+        req: hyper::Request<Incoming>,
+        kind: BodyKind,
+    ) -> Result<Bytes, Response> {
+        body::read(req, &self.config, kind, self.body_timeout).await
+    }
+}

@@ -1,0 +1,73 @@
+//! The proxy's inbound half (reference §5): services and lambdas call
+//! `<proxy>/re-<re>-<id>/<path>` (or send `Host: re-<re>-<id>...`) with their binding's
+//! `Ace-Binding-Key`. The model's table decides whether the call gets through and where it
+//! goes; [`crate::outbound::forward`] forwards it.
+
+use ace_model::error::CommonError;
+use ace_model::limits::BodyKind;
+use ace_model::{Reply, RequestError};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use hyper::header::HOST;
+
+use super::App;
+use super::reply::{Response, error, from_reply};
+use crate::outbound::forward::{BINDING_KEY_HEADER, Call};
+
+/// Which service a request is for, and the rest of its path: the first path segment if it
+/// is `re-...`, else the first label of the Host header (Kyma's access Services).
+fn service_of(req: &hyper::Request<Incoming>) -> Option<(String, String)> {
+    let path = req.uri().path();
+    let trimmed = path.trim_start_matches('/');
+    let (first, rest) = trimmed
+        .split_once('/')
+        .map_or((trimmed, ""), |(f, r)| (f, r));
+    if first.starts_with("re-") {
+        return Some((first.to_owned(), format!("/{rest}")));
+    }
+    let host = req.headers().get(HOST)?.to_str().ok()?;
+    let label = host.split(['.', ':']).next()?;
+    label
+        .starts_with("re-")
+        .then(|| (label.to_owned(), path.to_owned()))
+}
+
+/// Handles one call on the proxy.
+pub async fn route(app: &App, req: hyper::Request<Incoming>) -> Response {
+    let Some((service, path)) = service_of(&req) else {
+        return error(&CommonError::route_not_found());
+    };
+    let binding_key = req
+        .headers()
+        .get(BINDING_KEY_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    // The model's decision, from the table the driver published after the last change (no
+    // round trip through the driver per call).
+    let decision = app
+        .proxy_tables
+        .borrow()
+        .decide(&service, binding_key.as_deref());
+    let target = match decision {
+        Ok(target) => target,
+        Err(e) => return from_reply(&Reply::Error(RequestError::Proxy(e))),
+    };
+    let method = req.method().clone();
+    let query = req.uri().query().map(str::to_owned);
+    let headers = req.headers().clone();
+    let body = match app.read(req, BodyKind::Proxy).await {
+        Ok(body) => body,
+        Err(r) => return r,
+    };
+    let call = Call {
+        method,
+        path,
+        query,
+        headers,
+        body,
+    };
+    match app.forwarder.forward(&target, call).await {
+        Ok(response) => response.map(BodyExt::boxed),
+        Err(e) => error(&CommonError::new(502, e.to_string())),
+    }
+}

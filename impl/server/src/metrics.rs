@@ -1,0 +1,165 @@
+//! Prometheus metrics, served on the admin listener at `/metrics`.
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+/// Labels of a served request.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    /// Which listener: `connector_internal`, `connector_external`, `gateway`, `admin`.
+    pub surface: &'static str,
+    /// HTTP status.
+    pub status: u16,
+}
+
+/// The server's metrics.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Mutex<Registry>,
+    requests: Family<RequestLabels, Counter>,
+    records: Counter,
+    syncs: Counter,
+    sync_seconds: Histogram,
+    connections_refused: Counter,
+    deliveries_started: Counter,
+    subscription: Family<SubscriptionLabels, Gauge>,
+}
+
+/// One subscription's delivery figures, as `/metrics` shows them.
+#[derive(Clone, Debug)]
+pub struct SubscriptionFigures {
+    /// Namespace.
+    pub namespace: String,
+    /// Subscription name.
+    pub name: String,
+    /// `(figure, value)` for pending, in flight, delivered, retried, dead-lettered.
+    pub figures: [(&'static str, u64); 5],
+}
+
+/// Labels of a subscription's delivery figures.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SubscriptionLabels {
+    /// Namespace.
+    pub namespace: String,
+    /// Subscription name.
+    pub subscription: String,
+    /// `pending`, `in_flight`, `delivered`, `retried` or `dead_lettered`.
+    pub figure: &'static str,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let requests = Family::<RequestLabels, Counter>::default();
+        let records = Counter::default();
+        let syncs = Counter::default();
+        let sync_seconds = Histogram::new(exponential_buckets(0.0001, 2.0, 16));
+        let connections_refused = Counter::default();
+        let deliveries_started = Counter::default();
+        let subscription = Family::<SubscriptionLabels, Gauge>::default();
+        let mut registry = Registry::with_prefix("ace");
+        registry.register(
+            "http_requests",
+            "HTTP requests served, by surface and status",
+            requests.clone(),
+        );
+        registry.register(
+            "records_appended",
+            "Durable records appended to the store",
+            records.clone(),
+        );
+        registry.register(
+            "store_syncs",
+            "Group commits (one sync each)",
+            syncs.clone(),
+        );
+        registry.register(
+            "store_sync_seconds",
+            "Time to append and sync one batch",
+            sync_seconds.clone(),
+        );
+        registry.register(
+            "connections_refused",
+            "Connections refused because the connection cap was reached",
+            connections_refused.clone(),
+        );
+        registry.register(
+            "deliveries_started",
+            "Delivery attempts started (push)",
+            deliveries_started.clone(),
+        );
+        registry.register(
+            "subscription_deliveries",
+            "Per subscription: events pending, in flight, delivered, retried (since start) and dead-lettered",
+            subscription.clone(),
+        );
+        Metrics {
+            registry: Mutex::new(registry),
+            requests,
+            records,
+            syncs,
+            sync_seconds,
+            connections_refused,
+            deliveries_started,
+            subscription,
+        }
+    }
+}
+
+impl Metrics {
+    /// Counts a served request.
+    pub fn request(&self, surface: &'static str, status: u16) {
+        self.requests
+            .get_or_create(&RequestLabels { surface, status })
+            .inc();
+    }
+
+    /// Counts one group commit of `records` records that took `took`.
+    pub fn record_sync(&self, records: u64, took: Duration) {
+        self.records.inc_by(records);
+        self.syncs.inc();
+        self.sync_seconds.observe(took.as_secs_f64());
+    }
+
+    /// Counts a connection refused at the cap.
+    pub fn connection_refused(&self) {
+        self.connections_refused.inc();
+    }
+
+    /// Counts a started delivery attempt.
+    pub fn delivery_started(&self) {
+        self.deliveries_started.inc();
+    }
+
+    /// Replaces the per-subscription figures.
+    pub fn set_subscriptions(&self, subscriptions: &[SubscriptionFigures]) {
+        self.subscription.clear();
+        for s in subscriptions {
+            for (figure, value) in s.figures {
+                let labels = SubscriptionLabels {
+                    namespace: s.namespace.clone(),
+                    subscription: s.name.clone(),
+                    figure,
+                };
+                self.subscription
+                    .get_or_create(&labels)
+                    .set(i64::try_from(value).unwrap_or(i64::MAX));
+            }
+        }
+    }
+
+    /// The Prometheus text exposition.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        if let Ok(registry) = self.registry.lock() {
+            let _ = prometheus_client::encoding::text::encode(&mut out, &registry);
+        }
+        out
+    }
+}

@@ -1,0 +1,416 @@
+//! The proxy's outbound half (reference §5): forwards a call the model let through to the
+//! registered API, with an OAuth token fetched with the registered client credentials and
+//! cached until shortly before it expires (or the caller's own `Access-Token`), and retries
+//! once with a fresh token after a 403. The inbound half, which finds the service and asks
+//! the model, is [`crate::edge::proxy`].
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use ace_client::Clock;
+use ace_client::connector::NetConnector;
+use ace_client::net::Net;
+use ace_model::proxy::{self, ProxyTarget, TokenCache, TokenCachePolicy};
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::header::{self, AUTHORIZATION, CONTENT_TYPE, HeaderName, HeaderValue};
+use hyper::{HeaderMap, Method, StatusCode};
+use hyper_util::client::legacy::Client;
+use serde::Deserialize;
+
+use crate::driver::now;
+
+/// The header carrying the caller's binding key.
+pub const BINDING_KEY_HEADER: &str = "ace-binding-key";
+/// The header with a token to pass instead of fetching one (reference §5.4).
+pub const ACCESS_TOKEN_HEADER: &str = "access-token";
+
+type SendFuture = Pin<Box<dyn Future<Output = Result<hyper::Response<Incoming>, String>> + Send>>;
+
+/// Sends one HTTP request (a pooled client on some network).
+pub trait Sender: Send + Sync {
+    /// Sends `request`.
+    fn send(&self, request: hyper::Request<Full<Bytes>>) -> SendFuture;
+}
+
+impl<N: Net> Sender for Client<NetConnector<N>, Full<Bytes>> {
+    fn send(&self, request: hyper::Request<Full<Bytes>>) -> SendFuture {
+        let client = self.clone();
+        Box::pin(async move { client.request(request).await.map_err(|e| e.to_string()) })
+    }
+}
+
+/// Hop-by-hop headers, never forwarded (RFC 9110 §7.6.1), and ACE's own (as header names,
+/// so that removing them does not parse their names on every call).
+static NOT_FORWARDED: [HeaderName; 11] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+    header::HOST,
+    HeaderName::from_static(BINDING_KEY_HEADER),
+    HeaderName::from_static(ACCESS_TOKEN_HEADER),
+];
+
+/// Removes the headers that are not forwarded: [`NOT_FORWARDED`] and every header the
+/// `Connection` header names (RFC 9110 §7.6.1).
+pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    let named: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+        .collect();
+    for name in named.iter().chain(&NOT_FORWARDED) {
+        headers.remove(name);
+    }
+}
+
+/// Largest OAuth token response read; a larger one fails the token request (502).
+const MAX_TOKEN_RESPONSE_BYTES: usize = 64 * 1024;
+
+#[derive(Deserialize)]
+struct TokenResponse {
+    access_token: String,
+    expires_in: Option<u64>,
+}
+
+/// Why a call could not be forwarded: the token server or the registered API failed. Either
+/// is the upstream's fault, and the caller gets a 502 with the message (Kyma's words).
+#[derive(Debug)]
+pub enum ForwardError {
+    /// The token request could not be made or got no answer.
+    TokenRequest {
+        /// The token URL.
+        url: String,
+        /// Why.
+        reason: String,
+    },
+    /// The token server answered with another status than 200.
+    TokenStatus {
+        /// The token URL.
+        url: String,
+        /// Its status.
+        status: u16,
+    },
+    /// The token response could not be read (or was over 64 KiB).
+    TokenBody {
+        /// The token URL.
+        url: String,
+        /// Why.
+        reason: String,
+    },
+    /// The token response is not a token document.
+    TokenDecode(String),
+    /// The call cannot be made to this URL.
+    BadTarget {
+        /// The joined URL.
+        url: String,
+        /// Why.
+        reason: String,
+    },
+    /// The registered API failed.
+    Target {
+        /// The joined URL.
+        url: String,
+        /// Why.
+        reason: String,
+    },
+    /// The registered API did not answer in time.
+    TargetTimeout {
+        /// The joined URL.
+        url: String,
+        /// The time allowed.
+        after: Duration,
+    },
+}
+
+impl std::fmt::Display for ForwardError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ForwardError::TokenRequest { url, reason } => {
+                write!(f, "failed to make a request to '{url}': {reason}")
+            }
+            ForwardError::TokenStatus { url, status } => write!(
+                f,
+                "incorrect response code '{status}' while getting token from {url}"
+            ),
+            ForwardError::TokenBody { url, reason } => {
+                write!(f, "failed to read token response body from {url}: {reason}")
+            }
+            ForwardError::TokenDecode(e) => {
+                write!(f, "failed to unmarshal token response body: {e}")
+            }
+            ForwardError::BadTarget { url, reason } => write!(f, "cannot call {url}: {reason}"),
+            ForwardError::Target { url, reason } => write!(f, "failed to call '{url}': {reason}"),
+            ForwardError::TargetTimeout { url, after } => {
+                write!(f, "no answer from '{url}' within {after:?}")
+            }
+        }
+    }
+}
+
+impl std::error::Error for ForwardError {}
+
+/// A call as it arrived, for the registered API the model chose.
+#[derive(Debug)]
+pub struct Call {
+    /// The method.
+    pub method: Method,
+    /// The path after the service's prefix.
+    pub path: String,
+    /// The query, if any.
+    pub query: Option<String>,
+    /// The caller's headers (those not forwarded are removed here).
+    pub headers: HeaderMap,
+    /// The body, read whole (a call after a 403 is sent again).
+    pub body: Bytes,
+}
+
+/// `application/x-www-form-urlencoded` encoding of one value.
+fn form_encode(value: &str) -> String {
+    value
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'*' => {
+                (b as char).to_string()
+            }
+            b' ' => "+".to_owned(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// Forwards calls to registered APIs and keeps their OAuth tokens.
+pub struct Forwarder {
+    sender: Arc<dyn Sender>,
+    /// For REs with `skipVerify`.
+    unverified: Arc<dyn Sender>,
+    tokens: Mutex<TokenCache>,
+    clock: Clock,
+    timeout: Duration,
+}
+
+impl std::fmt::Debug for Forwarder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Forwarder")
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Forwarder {
+    /// A forwarder sending through `sender` (or `unverified`, which does not verify
+    /// certificates, for REs with `skipVerify`), giving up on a target (or token server)
+    /// after `timeout`.
+    pub fn new(
+        sender: Arc<dyn Sender>,
+        unverified: Arc<dyn Sender>,
+        clock: Clock,
+        timeout: Duration,
+    ) -> Self {
+        Forwarder {
+            sender,
+            unverified,
+            tokens: Mutex::new(TokenCache::new(TokenCachePolicy::default())),
+            clock,
+            timeout,
+        }
+    }
+
+    /// This forwarder with the bugs of `bugs` (only `token-cached-forever` concerns it).
+    #[must_use]
+    pub fn with_bugs(self, bugs: ace_model::bugs::Bugs) -> Self {
+        Forwarder {
+            tokens: Mutex::new(TokenCache::new(TokenCachePolicy::default()).with_bugs(bugs)),
+            ..self
+        }
+    }
+
+    /// Forwards `call` to `target` and returns the target's response (hop-by-hop headers
+    /// removed; the body streams).
+    pub async fn forward(
+        &self,
+        target: &ProxyTarget,
+        mut call: Call,
+    ) -> Result<hyper::Response<Incoming>, ForwardError> {
+        let access_token = call
+            .headers
+            .get(ACCESS_TOKEN_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .map(proxy::authorization_from_access_token);
+        strip_hop_by_hop(&mut call.headers);
+        let url = proxy::join_url(&target.target_url, &call.path, call.query.as_deref());
+        let url = if url.contains("://") {
+            url
+        } else {
+            format!("http://{url}")
+        };
+        let authorization = match (&access_token, &target.oauth) {
+            (Some(given), _) => Some(given.clone()),
+            (None, Some(_)) => Some(format!("Bearer {}", self.token(target, false).await?)),
+            (None, None) => None,
+        };
+        let first = self
+            .send(target, &call, &url, authorization.as_deref())
+            .await?;
+        // A 403 with a cached token may mean the token was revoked early: fetch a fresh one
+        // and retry once, returning the retried response (Kyma kept the stale 403).
+        let response = if first.status() == StatusCode::FORBIDDEN
+            && access_token.is_none()
+            && target.oauth.is_some()
+        {
+            let token = self.token(target, true).await?;
+            self.send(target, &call, &url, Some(&format!("Bearer {token}")))
+                .await?
+        } else {
+            first
+        };
+        let (mut parts, body) = response.into_parts();
+        strip_hop_by_hop(&mut parts.headers);
+        Ok(hyper::Response::from_parts(parts, body))
+    }
+
+    fn sender_for(&self, target: &ProxyTarget) -> &dyn Sender {
+        if target.skip_verify {
+            self.unverified.as_ref()
+        } else {
+            self.sender.as_ref()
+        }
+    }
+
+    async fn send(
+        &self,
+        target: &ProxyTarget,
+        call: &Call,
+        url: &str,
+        authorization: Option<&str>,
+    ) -> Result<hyper::Response<Incoming>, ForwardError> {
+        let mut request = hyper::Request::builder()
+            .method(call.method.clone())
+            .uri(url);
+        for (name, value) in &call.headers {
+            request = request.header(name, value);
+        }
+        if let Some(auth) = authorization {
+            request = request.header(AUTHORIZATION, auth);
+        }
+        let request =
+            request
+                .body(Full::new(call.body.clone()))
+                .map_err(|e| ForwardError::BadTarget {
+                    url: url.to_owned(),
+                    reason: e.to_string(),
+                })?;
+        match tokio::time::timeout(self.timeout, self.sender_for(target).send(request)).await {
+            Ok(Ok(r)) => Ok(r),
+            Ok(Err(reason)) => Err(ForwardError::Target {
+                url: url.to_owned(),
+                reason,
+            }),
+            Err(_) => Err(ForwardError::TargetTimeout {
+                url: url.to_owned(),
+                after: self.timeout,
+            }),
+        }
+    }
+
+    /// The OAuth token for `target`: the cached one, or a fresh one (always fresh if `refresh`).
+    async fn token(&self, target: &ProxyTarget, refresh: bool) -> Result<String, ForwardError> {
+        let Some(oauth) = &target.oauth else {
+            return Err(ForwardError::TokenDecode("no OAuth credentials".into()));
+        };
+        let client_id = oauth.client_id.expose();
+        if !refresh
+            && let Ok(cache) = self.tokens.lock()
+            && let Some(token) = cache.get(client_id, now(&self.clock))
+        {
+            return Ok(token.to_owned());
+        }
+        let form = format!(
+            "client_id={}&client_secret={}&grant_type=client_credentials",
+            form_encode(client_id),
+            form_encode(oauth.client_secret.expose())
+        );
+        let url = if oauth.url.contains("://") {
+            oauth.url.clone()
+        } else {
+            format!("http://{}", oauth.url)
+        };
+        let failed = |reason: String| ForwardError::TokenRequest {
+            url: url.clone(),
+            reason,
+        };
+        let request = hyper::Request::post(url.as_str())
+            .header(
+                CONTENT_TYPE,
+                HeaderValue::from_static("application/x-www-form-urlencoded"),
+            )
+            .body(Full::new(Bytes::from(form)))
+            .map_err(|e| failed(e.to_string()))?;
+        let fetched_at = now(&self.clock);
+        let response =
+            match tokio::time::timeout(self.timeout, self.sender_for(target).send(request)).await {
+                Ok(Ok(r)) => r,
+                Ok(Err(e)) => return Err(failed(e)),
+                Err(_) => return Err(failed(format!("no answer within {:?}", self.timeout))),
+            };
+        let status = response.status().as_u16();
+        if status != 200 {
+            return Err(ForwardError::TokenStatus { url, status });
+        }
+        let body = http_body_util::Limited::new(response.into_body(), MAX_TOKEN_RESPONSE_BYTES)
+            .collect()
+            .await
+            .map_err(|e| ForwardError::TokenBody {
+                url: url.clone(),
+                reason: e.to_string(),
+            })?
+            .to_bytes();
+        let token: TokenResponse =
+            serde_json::from_slice(&body).map_err(|e| ForwardError::TokenDecode(e.to_string()))?;
+        if let Ok(mut cache) = self.tokens.lock() {
+            cache.insert(client_id, &token.access_token, token.expires_in, fetched_at);
+        }
+        Ok(token.access_token)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn form_values_are_percent_encoded() {
+        assert_eq!(form_encode("a b&c=d/é"), "a+b%26c%3Dd%2F%C3%A9");
+        assert_eq!(form_encode("plain-value_1.x"), "plain-value_1.x");
+    }
+
+    #[test]
+    fn hop_by_hop_headers_and_those_connection_names_are_removed() {
+        let mut headers = HeaderMap::new();
+        for (name, value) in [
+            ("connection", "x-private, keep-alive"),
+            ("x-private", "1"),
+            ("keep-alive", "timeout=5"),
+            ("ace-binding-key", "secret"),
+            ("x-kept", "yes"),
+        ] {
+            headers.insert(
+                HeaderName::from_static(name),
+                HeaderValue::from_static(value),
+            );
+        }
+        strip_hop_by_hop(&mut headers);
+        let left: Vec<&str> = headers.keys().map(HeaderName::as_str).collect();
+        assert_eq!(left, ["x-kept"]);
+    }
+}

@@ -1,0 +1,8 @@
+//! The outbound layer: every connection ACE opens on someone else's behalf. [`push`] performs
+//! the model's deliveries to subscribers; [`forward`] makes the proxy's calls to registered
+//! APIs and their OAuth servers; [`clients`] builds their TLS and connection pools on the
+//! injected network and clock. Nothing here decides: the model said where to go.
+
+pub mod clients;
+pub mod forward;
+pub mod push;

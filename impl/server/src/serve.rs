@@ -1,0 +1,299 @@
+//! `ace serve`: the model behind real listeners, TLS and durable storage, wired together.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use ace_client::Clock;
+use ace_client::connector::NetConnector;
+use ace_client::net::{Listener, Net};
+use ace_model::config::CsrPolicy;
+use ace_model::{Config, Model, Seed};
+use tokio::sync::Semaphore;
+
+use crate::driver::{self, Placement, now};
+use crate::edge::listen::{ConnOptions, accept_loop};
+use crate::edge::{App, Surface};
+use crate::error::StartError;
+use crate::metrics::Metrics;
+use crate::options::{ServeOptions, StoreKind};
+use crate::outbound::clients;
+use crate::outbound::forward::Forwarder;
+use crate::pki::{self, Ca, KeySource};
+use crate::store::{self, AnyStore, MemoryStore, RedbOptions, RedbStore, Store, StoreError};
+
+/// A running server.
+#[derive(Debug)]
+pub struct Server {
+    /// Bound address of the connector internal API.
+    pub connector_internal: SocketAddr,
+    /// Bound address of the connector external API.
+    pub connector_external: SocketAddr,
+    /// Bound address of the gateway.
+    pub gateway: SocketAddr,
+    /// Bound address of the admin API.
+    pub admin: SocketAddr,
+    /// Bound address of the publish API.
+    pub publish: SocketAddr,
+    /// Bound address of the proxy.
+    pub proxy: SocketAddr,
+    /// The CA certificate clients must trust, PEM.
+    pub ca_pem: String,
+    /// The model's configuration (URLs handed to clients).
+    pub config: Config,
+    /// Records replayed at start.
+    pub replayed: u64,
+    driver: driver::Running,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Server {
+    /// The bound addresses, in the order of [`Surface::ALL`].
+    pub fn addrs(&self) -> [SocketAddr; 6] {
+        [
+            self.connector_internal,
+            self.connector_external,
+            self.gateway,
+            self.admin,
+            self.publish,
+            self.proxy,
+        ]
+    }
+
+    /// Waits until the server stops by itself (the store failed).
+    pub async fn wait(&mut self) -> Result<(), StoreError> {
+        self.driver.wait().await
+    }
+
+    /// Stops accepting and drops every connection.
+    pub fn shutdown(&self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+
+    /// Stops everything and waits until the store is closed (so the same data directory can
+    /// be opened again, as after a restart).
+    pub async fn stop(mut self) {
+        self.shutdown();
+        self.driver.stop().await;
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+/// The model's configuration for these options and bound addresses.
+fn model_config(opts: &ServeOptions, external: SocketAddr, gateway: SocketAddr) -> Config {
+    let mut config = Config::default();
+    let host = opts
+        .hosts
+        .first()
+        .cloned()
+        .unwrap_or_else(|| "localhost".into());
+    let host = if host.contains(':') {
+        format!("[{host}]")
+    } else {
+        host
+    };
+    match &opts.domain {
+        Some(domain) => {
+            config.connector = ace_model::config::ConnectorConfig::for_domain(domain);
+        }
+        None => {
+            config.connector.connector_url = format!("https://{host}:{}", external.port());
+            config.connector.gateway_url = format!("https://{host}:{}", gateway.port());
+        }
+    }
+    config.connector.token_ttl = opts.token_ttl;
+    config.connector.certificate_validity = opts.certificate_validity;
+    if !opts.strict_csr_policy {
+        config.connector.csr_policy = CsrPolicy::kyma();
+    }
+    config.registry.proxy_url.clone_from(&opts.proxy_url);
+    config.bus = opts.bus.clone();
+    config.limits = opts.limits;
+    config.bugs = opts.bugs;
+    config
+}
+
+/// Creates the data directory (readable by its owner only).
+fn data_dir(opts: &ServeOptions) -> Result<(), StartError> {
+    let failed = |source| StartError::DataDir {
+        path: opts.data_dir.clone(),
+        source,
+    };
+    std::fs::create_dir_all(&opts.data_dir).map_err(failed)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&opts.data_dir, std::fs::Permissions::from_mode(0o700))
+            .map_err(failed)?;
+    }
+    Ok(())
+}
+
+/// Starts `ace serve` on `net` with the store `opts.store` names.
+pub async fn start<N: Net>(
+    net: N,
+    opts: ServeOptions,
+    clock: Clock,
+    seed: Seed,
+) -> Result<Server, StartError> {
+    data_dir(&opts)?;
+    let store = match opts.store {
+        StoreKind::Embedded => {
+            let options = RedbOptions {
+                // A driver on a thread of its own waits for every sync anyway.
+                io_in_place: opts.driver == Placement::Thread,
+                ..RedbOptions::default()
+            };
+            AnyStore::Embedded(RedbStore::open(&opts.data_dir.join("ace.redb"), options)?)
+        }
+        StoreKind::Memory => AnyStore::Memory(MemoryStore::default()),
+    };
+    start_with_store(net, opts, clock, seed, store).await
+}
+
+/// Starts `ace serve` with the given store (a simulation brings its own disk).
+pub async fn start_with_store<N: Net, S: Store>(
+    net: N,
+    opts: ServeOptions,
+    clock: Clock,
+    seed: Seed,
+    mut store: S,
+) -> Result<Server, StartError> {
+    for bug in opts.bugs.iter() {
+        tracing::warn!(
+            bug = bug.name(),
+            "BUG INJECTED: this server is deliberately wrong: {}",
+            bug.description()
+        );
+    }
+    data_dir(&opts)?;
+    let mut keys = match opts.key_seed {
+        Some(seed) => KeySource::Seeded(Box::new(ace_model::SeededRng::new(seed))),
+        None => KeySource::Os(opts.ca_key),
+    };
+    let ca = Arc::new(Ca::load_or_create(&opts.data_dir, &mut keys, now(&clock))?);
+    let (cert_pem, key_pem) =
+        pki::identity::server_identity(&opts.data_dir, &ca, &opts.hosts, &mut keys, now(&clock))?;
+    let (external_tls, gateway_tls) = crate::edge::tls::acceptors(&ca, &cert_pem, &key_pem, clock)?;
+
+    let mut opts = opts;
+    let mut listeners = Vec::new();
+    for (surface, addr) in Surface::ALL.into_iter().zip(opts.listen_addrs_mut()) {
+        let listener = net.bind(addr).await.map_err(|source| StartError::Listen {
+            surface: surface.name(),
+            addr: addr.clone(),
+            source,
+        })?;
+        let bound = listener.local_addr().map_err(|source| StartError::Listen {
+            surface: surface.name(),
+            addr: addr.clone(),
+            source,
+        })?;
+        listeners.push((surface, listener, bound));
+    }
+    let bound = |s: Surface| {
+        listeners
+            .iter()
+            .find(|(surface, _, _)| *surface == s)
+            .map(|(_, _, addr)| *addr)
+            .unwrap_or_else(|| unreachable!("every surface is bound"))
+    };
+    let proxy_addr = bound(Surface::Proxy);
+    if opts.proxy_url == ServeOptions::default().proxy_url {
+        // Hand out the address the proxy really listens on.
+        opts.proxy_url = format!("http://{proxy_addr}");
+    }
+    let config = model_config(
+        &opts,
+        bound(Surface::ConnectorExternal),
+        bound(Surface::Gateway),
+    );
+
+    let mut model = Model::new(config.clone(), seed);
+    let replayed = store::replay(&mut store, |record| model.apply_record(&record)).await?;
+    model.take_over();
+
+    let metrics = Arc::new(Metrics::default());
+    let mut push_roots = vec![ca.cert_der().clone()];
+    if let Some(pem) = &opts.push_ca_pem {
+        push_roots.extend(pki::certs_from_pem(pem)?);
+    }
+    let push_tls = clients::tls(push_roots, opts.push_tls_skip_verify, clock)?;
+    let bodies = store.bodies();
+    let (handle, ports, driver) = driver::spawn(opts.driver, model, store, clock, metrics.clone())
+        .map_err(StartError::Driver)?;
+    let mut tasks = vec![tokio::spawn(crate::outbound::push::run(
+        NetConnector::new(net.clone(), push_tls),
+        clock,
+        bodies,
+        ports.deliveries,
+        ports.outcomes,
+    ))];
+
+    let proxy_tls = clients::tls(Vec::new(), opts.proxy_skip_verify, clock)?;
+    let unverified_tls = clients::tls(Vec::new(), true, clock)?;
+    let forwarder = Forwarder::new(
+        clients::proxy_sender(net.clone(), proxy_tls),
+        clients::proxy_sender(net.clone(), unverified_tls),
+        clock,
+        opts.proxy_timeout,
+    )
+    .with_bugs(opts.bugs);
+    let app = Arc::new(App {
+        driver: handle,
+        config: Arc::new(config.clone()),
+        ca: ca.clone(),
+        metrics,
+        body_timeout: opts.body_timeout,
+        forwarder,
+        proxy_tables: ports.proxy_tables,
+    });
+    let conns = Arc::new(Semaphore::new(opts.max_connections));
+    let conn = ConnOptions {
+        header_timeout: opts.header_timeout,
+        handshake_timeout: opts.handshake_timeout,
+    };
+    let addrs = Surface::ALL.map(bound);
+    for (surface, listener, _) in listeners {
+        let tls = match surface {
+            Surface::ConnectorExternal => Some(external_tls.clone()),
+            Surface::Gateway => Some(gateway_tls.clone()),
+            _ => None,
+        };
+        tasks.push(tokio::spawn(accept_loop(
+            listener,
+            tls,
+            surface,
+            app.clone(),
+            conns.clone(),
+            conn,
+        )));
+    }
+    let [
+        connector_internal,
+        connector_external,
+        gateway,
+        admin,
+        publish,
+        proxy,
+    ] = addrs;
+    Ok(Server {
+        connector_internal,
+        connector_external,
+        gateway,
+        admin,
+        publish,
+        proxy,
+        ca_pem: ca.cert_pem().to_owned(),
+        config,
+        replayed,
+        driver,
+        tasks,
+    })
+}

@@ -1,0 +1,137 @@
+//! How records are stored: each record's logged form as JSON, with an accepted event's body
+//! kept apart (by sequence number), and a batch of them as one journal frame.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use ace_model::Record;
+use ace_model::bus::BusRecord;
+
+use super::StoreError;
+
+/// The record as logged, and the body to keep apart if it is an accepted event's.
+pub fn split_body(record: &Record) -> (std::borrow::Cow<'_, Record>, Option<(u64, String)>) {
+    match record {
+        Record::Bus(BusRecord::EventAccepted {
+            seq,
+            at,
+            event,
+            deliveries,
+        }) if !event.body_stored => {
+            let logged = Record::Bus(BusRecord::EventAccepted {
+                seq: *seq,
+                at: *at,
+                event: Arc::new(event.without_body()),
+                deliveries: deliveries.clone(),
+            });
+            (
+                std::borrow::Cow::Owned(logged),
+                Some((*seq, event.data.clone())),
+            )
+        }
+        other => (std::borrow::Cow::Borrowed(other), None),
+    }
+}
+
+/// A record as stored: its logged form's JSON, and the body kept apart, if any.
+#[derive(Debug)]
+pub struct Encoded {
+    /// The logged record, JSON.
+    pub record: Vec<u8>,
+    /// The body kept apart: sequence number and text.
+    pub body: Option<(u64, String)>,
+}
+
+pub fn encode(records: &[Record]) -> Result<Vec<Encoded>, StoreError> {
+    records
+        .iter()
+        .map(|record| {
+            let (logged, body) = split_body(record);
+            Ok(Encoded {
+                record: serde_json::to_vec(logged.as_ref())
+                    .map_err(|e| StoreError::Corrupt(format!("a record does not encode: {e}")))?,
+                body,
+            })
+        })
+        .collect()
+}
+
+/// A batch as the journal keeps it: per record, its length and JSON, then `1`, the event's
+/// sequence number, the body's length and the body, or `0` without a body (integers
+/// little-endian, lengths `u32`).
+pub fn journal_payload(entries: &[Encoded]) -> Result<Vec<u8>, StoreError> {
+    let len = |n: usize| {
+        u32::try_from(n)
+            .map(u32::to_le_bytes)
+            .map_err(|_| StoreError::Corrupt("a record over 4 GiB".into()))
+    };
+    let size = entries
+        .iter()
+        .map(|e| 5 + e.record.len() + e.body.as_ref().map_or(0, |(_, b)| 12 + b.len()))
+        .sum();
+    let mut out = Vec::with_capacity(size);
+    for entry in entries {
+        out.extend_from_slice(&len(entry.record.len())?);
+        out.extend_from_slice(&entry.record);
+        match &entry.body {
+            None => out.push(0),
+            Some((seq, body)) => {
+                out.push(1);
+                out.extend_from_slice(&seq.to_le_bytes());
+                out.extend_from_slice(&len(body.len())?);
+                out.extend_from_slice(body.as_bytes());
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The entries of a journal batch ([`journal_payload`]).
+pub fn journal_entries(mut payload: &[u8]) -> Result<Vec<Encoded>, StoreError> {
+    fn take<'a>(payload: &mut &'a [u8], n: usize) -> Result<&'a [u8], StoreError> {
+        if payload.len() < n {
+            return Err(StoreError::Corrupt("journal batch cut short".into()));
+        }
+        let (head, rest) = payload.split_at(n);
+        *payload = rest;
+        Ok(head)
+    }
+    fn int<const N: usize>(payload: &mut &[u8]) -> Result<[u8; N], StoreError> {
+        let mut out = [0u8; N];
+        out.copy_from_slice(take(payload, N)?);
+        Ok(out)
+    }
+    let mut entries = Vec::new();
+    while !payload.is_empty() {
+        let n = u32::from_le_bytes(int(&mut payload)?) as usize;
+        let record = take(&mut payload, n)?.to_vec();
+        let body = match int::<1>(&mut payload)? {
+            [0] => None,
+            _ => {
+                let seq = u64::from_le_bytes(int(&mut payload)?);
+                let n = u32::from_le_bytes(int(&mut payload)?) as usize;
+                let body = String::from_utf8(take(&mut payload, n)?.to_vec())
+                    .map_err(|e| StoreError::Corrupt(format!("a body is not UTF-8: {e}")))?;
+                Some((seq, body))
+            }
+        };
+        entries.push(Encoded { record, body });
+    }
+    Ok(entries)
+}
+
+/// The events a snapshot still owes.
+pub fn owed_events(snapshot: &[Record]) -> BTreeSet<u64> {
+    snapshot
+        .iter()
+        .filter_map(|r| match r {
+            Record::Bus(BusRecord::EventAccepted { seq, .. }) => Some(*seq),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Decodes a logged record.
+pub fn decode(bytes: &[u8], what: impl std::fmt::Display) -> Result<Record, StoreError> {
+    serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt(format!("{what}: {e}")))
+}

@@ -1,0 +1,226 @@
+//! Durable storage of the model's records: a log that the driver appends to and that a
+//! starting server (or a follower) reads back.
+//!
+//! The model owns the record format; a store only appends, syncs, reads back and compacts.
+//! [`Store`] is shaped for a log that may be shared: reads are asynchronous and go from a
+//! [`Position`], appends return the position they reached, errors say whether the disk broke,
+//! the data is damaged, another writer moved the log (fenced), the log cannot be reached now,
+//! or it is full, and a follower can wait for the log to grow. The backends:
+//! - [`redb::RedbStore`], the embedded default: a redb file and its write-ahead
+//!   [`journal`] in the data directory;
+//! - [`memory::MemoryStore`]: in memory, for tests and simulations (clones share one log).
+//!
+//! Event bodies are kept apart from the records, by the event's sequence number, and written
+//! with the same append: the log (and so a restarted model) holds only the events' metadata,
+//! and a body is read back when it is pushed ([`EventBodies`]).
+
+pub mod codec;
+pub mod journal;
+pub mod memory;
+pub mod redb;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use ace_model::Record;
+use bytes::Bytes;
+
+pub use memory::MemoryStore;
+pub use redb::{NOT_CLOSED_CLEANLY, RedbOptions, RedbStore};
+
+/// A place in a log: the position of one record, or of the end. Positions only grow, also
+/// across compactions.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Position(pub u64);
+
+impl Position {
+    /// Before the first record ever appended.
+    pub const START: Position = Position(0);
+}
+
+/// A record read back, with its position.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Entry {
+    /// Where it is in the log.
+    pub position: Position,
+    /// The record.
+    pub record: Record,
+}
+
+/// Why a store could not do what it was asked. The variants say whose fault it is and what
+/// the server can do about it.
+#[derive(Debug)]
+pub enum StoreError {
+    /// The disk (or the operating system) failed: the server stops, since what it decided
+    /// may not be durable.
+    Io(std::io::Error),
+    /// What was read back is not what was written (damaged data, or records missing).
+    Corrupt(String),
+    /// Another writer moved the log past what this writer decided on: catch up, decide again.
+    Fenced(String),
+    /// The log cannot be reached now (a replicated log without a quorum): try again later.
+    Unavailable(String),
+    /// The store's space budget is exhausted: refuse new work instead of losing it.
+    Full(String),
+}
+
+impl std::fmt::Display for StoreError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StoreError::Io(e) => write!(f, "storage I/O failed: {e}"),
+            StoreError::Corrupt(e) => write!(f, "the store is damaged: {e}"),
+            StoreError::Fenced(e) => write!(f, "another writer moved the log: {e}"),
+            StoreError::Unavailable(e) => write!(f, "the log cannot be reached: {e}"),
+            StoreError::Full(e) => write!(f, "the store is full: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for StoreError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            StoreError::Io(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+impl From<std::io::Error> for StoreError {
+    fn from(e: std::io::Error) -> Self {
+        StoreError::Io(e)
+    }
+}
+
+/// A future a store returns from a shared reader.
+pub type StoreFuture<T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send>>;
+
+/// A log of records.
+pub trait Store: Send + 'static {
+    /// Up to `max` records at `from` or later, in order. Positions before the oldest record
+    /// kept (compacted away) read from the oldest one. An empty answer means the end.
+    fn read(
+        &mut self,
+        from: Position,
+        max: usize,
+    ) -> impl Future<Output = Result<Vec<Entry>, StoreError>> + Send;
+    /// Appends `records` as one batch and returns, once they are durable, the end position.
+    fn append(
+        &mut self,
+        records: Vec<Record>,
+    ) -> impl Future<Output = Result<Position, StoreError>> + Send;
+    /// Replaces every record so far with `snapshot` (records that rebuild the same state),
+    /// appended at the end; returns the new end position.
+    fn compact(
+        &mut self,
+        snapshot: Vec<Record>,
+    ) -> impl Future<Output = Result<Position, StoreError>> + Send;
+    /// The position after the last record.
+    fn end(&self) -> Position;
+    /// Records kept (what compaction shrinks).
+    fn len(&self) -> u64;
+    /// Whether the log keeps no record.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// Resolves once the log reaches beyond `after` (appended by another writer, for a
+    /// follower); at once if it already does. A log with a single writer never grows by itself.
+    fn follow(&mut self, after: Position) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// A reader of event bodies, for the pushes.
+    fn bodies(&self) -> Arc<dyn EventBodies>;
+}
+
+/// Reads event bodies back by sequence number, from any task.
+pub trait EventBodies: Send + Sync {
+    /// The body (the JSON text of `data`) of event `seq`, if it is still kept.
+    fn body(&self, seq: u64) -> StoreFuture<Option<Bytes>>;
+}
+
+/// Reads every record of `store` from the beginning (in pages), passing each to `apply`;
+/// returns how many there were.
+pub async fn replay<S: Store>(
+    store: &mut S,
+    mut apply: impl FnMut(Record),
+) -> Result<u64, StoreError> {
+    const PAGE: usize = 4096;
+    let mut from = Position::START;
+    let mut count = 0;
+    loop {
+        let page = store.read(from, PAGE).await?;
+        let Some(last) = page.last() else {
+            return Ok(count);
+        };
+        from = Position(last.position.0 + 1);
+        for entry in page {
+            count += 1;
+            apply(entry.record);
+        }
+    }
+}
+
+/// Every record of `store`, in order (tests and tools: a server replays with [`replay`]).
+pub async fn load_all<S: Store>(store: &mut S) -> Result<Vec<Record>, StoreError> {
+    let mut records = Vec::new();
+    replay(store, |r| records.push(r)).await?;
+    Ok(records)
+}
+
+/// The store chosen at run time ([`crate::options::StoreKind`]).
+#[derive(Debug)]
+pub enum AnyStore {
+    /// The embedded redb store.
+    Embedded(RedbStore),
+    /// Memory only.
+    Memory(MemoryStore),
+}
+
+impl Store for AnyStore {
+    async fn read(&mut self, from: Position, max: usize) -> Result<Vec<Entry>, StoreError> {
+        match self {
+            AnyStore::Embedded(s) => s.read(from, max).await,
+            AnyStore::Memory(s) => s.read(from, max).await,
+        }
+    }
+
+    async fn append(&mut self, records: Vec<Record>) -> Result<Position, StoreError> {
+        match self {
+            AnyStore::Embedded(s) => s.append(records).await,
+            AnyStore::Memory(s) => s.append(records).await,
+        }
+    }
+
+    async fn compact(&mut self, snapshot: Vec<Record>) -> Result<Position, StoreError> {
+        match self {
+            AnyStore::Embedded(s) => s.compact(snapshot).await,
+            AnyStore::Memory(s) => s.compact(snapshot).await,
+        }
+    }
+
+    fn end(&self) -> Position {
+        match self {
+            AnyStore::Embedded(s) => s.end(),
+            AnyStore::Memory(s) => s.end(),
+        }
+    }
+
+    fn len(&self) -> u64 {
+        match self {
+            AnyStore::Embedded(s) => s.len(),
+            AnyStore::Memory(s) => s.len(),
+        }
+    }
+
+    async fn follow(&mut self, after: Position) -> Result<(), StoreError> {
+        match self {
+            AnyStore::Embedded(s) => s.follow(after).await,
+            AnyStore::Memory(s) => s.follow(after).await,
+        }
+    }
+
+    fn bodies(&self) -> Arc<dyn EventBodies> {
+        match self {
+            AnyStore::Embedded(s) => s.bodies(),
+            AnyStore::Memory(s) => s.bodies(),
+        }
+    }
+}

@@ -1,0 +1,783 @@
+//! The embedded store: a redb database file (`ace.redb`, ACID, crash-safe) with a
+//! write-ahead [`journal`](super::journal) beside it (`ace.journal`) that makes each batch
+//! durable with one sequential append and `fdatasync`.
+//!
+//! Batches reach redb later and together: once [`FLUSH_AFTER`] records are waiting, in one
+//! commit that is not synced (the journal holds them), or with the next checkpoint. One redb
+//! commit per group commit cost 75 µs of CPU for a dozen records, most of it the commit's
+//! fixed work (BENCHMARKS.md, "Event Bus end to end", run 6). A record's position is its key
+//! in redb. Event bodies go into a table of their own, by sequence number; compaction keeps
+//! only the bodies of events still owed, so disk use follows the backlog.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use ace_model::Record;
+use bytes::Bytes;
+use futures_util::future::Either;
+use redb::{
+    Database, Durability, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition,
+};
+
+use super::codec::{self, Encoded, encode, journal_entries, journal_payload, owed_events};
+use super::journal::{self, Journal};
+use super::{Entry, EventBodies, Position, Store, StoreError, StoreFuture};
+
+const LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("records");
+const BODIES: TableDefinition<u64, &str> = TableDefinition::new("event-bodies");
+const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+/// The journal generation of the last checkpoint (in [`META`]).
+const GENERATION: &str = "journal-generation";
+/// The key the next record gets (in [`META`], written with every commit). Not derived from
+/// the log's last key alone: a compaction to an empty snapshot leaves the log empty while
+/// the journal's keys go on.
+const NEXT_KEY: &str = "next-key";
+
+/// Records in the journal and not in redb that make redb take them (in a commit that is not
+/// synced; the journal keeps them durable).
+pub const FLUSH_AFTER: usize = 1024;
+
+/// Logged at start when redb finds its file was not closed (a crash, `kill -9`, power loss):
+/// redb then checks the file before the server starts.
+pub const NOT_CLOSED_CLEANLY: &str = "the store was not closed cleanly (a crash or a kill): \
+     redb is checking its file; the journal holds every acknowledged change";
+
+/// Bodies of events in the journal and not yet in redb, by sequence number.
+type Unflushed = Arc<Mutex<BTreeMap<u64, String>>>;
+
+/// How a [`RedbStore`] works.
+#[derive(Clone, Copy, Debug)]
+pub struct RedbOptions {
+    /// Do journal appends and checkpoints on the calling thread instead of tokio's blocking
+    /// pool: for a caller on a thread of its own that waits for every append anyway (the
+    /// driver's), where a hand-off to another thread and back only adds two wake-ups.
+    pub io_in_place: bool,
+    /// Bytes of frames the journal holds before a checkpoint.
+    pub journal_capacity: u64,
+}
+
+impl Default for RedbOptions {
+    fn default() -> Self {
+        RedbOptions {
+            io_in_place: false,
+            journal_capacity: journal::DEFAULT_CAPACITY,
+        }
+    }
+}
+
+/// The embedded default: a redb database file (`ace.redb`) and its journal (`ace.journal`).
+#[derive(Debug)]
+pub struct RedbStore {
+    db: Arc<Database>,
+    journal: Arc<Mutex<Journal>>,
+    /// Records appended (durable in the journal) and not yet written to redb: the last
+    /// `pending.len()` keys before `next`.
+    pending: Vec<Encoded>,
+    /// Their bodies, readable until redb has them.
+    unflushed: Unflushed,
+    next: u64,
+    len: u64,
+    options: RedbOptions,
+}
+
+/// Reads event bodies from the redb file and from the batches not yet written to it. It does
+/// not keep the file open: once the store is dropped (closed), reads fail, and a push still
+/// under way when the server stops is retried by the next process.
+#[derive(Debug)]
+struct RedbBodies {
+    db: std::sync::Weak<Database>,
+    unflushed: Unflushed,
+}
+
+fn db_err(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Io(std::io::Error::other(e.to_string()))
+}
+
+impl RedbStore {
+    /// Opens (or creates) `path` and its journal beside it (`path` with the extension
+    /// `journal`), replaying into redb the batches the journal holds beyond redb's last
+    /// checkpoint (those a crash kept from redb).
+    pub fn open(path: &Path, options: RedbOptions) -> Result<Self, StoreError> {
+        let warned = std::cell::Cell::new(false);
+        let db = redb::Builder::new()
+            .set_repair_callback(move |_| {
+                if !warned.replace(true) {
+                    tracing::warn!("{}", NOT_CLOSED_CLEANLY);
+                }
+            })
+            .create(path)
+            .map_err(db_err)?;
+        let txn = db.begin_write().map_err(db_err)?;
+        txn.open_table(LOG).map_err(db_err)?;
+        txn.open_table(BODIES).map_err(db_err)?;
+        txn.open_table(META).map_err(db_err)?;
+        txn.commit().map_err(db_err)?;
+        let read = db.begin_read().map_err(db_err)?;
+        let table = read.open_table(LOG).map_err(db_err)?;
+        let after_last = table
+            .last()
+            .map_err(db_err)?
+            .map_or(0, |(k, _)| k.value() + 1);
+        let mut len = table.len().map_err(db_err)?;
+        let meta = read.open_table(META).map_err(db_err)?;
+        let meta_value = |key: &str| -> Result<Option<u64>, StoreError> {
+            Ok(meta.get(key).map_err(db_err)?.map(|v| v.value()))
+        };
+        let generation = meta_value(GENERATION)?.unwrap_or(0);
+        // Data directories written before the key was recorded have only the log's last key.
+        let mut next = meta_value(NEXT_KEY)?.unwrap_or(0).max(after_last);
+        drop(meta);
+        drop(table);
+        drop(read);
+        let (mut journal, frames) = Journal::open(
+            &path.with_extension("journal"),
+            generation,
+            next,
+            options.journal_capacity,
+        )
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::InvalidData => StoreError::Corrupt(e.to_string()),
+            _ => StoreError::Io(e),
+        })?;
+        let replayed_from = next;
+        let mut replayed = Vec::new();
+        for frame in &frames {
+            let invalid = |e: String| {
+                StoreError::Corrupt(format!("journal batch at record {}: {e}", frame.first_key))
+            };
+            let entries = journal_entries(&frame.payload).map_err(|e| invalid(e.to_string()))?;
+            // The first frame may begin with records redb already has.
+            let known = usize::try_from(next - frame.first_key).unwrap_or(usize::MAX);
+            if entries.len() as u64 != frame.count || known > entries.len() {
+                return Err(invalid(format!(
+                    "{} records, {} expected",
+                    entries.len(),
+                    frame.count
+                )));
+            }
+            next += (entries.len() - known) as u64;
+            replayed.extend(entries.into_iter().skip(known));
+        }
+        len += replayed.len() as u64;
+        if !frames.is_empty() {
+            tracing::info!(batches = frames.len(), "replayed the journal");
+        }
+        // Whatever was replayed becomes durable in redb, and the journal starts again.
+        Self::checkpoint_now(&db, &mut journal, replayed_from, &replayed, None, &[])?;
+        Ok(RedbStore {
+            db: Arc::new(db),
+            journal: Arc::new(Mutex::new(journal)),
+            pending: Vec::new(),
+            unflushed: Unflushed::default(),
+            next,
+            len,
+            options,
+        })
+    }
+
+    /// Commits `pending` and then `entries`, from key `first`, to redb durably (clearing the
+    /// log and the bodies not owed in between, if `clear` is given), which makes every batch
+    /// before them durable there too, and starts the journal's next generation.
+    fn checkpoint_now(
+        db: &Database,
+        journal: &mut Journal,
+        first: u64,
+        pending: &[Encoded],
+        clear: Option<&BTreeSet<u64>>,
+        entries: &[Encoded],
+    ) -> Result<(), StoreError> {
+        let generation = journal.generation() + 1;
+        Self::write(db, first, pending, clear, entries, Some(generation))?;
+        journal.restart(generation);
+        Ok(())
+    }
+
+    /// The key of the first record waiting for redb (`next` if none is).
+    fn first_pending(&self) -> u64 {
+        self.next - self.pending.len() as u64
+    }
+
+    /// [`RedbStore::checkpoint_now`] on a blocking thread, with the records waiting for redb
+    /// first; `entries` get the keys from `next`.
+    async fn checkpoint(
+        &mut self,
+        entries: Vec<Encoded>,
+        clear: Option<BTreeSet<u64>>,
+    ) -> Result<(), StoreError> {
+        let first = self.first_pending();
+        let pending = std::mem::take(&mut self.pending);
+        let (db, journal) = (self.db.clone(), self.journal.clone());
+        run_io(self.options.io_in_place, move || {
+            let mut journal = lock(&journal)?;
+            Self::checkpoint_now(&db, &mut journal, first, &pending, clear.as_ref(), &entries)
+        })
+        .await?;
+        lock(&self.unflushed)?.clear();
+        Ok(())
+    }
+
+    /// Writes the records waiting for redb in one commit that is not synced, and forgets
+    /// their bodies (redb has them now).
+    fn flush(&mut self) -> Result<(), StoreError> {
+        Self::write(
+            &self.db,
+            self.first_pending(),
+            &[],
+            None,
+            &self.pending,
+            None,
+        )?;
+        let mut unflushed = lock(&self.unflushed)?;
+        for entry in self.pending.drain(..) {
+            if let Some((seq, _)) = entry.body {
+                unflushed.remove(&seq);
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes `pending` and then `entries`, from key `first` (clearing the log and dropping
+    /// the bodies of events not in `clear` in between, if given). Without a `checkpoint` the
+    /// commit is not synced (the journal holds the batches); with one, it is, and it records
+    /// that journal generation.
+    fn write(
+        db: &Database,
+        first: u64,
+        pending: &[Encoded],
+        clear: Option<&BTreeSet<u64>>,
+        entries: &[Encoded],
+        checkpoint: Option<u64>,
+    ) -> Result<(), StoreError> {
+        let mut txn = db.begin_write().map_err(db_err)?;
+        if checkpoint.is_none() {
+            txn.set_durability(Durability::None).map_err(db_err)?;
+        }
+        {
+            let mut meta = txn.open_table(META).map_err(db_err)?;
+            if let Some(generation) = checkpoint {
+                meta.insert(GENERATION, generation).map_err(db_err)?;
+            }
+            let next = first + (pending.len() + entries.len()) as u64;
+            meta.insert(NEXT_KEY, next).map_err(db_err)?;
+        }
+        {
+            let mut table = txn.open_table(LOG).map_err(db_err)?;
+            let mut bodies = txn.open_table(BODIES).map_err(db_err)?;
+            for (key, entry) in (first..).zip(pending) {
+                insert(&mut table, &mut bodies, key, entry)?;
+            }
+            if let Some(owed) = clear {
+                table.retain(|_, _| false).map_err(db_err)?;
+                bodies
+                    .retain(|seq, _| owed.contains(&seq))
+                    .map_err(db_err)?;
+            }
+            let first = first + pending.len() as u64;
+            for (key, entry) in (first..).zip(entries) {
+                insert(&mut table, &mut bodies, key, entry)?;
+            }
+        }
+        txn.commit().map_err(db_err)
+    }
+
+    /// Records from key `from` in redb's own table, up to `max`.
+    fn read_committed(&self, from: u64, max: usize) -> Result<Vec<Entry>, StoreError> {
+        let read = self.db.begin_read().map_err(db_err)?;
+        let table = read.open_table(LOG).map_err(db_err)?;
+        let mut out = Vec::new();
+        for entry in table.range(from..).map_err(db_err)?.take(max) {
+            let (key, value) = entry.map_err(db_err)?;
+            let key = key.value();
+            out.push(Entry {
+                position: Position(key),
+                record: codec::decode(value.value(), format_args!("record {key}"))?,
+            });
+        }
+        Ok(out)
+    }
+}
+
+impl Store for RedbStore {
+    async fn read(&mut self, from: Position, max: usize) -> Result<Vec<Entry>, StoreError> {
+        let first_pending = self.first_pending();
+        let mut out = if from.0 < first_pending {
+            self.read_committed(from.0, max)?
+        } else {
+            Vec::new()
+        };
+        let start = from.0.max(first_pending);
+        let skip = usize::try_from(start - first_pending).unwrap_or(usize::MAX);
+        for (i, entry) in self.pending.iter().enumerate().skip(skip) {
+            if out.len() >= max {
+                break;
+            }
+            let key = first_pending + i as u64;
+            out.push(Entry {
+                position: Position(key),
+                record: codec::decode(&entry.record, format_args!("waiting record {key}"))?,
+            });
+        }
+        Ok(out)
+    }
+
+    async fn append(&mut self, records: Vec<Record>) -> Result<Position, StoreError> {
+        let first = self.next;
+        let n = records.len() as u64;
+        let entries = encode(&records)?;
+        let payload = journal_payload(&entries)?;
+        let fits = lock(&self.journal)?.fits(payload.len());
+        if fits {
+            // The journal's sync makes the batch durable. Its bodies become readable and,
+            // once enough records wait for redb, redb takes them in a commit that is not
+            // synced (memory work and page-cache writes only): after the sync when the I/O is
+            // done in place, else on this thread while a blocking thread syncs.
+            let journal = self.journal.clone();
+            let journaled = run_io(self.options.io_in_place, move || {
+                lock(&journal)?
+                    .append(first, n, &payload)
+                    .map_err(StoreError::Io)
+            });
+            {
+                let mut unflushed = lock(&self.unflushed)?;
+                for entry in &entries {
+                    if let Some((seq, body)) = &entry.body {
+                        unflushed.insert(*seq, body.clone());
+                    }
+                }
+            }
+            self.pending.extend(entries);
+            self.next += n;
+            let flushed = if self.pending.len() >= FLUSH_AFTER {
+                self.flush()
+            } else {
+                Ok(())
+            };
+            journaled.await?;
+            flushed?;
+        } else {
+            self.checkpoint(entries, None).await?;
+            self.next += n;
+        }
+        self.len += n;
+        Ok(Position(self.next))
+    }
+
+    async fn compact(&mut self, snapshot: Vec<Record>) -> Result<Position, StoreError> {
+        let n = snapshot.len() as u64;
+        let owed = owed_events(&snapshot);
+        self.checkpoint(encode(&snapshot)?, Some(owed)).await?;
+        self.next += n;
+        self.len = n;
+        Ok(Position(self.next))
+    }
+
+    fn end(&self) -> Position {
+        Position(self.next)
+    }
+
+    fn len(&self) -> u64 {
+        self.len
+    }
+
+    async fn follow(&mut self, after: Position) -> Result<(), StoreError> {
+        if self.next > after.0 {
+            return Ok(());
+        }
+        // This process is the file's only writer: the log grows only by its own appends.
+        std::future::pending().await
+    }
+
+    fn bodies(&self) -> Arc<dyn EventBodies> {
+        Arc::new(RedbBodies {
+            db: Arc::downgrade(&self.db),
+            unflushed: self.unflushed.clone(),
+        })
+    }
+}
+
+/// Runs the disk work `io` in place (see [`RedbOptions::io_in_place`]), before this returns,
+/// or else on tokio's blocking pool, while the caller goes on until it awaits the result.
+fn run_io<T: Send + 'static>(
+    in_place: bool,
+    io: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
+) -> impl std::future::Future<Output = Result<T, StoreError>> {
+    let job = if in_place {
+        Either::Left(std::future::ready(Ok(io())))
+    } else {
+        Either::Right(tokio::task::spawn_blocking(io))
+    };
+    async move { job.await.map_err(db_err)? }
+}
+
+/// Writes one record, and its body if it has one kept apart.
+fn insert(
+    log: &mut redb::Table<u64, &[u8]>,
+    bodies: &mut redb::Table<u64, &str>,
+    key: u64,
+    entry: &Encoded,
+) -> Result<(), StoreError> {
+    if let Some((seq, data)) = &entry.body {
+        bodies.insert(*seq, data.as_str()).map_err(db_err)?;
+    }
+    log.insert(key, entry.record.as_slice()).map_err(db_err)?;
+    Ok(())
+}
+
+fn lock<T>(shared: &Mutex<T>) -> Result<std::sync::MutexGuard<'_, T>, StoreError> {
+    shared
+        .lock()
+        .map_err(|_| StoreError::Io(std::io::Error::other("a storage thread panicked")))
+}
+
+impl RedbBodies {
+    fn read(&self, seq: u64) -> Result<Option<Bytes>, StoreError> {
+        let db = self
+            .db
+            .upgrade()
+            .ok_or_else(|| StoreError::Unavailable("the store is closed".into()))?;
+        let read = db.begin_read().map_err(db_err)?;
+        let table = read.open_table(BODIES).map_err(db_err)?;
+        Ok(table
+            .get(seq)
+            .map_err(db_err)?
+            .map(|v| Bytes::copy_from_slice(v.value().as_bytes())))
+    }
+}
+
+impl EventBodies for RedbBodies {
+    fn body(&self, seq: u64) -> StoreFuture<Option<Bytes>> {
+        // Checked first: a body leaves this map only once redb has it.
+        match lock(&self.unflushed).map(|u| u.get(&seq).cloned()) {
+            Ok(Some(body)) => return Box::pin(std::future::ready(Ok(Some(Bytes::from(body))))),
+            Ok(None) => {}
+            Err(e) => return Box::pin(std::future::ready(Err(e))),
+        }
+        // A read of the file may wait for the disk: not on the caller's (a push worker's)
+        // runtime thread.
+        let bodies = RedbBodies {
+            db: self.db.clone(),
+            unflushed: self.unflushed.clone(),
+        };
+        Box::pin(async move {
+            tokio::task::spawn_blocking(move || bodies.read(seq))
+                .await
+                .map_err(db_err)?
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    pub(super) fn record(i: u64) -> Record {
+        Record::IncarnationsUsed { last: i }
+    }
+
+    pub(super) fn open(path: &Path) -> RedbStore {
+        RedbStore::open(path, RedbOptions::default()).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// Every record of `s`.
+    pub(super) async fn load(s: &mut RedbStore) -> Vec<Record> {
+        crate::store::load_all(s)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// The body of event `seq`, as text.
+    pub(super) async fn body(bodies: &Arc<dyn EventBodies>, seq: u64) -> Option<String> {
+        bodies
+            .body(seq)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+    }
+
+    pub(super) async fn append(s: &mut RedbStore, records: Vec<Record>) {
+        s.append(records).await.unwrap_or_else(|e| panic!("{e}"));
+    }
+
+    #[tokio::test]
+    async fn appended_records_survive_reopening_and_compaction_replaces_them() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let path = dir.path().join("ace.redb");
+        {
+            let mut s = open(&path);
+            append(&mut s, vec![record(1), record(2)]).await;
+            append(&mut s, vec![record(3)]).await;
+        }
+        let mut s = open(&path);
+        assert_eq!(load(&mut s).await, vec![record(1), record(2), record(3)]);
+        assert_eq!(s.len(), 3);
+        s.compact(vec![record(9)])
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        append(&mut s, vec![record(10)]).await;
+        drop(s);
+        let mut s = open(&path);
+        assert_eq!(load(&mut s).await, vec![record(9), record(10)]);
+    }
+
+    /// The redb file as a crash leaves it: its commits since the last checkpoint were never
+    /// synced, so only the checkpoint's state is certain. `keep` copies the file when it holds
+    /// just that; `crash` puts the copy back after the store is gone.
+    pub(super) struct Crash {
+        path: std::path::PathBuf,
+        kept: std::path::PathBuf,
+    }
+
+    impl Crash {
+        pub(super) fn keep(path: &Path) -> Crash {
+            let kept = path.with_extension("kept");
+            std::fs::copy(path, &kept).unwrap_or_else(|e| panic!("{e}"));
+            Crash {
+                path: path.to_owned(),
+                kept,
+            }
+        }
+
+        pub(super) fn crash(self, store: RedbStore) {
+            drop(store);
+            std::fs::rename(&self.kept, &self.path).unwrap_or_else(|e| panic!("{e}"));
+        }
+    }
+
+    #[tokio::test]
+    async fn batches_in_the_journal_survive_a_crash_that_loses_redbs_unsynced_commits() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let path = dir.path().join("ace.redb");
+        let mut s = open(&path);
+        append(&mut s, vec![record(1)]).await;
+        drop(s);
+        // Opening checkpointed record 1; the next two batches are only in the journal.
+        let mut s = open(&path);
+        let crash = Crash::keep(&path);
+        append(&mut s, vec![record(2), record(3)]).await;
+        append(&mut s, vec![record(4)]).await;
+        crash.crash(s);
+        let mut s = open(&path);
+        assert_eq!(load(&mut s).await, (1..=4).map(record).collect::<Vec<_>>());
+        assert_eq!(s.len(), 4);
+        // The replayed batches were checkpointed: the next crash does not need them again.
+        let crash = Crash::keep(&path);
+        append(&mut s, vec![record(5)]).await;
+        crash.crash(s);
+        let mut s = open(&path);
+        assert_eq!(load(&mut s).await, (1..=5).map(record).collect::<Vec<_>>());
+    }
+
+    #[tokio::test]
+    async fn a_full_journal_checkpoints_and_batches_after_it_survive_a_crash() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let path = dir.path().join("ace.redb");
+        let mut s = RedbStore::open(
+            &path,
+            RedbOptions {
+                journal_capacity: 1024,
+                ..RedbOptions::default()
+            },
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let start = lock(&s.journal).map(|j| j.generation()).unwrap_or(0);
+        let mut crash = None;
+        let mut i = 0;
+        // Batches of ~20 records each: a few fill the journal.
+        while crash.is_none() {
+            append(&mut s, (i..i + 20).map(record).collect()).await;
+            i += 20;
+            if lock(&s.journal).map(|j| j.generation()).unwrap_or(0) > start {
+                crash = Some(Crash::keep(&path));
+            }
+            assert!(i < 10_000, "the journal never filled");
+        }
+        // Two small batches, which fit into the restarted journal.
+        for n in [3, 3] {
+            append(&mut s, (i..i + n).map(record).collect()).await;
+            i += n;
+        }
+        assert_eq!(
+            lock(&s.journal).map(|j| j.generation()).unwrap_or(0),
+            start + 1
+        );
+        if let Some(crash) = crash {
+            crash.crash(s);
+        }
+        let mut s = RedbStore::open(
+            &path,
+            RedbOptions {
+                journal_capacity: 1024,
+                ..RedbOptions::default()
+            },
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(load(&mut s).await, (0..i).map(record).collect::<Vec<_>>());
+    }
+}
+
+#[cfg(test)]
+mod body_tests {
+    use std::sync::Arc;
+
+    use ace_model::bus::{BusRecord, Event};
+
+    use super::tests::{append, body, load, open, record};
+    use super::*;
+
+    fn accepted(seq: u64, data: &str) -> Record {
+        Record::Bus(BusRecord::EventAccepted {
+            seq,
+            at: ace_model::Timestamp::EPOCH,
+            event: Arc::new(Event {
+                source_id: "shop".into(),
+                event_type: "order.created".into(),
+                event_type_version: "v1".into(),
+                event_id: format!("id-{seq}"),
+                event_time: "2018-10-16T15:00:00Z".into(),
+                data: data.into(),
+                trace_headers: Vec::new(),
+                body_stored: false,
+            }),
+            deliveries: Vec::new(),
+        })
+    }
+
+    /// Records in redb's own log table (not those waiting in the store).
+    fn in_redb(s: &RedbStore) -> u64 {
+        let read = s.db.begin_read().unwrap_or_else(|e| panic!("{e}"));
+        let table = read.open_table(LOG).unwrap_or_else(|e| panic!("{e}"));
+        table.len().unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[tokio::test]
+    async fn batches_wait_for_redb_until_enough_are_waiting_and_stay_readable() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let path = dir.path().join("ace.redb");
+        let mut s = open(&path);
+        append(&mut s, vec![accepted(1, "[1]")]).await;
+        assert_eq!(in_redb(&s), 0, "a small batch is only in the journal");
+        let bodies = s.bodies();
+        assert_eq!(body(&bodies, 1).await.as_deref(), Some("[1]"));
+        assert_eq!(load(&mut s).await.len(), 1);
+        let fillers = (0..FLUSH_AFTER as u64).map(record);
+        append(&mut s, fillers.collect()).await;
+        assert_eq!(
+            in_redb(&s),
+            FLUSH_AFTER as u64 + 1,
+            "enough waited: redb has them"
+        );
+        assert!(lock(&s.unflushed).map(|u| u.is_empty()).unwrap_or(false));
+        assert_eq!(body(&bodies, 1).await.as_deref(), Some("[1]"));
+        // Waiting again, then a compaction: the waiting body still owed survives it.
+        append(&mut s, vec![accepted(2, "[2]"), accepted(3, "[3]")]).await;
+        s.compact(vec![accepted(3, "[3]")])
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(body(&bodies, 2).await, None);
+        assert_eq!(body(&bodies, 3).await.as_deref(), Some("[3]"));
+        assert_eq!(load(&mut s).await.len(), 1);
+        // Not flushed at all before the store goes away: the journal brings them back.
+        append(&mut s, vec![accepted(4, "[4]")]).await;
+        drop((s, bodies));
+        let mut s = open(&path);
+        assert_eq!(load(&mut s).await.len(), 2);
+        assert_eq!(body(&s.bodies(), 4).await.as_deref(), Some("[4]"));
+        assert_eq!(body(&s.bodies(), 3).await.as_deref(), Some("[3]"));
+    }
+
+    #[tokio::test]
+    async fn records_written_to_redb_and_records_still_waiting_all_survive_a_clean_close() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let path = dir.path().join("ace.redb");
+        let mut s = open(&path);
+        let records: Vec<Record> = (0..FLUSH_AFTER as u64 + 5).map(record).collect();
+        let (written, waiting) = records.split_at(FLUSH_AFTER + 2);
+        append(&mut s, written.to_vec()).await;
+        assert_eq!(in_redb(&s), written.len() as u64);
+        append(&mut s, waiting.to_vec()).await;
+        drop(s);
+        let mut s = open(&path);
+        assert_eq!(load(&mut s).await, records);
+    }
+
+    #[tokio::test]
+    async fn records_after_a_compaction_to_an_empty_snapshot_survive_reopening() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let path = dir.path().join("ace.redb");
+        let mut s = open(&path);
+        append(&mut s, vec![record(0), record(1)]).await;
+        s.compact(Vec::new())
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        // The log is empty now; this batch waits in the journal, under key 2.
+        append(&mut s, vec![record(2)]).await;
+        drop(s);
+        let mut s = RedbStore::open(&path, RedbOptions::default())
+            .unwrap_or_else(|e| panic!("reopening: {e}"));
+        assert_eq!(load(&mut s).await, vec![record(2)]);
+        append(&mut s, vec![record(3)]).await;
+        drop(s);
+        assert_eq!(load(&mut open(&path)).await, vec![record(2), record(3)]);
+    }
+
+    #[tokio::test]
+    async fn bodies_are_kept_apart_from_the_log_and_compaction_drops_the_settled_ones() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let mut s = open(&dir.path().join("ace.redb"));
+        append(
+            &mut s,
+            vec![accepted(1, r#"{"a":1}"#), accepted(2, r#""two""#)],
+        )
+        .await;
+        let logged = load(&mut s).await;
+        assert!(logged.iter().all(|r| matches!(r, Record::Bus(BusRecord::EventAccepted { event, .. }) if event.body_stored && event.data.is_empty())));
+        assert_eq!(body(&s.bodies(), 1).await.as_deref(), Some(r#"{"a":1}"#));
+        // Event 1 is settled: the snapshot no longer has it.
+        s.compact(vec![accepted(2, r#""two""#)])
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(body(&s.bodies(), 1).await, None);
+        assert_eq!(body(&s.bodies(), 2).await.as_deref(), Some(r#""two""#));
+        drop(s);
+        let s = open(&dir.path().join("ace.redb"));
+        assert_eq!(
+            body(&s.bodies(), 2).await.as_deref(),
+            Some(r#""two""#),
+            "bodies survive reopening"
+        );
+        // A body appended since the last checkpoint is replayed from the journal after a crash
+        // that lost redb's unsynced commits.
+        let path = dir.path().join("ace.redb");
+        let mut s = s;
+        let crash = super::tests::Crash::keep(&path);
+        append(&mut s, vec![accepted(3, r#"[3]"#)]).await;
+        crash.crash(s);
+        let s = open(&path);
+        assert_eq!(body(&s.bodies(), 3).await.as_deref(), Some("[3]"));
+    }
+}
+
+#[cfg(test)]
+mod close_tests {
+    use super::tests::{append, open, record};
+    use super::*;
+
+    #[tokio::test]
+    async fn a_body_reader_does_not_keep_the_store_open() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let path = dir.path().join("ace.redb");
+        let mut s = open(&path);
+        append(&mut s, vec![record(1)]).await;
+        let reader = s.bodies();
+        drop(s);
+        // As a restarted server does while a push of the previous one is still under way.
+        let s = RedbStore::open(&path, RedbOptions::default());
+        assert!(s.is_ok(), "{:?}", s.err());
+        drop(s);
+        assert_eq!(
+            reader.body(1).await.map_err(|e| e.to_string()),
+            Err("the log cannot be reached: the store is closed".into())
+        );
+    }
+}

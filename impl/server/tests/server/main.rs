@@ -1,0 +1,12 @@
+//! `ace serve` over loopback, as a library: every surface's statuses and bodies, delivery,
+//! the proxy, limits and protection, TLS resumption, the route table against the specs, and
+//! the bug zoo's server-side bugs.
+
+mod bug_zoo;
+mod common;
+mod delivery;
+mod protection;
+mod proxy;
+mod resumption;
+mod specs;
+mod surfaces;

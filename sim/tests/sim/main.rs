@@ -1,0 +1,7 @@
+//! The simulation's tests: the real server in turmoil worlds, seeded worlds and their
+//! determinism, the `ace-sim` command line, and the bug zoo's pinned seeds.
+
+mod bug_zoo;
+mod cli;
+mod seeds;
+mod world;
