@@ -5,8 +5,12 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
+use super::state::ReadyQueue;
 use super::*;
+use crate::effects::Effects;
+use crate::record::Record;
 use crate::rng::{Seed, SeededRng};
+use crate::time::Timestamp;
 
 const T0: u64 = 1_700_000_000_000;
 

@@ -80,7 +80,7 @@ pub async fn run<N: Net>(
                 Ok(target) => target,
                 Err(e) => {
                     // The model only keeps endpoints that parse; report rather than lose it.
-                    tracing::error!(%endpoint, error = e, "an endpoint does not parse");
+                    tracing::error!(%endpoint, error = %e, "an endpoint does not parse");
                     shared.report(&delivery, DeliveryResult::ConnectionError);
                     continue;
                 }
@@ -90,6 +90,35 @@ pub async fn run<N: Net>(
             let _ = tx.send(delivery);
             workers.insert(endpoint, tx);
             tokio::spawn(worker(shared.clone(), target, rx));
+        }
+    }
+}
+
+/// Why an attempt got no status from the subscriber. The model counts every one as a
+/// connection error; the reason is logged.
+#[derive(Debug)]
+enum Failure {
+    /// The endpoint cannot be requested (the model refuses such endpoints when applied).
+    Endpoint(String),
+    /// The store cannot give the event's body (it is retried: never silently skipped).
+    Body(Option<crate::store::StoreError>),
+    /// The connection (or its TLS handshake) could not be made.
+    Connect(std::io::Error),
+    /// The HTTP exchange failed.
+    Http(hyper::Error),
+    /// The request could not be built from the delivery's headers.
+    Request(hyper::http::Error),
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Failure::Endpoint(e) => write!(f, "the endpoint cannot be requested: {e}"),
+            Failure::Body(Some(e)) => write!(f, "the event's body could not be read: {e}"),
+            Failure::Body(None) => f.write_str("the event's body is no longer kept"),
+            Failure::Connect(e) => write!(f, "cannot connect: {e}"),
+            Failure::Http(e) => write!(f, "{e}"),
+            Failure::Request(e) => write!(f, "bad request: {e}"),
         }
     }
 }
@@ -120,17 +149,17 @@ struct Target {
 }
 
 impl Target {
-    fn parse(endpoint: &str) -> Result<Target, String> {
-        let endpoint = Endpoint::parse(endpoint).map_err(|e| e.to_string())?;
+    fn parse(endpoint: &str) -> Result<Target, Failure> {
+        let endpoint = Endpoint::parse(endpoint).map_err(|e| Failure::Endpoint(e.to_string()))?;
         let uri = endpoint.uri().clone();
         // Host and explicit port only: user information in the endpoint is never sent.
         let host = match uri.port() {
             Some(port) => format!("{}:{port}", endpoint.host()),
             None => endpoint.host().to_owned(),
         };
-        let host = HeaderValue::from_str(&host).map_err(|e| e.to_string())?;
+        let host = HeaderValue::from_str(&host).map_err(|e| Failure::Endpoint(e.to_string()))?;
         let path = match uri.path_and_query() {
-            Some(p) => Uri::try_from(p.as_str()).map_err(|e| e.to_string())?,
+            Some(p) => Uri::try_from(p.as_str()).map_err(|e| Failure::Endpoint(e.to_string()))?,
             None => Uri::from_static("/"),
         };
         Ok(Target { uri, host, path })
@@ -215,7 +244,7 @@ async fn attempt<N: Net>(
     let (result, conn) = match tokio::time::timeout_at(deadline, work).await {
         Ok(Ok((status, conn))) => (DeliveryResult::Status(status), conn),
         Ok(Err(e)) => {
-            tracing::debug!(endpoint = %delivery.endpoint, error = e, "delivery failed");
+            tracing::debug!(endpoint = %delivery.endpoint, error = %e, "delivery failed");
             (DeliveryResult::ConnectionError, None)
         }
         // Dropping the exchange closed its connection.
@@ -228,34 +257,29 @@ async fn attempt<N: Net>(
 /// The body to send: the event's `data` as the model holds it, or read back from the store.
 /// A body the store cannot give fails the attempt (which is retried): an event is never
 /// silently skipped.
-async fn body_of<N: Net>(shared: &Shared<N>, delivery: &Delivery) -> Result<Bytes, String> {
+async fn body_of<N: Net>(shared: &Shared<N>, delivery: &Delivery) -> Result<Bytes, Failure> {
     if !delivery.event.body_stored {
         return Ok(Bytes::copy_from_slice(delivery.body().as_bytes()));
     }
-    match shared.bodies.body(delivery.seq).await {
-        Ok(Some(body)) => Ok(body),
-        other => {
-            let found = other.map(|b| b.is_some());
-            tracing::error!(
-                seq = delivery.seq,
-                ?found,
-                "an event's body could not be read"
-            );
-            Err("the event's body could not be read".into())
-        }
-    }
+    let failure = match shared.bodies.body(delivery.seq).await {
+        Ok(Some(body)) => return Ok(body),
+        Ok(None) => Failure::Body(None),
+        Err(e) => Failure::Body(Some(e)),
+    };
+    tracing::error!(seq = delivery.seq, error = %failure, "an event's body could not be read");
+    Err(failure)
 }
 
 fn request(
     target: &Target,
     delivery: &Delivery,
     body: Bytes,
-) -> Result<Request<Full<Bytes>>, String> {
+) -> Result<Request<Full<Bytes>>, Failure> {
     let mut request = Request::post(target.path.clone()).header(HOST, target.host.clone());
     for (name, value) in delivery.headers() {
         request = request.header(name, value);
     }
-    request.body(Full::new(body)).map_err(|e| e.to_string())
+    request.body(Full::new(body)).map_err(Failure::Request)
 }
 
 /// Sends `request` on `conn`, or on a new connection if there is none or if `conn` turns out
@@ -266,7 +290,7 @@ async fn exchange<N: Net>(
     target: &Target,
     mut conn: Option<Conn<N>>,
     mut request: Request<Full<Bytes>>,
-) -> (Result<u16, String>, Option<Conn<N>>) {
+) -> (Result<u16, Failure>, Option<Conn<N>>) {
     loop {
         let reused = conn.is_some();
         let mut c = match conn.take() {
@@ -286,11 +310,11 @@ async fn exchange<N: Net>(
     }
 }
 
-async fn connect<N: Net>(connector: &NetConnector<N>, uri: &Uri) -> Result<Conn<N>, String> {
-    let io = connector.connect(uri).await.map_err(|e| e.to_string())?;
+async fn connect<N: Net>(connector: &NetConnector<N>, uri: &Uri) -> Result<Conn<N>, Failure> {
+    let io = connector.connect(uri).await.map_err(Failure::Connect)?;
     let (sender, driver) = http1::handshake(TokioIo::new(io))
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(Failure::Http)?;
     Ok(Conn {
         sender,
         driver: Some(Box::pin(driver)),
@@ -298,7 +322,7 @@ async fn connect<N: Net>(connector: &NetConnector<N>, uri: &Uri) -> Result<Conn<
 }
 
 /// A failed send: the request if it never went out, and why.
-type SendFailure = (Option<Request<Full<Bytes>>>, String);
+type SendFailure = (Option<Request<Full<Bytes>>>, Failure);
 
 /// Sends `request` on `conn`, polling the connection meanwhile, and reads the whole response.
 /// Returns the status and whether the connection can carry another request.
@@ -309,7 +333,7 @@ async fn send<N: Net>(
     let Conn { sender, driver } = conn;
     let work = async move {
         if let Err(e) = sender.ready().await {
-            return Err((Some(request), e.to_string()));
+            return Err((Some(request), Failure::Http(e)));
         }
         match sender.try_send_request(request).await {
             Ok(response) => {
@@ -320,7 +344,7 @@ async fn send<N: Net>(
             }
             Err(mut e) => {
                 let unsent = e.take_message();
-                Err((unsent, e.into_error().to_string()))
+                Err((unsent, Failure::Http(e.into_error())))
             }
         }
     };

@@ -1,14 +1,12 @@
 //! Properties of the Application Connector over random command sequences, checked after
 //! every step.
 
-mod common;
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use ace_model::connector::{CsrSubmission, IssuedCertificate};
 use ace_model::{GatewayCall, Reply, Request};
-use common::*;
+use crate::common::*;
 use proptest::prelude::*;
 
 const RES: [&str; 3] = ["ec-a", "ec-b", "ec-c"];

@@ -2,14 +2,12 @@
 //! with events, map and provision it (which activates its events in the namespace), subscribe,
 //! publish through the gateway, deliver, acknowledge.
 
-mod common;
-
 use std::time::Duration;
 
 use ace_model::bus::subscription::SubscriptionSpec;
 use ace_model::bus::{BusReply, BusRequest, DeliveryOutcome, DeliveryResult, GatewayEvent};
 use ace_model::{AdminRequest, GatewayCall, Reply, Request};
-use common::*;
+use crate::common::*;
 use serde_json::json;
 
 fn subscription(re: &str) -> SubscriptionSpec {

@@ -2,11 +2,9 @@
 //! documented behaviour holds. A bugged model is still deterministic: its records replay to
 //! the same state.
 //!
-//! `ack-before-durable` lives in the driver; `impl/tests/bug_zoo.rs` shows it.
+//! `ack-before-durable` lives in the driver; `impl/server/tests/server/bug_zoo.rs` shows it.
 
 #![cfg(feature = "bug-zoo")]
-
-mod common;
 
 use std::time::Duration;
 
@@ -17,7 +15,7 @@ use ace_model::bus::{
 };
 use ace_model::proxy::{TokenCache, TokenCachePolicy};
 use ace_model::{Config, GatewayCall, Model, Reply, Request};
-use common::{Harness, START, csr_token_of, good_csr, service_body};
+use crate::common::{Harness, START, csr_token_of, good_csr, service_body};
 
 fn harness(bugs: Bugs) -> Harness {
     Harness::with_config(

@@ -1,13 +1,11 @@
 //! The Application Connector's behaviour, request by request, through the whole model.
 
-mod common;
-
 use std::time::Duration;
 
 use ace_model::connector::{ConnectorError, CsrSubmission, GatewayError};
 use ace_model::registry::MetadataError;
 use ace_model::{AdminRequest, GatewayCall, Model, Reply, Request, RequestError};
-use common::*;
+use crate::common::*;
 use serde_json::json;
 
 fn connector_error(reply: &Reply) -> Option<&ConnectorError> {

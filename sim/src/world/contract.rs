@@ -1,0 +1,236 @@
+//! The contract phase: once the faults have healed, tries to break the documented
+//! guarantees the safety phase does not reach.
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use hyper::Method;
+use serde_json::json;
+
+use super::*;
+
+/// The connector's answers a contract check compares.
+pub(super) fn expect(shared: &Shared, what: &str, got: u16, want: u16) {
+    shared.note("solution-1", format!("contract: {what} -> {got}"));
+    if got != want {
+        shared.violation(format!("{what}: answered {got}, expected {want}"));
+    }
+}
+
+/// The documented guarantees beyond delivery, checked after the faults have healed, each by
+/// trying to break it: a configuration URL works once; a token expires; a certificate opens
+/// only its RE, and only while the RE lives; identifiers are unique in an RE and secrets are
+/// masked; the proxy never sends an expired OAuth token; an update of a subscription keeps
+/// what it is owed. The two checks that wait (token expiry, OAuth token expiry) share their
+/// wait with the others.
+pub(super) async fn contract_phase(
+    actor: &Actor,
+    anonymous: &tokio_rustls::TlsConnector,
+    me: &tokio_rustls::TlsConnector,
+    csr: &str,
+) {
+    let shared = &actor.shared;
+    // Only once the faults have healed (the caller waits for that) and the operator is done:
+    // a lost answer to a retried write would make the checks below see their own retries.
+    while !shared.operator_done.load(Ordering::SeqCst) {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    actor
+        .until(&[200], Method::GET, "http://ace:8081/readyz", None, None)
+        .await;
+    actor.note("contract phase");
+
+    // Tokens: an onboarding, its URLs used again, and a fresh token checked once it has
+    // expired (below).
+    let tokens = "http://ace:8080/v1/remoteenvironments/ec/tokens";
+    let token = actor.answer(Method::POST, tokens, None, None).await.json();
+    let url = token["url"].as_str().unwrap_or_default();
+    let info = actor.answer(Method::GET, url, None, Some(anonymous)).await;
+    expect(shared, "info for a configuration URL", info.status, 200);
+    let csr_url = info.json()["csrUrl"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let csr = json!({ "csr": csr });
+    let r = actor
+        .answer(Method::POST, &csr_url, Some(&csr), Some(anonymous))
+        .await;
+    expect(shared, "a certificate for a CSR", r.status, 201);
+    let r = actor.answer(Method::GET, url, None, Some(anonymous)).await;
+    expect(shared, "a used configuration URL works once", r.status, 403);
+    let r = actor
+        .answer(Method::POST, &csr_url, Some(&csr), Some(anonymous))
+        .await;
+    expect(shared, "a used CSR URL works once", r.status, 403);
+    let token = actor.answer(Method::POST, tokens, None, None).await.json();
+    let token_expired = tokio::time::Instant::now() + TOKEN_TTL + Duration::from_millis(500);
+
+    // Certificates: another RE.
+    let other = json!({"kind": "RemoteEnvironment", "metadata": {"name": "other"}, "spec": {"description": "another"}});
+    actor
+        .answer(
+            Method::PUT,
+            "http://ace:8081/v1/remoteenvironments/other",
+            Some(&other),
+            None,
+        )
+        .await;
+    let r = actor
+        .answer(
+            Method::GET,
+            "https://ace:8444/other/v1/metadata/services",
+            None,
+            Some(me),
+        )
+        .await;
+    expect(
+        shared,
+        "a certificate for RE ec does not open RE other",
+        r.status,
+        403,
+    );
+
+    // Metadata.
+    let service = json!({"provider": "sim", "name": "orders-api", "description": "Orders",
+        "identifier": "orders-api",
+        "api": {"targetUrl": "http://api:9100/api",
+                "credentials": {"oauth": {"url": "http://api:9100/token",
+                                          "clientId": "client", "clientSecret": "s3cr3t"}}}});
+    let services = "https://ace:8444/ec/v1/metadata/services";
+    let r = actor
+        .answer(Method::POST, services, Some(&service), Some(me))
+        .await;
+    expect(shared, "a service is registered", r.status, 200);
+    let id = r.json()["id"].as_str().unwrap_or_default().to_owned();
+    let r = actor
+        .answer(Method::POST, services, Some(&service), Some(me))
+        .await;
+    expect(
+        shared,
+        "a second service with the same identifier is refused",
+        r.status,
+        409,
+    );
+    let r = actor
+        .answer(Method::GET, &format!("{services}/{id}"), None, Some(me))
+        .await;
+    let oauth = &r.json()["api"]["credentials"]["oauth"];
+    let shown = (&oauth["clientId"], &oauth["clientSecret"]);
+    actor.note(format!(
+        "contract: a service's OAuth credentials when read -> clientId {}, clientSecret {}",
+        shown.0, shown.1
+    ));
+    if shown != (&json!("********"), &json!("********")) {
+        shared.violation(format!(
+            "a service's OAuth credentials are masked when read: clientId {} and clientSecret {} were shown",
+            shown.0, shown.1
+        ));
+    }
+
+    // Proxy: the service bound in prod, called now and again once its token has expired.
+    let mut key = String::new();
+    for (path, doc) in [
+        ("environmentmappings/ec", json!({})),
+        (
+            "serviceinstances/orders-api",
+            json!({"spec": {"serviceClassName": format!("re-ec-{id}")}}),
+        ),
+        (
+            "servicebindings/lambda",
+            json!({"spec": {"instanceRef": {"name": "orders-api"}}}),
+        ),
+    ] {
+        let url = format!("http://ace:8081/v1/namespaces/prod/{path}");
+        let r = actor.answer(Method::PUT, &url, Some(&doc), None).await;
+        if let Some(k) = r.json()["credentials"]["ACCESS_KEY"].as_str() {
+            k.clone_into(&mut key);
+        }
+    }
+    let call_proxy = || async {
+        let r = actor
+            .send_with(
+                Method::GET,
+                &format!("http://ace:8090/re-ec-{id}/orders"),
+                &[("ace-binding-key", key.as_str())],
+                None,
+                None,
+            )
+            .await;
+        expect(
+            shared,
+            "a call through the proxy",
+            r.map_or(0, |r| r.status),
+            200,
+        );
+    };
+    call_proxy().await;
+    let oauth_expired =
+        tokio::time::Instant::now() + Duration::from_millis(OAUTH_EXPIRES_IN * 1000 + 500);
+
+    // Events: an update with events owed.
+    publish(actor, me, 0, EVENTS).await;
+    let orders = &SUBSCRIPTIONS[0];
+    let url = subscription_url(orders);
+    // Nobody listens on 9002: the next events stay owed until the endpoint is changed back.
+    actor
+        .answer(
+            Method::PUT,
+            &url,
+            Some(&subscription(orders, "http://sub-a:9002/")),
+            None,
+        )
+        .await;
+    publish(actor, me, 0, EVENTS + 1).await;
+    publish(actor, me, 0, EVENTS + 2).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    actor
+        .answer(
+            Method::PUT,
+            &url,
+            Some(&subscription(orders, orders.endpoint)),
+            None,
+        )
+        .await;
+    actor.note("contract: subscription updated");
+    wait_for_deliveries(shared, Duration::from_secs(30)).await;
+
+    // The waits.
+    tokio::time::sleep_until(token_expired).await;
+    let expired = token["url"].as_str().unwrap_or_default();
+    let r = actor
+        .answer(Method::GET, expired, None, Some(anonymous))
+        .await;
+    expect(
+        shared,
+        "a configuration URL expires after its TTL",
+        r.status,
+        403,
+    );
+    tokio::time::sleep_until(oauth_expired).await;
+    call_proxy().await;
+
+    // Certificates: the RE deleted and created again (last: it revokes the certificate).
+    actor
+        .answer(
+            Method::DELETE,
+            "http://ace:8081/v1/remoteenvironments/ec",
+            None,
+            None,
+        )
+        .await;
+    actor
+        .answer(
+            Method::PUT,
+            "http://ace:8081/v1/remoteenvironments/ec",
+            Some(&re_resource("ec")),
+            None,
+        )
+        .await;
+    let r = actor.answer(Method::GET, services, None, Some(me)).await;
+    expect(
+        shared,
+        "a certificate of a deleted RE does not open the RE created again",
+        r.status,
+        403,
+    );
+}

@@ -1,0 +1,405 @@
+//! One simulated world, decided by one seed.
+//!
+//! Hosts: `ace` (the real `ace serve`, on a [`SimDisk`] that survives its crashes); two
+//! external solutions, `solution-1` (RE `ec`) and `solution-2` (RE `shop`), that onboard
+//! through the token → info → CSR flow over mutual TLS and publish events through the
+//! gateway; an `operator` that creates the REs, activations and subscriptions and keeps
+//! changing resources while traffic flows; subscribers `sub-a` and `sub-b` (each may
+//! misbehave with its first requests: 5xx, late answers, resets, requests never answered);
+//! `api`, an OAuth server and a registered API for the proxy.
+//!
+//! The seed picks the faults ([`Faults`]): a safety phase runs under them, then everything
+//! heals and every event answered 200 must reach every activated subscription that matches
+//! it (at least once; duplicates are counted, not failures). Once the faults have healed, a
+//! contract phase tries to break the other documented guarantees: a used configuration or
+//! CSR URL and an expired one are refused, a certificate opens neither another RE nor its RE
+//! created again, service identifiers are unique and OAuth secrets masked, the proxy never
+//! sends an OAuth token past its `expires_in`, and an update of a subscription keeps the
+//! events it is owed. Throughout, nothing may be pushed to a subscription without an
+//! EventActivation, no subscriber may hold more than its subscription's `max_inflight`, and a
+//! registry read must reflect every acknowledged write.
+
+mod actor;
+mod api;
+mod contract;
+mod operator;
+mod schedule;
+mod shared;
+mod solution;
+mod subscriber;
+mod verdict;
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, UNIX_EPOCH};
+
+use ace_client::Clock;
+use ace_model::bugs::Bugs;
+use ace_server::ServeOptions;
+use ace_server::driver::Placement;
+
+use crate::disk::{DiskNote, SimDisk};
+pub use crate::faults::{Clog, Faults, Loss, Misbehaviour, Partition};
+use crate::net::TurmoilNet;
+use crate::oracle::Mirror;
+use crate::timeline::{Entry, Kind};
+
+use actor::*;
+use api::*;
+use contract::*;
+use operator::*;
+use schedule::*;
+use shared::*;
+use solution::*;
+use subscriber::*;
+use verdict::*;
+
+/// External solutions, each with its own RE.
+pub const SOLUTIONS: usize = 2;
+/// Events each solution publishes in the safety phase (a multiple of 4: the second solution
+/// publishes in bursts of four).
+pub const EVENTS: usize = 12;
+/// Events the contract phase publishes (from `solution-1`), besides those.
+pub const CONTRACT_EVENTS: usize = 3;
+/// The `max_inflight` of subscription `orders` (the others: see [`SUBSCRIPTIONS`]).
+pub const MAX_INFLIGHT: usize = 3;
+/// Connector tokens live this long in the world (the contract phase waits it out).
+pub const TOKEN_TTL: Duration = Duration::from_secs(2);
+/// The subscriptions' push deadline.
+pub(super) const PUSH_TIMEOUT_MS: u64 = 1000;
+/// The `expires_in` of the world's OAuth tokens, in seconds: short-lived, so the proxy must
+/// fetch one for every call (it keeps a token until 10 s before it expires).
+pub(super) const OAUTH_EXPIRES_IN: u64 = 2;
+pub(super) const STEP_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// The REs of the solutions, by solution.
+pub(super) const RES: [&str; SOLUTIONS] = ["ec", "shop"];
+
+/// A subscription of the world.
+#[derive(Clone, Copy, Debug)]
+pub struct Sub {
+    /// Its name (unique in the world; the subscribers tell them apart by it).
+    pub name: &'static str,
+    /// Its namespace.
+    pub namespace: &'static str,
+    /// Where it pushes.
+    pub endpoint: &'static str,
+    /// Its `max_inflight`.
+    pub max_inflight: usize,
+    /// The RE whose events it takes.
+    pub source: &'static str,
+    /// Whether its namespace has an EventActivation for `source`.
+    pub activated: bool,
+}
+
+/// The world's subscriptions: two namespaces take `ec`'s events, one `shop`'s, and one
+/// namespace without an activation must get nothing.
+pub const SUBSCRIPTIONS: [Sub; 4] = [
+    Sub {
+        name: "orders",
+        namespace: "prod",
+        endpoint: "http://sub-a:9000/",
+        max_inflight: MAX_INFLIGHT,
+        source: "ec",
+        activated: true,
+    },
+    Sub {
+        name: "audit",
+        namespace: "stage",
+        endpoint: "http://sub-b:9000/",
+        max_inflight: 1,
+        source: "ec",
+        activated: true,
+    },
+    Sub {
+        name: "shop",
+        namespace: "prod",
+        endpoint: "http://sub-b:9000/",
+        max_inflight: 2,
+        source: "shop",
+        activated: true,
+    },
+    Sub {
+        name: "dark",
+        namespace: "dark",
+        endpoint: "http://sub-b:9000/",
+        max_inflight: 1,
+        source: "ec",
+        activated: false,
+    },
+];
+
+/// Rare paths: sometimes-assertions that a large sweep must reach at least once, or its
+/// worlds are not exercising what they claim to.
+pub const RARE: [(&str, &str); 14] = [
+    (
+        "publish-retried",
+        "a publish went unanswered or refused and was sent again",
+    ),
+    (
+        "onboarding-restarted",
+        "the token → info → CSR flow failed midway and started again",
+    ),
+    (
+        "token-expired-mid-onboarding",
+        "a CSR sent after its token's TTL was refused",
+    ),
+    (
+        "push-retried-after-failure",
+        "an event a subscriber failed (5xx, reset, late, unanswered) reached it again",
+    ),
+    (
+        "duplicate-delivery",
+        "a subscriber answered 200 to the same event twice",
+    ),
+    (
+        "delivered-after-crash",
+        "an event accepted before a crash first reached a subscriber after it",
+    ),
+    (
+        "unsynced-write-lost",
+        "a crash lost a write the disk had not synced",
+    ),
+    (
+        "unsynced-write-kept",
+        "a write being synced at a crash survived it",
+    ),
+    ("group-commit", "one sync made several events durable"),
+    (
+        "max-inflight-reached",
+        "a subscriber held exactly max_inflight (> 1) pushes of one subscription",
+    ),
+    (
+        "push-to-updated-endpoint",
+        "a push reached the endpoint a subscription was changed to under traffic",
+    ),
+    (
+        "registry-write-retried",
+        "an operator's write went unanswered and was sent again",
+    ),
+    (
+        "model-states-forked",
+        "a registry write's answer was lost and the oracle followed both possible states",
+    ),
+    (
+        "oauth-token-refetched",
+        "the proxy fetched a new OAuth token once the last had expired",
+    ),
+];
+
+/// What a run saw.
+#[derive(Clone, Debug)]
+pub struct Report {
+    /// The seed.
+    pub seed: u64,
+    /// Its faults.
+    pub faults: Faults,
+    /// The trace: one entry per observed step, in simulated order.
+    pub entries: Vec<Entry>,
+    /// Events answered 200.
+    pub accepted: usize,
+    /// Deliveries beyond the first per event and subscription (at-least-once allows them).
+    pub duplicates: usize,
+    /// Broken guarantees; empty when the run passed.
+    pub violations: Vec<String>,
+    /// HTTP exchanges the world's clients started (ACE's pushes and proxy calls included).
+    pub exchanges: usize,
+    /// How often each rare path of [`RARE`] was taken.
+    pub rare: BTreeMap<&'static str, usize>,
+}
+
+impl Report {
+    /// The hash of the trace: the same seed gives the same hash.
+    pub fn trace_hash(&self) -> String {
+        crate::timeline::hash(&self.entries)
+    }
+
+    /// The trace as lines of text.
+    pub fn trace(&self) -> Vec<String> {
+        self.entries.iter().map(ToString::to_string).collect()
+    }
+}
+
+/// The Unix time (milliseconds) at which the world of `seed` starts: a moment of 2026 the
+/// seed picks, so that nothing in a world depends on the date it runs on.
+pub fn epoch_of(seed: u64) -> u64 {
+    const START_OF_2026: u64 = 1_767_225_600_000;
+    let mut s = seed ^ 0xe90c;
+    START_OF_2026 + (crate::faults::mix(&mut s) % (365 * 86_400)) * 1000
+}
+
+/// 32 bytes the seed decides, for the key or seed of `purpose`.
+pub fn seed_bytes(seed: u64, purpose: u64) -> [u8; 32] {
+    let mut s = seed ^ purpose.wrapping_mul(0x5851_f42d_4c95_7f2d);
+    let mut out = [0u8; 32];
+    for chunk in out.chunks_mut(8) {
+        chunk.copy_from_slice(&crate::faults::mix(&mut s).to_le_bytes());
+    }
+    out
+}
+
+/// A client's clock on a host of a simulated world that started at `epoch_ms`.
+pub fn sim_clock(epoch_ms: u64) -> Clock {
+    let elapsed = turmoil::sim_elapsed().unwrap_or_default();
+    Clock::new(epoch_ms + u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// `ace serve`'s options on host `ace` of the simulated world of `seed`: every surface on its
+/// usual port, the server certificate for the host name `ace`, keys the seed decides, fast
+/// retries.
+pub fn options(dir: &std::path::Path, seed: u64) -> ServeOptions {
+    let mut opts = ServeOptions {
+        data_dir: dir.to_owned(),
+        key_seed: Some(ace_model::Seed(seed_bytes(seed, 1))),
+        hosts: vec!["ace".into()],
+        connector_internal_addr: "0.0.0.0:8080".into(),
+        connector_external_addr: "0.0.0.0:8443".into(),
+        gateway_addr: "0.0.0.0:8444".into(),
+        admin_addr: "0.0.0.0:8081".into(),
+        publish_addr: "0.0.0.0:8082".into(),
+        proxy_addr: "0.0.0.0:8090".into(),
+        // Everything on the simulation's runtime, on its clock.
+        driver: Placement::Task,
+        ..ServeOptions::default()
+    };
+    opts.bus.retry = ace_model::bus::RetryPolicy::Backoff {
+        initial: Duration::from_millis(200),
+        max: Duration::from_secs(2),
+    };
+    opts.token_ttl = TOKEN_TTL;
+    opts
+}
+
+/// Runs the world of `seed` and checks it.
+pub fn run(seed: u64) -> Result<Report, String> {
+    run_with(seed, Bugs::NONE)
+}
+
+/// Runs the world of `seed` with the server's `bugs` switched on, and checks it.
+pub fn run_with(seed: u64, bugs: Bugs) -> Result<Report, String> {
+    let faults = Faults::of(seed);
+    EXCHANGES.with(|n| n.set(0));
+    let shared = Arc::new(Shared::default());
+    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let data = dir.path().to_owned();
+    let ca_path = data.join("ca.crt");
+    let disk_shared = shared.clone();
+    let disk = SimDisk::new(
+        seed,
+        faults.sync_ms,
+        faults.lose_unsynced,
+        Arc::new(move |note| match note {
+            DiskNote::Synced { events, .. } => {
+                if events > 1 {
+                    disk_shared.rare("group-commit");
+                }
+            }
+            DiskNote::Lost(n) => {
+                disk_shared.rare("unsynced-write-lost");
+                disk_shared.note(
+                    "ace",
+                    format!("restart: an unsynced write of {n} records was lost"),
+                );
+            }
+            DiskNote::Kept(n) => {
+                disk_shared.rare("unsynced-write-kept");
+                disk_shared.note(
+                    "ace",
+                    format!("restart: an unsynced write of {n} records survived"),
+                );
+            }
+        }),
+    );
+    let unix_ms = epoch_of(seed);
+    let mut sim = turmoil::Builder::new()
+        .rng_seed(seed)
+        .epoch(UNIX_EPOCH + Duration::from_millis(unix_ms))
+        .simulation_duration(Duration::from_secs(300))
+        .min_message_latency(Duration::from_millis(faults.latency_ms.0))
+        .max_message_latency(Duration::from_millis(faults.latency_ms.1))
+        .repair_rate(0.1)
+        .build();
+
+    sim.host("ace", move || {
+        let (data, disk) = (data.clone(), disk.clone());
+        async move {
+            // After a crash the host starts again here: memory is gone, the disk is kept (with
+            // the fate of its unsynced write), and the new process reads the clock again.
+            let disk = disk.restart().map_err(|e| e.to_string())?;
+            let mut opts = options(&data, seed);
+            opts.bugs = bugs;
+            let _server = ace_server::start_with_store(
+                TurmoilNet,
+                opts,
+                sim_clock(unix_ms),
+                seed.into(),
+                disk,
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+            std::future::pending::<()>().await;
+            Ok(())
+        }
+    });
+    for (i, (host, ports)) in [("sub-a", &[9000, 9001][..]), ("sub-b", &[9000][..])]
+        .into_iter()
+        .enumerate()
+    {
+        let shared = shared.clone();
+        let misbehaviour = faults.subscribers[i];
+        sim.host(host, move || {
+            subscriber(shared.clone(), host, ports, misbehaviour)
+        });
+    }
+    let api_shared = shared.clone();
+    sim.host("api", move || api(api_shared.clone()));
+    let actor = |name, mirror: Option<Mirror>| Actor {
+        shared: shared.clone(),
+        name,
+        mirror: mirror.map(|m| Arc::new(Mutex::new(m))),
+    };
+    sim.client("operator", operator(actor("operator", None)));
+    for (index, name) in ["solution-1", "solution-2"].into_iter().enumerate() {
+        let mirror = Mirror::new(RES[index], "https://ace:8444");
+        sim.client(
+            name,
+            solution(
+                actor(name, Some(mirror)),
+                index,
+                ca_path.clone(),
+                faults.clone(),
+                seed,
+            ),
+        );
+    }
+
+    let plan = schedule(&faults);
+    let mut next = 0;
+    loop {
+        let elapsed = sim.elapsed();
+        while let Some((at, action)) = plan.get(next)
+            && elapsed >= *at
+        {
+            let what = strike(&mut sim, action);
+            shared.push(Entry {
+                at: elapsed,
+                host: "faults".into(),
+                peer: None,
+                what,
+                kind: Kind::Fault,
+            });
+            next += 1;
+        }
+        match sim.step() {
+            Ok(true) => break,
+            Ok(false) => {}
+            Err(e) => {
+                // A world that does not finish (a host stuck or failed) is a broken
+                // guarantee like any other, with its timeline.
+                shared.violation(format!("liveness: the world did not finish: {e}"));
+                break;
+            }
+        }
+    }
+    Ok(check(seed, faults, &shared))
+}
