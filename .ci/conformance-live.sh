@@ -18,7 +18,8 @@ sleep 0.2
 "$ace" serve --data-dir "$work/data" --token-ttl 2s --retry-initial 100ms --retry-max 400ms \
   --connector-internal-addr 127.0.0.1:$internal --connector-external-addr 127.0.0.1:$external \
   --gateway-addr 127.0.0.1:$gateway --admin-addr 127.0.0.1:$admin --publish-addr 127.0.0.1:$publish \
-  --proxy-addr 127.0.0.1:$proxy --proxy-url http://127.0.0.1:$proxy >>"$work/server.log" 2>&1 &
+  --proxy-addr 127.0.0.1:$proxy --proxy-url http://127.0.0.1:$proxy \
+  --allow-private-egress >>"$work/server.log" 2>&1 &
 echo \$! > "$work/pid"
 START
 chmod +x "$work/start.sh"
@@ -28,12 +29,15 @@ for _ in $(seq 50); do
   sleep 0.2
 done
 
+# The suite's subscriber, OAuth server and API listen on loopback: the server allows private
+# egress (--allow-private-egress above); ACE's own listeners stay refused.
 cat > "$work/target.yaml" <<TARGET
 connector_internal: http://127.0.0.1:$internal
 connector_external: https://localhost:$external
 gateway: https://localhost:$gateway
 publish: http://127.0.0.1:$publish
 admin: http://127.0.0.1:$admin
+admin_token: $(cat "$work/data/admin.token")
 proxy: http://127.0.0.1:$proxy
 ca: $work/data/ca.crt
 token_ttl_seconds: 2

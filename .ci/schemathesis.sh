@@ -12,12 +12,18 @@ internal=$(port); external=$(port); gateway=$(port); admin=$(port); publish=$(po
 "$ace" serve --data-dir "$work/data" \
   --connector-internal-addr "127.0.0.1:$internal" --connector-external-addr "127.0.0.1:$external" \
   --gateway-addr "127.0.0.1:$gateway" --admin-addr "127.0.0.1:$admin" \
-  --publish-addr "127.0.0.1:$publish" --proxy-addr "127.0.0.1:$proxy" >"$work/serve.log" 2>&1 &
+  --publish-addr "127.0.0.1:$publish" --proxy-addr "127.0.0.1:$proxy" \
+  --egress-allow 0.0.0.0/0,::/0 >"$work/serve.log" 2>&1 &
+# Generated targetUrls name any address (0.0.0.0 among them), which the default egress policy
+# refuses with a 400 the schema cannot express; every address is allowed here (ACE's own
+# listeners stay refused), and the policy itself is checked by impl/server/tests/server/egress.rs.
 pid=$!
 for _ in $(seq 100); do curl -sf "http://127.0.0.1:$admin/healthz" >/dev/null && break; sleep 0.1; done
 admin_url="http://127.0.0.1:$admin"
+# The admin API's bearer token, made at the first start (`ace apply` reads it from --data-dir).
+admin_token=$(cat "$work/data/admin.token")
 printf 'apiVersion: applicationconnector.kyma-project.io/v1alpha1\nkind: RemoteEnvironment\nmetadata:\n  name: ec-default\n' \
-  | "$ace" apply -f - --admin-url "$admin_url"
+  | "$ace" apply -f - --admin-url "$admin_url" --data-dir "$work/data"
 url=$("$ace" token ec-default --internal-url "http://127.0.0.1:$internal")
 "$ace" connect "$url" --out "$work/client" --ca "$work/data/ca.crt" --key-algorithm ecdsa-p256
 cat "$work/client/cert.pem" "$work/client/ca.pem" > "$work/client/chain.pem"
@@ -31,7 +37,8 @@ schemathesis "${common[0]}" "${common[1]}" run specs/gateway.yaml -u "https://lo
   --request-cert "$work/client/chain.pem" --request-cert-key "$work/client/key.pem"
 schemathesis "${common[0]}" "${common[1]}" run specs/publish.yaml -u "http://127.0.0.1:$publish" "${common[@]:4}"
 # Last: it creates, changes and deletes resources of every kind.
-schemathesis "${common[0]}" "${common[1]}" run specs/admin.yaml -u "http://127.0.0.1:$admin" "${common[@]:4}"
+schemathesis "${common[0]}" "${common[1]}" run specs/admin.yaml -u "http://127.0.0.1:$admin" "${common[@]:4}" \
+  -H "Authorization: Bearer $admin_token"
 if grep -q ' ERROR ' "$work/serve.log"; then
   echo "ace serve logged errors:"; grep ' ERROR ' "$work/serve.log"; exit 1
 fi

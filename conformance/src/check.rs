@@ -124,6 +124,8 @@ pub enum Need {
     Restart,
     /// A token TTL of at most 10 s.
     ShortTokenTtl,
+    /// ACE's profile: an egress policy (Kyma 0.5 had none; `profiles/kyma-0.5.yaml`).
+    EgressPolicy,
 }
 
 /// Why a check failed: what the contract expects, what the deployment did, and how to see it

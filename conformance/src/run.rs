@@ -81,6 +81,7 @@ fn missing_need(cx: &Ctx, check: &Check) -> Option<String> {
             Need::Proxy => cx.target.proxy.is_none(),
             Need::Restart => cx.restart.is_none(),
             Need::ShortTokenTtl => cx.target.token_ttl_seconds.is_none_or(|t| t > 10),
+            Need::EgressPolicy => cx.kyma(),
         };
         missing.then(|| {
             match n {
@@ -90,6 +91,9 @@ fn missing_need(cx: &Ctx, check: &Check) -> Option<String> {
                 Need::Restart => "the target has no restart command",
                 Need::ShortTokenTtl => {
                     "the target's token TTL is unknown or over 10 s (token_ttl_seconds)"
+                }
+                Need::EgressPolicy => {
+                    "Kyma 0.5 has no egress policy: its proxy reaches the cluster's own services (profiles/kyma-0.5.yaml)"
                 }
             }
             .to_owned()

@@ -33,6 +33,9 @@ pub struct Target {
     /// ACE's admin API (the resource adapter), e.g. `http://127.0.0.1:8081`.
     #[serde(default)]
     pub admin: Option<String>,
+    /// The admin API's bearer token (ACE keeps it in `admin.token` in its data directory).
+    #[serde(default)]
+    pub admin_token: Option<String>,
     /// The proxy to registered APIs, e.g. `http://127.0.0.1:8090`; proxy checks are skipped
     /// without it.
     #[serde(default)]
@@ -76,6 +79,7 @@ impl Target {
             gateway: "https://localhost:8444".into(),
             publish: Some("http://127.0.0.1:8082".into()),
             admin: Some("http://127.0.0.1:8081".into()),
+            admin_token: None,
             proxy: Some("http://127.0.0.1:8090".into()),
             ca: None,
             insecure: false,
@@ -155,16 +159,28 @@ pub trait Restart: Send + Sync {
 
 /// ACE's admin API as the resource adapter. A Kubernetes adapter applying the same
 /// documents to a cluster implements [`Resources`] the same way.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct AdminApi {
     base: String,
+    authorization: Option<String>,
+}
+
+impl std::fmt::Debug for AdminApi {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The token is never printed.
+        f.debug_struct("AdminApi")
+            .field("base", &self.base)
+            .finish_non_exhaustive()
+    }
 }
 
 impl AdminApi {
-    /// The admin API at `base` (e.g. `http://127.0.0.1:8081`).
-    pub fn new(base: &str) -> Self {
+    /// The admin API at `base` (e.g. `http://127.0.0.1:8081`), called with `token` as its
+    /// bearer token, if given.
+    pub fn new(base: &str, token: Option<&str>) -> Self {
         AdminApi {
             base: base.trim_end_matches('/').to_owned(),
+            authorization: token.map(|t| format!("Bearer {t}")),
         }
     }
 
@@ -188,11 +204,15 @@ impl AdminApi {
         path: &str,
         body: Option<Vec<u8>>,
     ) -> Result<Response, String> {
+        let mut headers = vec![("content-type", "application/json")];
+        if let Some(authorization) = &self.authorization {
+            headers.push(("authorization", authorization));
+        }
         ace_client::request(
             &TokioNet,
             method,
             &format!("{}{path}", self.base),
-            &[("content-type", "application/json")],
+            &headers,
             body,
             None,
             Duration::from_secs(10),

@@ -61,11 +61,13 @@ pub enum Bug {
     LossOnSubscriptionUpdate,
     /// The proxy's OAuth tokens never expire from its cache.
     TokenCachedForever,
+    /// The egress policy is switched off.
+    ProxyEgressOpen,
 }
 
 impl Bug {
     /// Every bug, in the order they are listed.
-    pub const ALL: [Bug; 12] = [
+    pub const ALL: [Bug; 13] = [
         Bug::TokenReusable,
         Bug::TokenTtlIgnored,
         Bug::CnNotChecked,
@@ -78,6 +80,7 @@ impl Bug {
         Bug::MaxInflightIgnored,
         Bug::LossOnSubscriptionUpdate,
         Bug::TokenCachedForever,
+        Bug::ProxyEgressOpen,
     ];
 
     /// The kebab-case name (`--inject-bug NAME`, `ace-sim run --bug NAME`).
@@ -95,6 +98,7 @@ impl Bug {
             Bug::MaxInflightIgnored => "max-inflight-ignored",
             Bug::LossOnSubscriptionUpdate => "loss-on-subscription-update",
             Bug::TokenCachedForever => "token-cached-forever",
+            Bug::ProxyEgressOpen => "proxy-egress-open",
         }
     }
 
@@ -109,7 +113,7 @@ impl Bug {
             | Bug::DeliverInactive
             | Bug::MaxInflightIgnored
             | Bug::LossOnSubscriptionUpdate => "events",
-            Bug::TokenCachedForever => "proxy",
+            Bug::TokenCachedForever | Bug::ProxyEgressOpen => "proxy",
         }
     }
 
@@ -149,6 +153,9 @@ impl Bug {
             }
             Bug::TokenCachedForever => {
                 "The proxy's OAuth token cache ignores expires_in and never refreshes a token by time."
+            }
+            Bug::ProxyEgressOpen => {
+                "The egress policy is switched off: a registered API, its OAuth server or a subscriber may be any address, ACE's own admin and connector APIs included."
             }
         }
     }

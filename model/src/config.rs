@@ -19,6 +19,8 @@ pub struct Config {
     pub bus: BusConfig,
     /// Request body limits.
     pub limits: crate::limits::Limits,
+    /// Which addresses ACE may connect to on someone else's behalf.
+    pub egress: crate::egress::EgressPolicy,
     /// Deliberately wrong behaviours that are on (see [`crate::bugs`]). Never serialized;
     /// always empty unless `ace-model` is built with the feature `bug-zoo`.
     #[serde(skip)]

@@ -37,6 +37,7 @@ pub mod config;
 pub mod connector;
 pub mod documents;
 mod effects;
+pub mod egress;
 pub mod error;
 pub mod hex;
 pub mod limits;

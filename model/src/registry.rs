@@ -273,6 +273,16 @@ pub enum MetadataError {
     UpdateNotFound(String),
     /// The RE does not exist (Kyma: a masked 500).
     RemoteEnvironmentNotFound(String),
+    /// A URL the proxy would call is refused by ACE's egress policy (ACE only: Kyma 0.5
+    /// registered any URL and let the proxy reach the cluster's own services).
+    EgressRefused {
+        /// `targetUrl` or `credentials.oauth.url`.
+        field: &'static str,
+        /// The URL.
+        url: String,
+        /// Why the policy refuses it.
+        reason: String,
+    },
 }
 
 /// Which spec of a service definition.
@@ -313,6 +323,9 @@ impl MetadataError {
             }
             MetadataError::RemoteEnvironmentNotFound(re) => {
                 format!("Remote Environment {re} not found")
+            }
+            MetadataError::EgressRefused { field, url, reason } => {
+                format!("{VALIDATE}, {field}: {url} is refused by ACE's egress policy: {reason}")
             }
         }
     }
@@ -702,6 +715,27 @@ pub fn is_url(s: &str) -> bool {
 }
 
 impl ServiceDefinition {
+    /// The first URL of the API (its target, then its OAuth server) that `policy` refuses
+    /// from what the URL itself shows (an address literal, `localhost`); names are checked
+    /// again on the addresses they resolve to when the proxy connects.
+    pub fn egress_problem(&self, policy: &crate::egress::EgressPolicy) -> Option<MetadataError> {
+        let api = self.api.as_ref()?;
+        let urls = [("targetUrl", Some(&api.target_url))]
+            .into_iter()
+            .chain([("credentials.oauth.url", api.oauth.as_ref().map(|o| &o.url))]);
+        urls.filter_map(|(field, url)| Some((field, url?)))
+            .find_map(|(field, url)| {
+                policy
+                    .check_url(url)
+                    .err()
+                    .map(|refusal| MetadataError::EgressRefused {
+                        field,
+                        url: url.clone(),
+                        reason: refusal.to_string(),
+                    })
+            })
+    }
+
     /// The identifier the client asked for (empty when none).
     pub fn identifier(&self) -> &str {
         &self.identifier

@@ -46,4 +46,18 @@ impl Net for TurmoilNet {
     async fn connect(&self, addr: &str) -> io::Result<Self::Io> {
         turmoil::net::TcpStream::connect(addr.to_owned()).await
     }
+
+    async fn resolve(&self, host: &str, port: u16) -> io::Result<Vec<SocketAddr>> {
+        let bare = host.trim_start_matches('[').trim_end_matches(']');
+        if let Ok(ip) = bare.parse::<std::net::IpAddr>() {
+            return Ok(vec![SocketAddr::new(ip, port)]);
+        }
+        // turmoil's own name table (an unknown name gets an address no host listens on, so a
+        // connection to it is refused, as a name without a host would fail).
+        Ok(vec![SocketAddr::new(turmoil::lookup(bare), port)])
+    }
+
+    async fn connect_addr(&self, addr: SocketAddr) -> io::Result<Self::Io> {
+        turmoil::net::TcpStream::connect(addr).await
+    }
 }

@@ -88,6 +88,24 @@ pub fn checks() -> Vec<Check> {
             unbind
         ),
         check!(
+            "proxy.own-surfaces-refused",
+            Proxy,
+            Must,
+            "seed application-connector \"one-to-one relationship between a connected solution and a RE\"; ACE's egress policy",
+            "A registered API pointing at the deployment's own surfaces (its connector internal API, admin API, publish API) cannot be reached through the proxy: the registration is refused (400) or the call is (403).",
+            [Resources, Proxy, EgressPolicy],
+            own_surfaces_refused
+        ),
+        check!(
+            "proxy.link-local-refused",
+            Proxy,
+            Must,
+            "reference §5 (the proxy); ACE's egress policy: cloud metadata services live at 169.254.169.254",
+            "A registered API on a link-local address cannot be reached through the proxy: the registration is refused (400) or the call is (403).",
+            [Resources, Proxy, EgressPolicy],
+            link_local_refused
+        ),
+        check!(
             "catalog.mapped-only",
             Catalog,
             Must,
@@ -490,4 +508,86 @@ async fn provision_activates(cx: &Ctx) -> CheckResult {
         ));
     }
     Ok(())
+}
+
+/// Registers `target_url` as an API of a fresh RE and binds it: `Ok(None)` if the registration
+/// was refused with 400, else the proxy's URL of the service and the binding's key.
+async fn bound_to(cx: &Ctx, target_url: &str) -> Result<Option<(String, String)>, Failure> {
+    let re = cx.fresh_re().await?;
+    let identity = cx.onboard(&re).await?;
+    let body = json!({"provider": "conformance", "name": "own", "description": "d",
+        "api": {"targetUrl": target_url}});
+    let r = cx
+        .gateway_call(
+            &identity,
+            Method::POST,
+            &format!("/{re}/v1/metadata/services"),
+            Some(&body),
+        )
+        .await?;
+    if r.response.status == 400 {
+        return Ok(None);
+    }
+    r.expect_status(200, "registered or refused with 400")?;
+    let service_id = r.json()["id"].as_str().unwrap_or_default().to_owned();
+    let ns = cx.name("ns");
+    cx.map(&ns, &re).await?;
+    let instance = cx.name("inst");
+    cx.apply(json!({"apiVersion": "servicecatalog.k8s.io/v1beta1", "kind": "ServiceInstance",
+        "metadata": {"name": instance, "namespace": ns}, "spec": {"serviceClassExternalName": service_id}}))
+        .await?;
+    let reply = cx
+        .apply(json!({"apiVersion": "servicecatalog.k8s.io/v1beta1", "kind": "ServiceBinding",
+            "metadata": {"name": cx.name("bind"), "namespace": ns}, "spec": {"instanceRef": {"name": instance}}}))
+        .await?;
+    let text = |k: &str| {
+        reply["credentials"][k]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    };
+    Ok(Some((text("GATEWAY_URL"), text("ACCESS_KEY"))))
+}
+
+/// A call through the proxy to a target the deployment must not reach: 403.
+async fn call_refused(cx: &Ctx, url: &str, key: &str, method: Method, what: &str) -> CheckResult {
+    let r = cx
+        .call(method, url, &[("ace-binding-key", key)], None, None)
+        .await?;
+    if r.response.status != 403 {
+        return Err(r.fail(format!("403 for a call through the proxy to {what}")));
+    }
+    Ok(())
+}
+
+async fn own_surfaces_refused(cx: &Ctx) -> CheckResult {
+    let victim = cx.fresh_re().await?;
+    // The connector internal API hands out another RE's configuration URL: the attack the
+    // policy exists for. The admin and publish APIs would change resources and publish events.
+    let mut surfaces = vec![(
+        cx.target.connector_internal.clone(),
+        Method::POST,
+        format!("/v1/remoteenvironments/{victim}/tokens"),
+    )];
+    if let Some(admin) = &cx.target.admin {
+        surfaces.push((admin.clone(), Method::GET, "/v1/remoteenvironments".into()));
+    }
+    if let Some(publish) = &cx.target.publish {
+        surfaces.push((publish.clone(), Method::POST, "/v1/events".into()));
+    }
+    for (base, method, path) in surfaces {
+        let base = base.trim_end_matches('/');
+        if let Some((url, key)) = bound_to(cx, base).await? {
+            call_refused(cx, &format!("{url}{path}"), &key, method, base).await?;
+        }
+    }
+    Ok(())
+}
+
+async fn link_local_refused(cx: &Ctx) -> CheckResult {
+    let target = "http://169.254.169.254/latest/meta-data";
+    match bound_to(cx, target).await? {
+        None => Ok(()),
+        Some((url, key)) => call_refused(cx, &format!("{url}/"), &key, Method::GET, target).await,
+    }
 }

@@ -162,6 +162,15 @@ pub struct ConformanceArgs {
     /// Admin API of a live target (the resource adapter).
     #[arg(long, value_name = "URL")]
     pub admin: Option<String>,
+    /// Bearer token of the live target's admin API (ACE keeps it in admin.token in its data
+    /// directory).
+    #[arg(
+        long,
+        value_name = "TOKEN",
+        env = "ACE_ADMIN_TOKEN",
+        hide_env_values = true
+    )]
+    pub admin_token: Option<String>,
     /// Proxy of a live target.
     #[arg(long, value_name = "URL")]
     pub proxy: Option<String>,
@@ -229,11 +238,19 @@ pub enum DeadLetterCommand {
     },
 }
 
+/// Where the admin API is and how to authenticate to it.
 #[derive(Debug, Args)]
 pub struct AdminArgs {
     /// Base URL of the admin API.
     #[arg(long, env = "ACE_ADMIN_URL", default_value = "http://127.0.0.1:8081")]
     pub admin_url: String,
+    /// Bearer token of the admin API [default: the token in the data directory's admin.token].
+    #[arg(long, env = "ACE_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
+    /// The server's data directory, whose admin.token to read [default: $XDG_DATA_HOME/ace or
+    /// ~/.local/share/ace].
+    #[arg(long, env = "ACE_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -313,6 +330,24 @@ pub struct ServeArgs {
     #[arg(long, env = "ACE_PROXY_SKIP_VERIFY")]
     #[serde(default)]
     pub proxy_skip_verify: bool,
+    /// Let subscribers, registered APIs and OAuth servers be on loopback, link-local, private
+    /// and unique-local addresses (local development); ACE's own listeners stay refused.
+    #[arg(long, env = "ACE_ALLOW_PRIVATE_EGRESS")]
+    #[serde(default)]
+    pub allow_private_egress: bool,
+    /// A network (CIDR or address) or host name ACE may connect to on someone else's behalf
+    /// whatever its addresses (repeat, or separate with commas) [default: public addresses only].
+    #[arg(long = "egress-allow", env = "ACE_EGRESS_ALLOW", value_delimiter = ',')]
+    pub egress_allow: Option<Vec<String>>,
+    /// The admin API's bearer token [default: one made at the first start and kept in
+    /// admin.token in the data directory].
+    #[arg(long, env = "ACE_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
+    /// Serve the admin API without a token: anyone who reaches its listener may change every
+    /// resource.
+    #[arg(long, env = "ACE_NO_ADMIN_AUTH", conflicts_with = "admin_token")]
+    #[serde(default)]
+    pub no_admin_auth: bool,
     /// Do not verify the certificates of https subscribers (Kyma's chart did not).
     #[arg(long, env = "ACE_PUSH_TLS_SKIP_VERIFY")]
     #[serde(default)]
@@ -483,6 +518,29 @@ impl ServeArgs {
         {
             options.bugs = self.inject_bug.iter().copied().collect();
         }
+        options.egress.allow_private = self.allow_private_egress || file.allow_private_egress;
+        for allowed in self.egress_allow.or(file.egress_allow).unwrap_or_default() {
+            let allowed = allowed.trim();
+            if let Ok(net) = allowed.parse::<ipnet::IpNet>() {
+                options.egress.allowed_networks.push(net);
+            } else if let Ok(ip) = allowed.parse::<std::net::IpAddr>() {
+                options.egress.allowed_networks.push(ipnet::IpNet::from(ip));
+            } else if !allowed.is_empty() && !allowed.contains(['/', ' ']) {
+                options.egress.allowed_hosts.push(allowed.to_owned());
+            } else {
+                return Err(format!(
+                    "--egress-allow {allowed:?}: not a network (10.0.0.0/8), an address or a host name"
+                ));
+            }
+        }
+        options.admin_auth = match (
+            self.admin_token.or(file.admin_token),
+            self.no_admin_auth || file.no_admin_auth,
+        ) {
+            (_, true) => ace_server::options::AdminAuth::Off,
+            (Some(token), false) => ace_server::options::AdminAuth::Token(token),
+            (None, false) => ace_server::options::AdminAuth::Generated,
+        };
         let bus = &mut options.bus;
         bus.retention = self.retention.or(file.retention).unwrap_or(bus.retention);
         bus.max_resident_body_bytes = self
@@ -520,6 +578,32 @@ impl ServeArgs {
                 .or(file.log_format)
                 .unwrap_or(LogFormat::Human),
         ))
+    }
+}
+
+impl AdminArgs {
+    /// The admin API to call: the token given, else the one in the data directory (none if
+    /// the server keeps none there: its authentication is off).
+    pub fn admin(&self) -> Result<crate::commands::Admin, String> {
+        let token = match &self.admin_token {
+            Some(token) => Some(token.clone()),
+            None => {
+                let dir = self
+                    .data_dir
+                    .clone()
+                    .unwrap_or_else(ace_server::options::default_data_dir);
+                let path = dir.join(ace_server::edge::auth::TOKEN_FILE);
+                match std::fs::read_to_string(&path) {
+                    Ok(text) => Some(text.trim().to_owned()),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+                    Err(e) => return Err(format!("{}: {e}", path.display())),
+                }
+            }
+        };
+        Ok(crate::commands::Admin {
+            url: self.admin_url.clone(),
+            token,
+        })
     }
 }
 

@@ -15,6 +15,44 @@ use crate::manifest::{parse_manifests, resource_url};
 
 const TIMEOUT: Duration = Duration::from_secs(30);
 
+/// Where the admin API is, and the bearer token it wants.
+#[derive(Clone, Debug)]
+pub struct Admin {
+    /// Base URL (`http://127.0.0.1:8081`).
+    pub url: String,
+    /// Bearer token (`None` for a server with authentication off).
+    pub token: Option<String>,
+}
+
+impl Admin {
+    async fn call(
+        &self,
+        method: Method,
+        url: &str,
+        body: Option<Value>,
+    ) -> Result<Response, String> {
+        let body = body.map(|b| b.to_string().into_bytes());
+        let authorization = self.token.as_ref().map(|t| format!("Bearer {t}"));
+        let mut headers: Vec<(&str, &str)> = Vec::new();
+        if body.is_some() {
+            headers.push(("content-type", "application/json"));
+        }
+        if let Some(value) = &authorization {
+            headers.push(("authorization", value));
+        }
+        let r = ace_client::request(&TokioNet, method, url, &headers, body, None, TIMEOUT)
+            .await
+            .map_err(|e| e.to_string())?;
+        if r.status == 401 {
+            return Err(format!(
+                "the admin API refused the token: {}\nGive it with --admin-token (or ACE_ADMIN_TOKEN), or --data-dir of the server whose admin.token to read.",
+                api_error("401", &r)
+            ));
+        }
+        Ok(r)
+    }
+}
+
 async fn call(method: Method, url: &str, body: Option<Value>) -> Result<Response, String> {
     let body = body.map(|b| b.to_string().into_bytes());
     let headers: &[(&str, &str)] = if body.is_some() {
@@ -201,11 +239,11 @@ pub async fn connect(
 
 /// `ace apply -f FILE`: applies every document; returns one line per document, followed by
 /// the credentials of a ServiceBinding (its access key is shown only here).
-pub async fn apply(admin: &str, text: &str) -> Result<Vec<String>, String> {
+pub async fn apply(admin: &Admin, text: &str) -> Result<Vec<String>, String> {
     let mut lines = Vec::new();
     for m in parse_manifests(text)? {
-        let (kind, url) = resource_url(admin, &m.kind, &m.name, m.namespace.as_deref())?;
-        let r = call(Method::PUT, &url, Some(m.doc.clone())).await?;
+        let (kind, url) = resource_url(&admin.url, &m.kind, &m.name, m.namespace.as_deref())?;
+        let r = admin.call(Method::PUT, &url, Some(m.doc.clone())).await?;
         let what = match r.status {
             201 => "created",
             200 => "configured",
@@ -224,13 +262,13 @@ pub async fn apply(admin: &str, text: &str) -> Result<Vec<String>, String> {
 
 /// `ace delete`: deletes one resource.
 pub async fn delete(
-    admin: &str,
+    admin: &Admin,
     kind: &str,
     name: &str,
     namespace: Option<&str>,
 ) -> Result<String, String> {
-    let (kind, url) = resource_url(admin, kind, name, namespace)?;
-    let r = call(Method::DELETE, &url, None).await?;
+    let (kind, url) = resource_url(&admin.url, kind, name, namespace)?;
+    let r = admin.call(Method::DELETE, &url, None).await?;
     match r.status {
         204 | 200 => Ok(format!("{kind}/{name} deleted")),
         _ => Err(api_error(&format!("{kind}/{name}"), &r)),
@@ -239,36 +277,37 @@ pub async fn delete(
 
 /// `ace get KIND [NAME]`: the resources as JSON.
 pub async fn get(
-    admin: &str,
+    admin: &Admin,
     kind: &str,
     name: Option<&str>,
     namespace: Option<&str>,
 ) -> Result<Value, String> {
     let lower = kind.to_ascii_lowercase();
+    let base = &admin.url;
     let url = match (lower.as_str(), name) {
         ("serviceclass" | "serviceclasses", _) => format!(
-            "{admin}/v1/namespaces/{}/serviceclasses",
+            "{base}/v1/namespaces/{}/serviceclasses",
             namespace.unwrap_or("default")
         ),
         ("environmentmapping" | "environmentmappings" | "em", None) => match namespace {
-            Some(ns) => format!("{admin}/v1/namespaces/{ns}/environmentmappings"),
-            None => format!("{admin}/v1/environmentmappings"),
+            Some(ns) => format!("{base}/v1/namespaces/{ns}/environmentmappings"),
+            None => format!("{base}/v1/environmentmappings"),
         },
         ("remoteenvironment" | "remoteenvironments" | "re", None) => {
-            format!("{admin}/v1/remoteenvironments")
+            format!("{base}/v1/remoteenvironments")
         }
         ("eventactivation" | "eventactivations" | "ea", None) => match namespace {
-            Some(ns) => format!("{admin}/v1/namespaces/{ns}/eventactivations"),
-            None => format!("{admin}/v1/eventactivations"),
+            Some(ns) => format!("{base}/v1/namespaces/{ns}/eventactivations"),
+            None => format!("{base}/v1/eventactivations"),
         },
         ("subscription" | "subscriptions" | "sub", None) => match namespace {
-            Some(ns) => format!("{admin}/v1/namespaces/{ns}/subscriptions"),
-            None => format!("{admin}/v1/subscriptions"),
+            Some(ns) => format!("{base}/v1/namespaces/{ns}/subscriptions"),
+            None => format!("{base}/v1/subscriptions"),
         },
-        (_, Some(name)) => resource_url(admin, kind, name, namespace)?.1,
+        (_, Some(name)) => resource_url(base, kind, name, namespace)?.1,
         (other, None) => return Err(format!("cannot list {other}")),
     };
-    let r = call(Method::GET, &url, None).await?;
+    let r = admin.call(Method::GET, &url, None).await?;
     if r.status != 200 {
         return Err(api_error(&format!("get {kind}"), &r));
     }
@@ -286,12 +325,13 @@ pub async fn get(
 }
 
 /// `ace events dead-letter list`.
-pub async fn dead_letters(admin: &str, namespace: Option<&str>) -> Result<Value, String> {
+pub async fn dead_letters(admin: &Admin, namespace: Option<&str>) -> Result<Value, String> {
+    let base = &admin.url;
     let url = match namespace {
-        Some(ns) => format!("{admin}/v1/namespaces/{ns}/deadletters"),
-        None => format!("{admin}/v1/deadletters"),
+        Some(ns) => format!("{base}/v1/namespaces/{ns}/deadletters"),
+        None => format!("{base}/v1/deadletters"),
     };
-    let r = call(Method::GET, &url, None).await?;
+    let r = admin.call(Method::GET, &url, None).await?;
     if r.status != 200 {
         return Err(api_error("dead letters", &r));
     }
@@ -300,14 +340,17 @@ pub async fn dead_letters(admin: &str, namespace: Option<&str>) -> Result<Value,
 
 /// `ace events dead-letter replay`.
 pub async fn replay(
-    admin: &str,
+    admin: &Admin,
     namespace: &str,
     subscription: &str,
     event_id: Option<&str>,
 ) -> Result<Value, String> {
-    let url = format!("{admin}/v1/namespaces/{namespace}/subscriptions/{subscription}/replay");
+    let url = format!(
+        "{}/v1/namespaces/{namespace}/subscriptions/{subscription}/replay",
+        admin.url
+    );
     let body = event_id.map_or_else(|| json!({}), |id| json!({ "eventId": id }));
-    let r = call(Method::POST, &url, Some(body)).await?;
+    let r = admin.call(Method::POST, &url, Some(body)).await?;
     if r.status != 200 {
         return Err(api_error(
             &format!("replay for {namespace}/{subscription}"),

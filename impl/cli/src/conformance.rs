@@ -45,6 +45,7 @@ pub async fn run_conformance(args: ConformanceArgs) -> Result<(), String> {
             gateway: gateway.clone(),
             publish: args.publish.clone(),
             admin: args.admin.clone(),
+            admin_token: args.admin_token.clone(),
             proxy: args.proxy.clone(),
             ca: args.ca.clone(),
             ..Target::local_defaults()
@@ -82,7 +83,7 @@ pub async fn run_conformance(args: ConformanceArgs) -> Result<(), String> {
     let resources: Option<Box<dyn Resources>> = target
         .admin
         .as_deref()
-        .map(|a| Box::new(AdminApi::new(a)) as Box<dyn Resources>);
+        .map(|a| Box::new(AdminApi::new(a, target.admin_token.as_deref())) as Box<dyn Resources>);
     let restart: Option<Box<dyn Restart>> = match (&embedded, &target.restart_command) {
         (Some(e), _) => Some(Box::new(crate::embedded::EmbeddedRestart(e.clone()))),
         (None, Some(command)) => Some(Box::new(ace_conformance::target::CommandRestart {

@@ -10,6 +10,7 @@ use ace_model::bus::RetryPolicy;
 use tokio::sync::Mutex;
 
 use ace_client::{Clock, TokioNet};
+use ace_server::edge::auth::TOKEN_FILE;
 use ace_server::{ServeOptions, Server};
 
 /// Token lifetime of the embedded target (short, so the expiry check is quick).
@@ -35,6 +36,9 @@ impl Embedded {
         // Ports the system picks at the first start (asking for free ones first and binding
         // them later would race with other processes); a restart binds the same ones again.
         let mut opts = ServeOptions::loopback(dir.path());
+        // The suite's own subscriber, OAuth server and API listen on loopback: the embedded
+        // target allows private addresses (ACE's own listeners stay refused).
+        opts.egress.allow_private = true;
         opts.token_ttl = TOKEN_TTL;
         opts.bus.retry = RetryPolicy::Backoff {
             initial: Duration::from_millis(100),
@@ -71,6 +75,9 @@ impl Embedded {
             gateway: format!("https://localhost:{}", port(&self.opts.gateway_addr)),
             publish: Some(format!("http://{}", self.opts.publish_addr)),
             admin: Some(format!("http://{}", self.opts.admin_addr)),
+            admin_token: std::fs::read_to_string(self.dir.path().join(TOKEN_FILE))
+                .ok()
+                .map(|t| t.trim().to_owned()),
             proxy: Some(self.opts.proxy_url.clone()),
             ca: Some(self.dir.path().join("ca.crt").display().to_string()),
             insecure: false,

@@ -78,7 +78,7 @@ pub async fn run(cli: Cli) -> Result<(), String> {
             Ok(())
         }
         Command::Apply { file, admin } => {
-            for line in commands::apply(&admin.admin_url, &read_input(&file)?).await? {
+            for line in commands::apply(&admin.admin()?, &read_input(&file)?).await? {
                 print(&format!("{line}\n"));
             }
             Ok(())
@@ -91,7 +91,7 @@ pub async fn run(cli: Cli) -> Result<(), String> {
             admin,
         } => {
             let value = commands::get(
-                &admin.admin_url,
+                &admin.admin()?,
                 &kind,
                 name.as_deref(),
                 namespace.as_deref(),
@@ -123,7 +123,7 @@ pub async fn run(cli: Cli) -> Result<(), String> {
             for (kind, name, ns) in targets {
                 print(&format!(
                     "{}\n",
-                    commands::delete(&admin.admin_url, &kind, &name, ns.as_deref()).await?
+                    commands::delete(&admin.admin()?, &kind, &name, ns.as_deref()).await?
                 ));
             }
             Ok(())
@@ -133,7 +133,7 @@ pub async fn run(cli: Cli) -> Result<(), String> {
         } => {
             let value = match command {
                 DeadLetterCommand::List { namespace, admin } => {
-                    commands::dead_letters(&admin.admin_url, namespace.as_deref()).await?
+                    commands::dead_letters(&admin.admin()?, namespace.as_deref()).await?
                 }
                 DeadLetterCommand::Replay {
                     subscription,
@@ -142,7 +142,7 @@ pub async fn run(cli: Cli) -> Result<(), String> {
                     admin,
                 } => {
                     commands::replay(
-                        &admin.admin_url,
+                        &admin.admin()?,
                         &namespace,
                         &subscription,
                         event_id.as_deref(),

@@ -33,6 +33,7 @@ pub async fn run_serve(args: ServeArgs) -> Result<(), String> {
     let (options, log_format) = args.resolve()?;
     init_logging(log_format);
     let data_dir = options.data_dir.clone();
+    let admin_token_given = matches!(options.admin_auth, ace_server::options::AdminAuth::Token(_));
     let mut server = ace_server::start(TokioNet, options, Clock::from_system_time(), os_seed())
         .await
         .map_err(|e| e.to_string())?;
@@ -47,7 +48,8 @@ pub async fn run_serve(args: ServeArgs) -> Result<(), String> {
          admin API               http://{}/v1/api.yaml   (metrics: /metrics, health: /healthz)\n  \
          publish API             http://{}/v1/events\n  \
          proxy                   http://{}/re-{{re}}-{{service id}}/...\n  \
-         CA certificate          {}",
+         CA certificate          {}\n  \
+         admin API token         {}",
         data_dir.display(),
         server.replayed,
         server.connector_internal,
@@ -58,7 +60,15 @@ pub async fn run_serve(args: ServeArgs) -> Result<(), String> {
         server.admin,
         server.publish,
         server.proxy,
-        data_dir.join("ca.crt").display()
+        data_dir.join("ca.crt").display(),
+        match &server.admin_token {
+            Some(_) if admin_token_given => "the one given with --admin-token".to_owned(),
+            Some(_) => format!(
+                "{} (ace apply, get and delete read it)",
+                data_dir.join(ace_server::edge::auth::TOKEN_FILE).display()
+            ),
+            None => "none: anyone who reaches the admin API may change every resource".to_owned(),
+        }
     );
     drop(out);
     let signal = tokio::select! {

@@ -3,7 +3,7 @@
 
 use std::future::Future;
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use tokio::io::{AsyncRead, AsyncWrite};
 
@@ -45,6 +45,14 @@ pub trait Net: Clone + Send + Sync + 'static {
     fn bind(&self, addr: &str) -> impl Future<Output = io::Result<Self::Listener>> + Send;
     /// Connects to `addr` (`host:port`).
     fn connect(&self, addr: &str) -> impl Future<Output = io::Result<Self::Io>> + Send;
+    /// The addresses `host` (a name, or an address literal) resolves to, with `port`.
+    fn resolve(
+        &self,
+        host: &str,
+        port: u16,
+    ) -> impl Future<Output = io::Result<Vec<SocketAddr>>> + Send;
+    /// Connects to one resolved address (no name is looked up again).
+    fn connect_addr(&self, addr: SocketAddr) -> impl Future<Output = io::Result<Self::Io>> + Send;
 }
 
 /// The operating system's network.
@@ -64,6 +72,33 @@ impl Net for TokioNet {
         let _ = stream.set_nodelay(true);
         Ok(stream)
     }
+
+    async fn resolve(&self, host: &str, port: u16) -> io::Result<Vec<SocketAddr>> {
+        let bare = host.trim_start_matches('[').trim_end_matches(']');
+        if let Ok(ip) = bare.parse::<IpAddr>() {
+            return Ok(vec![SocketAddr::new(ip, port)]);
+        }
+        Ok(tokio::net::lookup_host((bare, port)).await?.collect())
+    }
+
+    async fn connect_addr(&self, addr: SocketAddr) -> io::Result<Self::Io> {
+        let stream = tokio::net::TcpStream::connect(addr).await?;
+        let _ = stream.set_nodelay(true);
+        Ok(stream)
+    }
+}
+
+/// `host` and `port` of `host:port` (an IPv6 host in brackets).
+pub fn split_host_port(addr: &str) -> io::Result<(&str, u16)> {
+    let bad = || {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("not host:port: {addr}"),
+        )
+    };
+    let (host, port) = addr.rsplit_once(':').ok_or_else(bad)?;
+    let port = port.parse().map_err(|_| bad())?;
+    Ok((host.trim_start_matches('[').trim_end_matches(']'), port))
 }
 
 /// `host:port` for a URI host (IPv6 in brackets or not) and a port.

@@ -19,9 +19,17 @@ pub struct RequestLabels {
     pub status: u16,
 }
 
+/// Labels of a connection the egress policy refused.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct EgressLabels {
+    /// What the connection was for: `proxy`, `oauth` or `push`.
+    pub purpose: &'static str,
+}
+
 /// The server's metrics.
 #[derive(Debug)]
 pub struct Metrics {
+    egress_refused: Family<EgressLabels, Counter>,
     registry: Mutex<Registry>,
     requests: Family<RequestLabels, Counter>,
     records: Counter,
@@ -63,7 +71,13 @@ impl Default for Metrics {
         let connections_refused = Counter::default();
         let deliveries_started = Counter::default();
         let subscription = Family::<SubscriptionLabels, Gauge>::default();
+        let egress_refused = Family::<EgressLabels, Counter>::default();
         let mut registry = Registry::with_prefix("ace");
+        registry.register(
+            "egress_refused",
+            "Connections on someone else's behalf the egress policy refused, by purpose",
+            egress_refused.clone(),
+        );
         registry.register(
             "http_requests",
             "HTTP requests served, by surface and status",
@@ -100,6 +114,7 @@ impl Default for Metrics {
             subscription.clone(),
         );
         Metrics {
+            egress_refused,
             registry: Mutex::new(registry),
             requests,
             records,
@@ -125,6 +140,13 @@ impl Metrics {
         self.records.inc_by(records);
         self.syncs.inc();
         self.sync_seconds.observe(took.as_secs_f64());
+    }
+
+    /// Counts a connection the egress policy refused (`proxy`, `oauth` or `push`).
+    pub fn egress_refused(&self, purpose: &'static str) {
+        self.egress_refused
+            .get_or_create(&EgressLabels { purpose })
+            .inc();
     }
 
     /// Counts a connection refused at the cap.

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use ace_model::Config;
 use ace_model::bugs::Bugs;
+use ace_model::egress::EgressPolicy;
 use ace_model::limits::Limits;
 
 use crate::driver::Placement;
@@ -18,6 +19,19 @@ pub enum StoreKind {
     Embedded,
     /// Memory only: everything is lost when the process ends (tests).
     Memory,
+}
+
+/// How the admin API (and every resource API on its listener) authenticates callers.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum AdminAuth {
+    /// A bearer token kept in the data directory (`admin.token`, readable by its owner
+    /// only), made at the first start. The default.
+    #[default]
+    Generated,
+    /// This bearer token.
+    Token(String),
+    /// No token: anyone who reaches the listener may change every resource.
+    Off,
 }
 
 /// Everything `ace serve` can be told.
@@ -74,12 +88,17 @@ pub struct ServeOptions {
     pub body_timeout: Duration,
     /// Body size limits (events have the Event Bus's, in `bus`).
     pub limits: Limits,
+    /// Which addresses ACE may connect to on someone else's behalf (subscribers, registered
+    /// APIs, OAuth servers). By default public addresses only; ACE's own listeners never.
+    pub egress: EgressPolicy,
     /// Base URL of the proxy, used in registered APIs' `gatewayUrl`.
     pub proxy_url: String,
     /// The Event Bus: event size limit, retention, retry policy, default push timeout.
     pub bus: ace_model::bus::BusConfig,
     /// Where the records are kept.
     pub store: StoreKind,
+    /// How callers of the admin API authenticate.
+    pub admin_auth: AdminAuth,
     /// Where the driver (the task that owns the model and the store) runs: a thread of its
     /// own, or, for a simulation, a task on the server's runtime.
     pub driver: Placement,
@@ -115,9 +134,11 @@ impl Default for ServeOptions {
             handshake_timeout: Duration::from_secs(10),
             body_timeout: Duration::from_secs(30),
             limits: model.limits,
+            egress: model.egress,
             proxy_url: model.registry.proxy_url,
             bus: model.bus,
             store: StoreKind::default(),
+            admin_auth: AdminAuth::default(),
             bugs: model.bugs,
             driver: Placement::default(),
         }
@@ -126,7 +147,9 @@ impl Default for ServeOptions {
 
 impl ServeOptions {
     /// Defaults with the data in `data_dir` and every listener on a port of loopback the
-    /// system picks (what tests and the embedded conformance target use).
+    /// system picks (what tests and the embedded conformance target use). The egress policy
+    /// is the default one: a caller whose subscribers or APIs are on loopback allows private
+    /// addresses itself ([`EgressPolicy::allow_private`]).
     pub fn loopback(data_dir: &Path) -> Self {
         let mut options = ServeOptions {
             data_dir: data_dir.to_owned(),

@@ -17,6 +17,7 @@ use crate::error::StartError;
 use crate::metrics::Metrics;
 use crate::options::{ServeOptions, StoreKind};
 use crate::outbound::clients;
+use crate::outbound::egress::EgressNet;
 use crate::outbound::forward::Forwarder;
 use crate::pki::{self, Ca, KeySource};
 use crate::store::{self, AnyStore, MemoryStore, RedbOptions, RedbStore, Store, StoreError};
@@ -42,6 +43,8 @@ pub struct Server {
     pub config: Config,
     /// Records replayed at start.
     pub replayed: u64,
+    /// The admin API's bearer token (`None` when authentication is off).
+    pub admin_token: Option<String>,
     driver: driver::Running,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
@@ -115,6 +118,7 @@ fn model_config(opts: &ServeOptions, external: SocketAddr, gateway: SocketAddr) 
     config.registry.proxy_url.clone_from(&opts.proxy_url);
     config.bus = opts.bus.clone();
     config.limits = opts.limits;
+    config.egress = opts.egress.clone().with_bugs(opts.bugs);
     config.bugs = opts.bugs;
     config
 }
@@ -181,6 +185,8 @@ pub async fn start_with_store<N: Net, S: Store>(
     let (cert_pem, key_pem) =
         pki::identity::server_identity(&opts.data_dir, &ca, &opts.hosts, &mut keys, now(&clock))?;
     let (external_tls, gateway_tls) = crate::edge::tls::acceptors(&ca, &cert_pem, &key_pem, clock)?;
+    let admin_token =
+        crate::edge::auth::load_or_create(&opts.data_dir, &opts.admin_auth, || keys.secret())?;
 
     let mut opts = opts;
     let mut listeners = Vec::new();
@@ -209,11 +215,15 @@ pub async fn start_with_store<N: Net, S: Store>(
         // Hand out the address the proxy really listens on.
         opts.proxy_url = format!("http://{proxy_addr}");
     }
-    let config = model_config(
+    let mut config = model_config(
         &opts,
         bound(Surface::ConnectorExternal),
         bound(Surface::Gateway),
     );
+    // Never reachable on someone else's behalf, whatever the policy allows.
+    config.egress.own_listeners = Surface::ALL.map(bound).to_vec();
+    config.egress.own_addresses = opts.hosts.iter().filter_map(|h| h.parse().ok()).collect();
+    let egress = Arc::new(config.egress.clone());
 
     let mut model = Model::new(config.clone(), seed);
     let replayed = store::replay(&mut store, |record| model.apply_record(&record)).await?;
@@ -228,21 +238,24 @@ pub async fn start_with_store<N: Net, S: Store>(
     let bodies = store.bodies();
     let (handle, ports, driver) = driver::spawn(opts.driver, model, store, clock, metrics.clone())
         .map_err(StartError::Driver)?;
+    let outbound_net = EgressNet::new(net.clone(), egress);
     let mut tasks = vec![tokio::spawn(crate::outbound::push::run(
-        NetConnector::new(net.clone(), push_tls),
+        NetConnector::new(outbound_net.clone(), push_tls),
         clock,
         bodies,
         ports.deliveries,
         ports.outcomes,
+        metrics.clone(),
     ))];
 
     let proxy_tls = clients::tls(Vec::new(), opts.proxy_skip_verify, clock)?;
     let unverified_tls = clients::tls(Vec::new(), true, clock)?;
     let forwarder = Forwarder::new(
-        clients::proxy_sender(net.clone(), proxy_tls),
-        clients::proxy_sender(net.clone(), unverified_tls),
+        clients::proxy_sender(outbound_net.clone(), proxy_tls),
+        clients::proxy_sender(outbound_net, unverified_tls),
         clock,
         opts.proxy_timeout,
+        metrics.clone(),
     )
     .with_bugs(opts.bugs);
     let app = Arc::new(App {
@@ -253,6 +266,7 @@ pub async fn start_with_store<N: Net, S: Store>(
         body_timeout: opts.body_timeout,
         forwarder,
         proxy_tables: ports.proxy_tables,
+        admin_token: admin_token.clone(),
     });
     let conns = Arc::new(Semaphore::new(opts.max_connections));
     let conn = ConnOptions {
@@ -293,6 +307,7 @@ pub async fn start_with_store<N: Net, S: Store>(
         ca_pem: ca.cert_pem().to_owned(),
         config,
         replayed,
+        admin_token: admin_token.map(|t| t.expose().to_owned()),
         driver,
         tasks,
     })

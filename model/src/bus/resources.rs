@@ -178,6 +178,15 @@ impl EventBus {
                 problem,
             });
         }
+        if let Err(refusal) = self.egress.check_url(&spec.endpoint) {
+            return BusReply::ResourceRefused(ResourceError::InvalidSpec {
+                kind: "Subscription",
+                problem: format!(
+                    "spec.endpoint {:?} is refused by ACE's egress policy: {refusal}",
+                    spec.endpoint
+                ),
+            });
+        }
         let key = ResourceKey::new(namespace, name);
         let existing = self
             .subscription_ids

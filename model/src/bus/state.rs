@@ -165,6 +165,9 @@ pub struct EventBus {
     pub(super) config: BusConfig,
     /// Deliberately wrong behaviours that are on (none unless built with `bug-zoo`).
     pub(crate) bugs: Bugs,
+    /// Which endpoints the egress policy lets pushes reach (checked when a subscription is
+    /// applied, on what its endpoint shows).
+    pub(crate) egress: crate::egress::EgressPolicy,
     // Durable.
     pub(super) activations: BTreeMap<ResourceKey, ActivationSpec>,
     pub(super) subscription_ids: BTreeMap<ResourceKey, SubId>,
@@ -233,6 +236,7 @@ impl EventBus {
         EventBus {
             config: config.clone(),
             bugs: Bugs::NONE,
+            egress: crate::egress::EgressPolicy::default(),
             activations: BTreeMap::new(),
             subscription_ids: BTreeMap::new(),
             subscriptions: BTreeMap::new(),

@@ -47,6 +47,9 @@ impl Model {
             GatewayCall::CreateService { body } => {
                 let def =
                     registry::parse_service_definition(&body).map_err(RequestError::Metadata)?;
+                if let Some(e) = def.egress_problem(&self.config.egress) {
+                    return Err(RequestError::Metadata(e));
+                }
                 let identifier = def.identifier().to_owned();
                 if !bug_on!(self.config.bugs, IdentifierNotUnique)
                     && !identifier.is_empty()
@@ -78,6 +81,9 @@ impl Model {
             GatewayCall::UpdateService { id, body } => {
                 let def =
                     registry::parse_service_definition(&body).map_err(RequestError::Metadata)?;
+                if let Some(e) = def.egress_problem(&self.config.egress) {
+                    return Err(RequestError::Metadata(e));
+                }
                 let stored = remote.service(&id).ok_or_else(|| {
                     RequestError::Metadata(MetadataError::UpdateNotFound(id.clone()))
                 })?;

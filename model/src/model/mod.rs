@@ -87,8 +87,11 @@ impl Model {
     /// An empty model. In a server the seed comes from the operating system (tokens are
     /// derived from it); in a simulation from the printed run seed.
     pub fn new(config: Config, seed: Seed) -> Self {
+        let mut config = config;
+        config.egress = config.egress.with_bugs(config.bugs);
         let mut bus = EventBus::new(&config.bus);
         bus.bugs = config.bugs;
+        bus.egress = config.egress.clone();
         let state = State {
             bus,
             ..State::default()

@@ -1,8 +1,8 @@
 //! Bindings and the proxy's decision: only a live binding of a service opens it.
 
+use crate::common::*;
 use ace_model::proxy::ProxyError;
 use ace_model::{AdminRequest, GatewayCall, Reply, Request, RequestError};
-use crate::common::*;
 use serde_json::{Value, json};
 
 fn create_service(h: &mut Harness, re: &str, body: Vec<u8>) -> String {

@@ -8,6 +8,7 @@
 
 use std::time::Duration;
 
+use crate::common::{Harness, START, csr_token_of, good_csr, service_body};
 use ace_model::bugs::{Bug, Bugs};
 use ace_model::bus::{
     ActivationSpec, BusRequest, Delivery, DeliveryOutcome, DeliveryResult, DeliveryStats,
@@ -15,7 +16,6 @@ use ace_model::bus::{
 };
 use ace_model::proxy::{TokenCache, TokenCachePolicy};
 use ace_model::{Config, GatewayCall, Model, Reply, Request};
-use crate::common::{Harness, START, csr_token_of, good_csr, service_body};
 
 fn harness(bugs: Bugs) -> Harness {
     Harness::with_config(
@@ -368,12 +368,34 @@ fn token_cached_forever_never_refreshes_by_time() {
     );
 }
 
+#[test]
+fn proxy_egress_open_registers_aces_own_surfaces_as_apis() {
+    let (normal, wrong) = with_and_without(Bug::ProxyEgressOpen, |h| {
+        h.apply_re("ec");
+        let cert = h.onboard("ec");
+        [
+            "http://127.0.0.1:8080/",
+            "http://169.254.169.254/latest",
+            "http://localhost:8081/",
+        ]
+        .map(|url| {
+            let body = serde_json::json!({"provider": "p", "name": "n", "description": "d",
+                    "api": {"targetUrl": url}})
+            .to_string()
+            .into_bytes();
+            status(&h.gateway("ec", Some(&cert), GatewayCall::CreateService { body }))
+        })
+    });
+    assert_eq!(normal, [400, 400, 400]);
+    assert_eq!(wrong, [200, 200, 200]);
+}
+
 // The set itself.
 
 #[test]
 fn every_bug_has_a_test_here_and_round_trips_its_name() {
     // One test per bug above (ack-before-durable in the shell's tests).
-    assert_eq!(Bug::ALL.len(), 12);
+    assert_eq!(Bug::ALL.len(), 13);
     let all: Bugs = Bug::ALL.into_iter().collect();
     assert_eq!(all.len(), Bug::ALL.len());
     for bug in Bug::ALL {

@@ -2,10 +2,10 @@
 
 use std::time::Duration;
 
+use crate::common::*;
 use ace_model::connector::{ConnectorError, CsrSubmission, GatewayError};
 use ace_model::registry::MetadataError;
 use ace_model::{AdminRequest, GatewayCall, Model, Reply, Request, RequestError};
-use crate::common::*;
 use serde_json::json;
 
 fn connector_error(reply: &Reply) -> Option<&ConnectorError> {

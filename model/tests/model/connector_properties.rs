@@ -4,9 +4,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
+use crate::common::*;
 use ace_model::connector::{CsrSubmission, IssuedCertificate};
 use ace_model::{GatewayCall, Reply, Request};
-use crate::common::*;
 use proptest::prelude::*;
 
 const RES: [&str; 3] = ["ec-a", "ec-b", "ec-c"];

@@ -51,9 +51,10 @@ fn metadata_variant(e: &MetadataError) -> &'static str {
         MetadataError::NotFound(_) => "NotFound",
         MetadataError::UpdateNotFound(_) => "UpdateNotFound",
         MetadataError::RemoteEnvironmentNotFound(_) => "RemoteEnvironmentNotFound",
+        MetadataError::EgressRefused { .. } => "EgressRefused",
     }
 }
-const METADATA_VARIANTS: usize = 8;
+const METADATA_VARIANTS: usize = 9;
 
 fn admin_variant(e: &AdminError) -> &'static str {
     match e {
@@ -158,6 +159,11 @@ fn metadata_error_bodies() {
         MetadataError::NotFound("01a702b8-e302-4e62-b678-8d361b627e49".into()),
         MetadataError::UpdateNotFound("01a702b8-e302-4e62-b678-8d361b627e49".into()),
         MetadataError::RemoteEnvironmentNotFound("ec-default".into()),
+        MetadataError::EgressRefused {
+            field: "targetUrl",
+            url: "http://127.0.0.1:8081/".into(),
+            reason: "127.0.0.1 is a loopback address (allow it with --egress-allow)".into(),
+        },
     ];
     insta::assert_json_snapshot!(table(&examples, metadata_variant, METADATA_VARIANTS));
 }

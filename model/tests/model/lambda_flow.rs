@@ -4,10 +4,10 @@
 
 use std::time::Duration;
 
+use crate::common::*;
 use ace_model::bus::subscription::SubscriptionSpec;
 use ace_model::bus::{BusReply, BusRequest, DeliveryOutcome, DeliveryResult, GatewayEvent};
 use ace_model::{AdminRequest, GatewayCall, Reply, Request};
-use crate::common::*;
 use serde_json::json;
 
 fn subscription(re: &str) -> SubscriptionSpec {

@@ -50,11 +50,15 @@ impl Actor {
     ) -> Result<client::Response, String> {
         count_exchange();
         let bytes = body.map(|b| b.to_string().into_bytes());
+        let mut headers = headers.to_vec();
+        if url.starts_with(ADMIN) {
+            headers.push(("authorization", &self.shared.admin_authorization));
+        }
         let r = client::request(
             &TurmoilNet,
             method.clone(),
             url,
-            headers,
+            &headers,
             bytes,
             tls,
             STEP_TIMEOUT,

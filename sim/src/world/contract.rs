@@ -20,8 +20,8 @@ pub(super) fn expect(shared: &Shared, what: &str, got: u16, want: u16) {
 /// The documented guarantees beyond delivery, checked after the faults have healed, each by
 /// trying to break it: a configuration URL works once; a token expires; a certificate opens
 /// only its RE, and only while the RE lives; identifiers are unique in an RE and secrets are
-/// masked; the proxy never sends an expired OAuth token; an update of a subscription keeps
-/// what it is owed. The two checks that wait (token expiry, OAuth token expiry) share their
+/// masked; the proxy never sends an expired OAuth token and never reaches ACE's own surfaces;
+/// an update of a subscription keeps what it is owed. The two checks that wait (token expiry, OAuth token expiry) share their
 /// wait with the others.
 pub(super) async fn contract_phase(
     actor: &Actor,
@@ -166,6 +166,54 @@ pub(super) async fn contract_phase(
     call_proxy().await;
     let oauth_expired =
         tokio::time::Instant::now() + Duration::from_millis(OAUTH_EXPIRES_IN * 1000 + 500);
+
+    // Egress: a service whose API is ACE's own connector internal API, by the host's name
+    // (accepted when registered: a name is judged on what it resolves to), bound in prod and
+    // called to hand out a token of RE shop. The proxy must refuse the call.
+    let own = json!({"provider": "p", "name": "own", "description": "ACE's own tokens",
+        "api": {"targetUrl": "http://ace:8080"}});
+    let r = actor
+        .answer(Method::POST, services, Some(&own), Some(me))
+        .await;
+    expect(
+        shared,
+        "a service named by a host name is registered",
+        r.status,
+        200,
+    );
+    let own_id = r.json()["id"].as_str().unwrap_or_default().to_owned();
+    let mut own_key = String::new();
+    for (path, doc) in [
+        (
+            "serviceinstances/own-api",
+            json!({"spec": {"serviceClassName": format!("re-ec-{own_id}")}}),
+        ),
+        (
+            "servicebindings/own-lambda",
+            json!({"spec": {"instanceRef": {"name": "own-api"}}}),
+        ),
+    ] {
+        let url = format!("http://ace:8081/v1/namespaces/prod/{path}");
+        let r = actor.answer(Method::PUT, &url, Some(&doc), None).await;
+        if let Some(k) = r.json()["credentials"]["ACCESS_KEY"].as_str() {
+            k.clone_into(&mut own_key);
+        }
+    }
+    let r = actor
+        .send_with(
+            Method::POST,
+            &format!("http://ace:8090/re-ec-{own_id}/v1/remoteenvironments/shop/tokens"),
+            &[("ace-binding-key", own_key.as_str())],
+            None,
+            None,
+        )
+        .await;
+    expect(
+        shared,
+        "the proxy never reaches ACE's own surfaces: a call to its connector internal API",
+        r.map_or(0, |r| r.status),
+        403,
+    );
 
     // Events: an update with events owed.
     publish(actor, me, 0, EVENTS).await;

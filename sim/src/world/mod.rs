@@ -244,13 +244,26 @@ pub fn sim_clock(epoch_ms: u64) -> Clock {
     Clock::new(epoch_ms + u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX))
 }
 
+/// The admin API's base URL in a world.
+pub(super) const ADMIN: &str = "http://ace:8081/";
+
+/// The admin API's bearer token in the world of `seed`.
+pub fn admin_token(seed: u64) -> String {
+    ace_model::hex::lower(&seed_bytes(seed, 2))
+}
+
+/// The network turmoil gives its hosts: every peer of `ace` is there, so the world's egress
+/// policy allows it (ACE's own listeners stay refused).
+pub const SIM_NETWORK: &str = "192.168.0.0/16";
+
 /// `ace serve`'s options on host `ace` of the simulated world of `seed`: every surface on its
-/// usual port, the server certificate for the host name `ace`, keys the seed decides, fast
-/// retries.
+/// usual port, the server certificate for the host name `ace`, keys and the admin token the
+/// seed decides, the simulated network allowed as egress, fast retries.
 pub fn options(dir: &std::path::Path, seed: u64) -> ServeOptions {
     let mut opts = ServeOptions {
         data_dir: dir.to_owned(),
         key_seed: Some(ace_model::Seed(seed_bytes(seed, 1))),
+        admin_auth: ace_server::options::AdminAuth::Token(admin_token(seed)),
         hosts: vec!["ace".into()],
         connector_internal_addr: "0.0.0.0:8080".into(),
         connector_external_addr: "0.0.0.0:8443".into(),
@@ -267,6 +280,9 @@ pub fn options(dir: &std::path::Path, seed: u64) -> ServeOptions {
         max: Duration::from_secs(2),
     };
     opts.token_ttl = TOKEN_TTL;
+    if let Ok(net) = SIM_NETWORK.parse() {
+        opts.egress.allowed_networks.push(net);
+    }
     opts
 }
 
@@ -279,7 +295,10 @@ pub fn run(seed: u64) -> Result<Report, String> {
 pub fn run_with(seed: u64, bugs: Bugs) -> Result<Report, String> {
     let faults = Faults::of(seed);
     EXCHANGES.with(|n| n.set(0));
-    let shared = Arc::new(Shared::default());
+    let shared = Arc::new(Shared {
+        admin_authorization: format!("Bearer {}", admin_token(seed)),
+        ..Shared::default()
+    });
     let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
     let data = dir.path().to_owned();
     let ca_path = data.join("ca.crt");
@@ -328,6 +347,8 @@ pub fn run_with(seed: u64, bugs: Bugs) -> Result<Report, String> {
             let disk = disk.restart().map_err(|e| e.to_string())?;
             let mut opts = options(&data, seed);
             opts.bugs = bugs;
+            // ACE's own address in the world: its listeners there are its own, never a target.
+            opts.hosts.push(turmoil::lookup("ace").to_string());
             let _server = ace_server::start_with_store(
                 TurmoilNet,
                 opts,

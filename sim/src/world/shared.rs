@@ -50,6 +50,8 @@ pub(super) struct Shared {
     /// Times an activation, by (namespace, source), was gone: from its deletion's first
     /// send to its re-creation's acknowledgement.
     pub(super) gaps: Mutex<Vec<Gap>>,
+    /// The admin API's `Authorization` header (the seed decides the token).
+    pub(super) admin_authorization: String,
 }
 
 impl Shared {

@@ -23,6 +23,7 @@ fn caught_by(bug: Bug) -> (u64, &'static str) {
         Bug::DeliverInactive => (1, "activation"),
         Bug::MaxInflightIgnored => (1, "max_inflight"),
         Bug::TokenCachedForever => (1, "proxy"),
+        Bug::ProxyEgressOpen => (1, "the proxy never reaches ACE's own surfaces"),
     }
 }
 

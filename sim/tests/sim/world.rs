@@ -23,11 +23,15 @@ async fn send(
     tls: Option<&tokio_rustls::TlsConnector>,
 ) -> client::Response {
     let body = body.map(|b| b.to_string().into_bytes());
+    let authorization = format!("Bearer {}", ace_sim::world::admin_token(7));
     client::request(
         &TurmoilNet,
         method,
         url,
-        &[("content-type", "application/json")],
+        &[
+            ("content-type", "application/json"),
+            ("authorization", &authorization),
+        ],
         body,
         tls,
         TIMEOUT,

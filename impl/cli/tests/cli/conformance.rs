@@ -31,7 +31,10 @@ async fn run_suite_with(
     let endpoint = Endpoint::start("127.0.0.1:0", None)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
-    let admin = AdminApi::new(target.admin.as_deref().unwrap_or_default());
+    let admin = AdminApi::new(
+        target.admin.as_deref().unwrap_or_default(),
+        target.admin_token.as_deref(),
+    );
     let cx = Ctx::new(
         target,
         endpoint,

@@ -34,6 +34,7 @@ async fn write_until_killed(
     let mut writers = Vec::new();
     for w in 0..8 {
         let admin = server.ports.admin_url();
+        let authorization = server.authorization();
         let stop = stop.clone();
         writers.push(tokio::spawn(async move {
             let mut acknowledged = Vec::new();
@@ -44,7 +45,7 @@ async fn write_until_killed(
                 let name = format!("r{round}-w{w}-{i}");
                 let doc = json!({"kind": "RemoteEnvironment", "metadata": {"name": name}, "spec": {"description": "durable"}}).to_string();
                 let url = format!("{admin}/v1/remoteenvironments/{name}");
-                match client::request(&TokioNet, Method::PUT, &url, &[], Some(doc.into_bytes()), None, Duration::from_secs(5)).await {
+                match client::request(&TokioNet, Method::PUT, &url, &[("authorization", &authorization)], Some(doc.into_bytes()), None, Duration::from_secs(5)).await {
                     Ok(r) if (200..300).contains(&r.status) => acknowledged.push(name),
                     _ => break, // the server is gone
                 }
@@ -67,7 +68,7 @@ async fn names(server: &ServeProcess) -> std::collections::BTreeSet<String> {
         &TokioNet,
         Method::GET,
         &format!("{}/v1/remoteenvironments", server.ports.admin_url()),
-        &[],
+        &[("authorization", &server.authorization())],
         None,
         None,
         Duration::from_secs(10),
@@ -117,12 +118,12 @@ async fn kill_9_loses_no_acknowledged_write() {
     }
 }
 
-async fn put(url: String, doc: serde_json::Value) -> u16 {
+async fn put(server: &ServeProcess, url: String, doc: serde_json::Value) -> u16 {
     client::request(
         &TokioNet,
         Method::PUT,
         &url,
-        &[],
+        &[("authorization", &server.authorization())],
         Some(doc.to_string().into_bytes()),
         None,
         Duration::from_secs(10),
@@ -148,6 +149,7 @@ async fn events_answered_200_are_delivered_after_a_kill_9() {
     let ea = json!({"kind": "EventActivation", "metadata": {"name": "shop"}, "spec": {"sourceId": "shop"}});
     assert_eq!(
         put(
+            &server,
             format!(
                 "{}/v1/namespaces/ns/eventactivations/shop",
                 server.ports.admin_url()
@@ -162,6 +164,7 @@ async fn events_answered_200_are_delivered_after_a_kill_9() {
         "push_request_timeout_ms": 1000, "event_type": "order.created", "event_type_version": "v1", "source_id": "shop"}});
     assert_eq!(
         put(
+            &server,
             format!(
                 "{}/v1/namespaces/ns/subscriptions/orders",
                 server.ports.admin_url()
@@ -231,7 +234,7 @@ async fn sigterm_stops_the_server_with_its_store_closed_and_kill_9_does_not() {
     let server = serve(&data).await;
     let url = format!("{}/v1/remoteenvironments/kept", server.ports.admin_url());
     let doc = json!({"kind": "RemoteEnvironment", "metadata": {"name": "kept"}});
-    assert_eq!(put(url, doc).await, 201);
+    assert_eq!(put(&server, url, doc).await, 201);
 
     let (status, server) = tokio::task::spawn_blocking(move || {
         let mut server = server;

@@ -33,6 +33,7 @@ impl Ports {
 pub struct ServeProcess {
     child: Child,
     pub ports: Ports,
+    data: std::path::PathBuf,
     /// Where its log (stderr) goes: `<data>.log`, appended to by every start on `<data>`.
     log: std::path::PathBuf,
 }
@@ -99,6 +100,14 @@ impl ServeProcess {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    /// The admin API's `Authorization` header: the token the server keeps in its data
+    /// directory.
+    pub fn authorization(&self) -> String {
+        let token = std::fs::read_to_string(self.data.join("admin.token"))
+            .unwrap_or_else(|e| panic!("admin.token: {e}"));
+        format!("Bearer {}", token.trim())
+    }
+
     /// Starts `ace serve` on `data` with `extra` arguments and waits until it is ready.
     ///
     /// The ports are picked free and then bound by the child, so another process may take one
@@ -139,12 +148,19 @@ impl ServeProcess {
             .args(["--admin-addr", &addr(ports.admin)])
             .args(["--publish-addr", &addr(ports.publish)])
             .args(["--proxy-addr", &addr(ports.proxy)])
+            // The tests' subscribers are on loopback (ACE's own listeners stay refused).
+            .arg("--allow-private-egress")
             .args(extra)
             .stdout(Stdio::null())
             .stderr(stderr)
             .spawn()
             .unwrap_or_else(|e| panic!("{e}"));
-        let mut s = ServeProcess { child, ports, log };
+        let mut s = ServeProcess {
+            child,
+            ports,
+            data: data.to_owned(),
+            log,
+        };
         let started = Instant::now();
         while !ready(ports.admin) {
             if s.child.try_wait().ok().flatten().is_some() {

@@ -40,8 +40,10 @@ fn curl(dir: &Path) -> Command {
     c
 }
 
-fn apply(ace: &str, admin: u16, manifest: &str) -> String {
+fn apply(ace: &str, data: &Path, admin: u16, manifest: &str) -> String {
+    // The server keeps the admin API's token in its data directory, where `ace apply` reads it.
     let mut child = Command::new(ace)
+        .env("ACE_DATA_DIR", data)
         .args([
             "apply",
             "-f",
@@ -91,13 +93,14 @@ fn the_seeds_openssl_and_curl_walkthrough_works() {
         ..
     } = serve.ports;
     let ca = dir.join("data/ca.crt");
+    let data = dir.join("data");
     let re = "ec-default";
 
     // Create a new Remote Environment (the seed's manifest).
     let manifest = format!(
         "apiVersion: applicationconnector.kyma-project.io/v1alpha1\nkind: RemoteEnvironment\nmetadata:\n  name: {re}\nspec:\n  description: The e-commerce solution\n  labels:\n    region: us\n    kind: production\n"
     );
-    assert!(apply(ace, admin, &manifest).contains("remoteenvironment/ec-default created"));
+    assert!(apply(ace, &data, admin, &manifest).contains("remoteenvironment/ec-default created"));
 
     // curl -X POST http://localhost:8080/v1/remoteenvironments/{RE_NAME}/tokens
     let token = json(curl(dir).args([
@@ -246,7 +249,7 @@ fn the_seeds_openssl_and_curl_walkthrough_works() {
 apiVersion: eventing.kyma.cx/v1alpha1\nkind: Subscription\nmetadata:\n  labels:\n    Function: my-lambda\n  name: lambda-my-lambda-exampleevent-v1\n  namespace: production\nspec:\n  endpoint: {}\n  event_type: exampleEvent\n  event_type_version: v1\n  include_subscription_name_header: true\n  max_inflight: 400\n  push_request_timeout_ms: 2000\n  source_id: {re}\n",
         lambda.url()
     );
-    let applied = apply(ace, admin, &manifests);
+    let applied = apply(ace, &data, admin, &manifests);
     assert!(
         applied.contains("eventactivation/my-service created")
             && applied.contains("subscription/lambda-my-lambda-exampleevent-v1 created"),
@@ -330,8 +333,8 @@ apiVersion: eventing.kyma.cx/v1alpha1\nkind: Subscription\nmetadata:\n  labels:\
     let mapping = format!(
         "apiVersion: applicationconnector.kyma-project.io/v1alpha1\nkind: EnvironmentMapping\nmetadata:\n name: {re}\n namespace: production\n"
     );
-    assert!(apply(ace, admin, &mapping).contains("environmentmapping/ec-default created"));
-    let classes = json(Command::new(ace).args([
+    assert!(apply(ace, &data, admin, &mapping).contains("environmentmapping/ec-default created"));
+    let classes = json(Command::new(ace).env("ACE_DATA_DIR", &data).args([
         "get",
         "serviceclass",
         "-n",
@@ -354,10 +357,11 @@ apiVersion: eventing.kyma.cx/v1alpha1\nkind: Subscription\nmetadata:\n  labels:\
         "apiVersion: servicecatalog.k8s.io/v1beta1\nkind: ServiceInstance\nmetadata:\nname: my-service-instance-name\nnamespace: production\nspec:\nserviceClassExternalName: {external_name}\n"
     );
     assert!(
-        apply(ace, admin, &instance).contains("serviceinstance/my-service-instance-name created")
+        apply(ace, &data, admin, &instance)
+            .contains("serviceinstance/my-service-instance-name created")
     );
     let binding = "apiVersion: servicecatalog.k8s.io/v1beta1\nkind: ServiceBinding\nmetadata:\n  labels:\n    Function: my-lambda\n  name: my-service-binding\n  namespace: production\nspec:\n  instanceRef:\n    name: my-service-instance-name\n";
-    let bound = apply(ace, admin, binding);
+    let bound = apply(ace, &data, admin, binding);
     let credential = |name: &str| {
         bound
             .lines()
@@ -384,7 +388,7 @@ apiVersion: eventing.kyma.cx/v1alpha1\nkind: Subscription\nmetadata:\n  labels:\
     ]));
     assert_eq!(refused, "403", "without the binding's key");
 
-    let listed = stdout(Command::new(ace).args([
+    let listed = stdout(Command::new(ace).env("ACE_DATA_DIR", &data).args([
         "get",
         "subscription",
         "-n",

@@ -25,6 +25,13 @@ pub async fn route(app: &App, req: hyper::Request<Incoming>) -> Response {
     let segs = segments(&path);
     let owned = |s: &&str| (*s).to_owned();
     let document = |kind, namespace: &str, name: &&str| (kind, namespace.to_owned(), owned(name));
+    let probe = matches!(segs.as_slice(), ["healthz" | "readyz"]);
+    if !probe
+        && let Some(token) = &app.admin_token
+        && !token.admits(req.headers())
+    {
+        return super::auth::unauthorized();
+    }
     let (kind, namespace, name) = match (segs.as_slice(), &method) {
         (["healthz"], &Method::GET) => return text(200, "ok\n"),
         (["readyz"], &Method::GET) => {

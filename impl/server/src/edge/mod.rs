@@ -3,6 +3,7 @@
 //! codes and bodies) is the model's.
 
 pub mod admin;
+pub mod auth;
 pub mod body;
 pub mod connector;
 pub mod gateway;
@@ -91,6 +92,8 @@ pub struct App {
     pub forwarder: Forwarder,
     /// The proxy's decisions, as the driver publishes them.
     pub proxy_tables: ProxyTables,
+    /// The admin listener's bearer token (`None`: no authentication).
+    pub admin_token: Option<auth::AdminToken>,
 }
 
 impl App {

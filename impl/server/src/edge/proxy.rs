@@ -12,7 +12,7 @@ use hyper::header::HOST;
 
 use super::App;
 use super::reply::{Response, error, from_reply};
-use crate::outbound::forward::{BINDING_KEY_HEADER, Call};
+use crate::outbound::forward::{BINDING_KEY_HEADER, Call, ForwardError};
 
 /// Which service a request is for, and the rest of its path: the first path segment if it
 /// is `re-...`, else the first label of the Host header (Kyma's access Services).
@@ -68,6 +68,8 @@ pub async fn route(app: &App, req: hyper::Request<Incoming>) -> Response {
     };
     match app.forwarder.forward(&target, call).await {
         Ok(response) => response.map(BodyExt::boxed),
+        // The caller is not allowed to go there: a clear 403 naming the policy.
+        Err(e @ ForwardError::Refused { .. }) => error(&CommonError::new(403, format!("{e}."))),
         Err(e) => error(&CommonError::new(502, e.to_string())),
     }
 }

@@ -12,6 +12,7 @@ use std::time::Duration;
 use ace_client::Clock;
 use ace_client::connector::NetConnector;
 use ace_client::net::Net;
+use ace_model::egress::EgressRefusal;
 use ace_model::proxy::{self, ProxyTarget, TokenCache, TokenCachePolicy};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -21,14 +22,35 @@ use hyper::{HeaderMap, Method, StatusCode};
 use hyper_util::client::legacy::Client;
 use serde::Deserialize;
 
+use super::egress::refusal_of;
 use crate::driver::now;
+use crate::metrics::Metrics;
 
 /// The header carrying the caller's binding key.
 pub const BINDING_KEY_HEADER: &str = "ace-binding-key";
 /// The header with a token to pass instead of fetching one (reference §5.4).
 pub const ACCESS_TOKEN_HEADER: &str = "access-token";
 
-type SendFuture = Pin<Box<dyn Future<Output = Result<hyper::Response<Incoming>, String>> + Send>>;
+type SendFuture =
+    Pin<Box<dyn Future<Output = Result<hyper::Response<Incoming>, SendError>> + Send>>;
+
+/// Why a request got no response.
+#[derive(Debug)]
+pub enum SendError {
+    /// The egress policy refused the connection.
+    Refused(EgressRefusal),
+    /// The connection or the exchange failed.
+    Failed(String),
+}
+
+impl std::fmt::Display for SendError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SendError::Refused(r) => write!(f, "refused by ACE's egress policy: {r}"),
+            SendError::Failed(e) => f.write_str(e),
+        }
+    }
+}
 
 /// Sends one HTTP request (a pooled client on some network).
 pub trait Sender: Send + Sync {
@@ -39,7 +61,15 @@ pub trait Sender: Send + Sync {
 impl<N: Net> Sender for Client<NetConnector<N>, Full<Bytes>> {
     fn send(&self, request: hyper::Request<Full<Bytes>>) -> SendFuture {
         let client = self.clone();
-        Box::pin(async move { client.request(request).await.map_err(|e| e.to_string()) })
+        Box::pin(async move {
+            client
+                .request(request)
+                .await
+                .map_err(|e| match refusal_of(&e) {
+                    Some(refusal) => SendError::Refused(refusal),
+                    None => SendError::Failed(e.to_string()),
+                })
+        })
     }
 }
 
@@ -124,6 +154,13 @@ pub enum ForwardError {
         /// Why.
         reason: String,
     },
+    /// The egress policy refused the connection to the registered API or its OAuth server.
+    Refused {
+        /// The URL.
+        url: String,
+        /// Why.
+        refusal: EgressRefusal,
+    },
     /// The registered API did not answer in time.
     TargetTimeout {
         /// The joined URL.
@@ -154,6 +191,10 @@ impl std::fmt::Display for ForwardError {
             ForwardError::TargetTimeout { url, after } => {
                 write!(f, "no answer from '{url}' within {after:?}")
             }
+            ForwardError::Refused { url, refusal } => write!(
+                f,
+                "the call to '{url}' is refused by ACE's egress policy: {refusal}"
+            ),
         }
     }
 }
@@ -197,6 +238,7 @@ pub struct Forwarder {
     tokens: Mutex<TokenCache>,
     clock: Clock,
     timeout: Duration,
+    metrics: Arc<Metrics>,
 }
 
 impl std::fmt::Debug for Forwarder {
@@ -216,6 +258,7 @@ impl Forwarder {
         unverified: Arc<dyn Sender>,
         clock: Clock,
         timeout: Duration,
+        metrics: Arc<Metrics>,
     ) -> Self {
         Forwarder {
             sender,
@@ -223,6 +266,7 @@ impl Forwarder {
             tokens: Mutex::new(TokenCache::new(TokenCachePolicy::default())),
             clock,
             timeout,
+            metrics,
         }
     }
 
@@ -312,7 +356,14 @@ impl Forwarder {
                 })?;
         match tokio::time::timeout(self.timeout, self.sender_for(target).send(request)).await {
             Ok(Ok(r)) => Ok(r),
-            Ok(Err(reason)) => Err(ForwardError::Target {
+            Ok(Err(SendError::Refused(refusal))) => {
+                self.metrics.egress_refused("proxy");
+                Err(ForwardError::Refused {
+                    url: url.to_owned(),
+                    refusal,
+                })
+            }
+            Ok(Err(SendError::Failed(reason))) => Err(ForwardError::Target {
                 url: url.to_owned(),
                 reason,
             }),
@@ -360,7 +411,11 @@ impl Forwarder {
         let response =
             match tokio::time::timeout(self.timeout, self.sender_for(target).send(request)).await {
                 Ok(Ok(r)) => r,
-                Ok(Err(e)) => return Err(failed(e)),
+                Ok(Err(SendError::Refused(refusal))) => {
+                    self.metrics.egress_refused("oauth");
+                    return Err(ForwardError::Refused { url, refusal });
+                }
+                Ok(Err(SendError::Failed(e))) => return Err(failed(e)),
                 Err(_) => return Err(failed(format!("no answer within {:?}", self.timeout))),
             };
         let status = response.status().as_u16();

@@ -29,7 +29,9 @@ use hyper::{Request, Uri};
 use hyper_util::rt::TokioIo;
 use tokio::sync::mpsc;
 
+use super::egress::refusal_of;
 use crate::driver::{OutcomeSender, now};
+use crate::metrics::Metrics;
 use crate::store::EventBodies;
 
 /// Most idle connections kept per subscriber host: `max_inflight` goes up to 400 per
@@ -45,6 +47,7 @@ struct Shared<N: Net> {
     clock: Clock,
     bodies: Arc<dyn EventBodies>,
     outcomes: OutcomeSender,
+    metrics: Arc<Metrics>,
 }
 
 /// Performs the deliveries that arrive on `deliveries` until the driver closes the channel,
@@ -56,12 +59,14 @@ pub async fn run<N: Net>(
     bodies: Arc<dyn EventBodies>,
     mut deliveries: mpsc::UnboundedReceiver<Delivery>,
     outcomes: OutcomeSender,
+    metrics: Arc<Metrics>,
 ) {
     let shared = Arc::new(Shared {
         connector,
         clock,
         bodies,
         outcomes,
+        metrics,
     });
     let mut workers: HashMap<Arc<str>, mpsc::UnboundedSender<Delivery>> = HashMap::new();
     let mut batch = Vec::with_capacity(64);
@@ -243,6 +248,11 @@ async fn attempt<N: Net>(
     };
     let (result, conn) = match tokio::time::timeout_at(deadline, work).await {
         Ok(Ok((status, conn))) => (DeliveryResult::Status(status), conn),
+        Ok(Err(Failure::Connect(e))) if refusal_of(&e).is_some() => {
+            shared.metrics.egress_refused("push");
+            tracing::info!(endpoint = %delivery.endpoint, error = %e, "a push was refused by the egress policy");
+            (DeliveryResult::ConnectionError, None)
+        }
         Ok(Err(e)) => {
             tracing::debug!(endpoint = %delivery.endpoint, error = %e, "delivery failed");
             (DeliveryResult::ConnectionError, None)
@@ -394,6 +404,14 @@ mod tests {
             Err(io::Error::other("this network only connects"))
         }
 
+        async fn resolve(&self, _: &str, port: u16) -> io::Result<Vec<std::net::SocketAddr>> {
+            Ok(vec![std::net::SocketAddr::from(([127, 0, 0, 1], port))])
+        }
+
+        async fn connect_addr(&self, _: std::net::SocketAddr) -> io::Result<Self::Io> {
+            self.connect("").await
+        }
+
         async fn connect(&self, _: &str) -> io::Result<Self::Io> {
             if let Ok(mut n) = self.connections.lock() {
                 *n += 1;
@@ -479,6 +497,7 @@ mod tests {
                 bodies,
                 rx,
                 outcome_tx,
+                Arc::new(Metrics::default()),
             ));
             Driver {
                 deliveries,

@@ -130,6 +130,16 @@ pub enum KeySource {
 }
 
 impl KeySource {
+    /// 32 secret bytes (a token), from the same source.
+    pub fn secret(&mut self) -> [u8; 32] {
+        let mut secret = [0u8; 32];
+        match self {
+            KeySource::Os(_) => rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut secret),
+            KeySource::Seeded(rng) => rng.fill(&mut secret),
+        }
+        secret
+    }
+
     /// The next key.
     pub fn next_key(&mut self) -> Result<KeyPair, PkiError> {
         match self {

@@ -5,6 +5,7 @@
 mod bug_zoo;
 mod common;
 mod delivery;
+mod egress;
 mod protection;
 mod proxy;
 mod resumption;

@@ -406,6 +406,7 @@ async fn an_unreachable_target_is_502() {
 async fn broker(s: &TestServer, m: Method, path: &str, body: Option<Value>) -> client::Response {
     let url = s.admin(&format!("/broker/production/v2{path}"));
     let body = body.map(|b| b.to_string().into_bytes());
+    let authorization = s.admin_authorization();
     client::request(
         &TokioNet,
         m,
@@ -413,6 +414,7 @@ async fn broker(s: &TestServer, m: Method, path: &str, body: Option<Value>) -> c
         &[
             ("x-broker-api-version", "2.14"),
             ("content-type", "application/json"),
+            ("authorization", &authorization),
         ],
         body,
         None,

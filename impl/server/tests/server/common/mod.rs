@@ -23,8 +23,12 @@ pub fn now_ms() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
+/// A server on loopback ports whose subscribers and registered APIs may be on loopback too
+/// (the tests' own): private egress is allowed, knowingly. ACE's own listeners stay refused.
 pub fn options(dir: &Path) -> ServeOptions {
-    ServeOptions::loopback(dir)
+    let mut opts = ServeOptions::loopback(dir);
+    opts.egress.allow_private = true;
+    opts
 }
 
 /// A TLS connector for `options`, checking certificates at the wall clock's time (as the
@@ -76,6 +80,15 @@ impl TestServer {
         format!("http://{}{path}", self.server.admin)
     }
 
+    /// The `Authorization` header the admin API wants.
+    pub fn admin_authorization(&self) -> String {
+        format!(
+            "Bearer {}",
+            self.server.admin_token.as_deref().unwrap_or_default()
+        )
+    }
+
+    /// Sends a request; one to the admin API carries its bearer token.
     pub async fn send(
         &self,
         method: Method,
@@ -84,16 +97,19 @@ impl TestServer {
         tls: Option<&TlsConnector>,
     ) -> Response {
         let tls = tls.or(Some(&self.anonymous));
-        let headers: &[(&str, &str)] = if body.is_some() {
-            &[("content-type", "application/json")]
-        } else {
-            &[]
-        };
+        let authorization = self.admin_authorization();
+        let mut headers: Vec<(&str, &str)> = Vec::new();
+        if body.is_some() {
+            headers.push(("content-type", "application/json"));
+        }
+        if url.starts_with(&self.admin("")) {
+            headers.push(("authorization", &authorization));
+        }
         client::request(
             &TokioNet,
             method,
             url,
-            headers,
+            &headers,
             body.map(<[u8]>::to_vec),
             tls,
             TIMEOUT,
