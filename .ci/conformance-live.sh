@@ -19,7 +19,7 @@ sleep 0.2
   --connector-internal-addr 127.0.0.1:$internal --connector-external-addr 127.0.0.1:$external \
   --gateway-addr 127.0.0.1:$gateway --admin-addr 127.0.0.1:$admin --publish-addr 127.0.0.1:$publish \
   --proxy-addr 127.0.0.1:$proxy --proxy-url http://127.0.0.1:$proxy \
-  --allow-private-egress >>"$work/server.log" 2>&1 &
+  --allow-private-egress --backlog-window 8 --max-backlog-events 50 >>"$work/server.log" 2>&1 &
 echo \$! > "$work/pid"
 START
 chmod +x "$work/start.sh"
@@ -41,6 +41,7 @@ admin_token: $(cat "$work/data/admin.token")
 proxy: http://127.0.0.1:$proxy
 ca: $work/data/ca.crt
 token_ttl_seconds: 2
+max_backlog_events: 50
 restart_command: $work/start.sh
 TARGET
 

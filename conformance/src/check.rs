@@ -126,6 +126,8 @@ pub enum Need {
     ShortTokenTtl,
     /// ACE's profile: an egress policy (Kyma 0.5 had none; `profiles/kyma-0.5.yaml`).
     EgressPolicy,
+    /// A known backlog limit per subscription (`max_backlog_events` in the target).
+    BacklogLimit,
 }
 
 /// Why a check failed: what the contract expects, what the deployment did, and how to see it

@@ -82,6 +82,7 @@ fn missing_need(cx: &Ctx, check: &Check) -> Option<String> {
             Need::Restart => cx.restart.is_none(),
             Need::ShortTokenTtl => cx.target.token_ttl_seconds.is_none_or(|t| t > 10),
             Need::EgressPolicy => cx.kyma(),
+            Need::BacklogLimit => cx.kyma() || cx.target.max_backlog_events.is_none(),
         };
         missing.then(|| {
             match n {
@@ -94,6 +95,9 @@ fn missing_need(cx: &Ctx, check: &Check) -> Option<String> {
                 }
                 Need::EgressPolicy => {
                     "Kyma 0.5 has no egress policy: its proxy reaches the cluster's own services (profiles/kyma-0.5.yaml)"
+                }
+                Need::BacklogLimit => {
+                    "the target's backlog limit is unknown (max_backlog_events; ACE: --max-backlog-events), or it is Kyma 0.5, which had none (profiles/kyma-0.5.yaml)"
                 }
             }
             .to_owned()

@@ -56,6 +56,10 @@ pub struct Target {
     /// How long a delivery may take, retries included, before a check gives up (default 20).
     #[serde(default)]
     pub delivery_timeout_seconds: Option<u64>,
+    /// The deployment's backlog limit per subscription (ACE: `--max-backlog-events`); the
+    /// backlog-limit check runs only with it, and publishes that many events and more.
+    #[serde(default)]
+    pub max_backlog_events: Option<u64>,
     /// A shell command that restarts the deployment (kill and start again, keeping its
     /// storage); the durability checks run only with it.
     #[serde(default)]
@@ -86,6 +90,7 @@ impl Target {
             token_ttl_seconds: None,
             oauth_margin_seconds: None,
             delivery_timeout_seconds: None,
+            max_backlog_events: None,
             restart_command: None,
             endpoint_listen: None,
             endpoint_url: None,
@@ -149,6 +154,8 @@ pub trait Resources: Send + Sync {
     ) -> BoxFuture<'a, Result<Option<Value>, String>>;
     /// The service classes `namespace` sees (a JSON array).
     fn catalog<'a>(&'a self, namespace: &'a str) -> BoxFuture<'a, Result<Value, String>>;
+    /// The dead letters of `namespace` (a JSON array, each with its `event-id`).
+    fn dead_letters<'a>(&'a self, namespace: &'a str) -> BoxFuture<'a, Result<Value, String>>;
 }
 
 /// Restarts the deployment, keeping its storage.
@@ -283,6 +290,18 @@ impl Resources for AdminApi {
     fn catalog<'a>(&'a self, namespace: &'a str) -> BoxFuture<'a, Result<Value, String>> {
         Box::pin(async move {
             let path = format!("/v1/namespaces/{namespace}/serviceclasses");
+            let r = self.call(Method::GET, &path, None).await?;
+            if r.status == 200 {
+                Ok(r.json())
+            } else {
+                Err(format!("GET {path}: {} {}", r.status, r.text()))
+            }
+        })
+    }
+
+    fn dead_letters<'a>(&'a self, namespace: &'a str) -> BoxFuture<'a, Result<Value, String>> {
+        Box::pin(async move {
+            let path = format!("/v1/namespaces/{namespace}/deadletters?limit=10000");
             let r = self.call(Method::GET, &path, None).await?;
             if r.status == 200 {
                 Ok(r.json())

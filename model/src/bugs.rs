@@ -59,6 +59,8 @@ pub enum Bug {
     MaxInflightIgnored,
     /// Updating a subscription drops what it is owed.
     LossOnSubscriptionUpdate,
+    /// When a subscription's window of loaded events moves on, one owed event is skipped.
+    BacklogWindowForgets,
     /// The proxy's OAuth tokens never expire from its cache.
     TokenCachedForever,
     /// The egress policy is switched off.
@@ -67,7 +69,7 @@ pub enum Bug {
 
 impl Bug {
     /// Every bug, in the order they are listed.
-    pub const ALL: [Bug; 13] = [
+    pub const ALL: [Bug; 14] = [
         Bug::TokenReusable,
         Bug::TokenTtlIgnored,
         Bug::CnNotChecked,
@@ -79,6 +81,7 @@ impl Bug {
         Bug::DeliverInactive,
         Bug::MaxInflightIgnored,
         Bug::LossOnSubscriptionUpdate,
+        Bug::BacklogWindowForgets,
         Bug::TokenCachedForever,
         Bug::ProxyEgressOpen,
     ];
@@ -97,6 +100,7 @@ impl Bug {
             Bug::DeliverInactive => "deliver-inactive",
             Bug::MaxInflightIgnored => "max-inflight-ignored",
             Bug::LossOnSubscriptionUpdate => "loss-on-subscription-update",
+            Bug::BacklogWindowForgets => "backlog-window-forgets",
             Bug::TokenCachedForever => "token-cached-forever",
             Bug::ProxyEgressOpen => "proxy-egress-open",
         }
@@ -112,7 +116,8 @@ impl Bug {
             | Bug::NoRetryOn5xx
             | Bug::DeliverInactive
             | Bug::MaxInflightIgnored
-            | Bug::LossOnSubscriptionUpdate => "events",
+            | Bug::LossOnSubscriptionUpdate
+            | Bug::BacklogWindowForgets => "events",
             Bug::TokenCachedForever | Bug::ProxyEgressOpen => "proxy",
         }
     }
@@ -147,6 +152,9 @@ impl Bug {
             }
             Bug::MaxInflightIgnored => {
                 "A subscription gets every ready push at once, more than its max_inflight."
+            }
+            Bug::BacklogWindowForgets => {
+                "When a subscription's window of loaded events moves on through a large backlog, it skips one owed event, which is never pushed."
             }
             Bug::LossOnSubscriptionUpdate => {
                 "Updating a subscription recreates it and drops its pending deliveries (Kyma 0.5's own quirk)."

@@ -6,8 +6,8 @@
 
 use serde_json::{Map, Value};
 
-use crate::bus::BusRequest;
 use crate::bus::subscription::{ActivationSpec, SubscriptionSpec};
+use crate::bus::{BusRequest, ReplaySelection};
 use crate::error::CommonError;
 use crate::model::{AdminRequest, Request};
 
@@ -60,7 +60,7 @@ pub fn request(
         return Ok(Request::Bus(BusRequest::ReplayDeadLetters {
             namespace,
             name,
-            event_id,
+            selection: event_id.map_or(ReplaySelection::All, ReplaySelection::EventId),
         }));
     }
     let doc: Value = serde_json::from_slice(body)

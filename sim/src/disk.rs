@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use ace_model::Record;
 use ace_model::bus::BusRecord;
-use ace_server::store::{Entry, EventBodies, MemoryStore, Position, Store, StoreError};
+use ace_server::store::{Entry, EventReader, MemoryStore, Position, Store, StoreError};
 
 use crate::faults::mix;
 
@@ -163,7 +163,11 @@ impl Store for SimDisk {
         self.durable.follow(after).await
     }
 
-    fn bodies(&self) -> Arc<dyn EventBodies> {
-        self.durable.bodies()
+    fn events(&self) -> Arc<dyn EventReader> {
+        self.durable.events()
+    }
+
+    fn stored_bytes(&self) -> u64 {
+        self.durable.stored_bytes()
     }
 }

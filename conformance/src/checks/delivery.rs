@@ -96,6 +96,24 @@ pub fn checks() -> Vec<Check> {
             subscription_update
         ),
         check!(
+            "delivery.backlog-beyond-memory",
+            Delivery,
+            Must,
+            "seed event-bus (at-least-once); issue: a dead subscriber must not take ACE down",
+            "Every event of a backlog larger than what the deployment keeps in memory (ACE: --backlog-window) reaches the subscriber once it answers again.",
+            [Resources, Publish],
+            backlog_beyond_memory
+        ),
+        check!(
+            "delivery.backlog-limit",
+            Delivery,
+            Must,
+            "reference §4.2 (Kyma 0.5 kept a channel's events until maxAge, whatever one subscriber owed); ACE's backlog limit, docs/serve.md",
+            "Beyond the deployment's backlog limit a subscription's oldest owed events become dead letters, counted in its status (deadLetteredOverLimit) and listed, never dropped silently; the newer ones are still delivered.",
+            [Resources, Publish, BacklogLimit],
+            backlog_limit
+        ),
+        check!(
             "delivery.endpoint-is-a-url",
             Delivery,
             Should,
@@ -452,5 +470,71 @@ async fn subscription_update(cx: &Ctx) -> CheckResult {
         "every pending event at the new endpoint",
     )
     .await?;
+    Ok(())
+}
+
+/// Events the backlog check publishes while its subscriber fails every push.
+pub const BACKLOG_EVENTS: usize = 40;
+
+async fn backlog_beyond_memory(cx: &Ctx) -> CheckResult {
+    // The subscriber answers 503 to the first pushes: a backlog builds up, then drains.
+    let plan = Plan {
+        fail_first: BACKLOG_EVENTS,
+        fail_status: 503,
+        ..Plan::default()
+    };
+    let s = setup(cx, plan, 4, 1000).await?;
+    let ids = publish_n(cx, &s.source, BACKLOG_EVENTS).await?;
+    expect_all(cx, &s.mailbox, &ids, "every event of the backlog").await?;
+    Ok(())
+}
+
+async fn backlog_limit(cx: &Ctx) -> CheckResult {
+    let Some(limit) = cx.target.max_backlog_events else {
+        return Err(Failure::new("a backlog limit", "none given"));
+    };
+    let limit = usize::try_from(limit).unwrap_or(usize::MAX);
+    let over = 3;
+    // A subscriber that fails every push until the check is done.
+    let plan = Plan {
+        fail_first: usize::MAX,
+        fail_status: 503,
+        ..Plan::default()
+    };
+    let s = setup(cx, plan, 1, 1000).await?;
+    let ids = publish_n(cx, &s.source, limit + over).await?;
+    let resources = cx.resources()?;
+    let status = resources
+        .get("Subscription", Some(&s.ns), &s.sub)
+        .await
+        .map_err(|e| Failure::new("the Subscription", e))?
+        .unwrap_or_default();
+    let delivery = &status["status"]["delivery"];
+    let counted = delivery["deadLetteredOverLimit"].as_u64().unwrap_or(0);
+    let pending = delivery["pending"].as_u64().unwrap_or(u64::MAX);
+    let step = (limit / 1024) as u64;
+    if counted < over as u64 || counted > over as u64 + step || pending > limit as u64 {
+        return Err(Failure::new(
+            format!(
+                "status.delivery.deadLetteredOverLimit {over} (or up to {step} more) and pending at most {limit}"
+            ),
+            format!("status.delivery {delivery}"),
+        ));
+    }
+    let listed = resources
+        .dead_letters(&s.ns)
+        .await
+        .map_err(|e| Failure::new("the namespace's dead letters", e))?;
+    let listed: Vec<&str> = listed
+        .as_array()
+        .map(|a| a.iter().filter_map(|d| d["event-id"].as_str()).collect())
+        .unwrap_or_default();
+    let oldest = &ids[..over];
+    if !oldest.iter().all(|id| listed.contains(&id.as_str())) {
+        return Err(Failure::new(
+            format!("the oldest {over} events listed as dead letters: {oldest:?}"),
+            format!("dead letters {listed:?}"),
+        ));
+    }
     Ok(())
 }

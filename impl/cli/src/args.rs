@@ -215,11 +215,14 @@ pub enum EventsCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum DeadLetterCommand {
-    /// List dead letters (all namespaces, or one).
+    /// List dead letters (all namespaces, or one), oldest first per subscription.
     List {
         /// Namespace.
         #[arg(short, long)]
         namespace: Option<String>,
+        /// Most dead letters to show; the server is asked page by page.
+        #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..))]
+        limit: u64,
         #[command(flatten)]
         admin: AdminArgs,
     },
@@ -382,6 +385,23 @@ pub struct ServeArgs {
     /// Largest event in bytes (413 request_body_too_large beyond) [default: 65536].
     #[arg(long, env = "ACE_MAX_EVENT_BYTES")]
     pub max_event_bytes: Option<usize>,
+    /// Owed events each subscription keeps in memory (at least its max_inflight); the rest
+    /// of a backlog stays on disk and is read in order [default: 2048].
+    #[arg(long, env = "ACE_BACKLOG_WINDOW", value_parser = clap::value_parser!(u64).range(1..))]
+    pub backlog_window: Option<u64>,
+    /// Most events a subscription may owe; beyond it its oldest owed events are
+    /// dead-lettered, counted in its status [default: 1000000].
+    #[arg(long, env = "ACE_MAX_BACKLOG_EVENTS", value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_backlog_events: Option<u64>,
+    /// Most dead letters a subscription keeps; beyond it the oldest are discarded, counted
+    /// in its status [default: 1000000].
+    #[arg(long, env = "ACE_MAX_DEAD_LETTERS", value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_dead_letters: Option<u64>,
+    /// Disk budget for accepted events (metadata and bodies), e.g. 4GiB or 500MB; at it,
+    /// publishes are refused with 507 until subscribers catch up [default: 4GiB].
+    #[arg(long, env = "ACE_MAX_STORE_BYTES", value_parser = parse_size)]
+    #[serde(default, deserialize_with = "size_opt")]
+    pub max_store_bytes: Option<u64>,
     /// Key algorithm of a new CA and server certificate [default: ecdsa-p256].
     #[arg(long, env = "ACE_CA_KEY", value_enum)]
     pub ca_key: Option<KeyArg>,
@@ -428,6 +448,29 @@ fn bug_parser() -> impl clap::builder::TypedValueParser<Value = ace_model::bugs:
     use clap::builder::TypedValueParser;
     clap::builder::PossibleValuesParser::new(Bug::ALL.map(Bug::name))
         .try_map(|name| name.parse::<Bug>())
+}
+
+/// A size in bytes: a number with an optional unit (`4GiB`, `500MB`, `1048576`).
+fn parse_size(text: &str) -> Result<u64, String> {
+    let size: bytesize::ByteSize = text.trim().parse()?;
+    if size.as_u64() == 0 {
+        return Err("the budget must be more than 0 bytes".into());
+    }
+    Ok(size.as_u64())
+}
+
+fn size_opt<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    #[derive(serde::Deserialize)]
+    #[serde(untagged)]
+    enum Size {
+        Bytes(u64),
+        Text(String),
+    }
+    match Option::<Size>::deserialize(d)? {
+        None => Ok(None),
+        Some(Size::Bytes(n)) => Ok(Some(n)),
+        Some(Size::Text(t)) => parse_size(&t).map(Some).map_err(serde::de::Error::custom),
+    }
 }
 
 mod humantime_serde_opt {
@@ -551,6 +594,17 @@ impl ServeArgs {
             .max_event_bytes
             .or(file.max_event_bytes)
             .unwrap_or(bus.max_event_bytes);
+        if let Some(window) = self.backlog_window.or(file.backlog_window) {
+            bus.backlog_window = usize::try_from(window).unwrap_or(usize::MAX);
+        }
+        bus.max_backlog_events = self
+            .max_backlog_events
+            .or(file.max_backlog_events)
+            .unwrap_or(bus.max_backlog_events);
+        bus.max_dead_letters = self
+            .max_dead_letters
+            .or(file.max_dead_letters)
+            .unwrap_or(bus.max_dead_letters);
         bus.retry = match self.retry_policy.or(file.retry_policy) {
             Some(RetryPolicyArg::Kyma) => RetryPolicy::Kyma {
                 ack_wait: self
@@ -569,6 +623,10 @@ impl ServeArgs {
                 }
             }
         };
+        options.max_store_bytes = self
+            .max_store_bytes
+            .or(file.max_store_bytes)
+            .unwrap_or(options.max_store_bytes);
         if options.hosts.is_empty() {
             return Err("at least one --host is needed".into());
         }

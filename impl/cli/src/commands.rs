@@ -324,18 +324,43 @@ pub async fn get(
     Ok(body)
 }
 
-/// `ace events dead-letter list`.
-pub async fn dead_letters(admin: &Admin, namespace: Option<&str>) -> Result<Value, String> {
+/// `ace events dead-letter list`: up to `limit` dead letters, asked for page by page;
+/// whether more remain.
+pub async fn dead_letters(
+    admin: &Admin,
+    namespace: Option<&str>,
+    limit: usize,
+) -> Result<(Value, bool), String> {
+    const PAGE: usize = 1000;
     let base = &admin.url;
     let url = match namespace {
         Some(ns) => format!("{base}/v1/namespaces/{ns}/deadletters"),
         None => format!("{base}/v1/deadletters"),
     };
-    let r = admin.call(Method::GET, &url, None).await?;
-    if r.status != 200 {
-        return Err(api_error("dead letters", &r));
+    let mut out = Vec::new();
+    let mut next: Option<String> = None;
+    loop {
+        let page = PAGE.min(limit - out.len());
+        let mut page_url = format!("{url}?limit={page}");
+        if let Some(token) = &next {
+            page_url.push_str(&format!("&continue={token}"));
+        }
+        let r = admin.call(Method::GET, &page_url, None).await?;
+        if r.status != 200 {
+            return Err(api_error("dead letters", &r));
+        }
+        if let Value::Array(items) = r.json() {
+            out.extend(items);
+        }
+        next = r
+            .headers
+            .get("ace-continue")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        if next.is_none() || out.len() >= limit {
+            return Ok((Value::Array(out), next.is_some()));
+        }
     }
-    Ok(r.json())
 }
 
 /// `ace events dead-letter replay`.

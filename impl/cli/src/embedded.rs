@@ -15,6 +15,10 @@ use ace_server::{ServeOptions, Server};
 
 /// Token lifetime of the embedded target (short, so the expiry check is quick).
 pub const TOKEN_TTL: Duration = Duration::from_secs(2);
+/// The embedded target's window of owed events kept in memory per subscription.
+pub const BACKLOG_WINDOW: usize = 8;
+/// The embedded target's backlog limit per subscription.
+pub const MAX_BACKLOG_EVENTS: u64 = 50;
 
 /// A running embedded target.
 #[derive(Debug)]
@@ -44,6 +48,10 @@ impl Embedded {
             initial: Duration::from_millis(100),
             max: Duration::from_millis(400),
         };
+        // A small window and a small backlog limit: the suite's backlogs move through the
+        // store, and the backlog-limit check reaches the limit with a few dozen events.
+        opts.bus.backlog_window = BACKLOG_WINDOW;
+        opts.bus.max_backlog_events = MAX_BACKLOG_EVENTS;
         tune(&mut opts);
         let server = ace_server::start(TokioNet, opts.clone(), clock, seed)
             .await
@@ -84,6 +92,7 @@ impl Embedded {
             token_ttl_seconds: Some(TOKEN_TTL.as_secs()),
             oauth_margin_seconds: None,
             delivery_timeout_seconds: Some(10),
+            max_backlog_events: Some(self.opts.bus.max_backlog_events),
             restart_command: None,
             endpoint_listen: None,
             endpoint_url: None,

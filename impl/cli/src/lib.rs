@@ -132,8 +132,19 @@ pub async fn run(cli: Cli) -> Result<(), String> {
             command: EventsCommand::DeadLetter(command),
         } => {
             let value = match command {
-                DeadLetterCommand::List { namespace, admin } => {
-                    commands::dead_letters(&admin.admin()?, namespace.as_deref()).await?
+                DeadLetterCommand::List {
+                    namespace,
+                    limit,
+                    admin,
+                } => {
+                    let limit = usize::try_from(limit).unwrap_or(usize::MAX);
+                    let (list, more) =
+                        commands::dead_letters(&admin.admin()?, namespace.as_deref(), limit)
+                            .await?;
+                    if more {
+                        eprintln!("(the first {limit} dead letters; --limit shows more)");
+                    }
+                    list
                 }
                 DeadLetterCommand::Replay {
                     subscription,

@@ -2,22 +2,25 @@
 //!
 //! Requests arrive on a channel. The driver takes every request waiting (a batch), hands each
 //! to the model, appends all the batch's records to the store with one sync (group commit),
-//! puts the proxy's new decisions in force, and only then releases the replies; then it sends
-//! the deliveries the model started out on its deliveries channel and takes their outcomes
-//! back on its outcomes channel. It never touches an event's body: the push workers read
-//! bodies themselves. If the store fails, the driver stops: the model's state would be ahead
-//! of the log, so no further reply may be sent (fail-stop).
+//! puts the proxy's new decisions in force, and only then releases the replies; then it
+//! answers the model's backlog reads from the store (the owed events beyond what each
+//! subscription keeps in memory), sends the deliveries the model started out on its
+//! deliveries channel and takes their outcomes back on its outcomes channel. It never touches
+//! an event's body: the push workers read bodies themselves. After each append it tells the
+//! model whether the store is over its space budget. If the store fails, or lost an event the
+//! model still owes, the driver stops: the model's state would be ahead of the log, so no
+//! further reply may be sent (fail-stop).
 
 use std::sync::Arc;
 
 use ace_client::Clock;
-use ace_model::bus::{Delivery, DeliveryOutcome};
+use ace_model::bus::{BacklogPage, Delivery, DeliveryOutcome};
 use ace_model::proxy::ProxyTable;
 use ace_model::{Model, Reply, Request, Timestamp};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::metrics::Metrics;
-use crate::store::{Store, StoreError};
+use crate::store::{EventReader, Store, StoreError};
 
 /// The model's time: the clock's Unix time as a [`Timestamp`].
 pub fn now(clock: &Clock) -> Timestamp {
@@ -74,6 +77,32 @@ pub struct Ports {
     pub proxy_tables: ProxyTables,
 }
 
+/// How much the store may hold: the bytes of accepted events kept apart (metadata and
+/// bodies). At the budget, publishes are refused with 507 until the store is below 95 % of
+/// it again.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StorageBudget {
+    /// The budget, in bytes.
+    pub max_bytes: u64,
+}
+
+impl StorageBudget {
+    /// Whether a store holding `bytes` is full, given whether it was.
+    pub fn full(&self, bytes: u64, was_full: bool) -> bool {
+        if was_full {
+            bytes >= self.max_bytes / 20 * 19
+        } else {
+            bytes >= self.max_bytes
+        }
+    }
+}
+
+impl Default for StorageBudget {
+    fn default() -> Self {
+        StorageBudget { max_bytes: 4 << 30 }
+    }
+}
+
 /// Where the driver runs.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Placement {
@@ -121,6 +150,7 @@ pub fn spawn<S: Store>(
     store: S,
     clock: Clock,
     metrics: Arc<Metrics>,
+    budget: StorageBudget,
 ) -> std::io::Result<(Handle, Ports, Running)> {
     let (tx, rx) = mpsc::channel(4 * MAX_BATCH);
     let (outcome_tx, outcome_rx) = mpsc::unbounded_channel();
@@ -130,7 +160,10 @@ pub fn spawn<S: Store>(
     let (done_tx, done) = oneshot::channel();
     let driver = Driver {
         model,
+        events: store.events(),
         store,
+        budget,
+        full: false,
         requests: rx,
         outcomes: outcome_rx,
         deliveries: delivery_tx,
@@ -174,6 +207,11 @@ pub fn spawn<S: Store>(
 struct Driver<S> {
     model: Model,
     store: S,
+    /// The store's reader of accepted events.
+    events: Arc<dyn EventReader>,
+    budget: StorageBudget,
+    /// Whether the model was last told the store is full.
+    full: bool,
     requests: mpsc::Receiver<Job>,
     outcomes: mpsc::UnboundedReceiver<DeliveryOutcome>,
     deliveries: mpsc::UnboundedSender<Delivery>,
@@ -197,8 +235,9 @@ impl<S: Store> Driver<S> {
         // With `ack-before-durable`: event records not yet written (see below).
         #[cfg(feature = "bug-zoo")]
         let mut held: Vec<ace_model::Record> = Vec::new();
-        // The table of the state the driver starts from.
+        // The table of the state the driver starts from, and the store's fill.
         self.install_proxy_table();
+        self.check_budget();
         loop {
             let deadline = self.model.poll_timeout();
             let clock = self.clock;
@@ -262,31 +301,91 @@ impl<S: Store> Driver<S> {
                     records = std::mem::take(&mut held);
                 }
             }
-            if !records.is_empty() {
-                let n = records.len() as u64;
-                let started = tokio::time::Instant::now();
-                if let Err(e) = self.store.append(std::mem::take(&mut records)).await {
-                    tracing::error!(error = %e, "storage failed; stopping so that no unrecorded change is acknowledged");
-                    return Err(e);
-                }
-                self.metrics.record_sync(n, started.elapsed());
-                if self.store.len() > snapshot_len + COMPACT_AFTER {
-                    let snapshot = self.model.snapshot();
-                    snapshot_len = snapshot.len() as u64;
-                    self.store.compact(snapshot).await?;
-                    tracing::info!(records = snapshot_len, "compacted the log");
-                }
-            }
+            self.append(&mut records, &mut snapshot_len).await?;
             // Before any reply of this batch is released, so an acknowledged unbind is in force.
             self.install_proxy_table();
             for (reply, tx) in replies.drain(..) {
                 // The caller may have gone (client hung up); its change is durable regardless.
                 let _ = tx.send(reply);
             }
+            // Every record so far is durable: the events the model asks for are in the store.
+            while let Some(read) = self.model.poll_backlog_read() {
+                let asked = read.seqs.len();
+                let events = self.events.accepted(read.seqs).await?;
+                if events.len() < asked {
+                    let e = StoreError::Corrupt(format!(
+                        "{} of {asked} owed events of {} are missing from the store",
+                        asked - events.len(),
+                        read.subscription
+                    ));
+                    tracing::error!(error = %e, "stopping: an owed event cannot be delivered");
+                    return Err(e);
+                }
+                self.metrics.backlog_read(events.len());
+                self.model.handle_backlog(
+                    now(&self.clock),
+                    BacklogPage {
+                        id: read.id,
+                        events,
+                    },
+                );
+                while let Some(record) = self.model.poll_record() {
+                    records.push(record);
+                }
+                self.append(&mut records, &mut snapshot_len).await?;
+            }
             while let Some(delivery) = self.model.poll_delivery() {
                 self.metrics.delivery_started();
                 // The push workers are gone only when the server stops.
                 let _ = self.deliveries.send(delivery);
+            }
+        }
+    }
+
+    /// Appends `records` (if any) with one sync, compacts the log when it has grown enough
+    /// since the last snapshot, and tells the model whether the store is now full.
+    async fn append(
+        &mut self,
+        records: &mut Vec<ace_model::Record>,
+        snapshot_len: &mut u64,
+    ) -> Result<(), StoreError> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        let n = records.len() as u64;
+        let started = tokio::time::Instant::now();
+        if let Err(e) = self.store.append(std::mem::take(records)).await {
+            tracing::error!(error = %e, "storage failed; stopping so that no unrecorded change is acknowledged");
+            return Err(e);
+        }
+        self.metrics.record_sync(n, started.elapsed());
+        if self.store.len() > *snapshot_len + COMPACT_AFTER {
+            let snapshot = self.model.snapshot();
+            *snapshot_len = snapshot.len() as u64;
+            self.store.compact(snapshot).await?;
+            tracing::info!(records = *snapshot_len, "compacted the log");
+        }
+        self.check_budget();
+        Ok(())
+    }
+
+    /// Tells the model whether the store is over its budget, when that changes.
+    fn check_budget(&mut self) {
+        let bytes = self.store.stored_bytes();
+        self.metrics.set_stored_bytes(bytes);
+        let full = self.budget.full(bytes, self.full);
+        if full != self.full {
+            self.full = full;
+            self.model.handle_storage(full);
+            self.metrics.set_store_full(full);
+            if full {
+                tracing::warn!(
+                    bytes,
+                    budget = self.budget.max_bytes,
+                    "the store is full: publishes are refused with 507 until subscribers catch up"
+                );
+            } else {
+                tracing::info!(bytes, "the store has room again: publishes are accepted");
             }
         }
     }
@@ -301,7 +400,7 @@ impl<S: Store> Driver<S> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::{Entry, EventBodies, MemoryStore, Position};
+    use crate::store::{Entry, MemoryStore, Position};
     use ace_model::{AdminRequest, Config, Record};
     use std::sync::Mutex;
 
@@ -418,8 +517,11 @@ mod tests {
         async fn follow(&mut self, after: Position) -> Result<(), StoreError> {
             self.inner.follow(after).await
         }
-        fn bodies(&self) -> Arc<dyn EventBodies> {
-            self.inner.bodies()
+        fn events(&self) -> Arc<dyn EventReader> {
+            self.inner.events()
+        }
+        fn stored_bytes(&self) -> u64 {
+            self.inner.stored_bytes()
         }
     }
 
@@ -431,6 +533,7 @@ mod tests {
             store,
             Clock::new(1_700_000_000_000),
             Arc::new(Metrics::default()),
+            StorageBudget::default(),
         ) else {
             panic!("the driver did not start")
         };

@@ -38,6 +38,22 @@ pub struct Metrics {
     connections_refused: Counter,
     deliveries_started: Counter,
     subscription: Family<SubscriptionLabels, Gauge>,
+    backoff: Family<BackoffLabels, Gauge>,
+    backlog_reads: Counter,
+    backlog_events_read: Counter,
+    stored_bytes: Gauge,
+    store_full: Gauge,
+}
+
+/// Labels of a subscription backing off.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct BackoffLabels {
+    /// Namespace.
+    pub namespace: String,
+    /// Subscription name.
+    pub subscription: String,
+    /// `connection-failed` or `timeout`.
+    pub reason: &'static str,
 }
 
 /// One subscription's delivery figures, as `/metrics` shows them.
@@ -47,8 +63,11 @@ pub struct SubscriptionFigures {
     pub namespace: String,
     /// Subscription name.
     pub name: String,
-    /// `(figure, value)` for pending, in flight, delivered, retried, dead-lettered.
-    pub figures: [(&'static str, u64); 5],
+    /// `(figure, value)` for pending, in flight, delivered, retried, dead-lettered,
+    /// dead-lettered over the backlog limit and dead letters discarded.
+    pub figures: [(&'static str, u64); 7],
+    /// Why it is backing off, if it is.
+    pub backoff: Option<&'static str>,
 }
 
 /// Labels of a subscription's delivery figures.
@@ -58,7 +77,8 @@ pub struct SubscriptionLabels {
     pub namespace: String,
     /// Subscription name.
     pub subscription: String,
-    /// `pending`, `in_flight`, `delivered`, `retried` or `dead_lettered`.
+    /// `pending`, `in_flight`, `delivered`, `retried`, `dead_lettered`,
+    /// `dead_lettered_over_limit` or `dead_letters_discarded`.
     pub figure: &'static str,
 }
 
@@ -72,7 +92,37 @@ impl Default for Metrics {
         let deliveries_started = Counter::default();
         let subscription = Family::<SubscriptionLabels, Gauge>::default();
         let egress_refused = Family::<EgressLabels, Counter>::default();
+        let backoff = Family::<BackoffLabels, Gauge>::default();
+        let backlog_reads = Counter::default();
+        let backlog_events_read = Counter::default();
+        let stored_bytes = Gauge::default();
+        let store_full = Gauge::default();
         let mut registry = Registry::with_prefix("ace");
+        registry.register(
+            "subscription_backoff",
+            "1 for each subscription backing off as a whole (its endpoint cannot be reached), by reason",
+            backoff.clone(),
+        );
+        registry.register(
+            "backlog_reads",
+            "Reads of owed events from the store, as subscriptions' windows move through a backlog",
+            backlog_reads.clone(),
+        );
+        registry.register(
+            "backlog_events_read",
+            "Owed events read back from the store",
+            backlog_events_read.clone(),
+        );
+        registry.register(
+            "store_event_bytes",
+            "Bytes of accepted events the store keeps (metadata and bodies): what the disk budget limits",
+            stored_bytes.clone(),
+        );
+        registry.register(
+            "store_full",
+            "1 while the store is over its disk budget and publishes are refused with 507",
+            store_full.clone(),
+        );
         registry.register(
             "egress_refused",
             "Connections on someone else's behalf the egress policy refused, by purpose",
@@ -123,6 +173,11 @@ impl Default for Metrics {
             connections_refused,
             deliveries_started,
             subscription,
+            backoff,
+            backlog_reads,
+            backlog_events_read,
+            stored_bytes,
+            store_full,
         }
     }
 }
@@ -159,10 +214,36 @@ impl Metrics {
         self.deliveries_started.inc();
     }
 
+    /// Counts a read of `events` owed events from the store.
+    pub fn backlog_read(&self, events: usize) {
+        self.backlog_reads.inc();
+        self.backlog_events_read.inc_by(events as u64);
+    }
+
+    /// The bytes of events the store keeps.
+    pub fn set_stored_bytes(&self, bytes: u64) {
+        self.stored_bytes
+            .set(i64::try_from(bytes).unwrap_or(i64::MAX));
+    }
+
+    /// Whether the store is over its budget.
+    pub fn set_store_full(&self, full: bool) {
+        self.store_full.set(i64::from(full));
+    }
+
     /// Replaces the per-subscription figures.
     pub fn set_subscriptions(&self, subscriptions: &[SubscriptionFigures]) {
         self.subscription.clear();
+        self.backoff.clear();
         for s in subscriptions {
+            if let Some(reason) = s.backoff {
+                let labels = BackoffLabels {
+                    namespace: s.namespace.clone(),
+                    subscription: s.name.clone(),
+                    reason,
+                };
+                self.backoff.get_or_create(&labels).set(1);
+            }
             for (figure, value) in s.figures {
                 let labels = SubscriptionLabels {
                     namespace: s.namespace.clone(),

@@ -97,6 +97,9 @@ pub struct ServeOptions {
     pub bus: ace_model::bus::BusConfig,
     /// Where the records are kept.
     pub store: StoreKind,
+    /// The disk budget: most bytes of accepted events (metadata and bodies) the store keeps;
+    /// at it, publishes are refused with 507 until subscribers catch up.
+    pub max_store_bytes: u64,
     /// How callers of the admin API authenticate.
     pub admin_auth: AdminAuth,
     /// Where the driver (the task that owns the model and the store) runs: a thread of its
@@ -138,6 +141,7 @@ impl Default for ServeOptions {
             proxy_url: model.registry.proxy_url,
             bus: model.bus,
             store: StoreKind::default(),
+            max_store_bytes: crate::driver::StorageBudget::default().max_bytes,
             admin_auth: AdminAuth::default(),
             bugs: model.bugs,
             driver: Placement::default(),

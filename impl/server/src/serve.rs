@@ -235,14 +235,18 @@ pub async fn start_with_store<N: Net, S: Store>(
         push_roots.extend(pki::certs_from_pem(pem)?);
     }
     let push_tls = clients::tls(push_roots, opts.push_tls_skip_verify, clock)?;
-    let bodies = store.bodies();
-    let (handle, ports, driver) = driver::spawn(opts.driver, model, store, clock, metrics.clone())
-        .map_err(StartError::Driver)?;
+    let events = store.events();
+    let budget = driver::StorageBudget {
+        max_bytes: opts.max_store_bytes,
+    };
+    let (handle, ports, driver) =
+        driver::spawn(opts.driver, model, store, clock, metrics.clone(), budget)
+            .map_err(StartError::Driver)?;
     let outbound_net = EgressNet::new(net.clone(), egress);
     let mut tasks = vec![tokio::spawn(crate::outbound::push::run(
         NetConnector::new(outbound_net.clone(), push_tls),
         clock,
-        bodies,
+        events.clone(),
         ports.deliveries,
         ports.outcomes,
         metrics.clone(),
@@ -267,6 +271,7 @@ pub async fn start_with_store<N: Net, S: Store>(
         forwarder,
         proxy_tables: ports.proxy_tables,
         admin_token: admin_token.clone(),
+        events,
     });
     let conns = Arc::new(Semaphore::new(opts.max_connections));
     let conn = ConnOptions {

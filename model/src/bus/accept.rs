@@ -31,6 +31,9 @@ impl EventBus {
             Ok(c) => c,
             Err(e) => return BusReply::PublishRefused(e),
         };
+        if self.storage_full {
+            return BusReply::PublishRefused(PublishError::InsufficientStorage);
+        }
         self.accept(fx, candidate, headers)
     }
 
@@ -52,6 +55,11 @@ impl EventBus {
         };
         if let Err(e) = publish::validate_publish(&candidate) {
             return BusReply::EventServiceRefused(EventServiceError::Publish(e));
+        }
+        if self.storage_full {
+            return BusReply::EventServiceRefused(EventServiceError::Publish(
+                PublishError::InsufficientStorage,
+            ));
         }
         let reply = self.accept(fx, candidate, &event.headers);
         self.pump(fx.now);
@@ -92,13 +100,16 @@ impl EventBus {
         let (seq, at) = (self.next_seq, fx.now);
         // Committed with the ids at hand (see `apply`).
         self.store_event(seq, at, &event, &ids);
-        self.accepted_ids = ids;
         fx.push_record(Record::Bus(BusRecord::EventAccepted {
             seq,
             at,
             event,
             deliveries,
         }));
+        for &id in &ids {
+            self.limit_backlog(fx, id);
+        }
+        self.accepted_ids = ids;
         BusReply::Published { event_id }
     }
 }

@@ -29,6 +29,15 @@ pub struct BusConfig {
     pub default_push_timeout: Duration,
     /// When failed deliveries are retried.
     pub retry: RetryPolicy,
+    /// Owed events each subscription keeps loaded (at least its `max_inflight`); the rest
+    /// of its backlog stays in the store and is read in order as deliveries settle.
+    pub backlog_window: usize,
+    /// Most events a subscription may owe; beyond it its oldest owed events are
+    /// dead-lettered (reason `backlog-limit`, counted in `deadLetteredOverLimit`).
+    pub max_backlog_events: u64,
+    /// Most dead letters a subscription keeps; beyond it the oldest are discarded (counted
+    /// in `deadLettersDiscarded`).
+    pub max_dead_letters: u64,
 }
 
 impl Default for BusConfig {
@@ -39,6 +48,9 @@ impl Default for BusConfig {
             retention: Duration::from_secs(24 * 3600),
             default_push_timeout: Duration::from_millis(1000),
             retry: RetryPolicy::default(),
+            backlog_window: 2048,
+            max_backlog_events: 1_000_000,
+            max_dead_letters: 1_000_000,
         }
     }
 }
@@ -114,10 +126,14 @@ pub enum BusRequest {
         /// Only this namespace.
         namespace: Option<String>,
     },
-    /// Read the dead letters of a namespace, or all.
+    /// Read dead letters of a namespace, or of all, in order of subscription and event.
     ListDeadLetters {
         /// Only this namespace.
         namespace: Option<String>,
+        /// Only those after this one (the previous page's last).
+        after: Option<DeadLetterRef>,
+        /// At most this many.
+        limit: usize,
     },
     /// The delivery figures of every subscription (for `/metrics`).
     DeliveryFigures,
@@ -127,9 +143,60 @@ pub enum BusRequest {
         namespace: String,
         /// Subscription name.
         name: String,
-        /// Only the dead letters of this event id; all of the subscription if `None`.
-        event_id: Option<String>,
+        /// Which.
+        selection: ReplaySelection,
     },
+}
+
+/// One dead letter: a subscription and an event's sequence number.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct DeadLetterRef {
+    /// The subscription.
+    pub subscription: ResourceKey,
+    /// The event.
+    pub seq: u64,
+}
+
+impl std::fmt::Display for DeadLetterRef {
+    /// `namespace/name/seq`: the `continue` token of a listing.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}/{}/{}",
+            self.subscription.namespace, self.subscription.name, self.seq
+        )
+    }
+}
+
+impl std::str::FromStr for DeadLetterRef {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let bad = || format!("{s:?} is not a dead-letter token (namespace/name/sequence)");
+        let mut parts = s.split('/');
+        match (parts.next(), parts.next(), parts.next(), parts.next()) {
+            (Some(ns), Some(name), Some(seq), None) if !ns.is_empty() && !name.is_empty() => {
+                Ok(DeadLetterRef {
+                    subscription: ResourceKey::new(ns, name),
+                    seq: seq.parse().map_err(|_| bad())?,
+                })
+            }
+            _ => Err(bad()),
+        }
+    }
+}
+
+/// Which dead letters of a subscription a replay queues again.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ReplaySelection {
+    /// All of them.
+    All,
+    /// Those of this event id. The bus does not keep events' ids in memory: it answers
+    /// [`BusReply::ReplayNeedsEvents`] and the shell, which reads the store, asks again with
+    /// [`ReplaySelection::Seqs`].
+    EventId(String),
+    /// These events (those that are dead letters).
+    Seqs(Vec<u64>),
 }
 
 /// An event sent by an external solution to `POST /{re}/v1/events`.
@@ -166,6 +233,23 @@ pub enum BusReply {
     ResourceRefused(ResourceError),
     /// `200`: every subscription's delivery figures, by key.
     Figures(Vec<(ResourceKey, DeliveryStats)>),
+    /// `200`: dead letters, in order; the shell adds each event's fields from the store.
+    DeadLetters {
+        /// The dead letters.
+        entries: Vec<DeadLetterRef>,
+        /// Where the next page starts, if there are more.
+        more: Option<DeadLetterRef>,
+    },
+    /// A replay of the dead letters of one event id: the subscription's dead letters, for
+    /// the shell to pick those of `event_id` from the store and ask again.
+    ReplayNeedsEvents {
+        /// The subscription.
+        subscription: ResourceKey,
+        /// The event id asked for.
+        event_id: String,
+        /// Its dead letters.
+        seqs: Vec<u64>,
+    },
 }
 
 impl BusReply {
@@ -178,7 +262,9 @@ impl BusReply {
             BusReply::Resource { status, .. } => *status,
             BusReply::NoContent => 204,
             BusReply::ResourceRefused(e) => e.status(),
-            BusReply::Figures(_) => 200,
+            BusReply::Figures(_) | BusReply::DeadLetters { .. } => 200,
+            // Never sent: the shell resolves it.
+            BusReply::ReplayNeedsEvents { .. } => 500,
         }
     }
 
@@ -199,6 +285,19 @@ impl BusReply {
                     })
                     .collect(),
             )),
+            BusReply::DeadLetters { entries, .. } => Some(Value::Array(
+                entries
+                    .iter()
+                    .map(|d| {
+                        json!({
+                            "namespace": d.subscription.namespace,
+                            "subscription": d.subscription.name,
+                            "seq": d.seq,
+                        })
+                    })
+                    .collect(),
+            )),
+            BusReply::ReplayNeedsEvents { .. } => None,
         }
     }
 }

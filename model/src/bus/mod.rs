@@ -5,14 +5,21 @@
 //!
 //! Activations, subscriptions (spec and `events-activated` condition), and for every accepted
 //! event the subscriptions still owed it ([`BusRecord::EventAccepted`] names them;
-//! [`BusRecord::DeliveryAcknowledged`] and [`BusRecord::DeadLettered`] settle them). An event
-//! is answered 200 only after its record is queued, and the shell makes records durable before
-//! it releases replies, so an accepted event survives a crash.
+//! [`BusRecord::DeliveryAcknowledged`] and [`BusRecord::EventsDeadLettered`] settle them). An
+//! event is answered 200 only after its record is queued, and the shell makes records
+//! durable before it releases replies, so an accepted event survives a crash.
 //!
-//! What is not durable: which deliveries are in flight, retry timers and attempt counts. After
-//! [`EventBus::apply`]-ing the records of a previous process, every owed delivery is startable
-//! at once: [`EventBus::poll_timeout`] answers [`Timestamp::EPOCH`] ("now") and the next
-//! [`EventBus::handle_timeout`] starts them.
+//! What is not durable: which deliveries are in flight, retry timers and attempt counts,
+//! which owed events are loaded, backoffs. After [`EventBus::apply`]-ing the records of a
+//! previous process, every owed delivery is startable at once: [`EventBus::poll_timeout`]
+//! answers [`Timestamp::EPOCH`] ("now") and the next [`EventBus::handle_timeout`] starts them.
+//!
+//! # Memory independent of the backlog
+//!
+//! What a subscription owes is a compressed set of sequence numbers ([`SeqSet`]); only a
+//! window of it is loaded (the `state` module says how), and the shell reads the rest from its store as the
+//! window moves ([`EventBus::poll_backlog_read`], [`EventBus::handle_backlog`]). A snapshot
+//! carries the sets, not a record per event.
 //!
 //! # Delivery
 //!
@@ -20,15 +27,21 @@
 //! and is activated at that moment. Per subscription, owed events start in order of
 //! acceptance, never more than `max_inflight` at once; a 2xx acknowledges, anything else
 //! (another status, a timeout, a connection error, a passed deadline) schedules a retry by the
-//! [`RetryPolicy`]. An event still owed after the retention is dead-lettered for that
-//! subscription: listed, counted, and replayable. A deactivated subscription keeps its owed
-//! events paused; an update keeps them and applies the new spec to later attempts; a deletion
-//! drops them, counted.
+//! [`RetryPolicy`]. After [`BACKOFF_AFTER`] attempts in a row that could not reach the
+//! endpoint (refused or broken connections, timeouts), the subscription backs off as a whole:
+//! one push at a time (a probe), spaced by the retry policy, until one is answered. An event
+//! still owed after the retention is dead-lettered for that subscription: listed, counted,
+//! and replayable. Over `max_backlog_events` the oldest owed events are dead-lettered early,
+//! counted; over `max_dead_letters` the oldest dead letters are discarded, counted. A
+//! deactivated subscription keeps its owed events paused; an update keeps them and applies the
+//! new spec to later attempts; a deletion drops them, counted. While the shell says the store
+//! is full ([`EventBus::handle_storage`]), publishes are refused with 507.
 
 pub mod delivery;
 pub mod endpoint;
 pub mod ledger;
 pub mod publish;
+pub mod seqset;
 pub mod subscription;
 
 mod accept;
@@ -38,13 +51,17 @@ mod record;
 mod resources;
 mod state;
 
-pub use api::{BusConfig, BusReply, BusRequest, GatewayEvent};
+pub use api::{BusConfig, BusReply, BusRequest, DeadLetterRef, GatewayEvent, ReplaySelection};
 pub use delivery::{Delivery, DeliveryId, DeliveryOutcome, DeliveryResult, RetryPolicy};
 pub use publish::{Event, EventServiceError, PublishError};
-pub use record::BusRecord;
-pub use state::EventBus;
+pub use record::{BusRecord, DeadLetterReason};
+pub use seqset::SeqSet;
+pub use state::{
+    BACKOFF_AFTER, BacklogPage, BacklogRead, BackoffReason, EventBus, ReadId, StoredEvent,
+};
 pub use subscription::{
-    ActivatedCondition, ActivationSpec, DeliveryStats, ResourceError, ResourceKey, SubscriptionSpec,
+    ActivatedCondition, ActivationSpec, BackoffStatus, DeliveryStats, ResourceError, ResourceKey,
+    SubscriptionSpec,
 };
 
 #[cfg(test)]

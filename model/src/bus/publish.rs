@@ -339,6 +339,8 @@ pub const MISSING_SOURCE_ID_MESSAGE: &str =
     "Either provide 'Source-Id' header or specify 'source-id' in the json payload";
 /// The message of a body over the size limit (Kyma from 2019-03).
 pub const TOO_LARGE_MESSAGE: &str = "Request body too large";
+/// The message of a 507: the store is over its space budget (ACE's own).
+pub const INSUFFICIENT_STORAGE_MESSAGE: &str = "The event store is full: the event was not accepted. Retry once subscribers have caught up or an operator has made room.";
 
 /// Why the publish API (`POST /v1/events`) refused an event (reference §4.1).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -358,6 +360,9 @@ pub enum PublishError {
     InvalidField(&'static str),
     /// The `Source-Id` header (used because the payload has none) does not match its pattern.
     InvalidSourceIdHeader,
+    /// The store is over its space budget: 507 `insufficient_storage` (ACE's own; Kyma 0.5
+    /// accepted events its NATS Streaming could not keep).
+    InsufficientStorage,
 }
 
 /// One element of `details` in an error body.
@@ -372,6 +377,7 @@ impl PublishError {
     pub fn status(&self) -> u16 {
         match self {
             PublishError::RequestBodyTooLarge => 413,
+            PublishError::InsufficientStorage => 507,
             _ => 400,
         }
     }
@@ -390,6 +396,9 @@ impl PublishError {
                 ("request_body_too_large", TOO_LARGE_MESSAGE, None)
             }
             PublishError::BadPayloadSyntax => ("bad_payload_syntax", INTERNAL_MESSAGE, None),
+            PublishError::InsufficientStorage => {
+                ("insufficient_storage", INSUFFICIENT_STORAGE_MESSAGE, None)
+            }
             PublishError::MissingSourceId => (
                 "validation_violation",
                 MISSING_SOURCE_ID_MESSAGE,

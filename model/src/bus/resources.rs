@@ -74,8 +74,8 @@ impl EventBus {
             } => self.apply_subscription(fx, namespace, name, spec),
             BusRequest::DeleteSubscription { namespace, name } => {
                 let key = ResourceKey::new(namespace, name);
-                if self.subscription_ids.contains_key(&key) {
-                    self.commit(fx, BusRecord::SubscriptionDeleted { subscription: key });
+                if let Some(record) = self.deletion(&key) {
+                    self.commit(fx, record);
                     BusReply::NoContent
                 } else {
                     BusReply::ResourceRefused(ResourceError::NotFound {
@@ -109,15 +109,16 @@ impl EventBus {
                     .map(|(key, id)| (key.clone(), self.subscriptions[id].stats()))
                     .collect(),
             ),
-            BusRequest::ListDeadLetters { namespace } => BusReply::Resource {
-                status: 200,
-                body: self.dead_letters(namespace.as_deref()),
-            },
+            BusRequest::ListDeadLetters {
+                namespace,
+                after,
+                limit,
+            } => self.dead_letters(namespace.as_deref(), after.as_ref(), limit),
             BusRequest::ReplayDeadLetters {
                 namespace,
                 name,
-                event_id,
-            } => self.replay_dead_letters(fx, namespace, name, event_id),
+                selection,
+            } => self.replay_dead_letters(fx, namespace, name, selection),
         };
         self.pump(fx.now);
         reply
@@ -199,12 +200,9 @@ impl EventBus {
                 let at = fx.now;
                 if old.is_some() && bug_on!(self.bugs, LossOnSubscriptionUpdate) {
                     // Kyma 0.5 recreated an updated subscription: what it was owed is lost.
-                    self.commit(
-                        fx,
-                        BusRecord::SubscriptionDeleted {
-                            subscription: key.clone(),
-                        },
-                    );
+                    if let Some(record) = self.deletion(&key) {
+                        self.commit(fx, record);
+                    }
                 }
                 self.commit(
                     fx,
@@ -231,28 +229,49 @@ impl EventBus {
         ))
     }
 
-    pub(super) fn dead_letters(&self, namespace: Option<&str>) -> Value {
-        let mut out = Vec::new();
-        for (key, id) in &self.subscription_ids {
-            if namespace.is_some_and(|n| n != key.namespace) {
-                continue;
-            }
-            for seq in &self.subscriptions[id].dead {
-                let stored = &self.events[seq];
-                let e = &stored.event;
-                out.push(json!({
-                    "namespace": key.namespace,
-                    "subscription": key.name,
-                    "event-id": e.event_id,
-                    "source-id": e.source_id,
-                    "event-type": e.event_type,
-                    "event-type-version": e.event_type_version,
-                    "event-time": e.event_time,
-                    "accepted-at": stored.accepted_at.to_rfc3339(),
-                }));
+    /// The record deleting subscription `key`, if it exists: it names the events no other
+    /// subscription owes or holds, which the store may then forget.
+    fn deletion(&self, key: &ResourceKey) -> Option<BusRecord> {
+        let id = *self.subscription_ids.get(key)?;
+        let sub = &self.subscriptions[&id];
+        let mut held = sub.owed.clone();
+        held.add_all(&sub.dead);
+        Some(BusRecord::SubscriptionDeleted {
+            subscription: key.clone(),
+            released: self.released(id, &held),
+        })
+    }
+
+    pub(super) fn dead_letters(
+        &self,
+        namespace: Option<&str>,
+        after: Option<&DeadLetterRef>,
+        limit: usize,
+    ) -> BusReply {
+        let mut entries = Vec::new();
+        let mut more = None;
+        let keys = self
+            .subscription_ids
+            .iter()
+            .filter(|(key, _)| namespace.is_none_or(|n| n == key.namespace))
+            .filter(|(key, _)| after.is_none_or(|a| **key >= a.subscription));
+        'subscriptions: for (key, id) in keys {
+            let from = match after {
+                Some(a) if a.subscription == *key => a.seq.saturating_add(1),
+                _ => 0,
+            };
+            for seq in self.subscriptions[id].dead.range(from..) {
+                if entries.len() == limit {
+                    more = entries.last().cloned();
+                    break 'subscriptions;
+                }
+                entries.push(DeadLetterRef {
+                    subscription: key.clone(),
+                    seq,
+                });
             }
         }
-        Value::Array(out)
+        BusReply::DeadLetters { entries, more }
     }
 
     pub(super) fn replay_dead_letters(
@@ -260,7 +279,7 @@ impl EventBus {
         fx: &mut Effects<'_>,
         namespace: String,
         name: String,
-        event_id: Option<String>,
+        selection: ReplaySelection,
     ) -> BusReply {
         let key = ResourceKey::new(namespace, name);
         let Some(&id) = self.subscription_ids.get(&key) else {
@@ -269,31 +288,38 @@ impl EventBus {
                 key,
             });
         };
-        let key = Arc::clone(&self.subscriptions[&id].key);
-        let seqs: Vec<u64> = self.subscriptions[&id]
-            .dead
-            .iter()
-            .copied()
-            .filter(|seq| {
-                event_id
-                    .as_ref()
-                    .is_none_or(|e| *e == self.events[seq].event.event_id)
-            })
-            .collect();
-        for &seq in &seqs {
+        let sub = &self.subscriptions[&id];
+        let seqs = match selection {
+            ReplaySelection::All => sub.dead.clone(),
+            ReplaySelection::Seqs(seqs) => {
+                let mut seqs: SeqSet = seqs.into_iter().collect();
+                seqs.intersect_with(&sub.dead);
+                seqs
+            }
+            ReplaySelection::EventId(event_id) => {
+                return BusReply::ReplayNeedsEvents {
+                    subscription: key,
+                    event_id,
+                    seqs: sub.dead.iter().collect(),
+                };
+            }
+        };
+        let replayed = seqs.len();
+        if !seqs.is_empty() {
             let at = fx.now;
             self.commit(
                 fx,
-                BusRecord::DeadLetterReplayed {
-                    seq,
-                    subscription: Arc::clone(&key),
+                BusRecord::DeadLettersReplayed {
+                    subscription: Arc::clone(&sub.key),
+                    seqs,
                     at,
                 },
             );
         }
+        self.pump(fx.now);
         BusReply::Resource {
             status: 200,
-            body: json!({ "replayed": seqs.len() }),
+            body: json!({ "replayed": replayed }),
         }
     }
 

@@ -251,7 +251,7 @@ pub fn activation_resource(key: &ResourceKey, spec: &ActivationSpec) -> Value {
 }
 
 /// Delivery figures of one subscription, shown in its status.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct DeliveryStats {
     /// Events due and not yet acknowledged or dead-lettered (in flight included).
     pub pending: u64,
@@ -262,9 +262,43 @@ pub struct DeliveryStats {
     pub delivered: u64,
     /// Attempts that failed and were scheduled again (since the process started).
     pub retried: u64,
-    /// Events dead-lettered after the retention and not replayed.
+    /// Dead letters held (not replayed, not discarded).
     #[serde(rename = "deadLettered")]
     pub dead_lettered: u64,
+    /// Owed events dead-lettered because the backlog was over its limit.
+    #[serde(rename = "deadLetteredOverLimit")]
+    pub over_limit: u64,
+    /// Dead letters discarded because the subscription held more than its limit.
+    #[serde(rename = "deadLettersDiscarded")]
+    pub discarded: u64,
+    /// Set while the endpoint cannot be reached and the subscription backs off as a whole.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub backoff: Option<BackoffStatus>,
+}
+
+/// A subscription backing off: since when, why, and when it probes its endpoint next.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BackoffStatus {
+    /// When it started.
+    pub since: Timestamp,
+    /// Why.
+    pub reason: super::state::BackoffReason,
+    /// Failed probes, counting the failure that started it.
+    pub failures: u32,
+    /// When the next probe starts; `None` while one is in flight.
+    pub next_probe: Option<Timestamp>,
+}
+
+impl Serialize for BackoffStatus {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        json!({
+            "since": self.since.to_rfc3339(),
+            "reason": self.reason.as_str(),
+            "failures": self.failures,
+            "nextProbe": self.next_probe.map(Timestamp::to_rfc3339),
+        })
+        .serialize(s)
+    }
 }
 
 /// A Subscription in the CRD shape, with ACE's delivery figures in `status.delivery`.

@@ -20,6 +20,13 @@ struct Harness {
     records: VecDeque<Record>,
     log: Vec<Record>,
     now: Timestamp,
+    /// Backlog reads answered.
+    reads: usize,
+}
+
+/// The answer a store holding `log` gives to `read`.
+fn page_from(log: &[Record], read: &BacklogRead) -> BacklogPage {
+    BacklogPage::from_log(read, log)
 }
 
 fn spec(endpoint: &str) -> SubscriptionSpec {
@@ -57,9 +64,12 @@ impl Harness {
             records: VecDeque::new(),
             log: Vec::new(),
             now: Timestamp::from_unix_millis(T0),
+            reads: 0,
         }
     }
 
+    /// Runs `f` as the shell runs an input: then the records are durable, and the backlog
+    /// reads are answered from them, as the store would.
     fn run<R>(&mut self, f: impl FnOnce(&mut EventBus, &mut Effects<'_>) -> R) -> R {
         let mut fx = Effects {
             now: self.now,
@@ -68,7 +78,23 @@ impl Harness {
         };
         let r = f(&mut self.bus, &mut fx);
         self.log.extend(self.records.drain(..));
+        self.serve_reads();
         r
+    }
+
+    /// Answers the bus's backlog reads from the log, until it asks for nothing more.
+    fn serve_reads(&mut self) {
+        while let Some(read) = self.bus.poll_backlog_read() {
+            self.reads += 1;
+            let page = page_from(&self.log, &read);
+            let mut fx = Effects {
+                now: self.now,
+                rng: &mut self.rng,
+                records: &mut self.records,
+            };
+            self.bus.handle_backlog(&mut fx, page);
+            self.log.extend(self.records.drain(..));
+        }
     }
 
     fn req(&mut self, request: BusRequest) -> BusReply {
@@ -121,6 +147,21 @@ impl Harness {
         self.run(|bus, fx| bus.handle_delivery_outcome(fx, outcome));
     }
 
+    fn delete(&mut self, name: &str) -> BusReply {
+        self.req(BusRequest::DeleteSubscription {
+            namespace: "prod".into(),
+            name: name.into(),
+        })
+    }
+
+    fn replay_all(&mut self, name: &str) -> BusReply {
+        self.req(BusRequest::ReplayDeadLetters {
+            namespace: "prod".into(),
+            name: name.into(),
+            selection: ReplaySelection::All,
+        })
+    }
+
     fn stats(&self, name: &str) -> DeliveryStats {
         self.bus
             .subscription_stats("prod", name)
@@ -136,6 +177,14 @@ impl Harness {
         }
         bus
     }
+}
+
+/// A harness whose events are owed for `secs` seconds.
+fn with_retention(secs: u64) -> Harness {
+    Harness::with_config(BusConfig {
+        retention: Duration::from_secs(secs),
+        ..BusConfig::default()
+    })
 }
 
 fn ready() -> Harness {
@@ -932,7 +981,7 @@ fn a_2xx_acknowledges_and_the_event_is_forgotten() {
     h.outcome(&d[0], DeliveryResult::Status(204));
     assert_eq!(h.stats("sub").delivered, 1);
     assert_eq!(h.stats("sub").pending, 0);
-    assert_eq!(h.bus.stored_events(), 0);
+    assert_eq!(h.bus.loaded_events(), 0);
     assert_eq!(h.bus.poll_timeout(), None);
     assert_eq!(settled_in_flight(&h.bus), 0);
 }
@@ -1024,10 +1073,7 @@ fn max_inflight_is_never_exceeded_and_waiting_events_start_in_order() {
 
 #[test]
 fn retention_dead_letters_what_is_still_undelivered_and_replay_requeues_it() {
-    let mut h = Harness::with_config(BusConfig {
-        retention: Duration::from_secs(60),
-        ..BusConfig::default()
-    });
+    let mut h = with_retention(60);
     h.activate("prod", "svc");
     h.subscribe("prod", "sub", spec("http://a/"));
     h.publish(Some(&uuid(9)));
@@ -1044,14 +1090,33 @@ fn retention_dead_letters_what_is_still_undelivered_and_replay_requeues_it() {
     assert_eq!(h.stats("sub").dead_lettered, 1);
     assert_eq!(h.stats("sub").pending, 0);
     assert!(h.now >= Timestamp::from_unix_millis(T0 + 60_000));
-    let list = h.req(BusRequest::ListDeadLetters { namespace: None });
-    let list = list.body().unwrap_or(Value::Null);
-    assert_eq!(list[0]["event-id"], json!(uuid(9)));
-    assert_eq!(list[0]["subscription"], json!("sub"));
+    let list = h.req(BusRequest::ListDeadLetters {
+        namespace: None,
+        after: None,
+        limit: 10,
+    });
+    assert_eq!(
+        list.body(),
+        Some(json!([{"namespace": "prod", "subscription": "sub", "seq": 0}]))
+    );
+    // The event id is resolved by the shell, which reads the events from the store.
     let replay = h.req(BusRequest::ReplayDeadLetters {
         namespace: "prod".into(),
         name: "sub".into(),
-        event_id: Some(uuid(9)),
+        selection: ReplaySelection::EventId(uuid(9)),
+    });
+    assert_eq!(
+        replay,
+        BusReply::ReplayNeedsEvents {
+            subscription: ResourceKey::new("prod", "sub"),
+            event_id: uuid(9),
+            seqs: vec![0],
+        }
+    );
+    let replay = h.req(BusRequest::ReplayDeadLetters {
+        namespace: "prod".into(),
+        name: "sub".into(),
+        selection: ReplaySelection::Seqs(vec![0, 7]),
     });
     assert_eq!(replay.body(), Some(json!({"replayed": 1})));
     let d = h.deliveries();
@@ -1059,7 +1124,7 @@ fn retention_dead_letters_what_is_still_undelivered_and_replay_requeues_it() {
     h.outcome(&d[0], DeliveryResult::Status(200));
     assert_eq!(h.stats("sub").delivered, 1);
     assert_eq!(h.stats("sub").dead_lettered, 0);
-    assert_eq!(h.bus.stored_events(), 0);
+    assert_eq!(h.bus.loaded_events(), 0);
 }
 
 /// Attempts in flight whose event was settled meanwhile, over all subscriptions: what
@@ -1073,10 +1138,7 @@ fn settled_in_flight(bus: &EventBus) -> usize {
 
 #[test]
 fn an_attempt_in_flight_at_the_retention_counts_until_its_outcome() {
-    let mut h = Harness::with_config(BusConfig {
-        retention: Duration::from_secs(1),
-        ..BusConfig::default()
-    });
+    let mut h = with_retention(1);
     h.activate("prod", "svc");
     h.subscribe("prod", "sub", spec("http://a/"));
     h.publish(None);
@@ -1095,20 +1157,13 @@ fn an_attempt_in_flight_at_the_retention_counts_until_its_outcome() {
 
 #[test]
 fn a_dead_letter_replayed_while_its_attempt_is_in_flight_is_settled_by_that_attempt() {
-    let mut h = Harness::with_config(BusConfig {
-        retention: Duration::from_secs(1),
-        ..BusConfig::default()
-    });
+    let mut h = with_retention(1);
     h.activate("prod", "svc");
     h.subscribe("prod", "sub", spec("http://a/"));
     h.publish(None);
     let d = h.deliveries();
     h.advance(1000);
-    h.req(BusRequest::ReplayDeadLetters {
-        namespace: "prod".into(),
-        name: "sub".into(),
-        event_id: None,
-    });
+    h.replay_all("sub");
     // No second attempt while the first is in flight.
     assert!(h.deliveries().is_empty());
     assert_eq!(h.stats("sub").pending, 1);
@@ -1118,7 +1173,7 @@ fn a_dead_letter_replayed_while_its_attempt_is_in_flight_is_settled_by_that_atte
     assert_eq!(h.stats("sub").delivered, 1);
     assert_eq!(h.stats("sub").pending, 0);
     assert_eq!(h.stats("sub").in_flight, 0);
-    assert_eq!(h.bus.stored_events(), 0);
+    assert_eq!(h.bus.loaded_events(), 0);
     assert_eq!(settled_in_flight(&h.bus), 0);
     assert_eq!(h.bus.poll_timeout(), None);
 }
@@ -1173,12 +1228,9 @@ fn deleting_a_subscription_drops_its_pending_deliveries_counted() {
     h.publish(None);
     h.publish(None);
     let d = h.deliveries();
-    h.req(BusRequest::DeleteSubscription {
-        namespace: "prod".into(),
-        name: "sub".into(),
-    });
+    h.delete("sub");
     assert_eq!(h.bus.dropped(), 2);
-    assert_eq!(h.bus.stored_events(), 0);
+    assert_eq!(h.bus.loaded_events(), 0);
     h.subscribe("prod", "sub", spec("http://a/"));
     h.outcome(&d[0], DeliveryResult::Status(200));
     assert_eq!(h.stats("sub").delivered, 0);
@@ -1216,25 +1268,15 @@ fn replay_rebuilds_the_durable_state_and_redelivers_what_was_unacknowledged() {
 
 #[test]
 fn a_snapshot_rebuilds_the_same_durable_state() {
-    let mut h = Harness::with_config(BusConfig {
-        retention: Duration::from_secs(10),
-        ..BusConfig::default()
-    });
+    let mut h = with_retention(10);
     h.activate("prod", "svc");
     h.subscribe("prod", "sub", spec("http://a/"));
     h.subscribe("prod", "gone", spec("http://a/"));
     h.publish(Some(&uuid(0)));
-    h.req(BusRequest::DeleteSubscription {
-        namespace: "prod".into(),
-        name: "gone".into(),
-    });
+    h.delete("gone");
     h.advance(11_000);
     h.publish(Some(&uuid(1)));
-    h.req(BusRequest::ReplayDeadLetters {
-        namespace: "prod".into(),
-        name: "sub".into(),
-        event_id: None,
-    });
+    h.replay_all("sub");
     h.publish(Some(&uuid(2)));
     h.advance(1);
     for d in h.deliveries() {
@@ -1274,4 +1316,539 @@ fn the_ready_queue_keeps_events_in_order_once_each() {
     q.remove(4);
     let order: Vec<u64> = std::iter::from_fn(|| q.pop_first()).collect();
     assert_eq!(order, [1, 2, 5, 7, 9, 10]);
+}
+
+// --- A backlog larger than memory ---------------------------------------------------------
+
+fn windowed(window: usize, max_inflight: i64) -> Harness {
+    let mut h = Harness::with_config(BusConfig {
+        backlog_window: window,
+        ..BusConfig::default()
+    });
+    h.activate("prod", "svc");
+    let mut s = spec("http://a/");
+    s.max_inflight = max_inflight;
+    h.subscribe("prod", "sub", s);
+    h
+}
+
+/// Answers every delivery started with `result` until the bus has nothing left to do or
+/// `rounds` timer rounds have passed; returns the event ids delivered, in order.
+fn drain(h: &mut Harness, result: DeliveryResult, rounds: usize) -> Vec<String> {
+    let mut seen = Vec::new();
+    for _ in 0..rounds {
+        let started = h.deliveries();
+        for d in &started {
+            seen.push(d.event.event_id.clone());
+            h.outcome(d, result);
+        }
+        if started.is_empty() {
+            let Some(next) = h.bus.poll_timeout() else {
+                break;
+            };
+            h.now = next.max(h.now);
+            h.run(|bus, fx| bus.handle_timeout(fx));
+        }
+    }
+    seen
+}
+
+#[test]
+fn only_a_window_of_the_backlog_is_in_memory_and_every_event_is_delivered_in_order() {
+    let mut h = windowed(4, 2);
+    for n in 0..40 {
+        h.publish(Some(&uuid(n)));
+        assert!(
+            h.bus.loaded_events() <= 4,
+            "{} loaded",
+            h.bus.loaded_events()
+        );
+    }
+    assert_eq!(h.stats("sub").pending, 40);
+    let mut delivered = Vec::new();
+    loop {
+        let d = h.deliveries();
+        if d.is_empty() {
+            break;
+        }
+        for d in d {
+            assert!(h.bus.loaded_events() <= 4);
+            delivered.push(d.event.event_id.clone());
+            h.outcome(&d, DeliveryResult::Status(200));
+        }
+    }
+    assert_eq!(delivered, (0..40).map(uuid).collect::<Vec<_>>());
+    assert_eq!(h.stats("sub").delivered, 40);
+    assert_eq!(h.bus.loaded_events(), 0);
+    assert!(
+        h.reads >= 9,
+        "{} reads for 36 events beyond the window",
+        h.reads
+    );
+}
+
+#[test]
+fn a_subscriber_that_keeps_up_never_waits_for_a_read() {
+    let mut h = windowed(4, 2);
+    for n in 0..100 {
+        h.publish(Some(&uuid(n)));
+        for d in h.deliveries() {
+            h.outcome(&d, DeliveryResult::Status(200));
+        }
+    }
+    assert_eq!(h.stats("sub").delivered, 100);
+    assert_eq!(h.reads, 0);
+}
+
+#[test]
+fn the_window_survives_failures_and_retries_in_order_from_the_store() {
+    let mut h = windowed(3, 1);
+    for n in 0..12 {
+        h.publish(Some(&uuid(n)));
+    }
+    // Every event fails once (a 503: the endpoint is there), then is acknowledged.
+    let mut failed = std::collections::BTreeSet::new();
+    let mut acknowledged = Vec::new();
+    for _ in 0..500 {
+        loop {
+            let started = h.deliveries();
+            if started.is_empty() {
+                break;
+            }
+            for d in started {
+                if failed.insert(d.event.event_id.clone()) {
+                    h.outcome(&d, DeliveryResult::Status(503));
+                } else {
+                    acknowledged.push(d.event.event_id.clone());
+                    h.outcome(&d, DeliveryResult::Status(200));
+                }
+            }
+        }
+        let Some(next) = h.bus.poll_timeout() else {
+            break;
+        };
+        h.now = next.max(h.now);
+        h.run(|bus, fx| bus.handle_timeout(fx));
+    }
+    assert_eq!(acknowledged.len(), 12);
+    assert_eq!(h.stats("sub").pending, 0);
+    assert_eq!(h.stats("sub").retried, 12);
+}
+
+#[test]
+fn a_snapshot_carries_the_backlog_as_sets_and_the_rebuilt_bus_reads_it_back_in_order() {
+    let mut h = windowed(4, 400);
+    for n in 0..30 {
+        h.publish(Some(&uuid(n)));
+    }
+    let d = h.deliveries();
+    h.outcome(&d[1], DeliveryResult::Status(200));
+    let snapshot = h.bus.snapshot();
+    assert!(
+        snapshot
+            .iter()
+            .all(|r| !matches!(r, BusRecord::EventAccepted { .. })),
+        "no record per event"
+    );
+    let mut rebuilt = Harness::with_config(h.bus.config().clone());
+    rebuilt.log = h.log.clone();
+    for r in &snapshot {
+        rebuilt.bus.apply(r);
+    }
+    assert_eq!(rebuilt.bus, h.bus);
+    assert_eq!(rebuilt.bus.loaded_events(), 0);
+    rebuilt.now = h.now;
+    rebuilt.run(|bus, fx| bus.handle_timeout(fx));
+    let ids = drain(&mut rebuilt, DeliveryResult::Status(200), 100);
+    let expected: Vec<String> = (0..30).filter(|&n| n != 1).map(uuid).collect();
+    assert_eq!(ids, expected);
+}
+
+#[test]
+fn retention_dead_letters_events_that_were_never_loaded_with_one_record() {
+    let mut h = Harness::with_config(BusConfig {
+        backlog_window: 2,
+        retention: Duration::from_secs(60),
+        ..BusConfig::default()
+    });
+    h.activate("prod", "svc");
+    let mut s = spec("http://a/");
+    s.max_inflight = 1;
+    h.subscribe("prod", "sub", s);
+    for n in 0..50 {
+        h.publish(Some(&uuid(n)));
+    }
+    let reads = h.reads;
+    h.log.clear();
+    // Nothing is answered; the retention passes.
+    h.advance(61_000);
+    let expired: Vec<_> = h
+        .log
+        .iter()
+        .filter(|r| matches!(r, Record::Bus(BusRecord::RetentionPassed { .. })))
+        .collect();
+    assert_eq!(expired.len(), 1);
+    assert_eq!(h.stats("sub").dead_lettered, 50);
+    assert_eq!(h.stats("sub").pending, 0);
+    assert_eq!(h.reads, reads, "expiry reads nothing");
+    assert_eq!(h.bus.loaded_events(), 0);
+    assert_eq!(h.bus.poll_timeout(), None);
+}
+
+#[test]
+fn a_replayed_dead_letter_gets_a_fresh_retention_and_a_new_event_its_own() {
+    let mut h = with_retention(10);
+    h.activate("prod", "svc");
+    h.subscribe("prod", "sub", spec("http://a/"));
+    h.publish(Some(&uuid(0)));
+    h.deliveries();
+    h.advance(10_000);
+    assert_eq!(h.stats("sub").dead_lettered, 1);
+    h.advance(5_000);
+    h.replay_all("sub");
+    h.publish(Some(&uuid(1)));
+    h.advance(9_000);
+    assert_eq!(h.stats("sub").pending, 2, "neither has expired yet");
+    // Expiry times are rounded up to 1/1024 of the retention.
+    h.advance(1_010);
+    assert_eq!(h.stats("sub").pending, 0);
+    assert_eq!(h.stats("sub").dead_lettered, 2);
+    assert_eq!(h.replayed(), h.bus);
+}
+
+#[test]
+fn over_the_backlog_limit_the_oldest_owed_events_are_dead_lettered_counted() {
+    let mut h = Harness::with_config(BusConfig {
+        max_backlog_events: 10,
+        max_dead_letters: 6,
+        ..BusConfig::default()
+    });
+    h.activate("prod", "svc");
+    let mut s = spec("http://a/");
+    s.max_inflight = 1;
+    h.subscribe("prod", "sub", s);
+    for n in 0..25 {
+        h.publish(Some(&uuid(n)));
+        assert!(h.stats("sub").pending <= 10);
+    }
+    let stats = h.stats("sub");
+    assert_eq!(stats.pending, 10);
+    assert_eq!(stats.over_limit, 15);
+    // Of the 15, the 6 newest are kept as dead letters; the others were discarded, counted.
+    assert_eq!(stats.dead_lettered, 6);
+    assert_eq!(stats.discarded, 9);
+    let list = h.req(BusRequest::ListDeadLetters {
+        namespace: Some("prod".into()),
+        after: None,
+        limit: 100,
+    });
+    let BusReply::DeadLetters { entries, more } = list else {
+        panic!("{list:?}")
+    };
+    assert_eq!(
+        entries.iter().map(|e| e.seq).collect::<Vec<_>>(),
+        [9, 10, 11, 12, 13, 14]
+    );
+    assert_eq!(more, None);
+    let discarded = h.log.iter().find_map(|r| match r {
+        Record::Bus(BusRecord::DeadLettersDiscarded { released, .. }) => Some(released.clone()),
+        _ => None,
+    });
+    assert!(
+        discarded.is_some_and(|r| r.contains(0)),
+        "a discarded event no one holds is released to the store"
+    );
+    // The oldest owed event is the first still delivered.
+    let d = h.deliveries();
+    assert_eq!(
+        d[0].event.event_id,
+        uuid(0),
+        "already in flight before the limit"
+    );
+    h.outcome(&d[0], DeliveryResult::Status(200));
+    let d = h.deliveries();
+    assert_eq!(d[0].event.event_id, uuid(15));
+    assert_eq!(h.replayed(), h.bus);
+}
+
+#[test]
+fn dead_letters_are_listed_in_pages() {
+    let mut h = with_retention(1);
+    h.activate("prod", "svc");
+    h.subscribe("prod", "a", spec("http://a/"));
+    h.subscribe("prod", "b", spec("http://b/"));
+    for n in 0..3 {
+        h.publish(Some(&uuid(n)));
+    }
+    h.advance(2_000);
+    let mut after = None;
+    let mut seen = Vec::new();
+    loop {
+        let reply = h.req(BusRequest::ListDeadLetters {
+            namespace: None,
+            after: after.clone(),
+            limit: 4,
+        });
+        let BusReply::DeadLetters { entries, more } = reply else {
+            panic!("{reply:?}")
+        };
+        seen.extend(
+            entries
+                .iter()
+                .map(|e| format!("{}/{}", e.subscription.name, e.seq)),
+        );
+        match more {
+            Some(next) => after = Some(next),
+            None => break,
+        }
+    }
+    assert_eq!(seen, ["a/0", "a/1", "a/2", "b/0", "b/1", "b/2"]);
+    let token: DeadLetterRef = "prod/a/2".parse().expect("a token");
+    assert_eq!(token.to_string(), "prod/a/2");
+    assert!("prod/a".parse::<DeadLetterRef>().is_err());
+    assert!("prod/a/x".parse::<DeadLetterRef>().is_err());
+}
+
+#[test]
+fn the_last_holder_of_an_event_releases_it_to_the_store() {
+    let mut h = ready();
+    h.subscribe("prod", "other", spec("http://b/"));
+    h.publish(None);
+    let d = h.deliveries();
+    h.outcome(&d[0], DeliveryResult::Status(200));
+    h.outcome(&d[1], DeliveryResult::Status(200));
+    let released: Vec<bool> = h
+        .log
+        .iter()
+        .filter_map(|r| match r {
+            Record::Bus(BusRecord::DeliveryAcknowledged { released, .. }) => Some(*released),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(released, [false, true]);
+    h.publish(None);
+    h.delete("sub");
+    h.delete("other");
+    let deleted: Vec<u64> = h
+        .log
+        .iter()
+        .filter_map(|r| match r {
+            Record::Bus(BusRecord::SubscriptionDeleted { released, .. }) => Some(released.len()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(deleted, [0, 1]);
+}
+
+#[test]
+fn a_dead_endpoint_is_probed_one_push_at_a_time_and_an_answer_ends_the_backoff() {
+    let mut h = windowed(64, 10);
+    for n in 0..50 {
+        h.publish(Some(&uuid(n)));
+    }
+    let first = h.deliveries();
+    assert_eq!(first.len(), 10);
+    for d in &first {
+        h.outcome(d, DeliveryResult::ConnectionError);
+    }
+    // The first two failures freed slots before the third started the backoff.
+    let refilled = h.deliveries();
+    assert_eq!(refilled.len(), 2);
+    for d in &refilled {
+        h.outcome(d, DeliveryResult::ConnectionError);
+    }
+    let backoff = h.stats("sub").backoff.expect("backing off");
+    assert_eq!(backoff.reason, BackoffReason::ConnectionFailed);
+    let status = serde_json::to_value(h.stats("sub")).expect("serializes");
+    assert_eq!(status["backoff"]["reason"], json!("connection-failed"));
+    // An hour of a dead endpoint: probes only, spaced by the retry policy (at most 60 s).
+    let mut attempts = 0;
+    let start = h.now;
+    while h.now < start.saturating_add(Duration::from_secs(3600)) {
+        let d = h.deliveries();
+        assert!(d.len() <= 1, "{} at once while backing off", d.len());
+        for d in &d {
+            attempts += 1;
+            assert_eq!(h.stats("sub").in_flight, 1);
+            h.outcome(d, DeliveryResult::ConnectionError);
+        }
+        let next = h.bus.poll_timeout().expect("a probe is scheduled");
+        h.now = next.max(h.now);
+        h.run(|bus, fx| bus.handle_timeout(fx));
+    }
+    assert!(
+        (55..=200).contains(&attempts),
+        "{attempts} probes in an hour"
+    );
+    assert_eq!(
+        h.stats("sub").backoff.map(|b| b.failures),
+        Some(attempts + 1)
+    );
+    // The endpoint answers again: the probe's 200 ends the backoff, and the rest flows.
+    let ids = drain(&mut h, DeliveryResult::Status(200), 100);
+    assert_eq!(ids.len(), 50);
+    assert_eq!(h.stats("sub").backoff, None);
+    assert_eq!(h.stats("sub").delivered, 50);
+}
+
+#[test]
+fn timeouts_back_off_too_and_a_new_endpoint_is_tried_at_once() {
+    let mut h = windowed(64, 5);
+    for n in 0..10 {
+        h.publish(Some(&uuid(n)));
+    }
+    assert_eq!(h.deliveries().len(), 5);
+    h.advance(2_000);
+    assert_eq!(
+        h.stats("sub").backoff.map(|b| b.reason),
+        Some(BackoffReason::Timeout)
+    );
+    assert!(h.deliveries().is_empty());
+    let mut s = spec("http://fixed/");
+    s.max_inflight = 5;
+    h.subscribe("prod", "sub", s);
+    assert_eq!(h.stats("sub").backoff, None);
+    assert_eq!(h.deliveries().len(), 5);
+}
+
+#[test]
+fn failures_with_an_answer_never_back_off() {
+    let mut h = windowed(64, 5);
+    for n in 0..10 {
+        h.publish(Some(&uuid(n)));
+    }
+    for d in h.deliveries() {
+        h.outcome(&d, DeliveryResult::Status(503));
+    }
+    assert_eq!(h.stats("sub").backoff, None);
+}
+
+#[test]
+fn a_full_store_refuses_publishes_with_507_until_there_is_room() {
+    let mut h = ready();
+    h.bus.handle_storage(true);
+    let reply = h.publish(None);
+    assert_eq!(reply.status(), 507);
+    assert_eq!(
+        reply.body(),
+        Some(
+            json!({"status": 507, "type": "insufficient_storage", "message": publish::INSUFFICIENT_STORAGE_MESSAGE})
+        )
+    );
+    let reply = h.req(BusRequest::Publish {
+        method: "POST".into(),
+        source_id_header: None,
+        body: body_with(json!({}), &[]),
+        headers: vec![],
+    });
+    assert_eq!(reply.status(), 507);
+    assert_eq!(
+        reply.body().map(|b| b["type"].clone()),
+        Some(json!("insufficient_storage"))
+    );
+    // A bad event is still told what is wrong with it.
+    let reply = h.req(BusRequest::Publish {
+        method: "POST".into(),
+        source_id_header: None,
+        body: b"{".to_vec(),
+        headers: vec![],
+    });
+    assert_eq!(reply.status(), 400);
+    assert!(
+        h.log
+            .iter()
+            .all(|r| !matches!(r, Record::Bus(BusRecord::EventAccepted { .. })))
+    );
+    h.bus.handle_storage(false);
+    assert_eq!(h.publish(None).status(), 200);
+}
+
+#[test]
+fn a_read_answered_after_its_subscription_was_deleted_is_ignored() {
+    let mut h = windowed(2, 1);
+    for n in 0..6 {
+        h.publish(Some(&uuid(n)));
+    }
+    let d = h.deliveries();
+    // Settle the window without answering the read the bus then asks for.
+    let mut fx_records = VecDeque::new();
+    let mut fx = Effects {
+        now: h.now,
+        rng: &mut h.rng,
+        records: &mut fx_records,
+    };
+    h.bus.handle_delivery_outcome(
+        &mut fx,
+        DeliveryOutcome {
+            delivery: d[0].id,
+            result: DeliveryResult::Status(200),
+        },
+    );
+    let read = h.bus.poll_backlog_read().expect("a read");
+    h.delete("sub");
+    let page = page_from(&h.log, &read);
+    h.run(|bus, fx| bus.handle_backlog(fx, page));
+    assert_eq!(h.bus.loaded_events(), 0);
+}
+
+#[test]
+fn a_second_read_waits_for_the_first_page() {
+    let mut h = windowed(2, 2);
+    // Answer nothing automatically: run inputs directly.
+    let mut fx_records = VecDeque::new();
+    for n in 0..6 {
+        let mut fx = Effects {
+            now: h.now,
+            rng: &mut h.rng,
+            records: &mut fx_records,
+        };
+        h.bus.publish_from_gateway(
+            &mut fx,
+            "ec-default",
+            GatewayEvent {
+                body: event_body(Some(&uuid(n))),
+                headers: vec![],
+            },
+        );
+    }
+    h.log.extend(fx_records.drain(..));
+    let mut seen = Vec::new();
+    let mut pending_reads = Vec::new();
+    for _ in 0..50 {
+        while let Some(read) = h.bus.poll_backlog_read() {
+            pending_reads.push(read);
+        }
+        let d: Vec<Delivery> = std::iter::from_fn(|| h.bus.poll_delivery()).collect();
+        for d in &d {
+            seen.push(d.event.event_id.clone());
+            let mut fx = Effects {
+                now: h.now,
+                rng: &mut h.rng,
+                records: &mut fx_records,
+            };
+            h.bus.handle_delivery_outcome(
+                &mut fx,
+                DeliveryOutcome {
+                    delivery: d.id,
+                    result: DeliveryResult::Status(200),
+                },
+            );
+            h.log.extend(fx_records.drain(..));
+            while let Some(read) = h.bus.poll_backlog_read() {
+                pending_reads.push(read);
+            }
+        }
+        // The store answers the oldest read only when nothing else happens.
+        if d.is_empty() && !pending_reads.is_empty() {
+            let read = pending_reads.remove(0);
+            let page = page_from(&h.log, &read);
+            let mut fx = Effects {
+                now: h.now,
+                rng: &mut h.rng,
+                records: &mut fx_records,
+            };
+            h.bus.handle_backlog(&mut fx, page);
+        }
+    }
+    assert_eq!(seen, (0..6).map(uuid).collect::<Vec<_>>());
 }

@@ -214,6 +214,24 @@ impl Model {
         std::mem::take(&mut self.proxy_changed).then(|| self.state.proxy_table())
     }
 
+    /// The next read of owed events the Event Bus needs from the store (the metadata of
+    /// accepted events, by sequence number): answer it with [`Model::handle_backlog`], after
+    /// the records queued so far are durable.
+    pub fn poll_backlog_read(&mut self) -> Option<crate::bus::BacklogRead> {
+        self.state.bus.poll_backlog_read()
+    }
+
+    /// Takes in the events a backlog read asked for.
+    pub fn handle_backlog(&mut self, now: Timestamp, page: crate::bus::BacklogPage) {
+        self.with_bus(now, |bus, fx| bus.handle_backlog(fx, page));
+    }
+
+    /// Whether the store is over its space budget: while it is, publishes are refused with
+    /// 507.
+    pub fn handle_storage(&mut self, full: bool) {
+        self.state.bus.handle_storage(full);
+    }
+
     /// The next delivery to start.
     pub fn poll_delivery(&mut self) -> Option<Delivery> {
         self.state.bus.poll_delivery()

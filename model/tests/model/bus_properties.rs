@@ -13,8 +13,8 @@ use std::time::Duration;
 
 use ace_model::bus::ledger::DeliveryLedger;
 use ace_model::bus::{
-    ActivationSpec, BusConfig, BusRecord, BusRequest, Delivery, DeliveryOutcome, DeliveryResult,
-    ResourceKey, RetryPolicy, SubscriptionSpec,
+    ActivationSpec, BacklogPage, BacklogRead, BusConfig, BusRecord, BusRequest, DeadLetterReason,
+    Delivery, DeliveryOutcome, DeliveryResult, ResourceKey, RetryPolicy, SubscriptionSpec,
 };
 use ace_model::{Config, Model, Record, Request, Timestamp};
 use proptest::prelude::*;
@@ -65,6 +65,10 @@ enum Op {
         ms: u64,
     },
     Restart,
+    /// The store answers one of the backlog reads waiting.
+    AnswerRead {
+        pick: usize,
+    },
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -82,6 +86,7 @@ fn op() -> impl Strategy<Value = Op> {
         8 => (any::<usize>(), 0..4u8).prop_map(|(pick, result)| Op::Outcome { pick, result }),
         3 => (0..8000u64).prop_map(|ms| Op::Advance { ms }),
         1 => Just(Op::Restart),
+        4 => any::<usize>().prop_map(|pick| Op::AnswerRead { pick }),
     ]
 }
 
@@ -93,6 +98,8 @@ fn config() -> Config {
                 initial: Duration::from_millis(500),
                 max: MAX_BACKOFF,
             },
+            // A small window: the backlog beyond it is read back from the store often.
+            backlog_window: 2,
             ..BusConfig::default()
         },
         ..Config::default()
@@ -114,6 +121,8 @@ struct World {
     next_event: u64,
     /// Event id and acceptance time, by the bus's sequence number.
     accepted: BTreeMap<u64, (String, Timestamp)>,
+    /// Backlog reads the store has not answered yet.
+    reads: Vec<BacklogRead>,
     /// When the final phase began: from then on an activated subscription gets everything
     /// within the longest backoff, so a later dead letter means it was stuck.
     healing_since: Option<Timestamp>,
@@ -134,6 +143,7 @@ impl World {
             next_ledger_id: 0,
             next_event: 0,
             accepted: BTreeMap::new(),
+            reads: Vec::new(),
             healing_since: None,
         }
     }
@@ -177,25 +187,37 @@ impl World {
                 Record::Bus(BusRecord::EventAccepted { seq, at, event, .. }) => {
                     self.accepted.insert(*seq, (event.event_id.clone(), *at));
                 }
-                Record::Bus(BusRecord::DeadLettered { seq, subscription }) => {
-                    let (id, at) = self.accepted[seq].clone();
-                    assert!(
-                        self.now >= at.saturating_add(RETENTION),
-                        "dead-lettered before the retention"
-                    );
-                    if let Some(since) = self.healing_since
-                        && self.activated(subscription)
-                    {
+                Record::Bus(BusRecord::EventsDeadLettered {
+                    subscription,
+                    seqs,
+                    reason,
+                }) => {
+                    assert_eq!(*reason, DeadLetterReason::Retention, "no limit is reached");
+                    for seq in seqs.iter() {
+                        let (id, at) = self.accepted[&seq].clone();
                         assert!(
-                            self.now <= since.saturating_add(MAX_BACKOFF),
-                            "{subscription} was stuck: event {id} dead-lettered while healthy"
+                            self.now >= at.saturating_add(RETENTION),
+                            "dead-lettered before the retention"
                         );
+                        if let Some(since) = self.healing_since
+                            && self.activated(subscription)
+                        {
+                            assert!(
+                                self.now <= since.saturating_add(MAX_BACKOFF),
+                                "{subscription} was stuck: event {id} dead-lettered while healthy"
+                            );
+                        }
+                        self.ledger.dead_lettered(&id, subscription);
                     }
-                    self.ledger.dead_lettered(&id, subscription);
                 }
                 _ => {}
             }
             self.log.push(record);
+        }
+        // Backlog reads wait for the store, which answers them when an `AnswerRead` step
+        // says so (and every one when healing): the bus goes on meanwhile.
+        while let Some(read) = self.model.poll_backlog_read() {
+            self.reads.push(read);
         }
         while let Some(delivery) = self.model.poll_delivery() {
             let id = self.next_ledger_id;
@@ -206,8 +228,20 @@ impl World {
         }
     }
 
+    /// The store answers read `pick` of those waiting, with what it was given.
+    fn answer_read(&mut self, pick: usize) {
+        if self.reads.is_empty() {
+            return;
+        }
+        let read = self.reads.remove(pick % self.reads.len());
+        let page = BacklogPage::from_log(&read, &self.log);
+        self.model.handle_backlog(self.now, page);
+        self.settle();
+    }
+
     fn step(&mut self, op: &Op) {
         match *op {
+            Op::AnswerRead { pick } => self.answer_read(pick),
             Op::Publish {
                 source,
                 event_type,
@@ -343,6 +377,8 @@ impl World {
                 self.advance_to(self.now.saturating_add(Duration::from_millis(ms)))
             }
             Op::Restart => {
+                // Reads of the old process are never answered.
+                self.reads.clear();
                 for (id, _) in std::mem::take(&mut self.outstanding) {
                     self.ledger.finished(id, false);
                 }
@@ -390,6 +426,10 @@ impl World {
     fn heal(&mut self) {
         self.healing_since = Some(self.now);
         for _ in 0..100_000 {
+            if !self.reads.is_empty() {
+                self.answer_read(0);
+                continue;
+            }
             if let Some((id, delivery)) = self.outstanding.pop() {
                 self.ledger.finished(id, true);
                 self.model.handle_delivery_outcome(
@@ -471,7 +511,7 @@ fn a_steady_stream_of_acknowledged_events_leaves_nothing_stored() {
         });
         world.heal();
     }
-    assert_eq!(world.model.state().bus().stored_events(), 0);
+    assert_eq!(world.model.state().bus().loaded_events(), 0);
     assert_eq!(
         world
             .model

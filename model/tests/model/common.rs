@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use ace_model::bus::BacklogPage;
 use ace_model::config::SubjectTemplate;
 use ace_model::connector::{
     CsrSubmission, IssuedCertificate, ParsedCsr, PeerCertificate, PublicKeyKind, SignatureAlgorithm,
@@ -106,6 +107,18 @@ impl Harness {
             peer: cert.map(peer_of),
             call,
         })
+    }
+
+    /// Answers the Event Bus's backlog reads from the durable log, as the store would (the
+    /// events without their bodies, which it keeps apart), until it asks for nothing more.
+    pub fn serve_reads(&mut self) {
+        while let Some(read) = self.model.poll_backlog_read() {
+            let page = BacklogPage::from_log(&read, &self.log);
+            self.model.handle_backlog(self.now, page);
+            while let Some(r) = self.model.poll_record() {
+                self.log.push(r);
+            }
+        }
     }
 
     pub fn replayed(&self) -> Model {

@@ -252,6 +252,10 @@ pub fn admin_token(seed: u64) -> String {
     ace_model::hex::lower(&seed_bytes(seed, 2))
 }
 
+/// Owed events each subscription of the world keeps in memory (at least its
+/// `max_inflight`): small, so that the world's backlogs move through the store.
+pub const BACKLOG_WINDOW: usize = 2;
+
 /// The network turmoil gives its hosts: every peer of `ace` is there, so the world's egress
 /// policy allows it (ACE's own listeners stay refused).
 pub const SIM_NETWORK: &str = "192.168.0.0/16";
@@ -279,6 +283,8 @@ pub fn options(dir: &std::path::Path, seed: u64) -> ServeOptions {
         initial: Duration::from_millis(200),
         max: Duration::from_secs(2),
     };
+    // A window of two: every backlog beyond it is read back from the store as it moves.
+    opts.bus.backlog_window = BACKLOG_WINDOW;
     opts.token_ttl = TOKEN_TTL;
     if let Ok(net) = SIM_NETWORK.parse() {
         opts.egress.allowed_networks.push(net);

@@ -24,6 +24,7 @@ fn caught_by(bug: Bug) -> (u64, &'static str) {
         Bug::MaxInflightIgnored => (1, "max_inflight"),
         Bug::TokenCachedForever => (1, "proxy"),
         Bug::ProxyEgressOpen => (1, "the proxy never reaches ACE's own surfaces"),
+        Bug::BacklogWindowForgets => (1, "at-least-once"),
     }
 }
 

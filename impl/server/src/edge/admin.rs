@@ -74,14 +74,19 @@ pub async fn route(app: &App, req: hyper::Request<Incoming>) -> Response {
                 Ok(body) => body,
                 Err(r) => return r,
             };
-            return app
-                .call(Request::Document {
-                    kind: DocumentKind::DeadLetterReplay,
-                    namespace: owned(ns),
-                    name: owned(name),
-                    body: body.to_vec(),
-                })
-                .await;
+            let request = Request::Document {
+                kind: DocumentKind::DeadLetterReplay,
+                namespace: owned(ns),
+                name: owned(name),
+                body: body.to_vec(),
+            };
+            return super::deadletters::replay(app, request).await;
+        }
+        (["v1", "deadletters"], &Method::GET) => {
+            return super::deadletters::list(app, None, req.uri().query()).await;
+        }
+        (["v1", "namespaces", ns, "deadletters"], &Method::GET) => {
+            return super::deadletters::list(app, Some(owned(ns)), req.uri().query()).await;
         }
         (segs, method) => {
             return match query(segs, method) {
@@ -174,14 +179,6 @@ fn query(segs: &[&str], method: &Method) -> Option<Request> {
                 name: owned(name),
             })
         }
-        (["v1", "deadletters"], &Method::GET) => {
-            bus(BusRequest::ListDeadLetters { namespace: None })
-        }
-        (["v1", "namespaces", ns, "deadletters"], &Method::GET) => {
-            bus(BusRequest::ListDeadLetters {
-                namespace: Some(owned(ns)),
-            })
-        }
         (["v1", "subscriptions"], &Method::GET) => {
             bus(BusRequest::ListSubscriptions { namespace: None })
         }
@@ -222,7 +219,10 @@ async fn metrics_text(app: &App) -> String {
                     ("delivered", stats.delivered),
                     ("retried", stats.retried),
                     ("dead_lettered", stats.dead_lettered),
+                    ("dead_lettered_over_limit", stats.over_limit),
+                    ("dead_letters_discarded", stats.discarded),
                 ],
+                backoff: stats.backoff.map(|b| b.reason.as_str()),
             })
             .collect();
         app.metrics.set_subscriptions(&figures);

@@ -6,6 +6,7 @@ pub mod admin;
 pub mod auth;
 pub mod body;
 pub mod connector;
+pub mod deadletters;
 pub mod gateway;
 pub mod listen;
 pub mod osb;
@@ -94,6 +95,8 @@ pub struct App {
     pub proxy_tables: ProxyTables,
     /// The admin listener's bearer token (`None`: no authentication).
     pub admin_token: Option<auth::AdminToken>,
+    /// The store's reader of accepted events (dead letters' fields).
+    pub events: Arc<dyn crate::store::EventReader>,
 }
 
 impl App {

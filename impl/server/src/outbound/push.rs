@@ -32,7 +32,7 @@ use tokio::sync::mpsc;
 use super::egress::refusal_of;
 use crate::driver::{OutcomeSender, now};
 use crate::metrics::Metrics;
-use crate::store::EventBodies;
+use crate::store::EventReader;
 
 /// Most idle connections kept per subscriber host: `max_inflight` goes up to 400 per
 /// subscription, and several subscriptions may share a host.
@@ -45,7 +45,7 @@ pub const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 struct Shared<N: Net> {
     connector: NetConnector<N>,
     clock: Clock,
-    bodies: Arc<dyn EventBodies>,
+    bodies: Arc<dyn EventReader>,
     outcomes: OutcomeSender,
     metrics: Arc<Metrics>,
 }
@@ -56,7 +56,7 @@ struct Shared<N: Net> {
 pub async fn run<N: Net>(
     connector: NetConnector<N>,
     clock: Clock,
-    bodies: Arc<dyn EventBodies>,
+    bodies: Arc<dyn EventReader>,
     mut deliveries: mpsc::UnboundedReceiver<Delivery>,
     outcomes: OutcomeSender,
     metrics: Arc<Metrics>,
@@ -479,7 +479,7 @@ mod tests {
     }
 
     impl Driver {
-        fn start(net: MemoryNet, bodies: Arc<dyn EventBodies>) -> Driver {
+        fn start(net: MemoryNet, bodies: Arc<dyn EventReader>) -> Driver {
             let clock = Clock::new(1_700_000_000_000);
             let tls = tls_connector(
                 &TlsOptions {
@@ -543,7 +543,7 @@ mod tests {
             seq: 7,
             at: ace_model::Timestamp::EPOCH,
             event: delivery(7, &Clock::new(0), r#"{"order":7}"#, false).event,
-            deliveries: Vec::new(),
+            deliveries: vec![Arc::new(ace_model::bus::ResourceKey::new("prod", "orders"))],
         });
         store
             .append_now(vec![stored])

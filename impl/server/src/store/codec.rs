@@ -1,15 +1,16 @@
-//! How records are stored: each record's logged form as JSON, with an accepted event's body
-//! kept apart (by sequence number), and a batch of them as one journal frame.
+//! How records are stored: each record's logged form as JSON, with an accepted event kept
+//! apart (by sequence number: its logged record, which is its metadata, and its body), the
+//! events a record releases, and a batch of them as one journal frame.
 
-use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use ace_model::Record;
-use ace_model::bus::BusRecord;
+use ace_model::bus::{BusRecord, SeqSet, StoredEvent};
 
 use super::StoreError;
 
-/// The record as logged, and the body to keep apart if it is an accepted event's.
+/// The record as logged, and the body to keep apart if it is an accepted event's that some
+/// subscription is due (an event due to none is never read back).
 pub fn split_body(record: &Record) -> (std::borrow::Cow<'_, Record>, Option<(u64, String)>) {
     match record {
         Record::Bus(BusRecord::EventAccepted {
@@ -24,22 +25,48 @@ pub fn split_body(record: &Record) -> (std::borrow::Cow<'_, Record>, Option<(u64
                 event: Arc::new(event.without_body()),
                 deliveries: deliveries.clone(),
             });
-            (
-                std::borrow::Cow::Owned(logged),
-                Some((*seq, event.data.clone())),
-            )
+            let body = (!deliveries.is_empty()).then(|| (*seq, event.data.clone()));
+            (std::borrow::Cow::Owned(logged), body)
         }
         other => (std::borrow::Cow::Borrowed(other), None),
     }
 }
 
-/// A record as stored: its logged form's JSON, and the body kept apart, if any.
+/// The events `record` says the store may forget: no subscription owes or holds them.
+pub fn released(record: &Record) -> SeqSet {
+    match record {
+        Record::Bus(BusRecord::DeliveryAcknowledged {
+            seq,
+            released: true,
+            ..
+        }) => SeqSet::from_iter([*seq]),
+        Record::Bus(
+            BusRecord::SubscriptionDeleted { released, .. }
+            | BusRecord::DeadLettersDiscarded { released, .. },
+        ) => released.clone(),
+        _ => SeqSet::new(),
+    }
+}
+
+/// A record as stored: its logged form's JSON, the event kept apart, if any, and the events
+/// it releases.
 #[derive(Debug)]
 pub struct Encoded {
     /// The logged record, JSON.
     pub record: Vec<u8>,
-    /// The body kept apart: sequence number and text.
+    /// The event kept apart: its sequence number and body text (its metadata is `record`).
     pub body: Option<(u64, String)>,
+    /// The events the store may forget once this record is written.
+    pub released: SeqSet,
+}
+
+impl Encoded {
+    /// Bytes the store keeps for the event this record accepts (its metadata and its body).
+    pub fn kept_bytes(&self) -> u64 {
+        self.body
+            .as_ref()
+            .map_or(0, |(_, body)| (self.record.len() + body.len()) as u64)
+    }
 }
 
 pub fn encode(records: &[Record]) -> Result<Vec<Encoded>, StoreError> {
@@ -51,9 +78,22 @@ pub fn encode(records: &[Record]) -> Result<Vec<Encoded>, StoreError> {
                 record: serde_json::to_vec(logged.as_ref())
                     .map_err(|e| StoreError::Corrupt(format!("a record does not encode: {e}")))?,
                 body,
+                released: released(record),
             })
         })
         .collect()
+}
+
+/// The accepted event a kept record holds, read back.
+pub fn stored_event(seq: u64, record: &[u8]) -> Result<StoredEvent, StoreError> {
+    match decode(record, format_args!("event {seq}"))? {
+        Record::Bus(BusRecord::EventAccepted { at, event, .. }) => {
+            Ok(StoredEvent { seq, at, event })
+        }
+        _ => Err(StoreError::Corrupt(format!(
+            "event {seq} is kept as another kind of record"
+        ))),
+    }
 }
 
 /// A batch as the journal keeps it: per record, its length and JSON, then `1`, the event's
@@ -115,20 +155,37 @@ pub fn journal_entries(mut payload: &[u8]) -> Result<Vec<Encoded>, StoreError> {
                 Some((seq, body))
             }
         };
-        entries.push(Encoded { record, body });
+        // Only the records that can release events are read again.
+        let released = if names_released(&record) {
+            released(&decode(&record, "a journal record")?)
+        } else {
+            SeqSet::new()
+        };
+        entries.push(Encoded {
+            record,
+            body,
+            released,
+        });
     }
     Ok(entries)
 }
 
-/// The events a snapshot still owes.
-pub fn owed_events(snapshot: &[Record]) -> BTreeSet<u64> {
-    snapshot
-        .iter()
-        .filter_map(|r| match r {
-            Record::Bus(BusRecord::EventAccepted { seq, .. }) => Some(*seq),
-            _ => None,
-        })
-        .collect()
+/// Whether a logged record may release events (names `released`).
+fn names_released(record: &[u8]) -> bool {
+    const NAME: &[u8] = b"\"released\"";
+    record.windows(NAME.len()).any(|w| w == NAME)
+}
+
+/// The events a snapshot still owes or holds as dead letters: what the store must keep.
+pub fn held_events(snapshot: &[Record]) -> SeqSet {
+    let mut held = SeqSet::new();
+    for record in snapshot {
+        if let Record::Bus(BusRecord::SubscriptionBacklog { owed, dead, .. }) = record {
+            held.add_all(owed);
+            held.add_all(dead);
+        }
+    }
+    held
 }
 
 /// Decodes a logged record.

@@ -5,13 +5,14 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use ace_model::Record;
+use ace_model::bus::{BusRecord, Event, StoredEvent};
 use bytes::Bytes;
 use tokio::sync::watch;
 
-use super::codec::{owed_events, split_body};
-use super::{Entry, EventBodies, Position, Store, StoreError, StoreFuture};
+use super::codec::{held_events, released, split_body};
+use super::{Entry, EventReader, Position, Store, StoreError, StoreFuture};
 
-/// Records and event bodies in memory, kept apart as [`super::RedbStore`] keeps them.
+/// Records and accepted events in memory, kept apart as [`super::RedbStore`] keeps them.
 #[derive(Clone, Debug)]
 pub struct MemoryStore {
     log: Arc<Mutex<Log>>,
@@ -19,12 +20,33 @@ pub struct MemoryStore {
     end: Arc<watch::Sender<Position>>,
 }
 
+/// An accepted event kept apart.
+#[derive(Debug)]
+struct Kept {
+    at: ace_model::Timestamp,
+    /// Without its body.
+    event: Arc<Event>,
+    body: String,
+    /// What the redb store would keep: the logged record's JSON and the body.
+    bytes: u64,
+}
+
 #[derive(Debug, Default)]
 struct Log {
     /// The position of `records[0]`.
     first: u64,
     records: Vec<Record>,
-    bodies: BTreeMap<u64, String>,
+    events: BTreeMap<u64, Kept>,
+    /// Of the kept events.
+    bytes: u64,
+}
+
+impl Log {
+    fn forget(&mut self, seq: u64) {
+        if let Some(kept) = self.events.remove(&seq) {
+            self.bytes -= kept.bytes;
+        }
+    }
 }
 
 impl Default for MemoryStore {
@@ -51,8 +73,28 @@ impl MemoryStore {
             let mut log = self.log()?;
             for record in &records {
                 let (logged, body) = split_body(record);
-                if let Some((seq, data)) = body {
-                    log.bodies.insert(seq, data);
+                if let Some((seq, body)) = body
+                    && let Record::Bus(BusRecord::EventAccepted { at, event, .. }) = logged.as_ref()
+                {
+                    let json = serde_json::to_vec(logged.as_ref()).map_err(|e| {
+                        StoreError::Corrupt(format!("a record does not encode: {e}"))
+                    })?;
+                    let bytes = (json.len() + body.len()) as u64;
+                    let (at, event) = (*at, Arc::clone(event));
+                    log.forget(seq);
+                    log.bytes += bytes;
+                    log.events.insert(
+                        seq,
+                        Kept {
+                            at,
+                            event,
+                            body,
+                            bytes,
+                        },
+                    );
+                }
+                for seq in released(record).iter() {
+                    log.forget(seq);
                 }
                 log.records.push(logged.into_owned());
             }
@@ -62,14 +104,23 @@ impl MemoryStore {
         Ok(end)
     }
 
-    /// Replaces the log with `snapshot` at once, keeping only the bodies still owed.
+    /// Replaces the log with `snapshot` at once, keeping only the events still owed or held
+    /// as dead letters.
     pub fn compact_now(&self, snapshot: Vec<Record>) -> Result<Position, StoreError> {
-        let owed = owed_events(&snapshot);
+        let held = held_events(&snapshot);
         {
             let mut log = self.log()?;
             log.first += log.records.len() as u64;
             log.records.clear();
-            log.bodies.retain(|seq, _| owed.contains(seq));
+            let gone: Vec<u64> = log
+                .events
+                .keys()
+                .copied()
+                .filter(|seq| !held.contains(*seq))
+                .collect();
+            for seq in gone {
+                log.forget(seq);
+            }
         }
         self.append_now(snapshot)
     }
@@ -78,6 +129,13 @@ impl MemoryStore {
     pub fn records(&self) -> Vec<Record> {
         self.log()
             .map(|log| log.records.clone())
+            .unwrap_or_default()
+    }
+
+    /// The sequence numbers of the events kept apart.
+    pub fn kept_events(&self) -> Vec<u64> {
+        self.log()
+            .map(|log| log.events.keys().copied().collect())
             .unwrap_or_default()
     }
 }
@@ -123,17 +181,38 @@ impl Store for MemoryStore {
             .map_err(|_| StoreError::Unavailable("the memory log is gone".into()))
     }
 
-    fn bodies(&self) -> Arc<dyn EventBodies> {
+    fn events(&self) -> Arc<dyn EventReader> {
         Arc::new(self.clone())
+    }
+
+    fn stored_bytes(&self) -> u64 {
+        self.log().map_or(0, |log| log.bytes)
     }
 }
 
-impl EventBodies for MemoryStore {
+impl EventReader for MemoryStore {
     fn body(&self, seq: u64) -> StoreFuture<Option<Bytes>> {
-        let body = self
-            .log()
-            .map(|log| log.bodies.get(&seq).cloned().map(Bytes::from));
+        let body = self.log().map(|log| {
+            log.events
+                .get(&seq)
+                .map(|kept| Bytes::from(kept.body.clone()))
+        });
         Box::pin(std::future::ready(body))
+    }
+
+    fn accepted(&self, seqs: Vec<u64>) -> StoreFuture<Vec<StoredEvent>> {
+        let events = self.log().map(|log| {
+            seqs.iter()
+                .filter_map(|seq| {
+                    log.events.get(seq).map(|kept| StoredEvent {
+                        seq: *seq,
+                        at: kept.at,
+                        event: Arc::clone(&kept.event),
+                    })
+                })
+                .collect()
+        });
+        Box::pin(std::future::ready(events))
     }
 }
 

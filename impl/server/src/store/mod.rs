@@ -10,9 +10,12 @@
 //!   [`journal`] in the data directory;
 //! - [`memory::MemoryStore`]: in memory, for tests and simulations (clones share one log).
 //!
-//! Event bodies are kept apart from the records, by the event's sequence number, and written
-//! with the same append: the log (and so a restarted model) holds only the events' metadata,
-//! and a body is read back when it is pushed ([`EventBodies`]).
+//! Accepted events are kept apart from the records, by sequence number, and written with the
+//! same append: their metadata (the logged acceptance) and their body. The model reads the
+//! metadata of owed events back as its window of each backlog moves, and a push reads the
+//! body ([`EventReader`]). A record that settles an event for good (its last holder
+//! acknowledged it, its subscription was deleted, its dead letter discarded) releases it, and
+//! the store forgets it in the same write, so disk use follows the backlog.
 
 pub mod codec;
 pub mod journal;
@@ -24,6 +27,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use ace_model::Record;
+use ace_model::bus::StoredEvent;
 use bytes::Bytes;
 
 pub use memory::MemoryStore;
@@ -126,14 +130,18 @@ pub trait Store: Send + 'static {
     /// Resolves once the log reaches beyond `after` (appended by another writer, for a
     /// follower); at once if it already does. A log with a single writer never grows by itself.
     fn follow(&mut self, after: Position) -> impl Future<Output = Result<(), StoreError>> + Send;
-    /// A reader of event bodies, for the pushes.
-    fn bodies(&self) -> Arc<dyn EventBodies>;
+    /// A reader of the events kept apart, for the model's backlog reads and the pushes.
+    fn events(&self) -> Arc<dyn EventReader>;
+    /// Bytes of the events kept apart (metadata and bodies): what the disk budget limits.
+    fn stored_bytes(&self) -> u64;
 }
 
-/// Reads event bodies back by sequence number, from any task.
-pub trait EventBodies: Send + Sync {
+/// Reads accepted events back by sequence number, from any task.
+pub trait EventReader: Send + Sync + std::fmt::Debug {
     /// The body (the JSON text of `data`) of event `seq`, if it is still kept.
     fn body(&self, seq: u64) -> StoreFuture<Option<Bytes>>;
+    /// The events among `seqs` still kept, in the order of `seqs`, without their bodies.
+    fn accepted(&self, seqs: Vec<u64>) -> StoreFuture<Vec<StoredEvent>>;
 }
 
 /// Reads every record of `store` from the beginning (in pages), passing each to `apply`;
@@ -217,10 +225,17 @@ impl Store for AnyStore {
         }
     }
 
-    fn bodies(&self) -> Arc<dyn EventBodies> {
+    fn events(&self) -> Arc<dyn EventReader> {
         match self {
-            AnyStore::Embedded(s) => s.bodies(),
-            AnyStore::Memory(s) => s.bodies(),
+            AnyStore::Embedded(s) => s.events(),
+            AnyStore::Memory(s) => s.events(),
+        }
+    }
+
+    fn stored_bytes(&self) -> u64 {
+        match self {
+            AnyStore::Embedded(s) => s.stored_bytes(),
+            AnyStore::Memory(s) => s.stored_bytes(),
         }
     }
 }

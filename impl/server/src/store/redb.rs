@@ -6,26 +6,30 @@
 //! commit that is not synced (the journal holds them), or with the next checkpoint. One redb
 //! commit per group commit cost 75 µs of CPU for a dozen records, most of it the commit's
 //! fixed work (BENCHMARKS.md, "Event Bus end to end", run 6). A record's position is its key
-//! in redb. Event bodies go into a table of their own, by sequence number; compaction keeps
-//! only the bodies of events still owed, so disk use follows the backlog.
+//! in redb. Accepted events go into two tables of their own, by sequence number: their
+//! metadata (the logged acceptance record) and their body; a record that releases events
+//! removes them in the same commit, so disk use follows the backlog. redb's page cache is
+//! capped ([`RedbOptions::cache_bytes`]): a large backlog stays on disk, not in memory.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use ace_model::Record;
+use ace_model::bus::{BusRecord, SeqSet, StoredEvent};
 use bytes::Bytes;
 use futures_util::future::Either;
 use redb::{
     Database, Durability, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition,
 };
 
-use super::codec::{self, Encoded, encode, journal_entries, journal_payload, owed_events};
+use super::codec::{self, Encoded, encode, held_events, journal_entries, journal_payload};
 use super::journal::{self, Journal};
-use super::{Entry, EventBodies, Position, Store, StoreError, StoreFuture};
+use super::{Entry, EventReader, Position, Store, StoreError, StoreFuture};
 
 const LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("records");
 const BODIES: TableDefinition<u64, &str> = TableDefinition::new("event-bodies");
+const EVENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("events");
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 /// The journal generation of the last checkpoint (in [`META`]).
 const GENERATION: &str = "journal-generation";
@@ -33,6 +37,11 @@ const GENERATION: &str = "journal-generation";
 /// the log's last key alone: a compaction to an empty snapshot leaves the log empty while
 /// the journal's keys go on.
 const NEXT_KEY: &str = "next-key";
+/// Bytes of the events kept apart (in [`META`], written with every commit).
+const EVENT_BYTES: &str = "event-bytes";
+/// Set once accepted events have their metadata in [`EVENTS`] and records release events;
+/// a data directory written before has it filled from the log when it is opened.
+const EVENTS_KEPT_APART: &str = "events-kept-apart";
 
 /// Records in the journal and not in redb that make redb take them (in a commit that is not
 /// synced; the journal keeps them durable).
@@ -43,8 +52,9 @@ pub const FLUSH_AFTER: usize = 1024;
 pub const NOT_CLOSED_CLEANLY: &str = "the store was not closed cleanly (a crash or a kill): \
      redb is checking its file; the journal holds every acknowledged change";
 
-/// Bodies of events in the journal and not yet in redb, by sequence number.
-type Unflushed = Arc<Mutex<BTreeMap<u64, String>>>;
+/// Events in the journal and not yet in redb, by sequence number: the logged record (the
+/// metadata) and the body.
+type Unflushed = Arc<Mutex<BTreeMap<u64, (Arc<[u8]>, String)>>>;
 
 /// How a [`RedbStore`] works.
 #[derive(Clone, Copy, Debug)]
@@ -55,6 +65,9 @@ pub struct RedbOptions {
     pub io_in_place: bool,
     /// Bytes of frames the journal holds before a checkpoint.
     pub journal_capacity: u64,
+    /// Bytes of pages redb keeps in memory (its default is 1 GiB, which a large backlog
+    /// would fill).
+    pub cache_bytes: usize,
 }
 
 impl Default for RedbOptions {
@@ -62,6 +75,7 @@ impl Default for RedbOptions {
         RedbOptions {
             io_in_place: false,
             journal_capacity: journal::DEFAULT_CAPACITY,
+            cache_bytes: 32 * 1024 * 1024,
         }
     }
 }
@@ -74,24 +88,47 @@ pub struct RedbStore {
     /// Records appended (durable in the journal) and not yet written to redb: the last
     /// `pending.len()` keys before `next`.
     pending: Vec<Encoded>,
-    /// Their bodies, readable until redb has them.
+    /// Their events, readable until redb has them.
     unflushed: Unflushed,
     next: u64,
     len: u64,
+    /// Bytes of the events kept apart, in redb and waiting for it.
+    bytes: u64,
+    /// Of `bytes`, those of events written to redb.
+    bytes_in_redb: u64,
+    /// A data directory written before events were released by records: its first
+    /// compaction keeps only the events the snapshot holds.
+    collect_once: bool,
     options: RedbOptions,
 }
 
-/// Reads event bodies from the redb file and from the batches not yet written to it. It does
-/// not keep the file open: once the store is dropped (closed), reads fail, and a push still
-/// under way when the server stops is retried by the next process.
+/// Reads events from the redb file and from the batches not yet written to it. It does not
+/// keep the file open: once the store is dropped (closed), reads fail, and a push still under
+/// way when the server stops is retried by the next process.
 #[derive(Debug)]
-struct RedbBodies {
+struct RedbEvents {
     db: std::sync::Weak<Database>,
     unflushed: Unflushed,
 }
 
 fn db_err(e: impl std::fmt::Display) -> StoreError {
     StoreError::Io(std::io::Error::other(e.to_string()))
+}
+
+/// What a commit writes besides records.
+struct Write<'a> {
+    /// Records from this key.
+    first: u64,
+    /// Records already in the journal, then those of a snapshot.
+    pending: &'a [Encoded],
+    entries: &'a [Encoded],
+    /// A compaction: the log is cleared between `pending` and `entries` (and, if given, only
+    /// these events are kept).
+    compaction: Option<Option<&'a SeqSet>>,
+    /// A checkpoint of this journal generation (synced), or a commit that is not.
+    checkpoint: Option<u64>,
+    /// Bytes of the events kept apart before the commit.
+    bytes: u64,
 }
 
 impl RedbStore {
@@ -101,6 +138,7 @@ impl RedbStore {
     pub fn open(path: &Path, options: RedbOptions) -> Result<Self, StoreError> {
         let warned = std::cell::Cell::new(false);
         let db = redb::Builder::new()
+            .set_cache_size(options.cache_bytes)
             .set_repair_callback(move |_| {
                 if !warned.replace(true) {
                     tracing::warn!("{}", NOT_CLOSED_CLEANLY);
@@ -108,11 +146,7 @@ impl RedbStore {
             })
             .create(path)
             .map_err(db_err)?;
-        let txn = db.begin_write().map_err(db_err)?;
-        txn.open_table(LOG).map_err(db_err)?;
-        txn.open_table(BODIES).map_err(db_err)?;
-        txn.open_table(META).map_err(db_err)?;
-        txn.commit().map_err(db_err)?;
+        let collect_once = Self::prepare(&db)?;
         let read = db.begin_read().map_err(db_err)?;
         let table = read.open_table(LOG).map_err(db_err)?;
         let after_last = table
@@ -127,6 +161,7 @@ impl RedbStore {
         let generation = meta_value(GENERATION)?.unwrap_or(0);
         // Data directories written before the key was recorded have only the log's last key.
         let mut next = meta_value(NEXT_KEY)?.unwrap_or(0).max(after_last);
+        let bytes = meta_value(EVENT_BYTES)?.unwrap_or(0);
         drop(meta);
         drop(table);
         drop(read);
@@ -164,7 +199,18 @@ impl RedbStore {
             tracing::info!(batches = frames.len(), "replayed the journal");
         }
         // Whatever was replayed becomes durable in redb, and the journal starts again.
-        Self::checkpoint_now(&db, &mut journal, replayed_from, &replayed, None, &[])?;
+        let bytes = Self::checkpoint_now(
+            &db,
+            &mut journal,
+            Write {
+                first: replayed_from,
+                pending: &replayed,
+                entries: &[],
+                compaction: None,
+                checkpoint: None,
+                bytes,
+            },
+        )?;
         Ok(RedbStore {
             db: Arc::new(db),
             journal: Arc::new(Mutex::new(journal)),
@@ -172,25 +218,71 @@ impl RedbStore {
             unflushed: Unflushed::default(),
             next,
             len,
+            bytes,
+            bytes_in_redb: bytes,
+            collect_once,
             options,
         })
     }
 
-    /// Commits `pending` and then `entries`, from key `first`, to redb durably (clearing the
-    /// log and the bodies not owed in between, if `clear` is given), which makes every batch
-    /// before them durable there too, and starts the journal's next generation.
+    /// Creates the tables, and fills [`EVENTS`] from the log in a data directory written
+    /// before it existed; returns whether that directory's first compaction must keep only
+    /// the events its snapshot holds.
+    fn prepare(db: &Database) -> Result<bool, StoreError> {
+        let txn = db.begin_write().map_err(db_err)?;
+        let mut collect_once = false;
+        {
+            let log = txn.open_table(LOG).map_err(db_err)?;
+            let bodies = txn.open_table(BODIES).map_err(db_err)?;
+            let mut events = txn.open_table(EVENTS).map_err(db_err)?;
+            let mut meta = txn.open_table(META).map_err(db_err)?;
+            if meta.get(EVENTS_KEPT_APART).map_err(db_err)?.is_none() {
+                let mut bytes = 0u64;
+                for entry in log.iter().map_err(db_err)? {
+                    let (key, value) = entry.map_err(db_err)?;
+                    let record = value.value();
+                    let Record::Bus(BusRecord::EventAccepted { seq, .. }) =
+                        codec::decode(record, format_args!("record {}", key.value()))?
+                    else {
+                        continue;
+                    };
+                    if let Some(body) = bodies.get(seq).map_err(db_err)? {
+                        bytes += (record.len() + body.value().len()) as u64;
+                        events.insert(seq, record).map_err(db_err)?;
+                        collect_once = true;
+                    }
+                }
+                meta.insert(EVENTS_KEPT_APART, 1).map_err(db_err)?;
+                meta.insert(EVENT_BYTES, bytes).map_err(db_err)?;
+                if collect_once {
+                    tracing::info!(
+                        events = events.len().map_err(db_err)?,
+                        "the events of an older data directory are now kept apart"
+                    );
+                }
+            }
+        }
+        txn.commit().map_err(db_err)?;
+        Ok(collect_once)
+    }
+
+    /// Commits `w` durably, which makes every batch before it durable too, and starts the
+    /// journal's next generation; returns the bytes of the events kept apart after it.
     fn checkpoint_now(
         db: &Database,
         journal: &mut Journal,
-        first: u64,
-        pending: &[Encoded],
-        clear: Option<&BTreeSet<u64>>,
-        entries: &[Encoded],
-    ) -> Result<(), StoreError> {
+        w: Write<'_>,
+    ) -> Result<u64, StoreError> {
         let generation = journal.generation() + 1;
-        Self::write(db, first, pending, clear, entries, Some(generation))?;
+        let bytes = Self::write(
+            db,
+            Write {
+                checkpoint: Some(generation),
+                ..w
+            },
+        )?;
         journal.restart(generation);
-        Ok(())
+        Ok(bytes)
     }
 
     /// The key of the first record waiting for redb (`next` if none is).
@@ -203,30 +295,47 @@ impl RedbStore {
     async fn checkpoint(
         &mut self,
         entries: Vec<Encoded>,
-        clear: Option<BTreeSet<u64>>,
+        compaction: Option<Option<SeqSet>>,
     ) -> Result<(), StoreError> {
         let first = self.first_pending();
         let pending = std::mem::take(&mut self.pending);
         let (db, journal) = (self.db.clone(), self.journal.clone());
-        run_io(self.options.io_in_place, move || {
+        let bytes = self.bytes_in_redb;
+        let bytes = run_io(self.options.io_in_place, move || {
             let mut journal = lock(&journal)?;
-            Self::checkpoint_now(&db, &mut journal, first, &pending, clear.as_ref(), &entries)
+            Self::checkpoint_now(
+                &db,
+                &mut journal,
+                Write {
+                    first,
+                    pending: &pending,
+                    entries: &entries,
+                    compaction: compaction.as_ref().map(Option::as_ref),
+                    checkpoint: None,
+                    bytes,
+                },
+            )
         })
         .await?;
+        self.bytes = bytes;
+        self.bytes_in_redb = bytes;
         lock(&self.unflushed)?.clear();
         Ok(())
     }
 
     /// Writes the records waiting for redb in one commit that is not synced, and forgets
-    /// their bodies (redb has them now).
+    /// their events (redb has them now).
     fn flush(&mut self) -> Result<(), StoreError> {
-        Self::write(
+        self.bytes_in_redb = Self::write(
             &self.db,
-            self.first_pending(),
-            &[],
-            None,
-            &self.pending,
-            None,
+            Write {
+                first: self.first_pending(),
+                pending: &[],
+                entries: &self.pending,
+                compaction: None,
+                checkpoint: None,
+                bytes: self.bytes_in_redb,
+            },
         )?;
         let mut unflushed = lock(&self.unflushed)?;
         for entry in self.pending.drain(..) {
@@ -237,48 +346,48 @@ impl RedbStore {
         Ok(())
     }
 
-    /// Writes `pending` and then `entries`, from key `first` (clearing the log and dropping
-    /// the bodies of events not in `clear` in between, if given). Without a `checkpoint` the
-    /// commit is not synced (the journal holds the batches); with one, it is, and it records
-    /// that journal generation.
-    fn write(
-        db: &Database,
-        first: u64,
-        pending: &[Encoded],
-        clear: Option<&BTreeSet<u64>>,
-        entries: &[Encoded],
-        checkpoint: Option<u64>,
-    ) -> Result<(), StoreError> {
+    /// Writes `w.pending` and then `w.entries` (clearing the log in between for a
+    /// compaction). Without a checkpoint the commit is not synced (the journal holds the
+    /// batches); with one, it is, and it records that journal generation. Returns the bytes
+    /// of the events kept apart after it.
+    fn write(db: &Database, w: Write<'_>) -> Result<u64, StoreError> {
         let mut txn = db.begin_write().map_err(db_err)?;
-        if checkpoint.is_none() {
+        if w.checkpoint.is_none() {
             txn.set_durability(Durability::None).map_err(db_err)?;
+        }
+        let mut bytes = w.bytes;
+        {
+            let mut tables = Tables {
+                log: txn.open_table(LOG).map_err(db_err)?,
+                bodies: txn.open_table(BODIES).map_err(db_err)?,
+                events: txn.open_table(EVENTS).map_err(db_err)?,
+                bytes: &mut bytes,
+            };
+            for (key, entry) in (w.first..).zip(w.pending) {
+                tables.insert(key, entry)?;
+            }
+            if let Some(keep) = w.compaction {
+                tables.log.retain(|_, _| false).map_err(db_err)?;
+                if let Some(keep) = keep {
+                    tables.keep_only(keep)?;
+                }
+            }
+            let first = w.first + w.pending.len() as u64;
+            for (key, entry) in (first..).zip(w.entries) {
+                tables.insert(key, entry)?;
+            }
         }
         {
             let mut meta = txn.open_table(META).map_err(db_err)?;
-            if let Some(generation) = checkpoint {
+            if let Some(generation) = w.checkpoint {
                 meta.insert(GENERATION, generation).map_err(db_err)?;
             }
-            let next = first + (pending.len() + entries.len()) as u64;
+            let next = w.first + (w.pending.len() + w.entries.len()) as u64;
             meta.insert(NEXT_KEY, next).map_err(db_err)?;
+            meta.insert(EVENT_BYTES, bytes).map_err(db_err)?;
         }
-        {
-            let mut table = txn.open_table(LOG).map_err(db_err)?;
-            let mut bodies = txn.open_table(BODIES).map_err(db_err)?;
-            for (key, entry) in (first..).zip(pending) {
-                insert(&mut table, &mut bodies, key, entry)?;
-            }
-            if let Some(owed) = clear {
-                table.retain(|_, _| false).map_err(db_err)?;
-                bodies
-                    .retain(|seq, _| owed.contains(&seq))
-                    .map_err(db_err)?;
-            }
-            let first = first + pending.len() as u64;
-            for (key, entry) in (first..).zip(entries) {
-                insert(&mut table, &mut bodies, key, entry)?;
-            }
-        }
-        txn.commit().map_err(db_err)
+        txn.commit().map_err(db_err)?;
+        Ok(bytes)
     }
 
     /// Records from key `from` in redb's own table, up to `max`.
@@ -295,6 +404,72 @@ impl RedbStore {
             });
         }
         Ok(out)
+    }
+}
+
+/// The tables a commit writes, and the bytes of the events kept apart.
+struct Tables<'txn, 'b> {
+    log: redb::Table<'txn, u64, &'static [u8]>,
+    bodies: redb::Table<'txn, u64, &'static str>,
+    events: redb::Table<'txn, u64, &'static [u8]>,
+    bytes: &'b mut u64,
+}
+
+impl Tables<'_, '_> {
+    /// Writes one record, the event it keeps apart if any, and forgets the events it
+    /// releases.
+    fn insert(&mut self, key: u64, entry: &Encoded) -> Result<(), StoreError> {
+        if let Some((seq, data)) = &entry.body {
+            if let Some(old) = self.bodies.insert(*seq, data.as_str()).map_err(db_err)? {
+                *self.bytes = self.bytes.saturating_sub(old.value().len() as u64);
+            }
+            if let Some(old) = self
+                .events
+                .insert(*seq, entry.record.as_slice())
+                .map_err(db_err)?
+            {
+                *self.bytes = self.bytes.saturating_sub(old.value().len() as u64);
+            }
+            *self.bytes += entry.kept_bytes();
+        }
+        for seq in entry.released.iter() {
+            self.forget(seq)?;
+        }
+        self.log
+            .insert(key, entry.record.as_slice())
+            .map_err(db_err)?;
+        Ok(())
+    }
+
+    fn forget(&mut self, seq: u64) -> Result<(), StoreError> {
+        if let Some(old) = self.bodies.remove(seq).map_err(db_err)? {
+            *self.bytes = self.bytes.saturating_sub(old.value().len() as u64);
+        }
+        if let Some(old) = self.events.remove(seq).map_err(db_err)? {
+            *self.bytes = self.bytes.saturating_sub(old.value().len() as u64);
+        }
+        Ok(())
+    }
+
+    /// Forgets every event not in `keep`.
+    fn keep_only(&mut self, keep: &SeqSet) -> Result<(), StoreError> {
+        let mut gone = Vec::new();
+        for entry in self.events.iter().map_err(db_err)? {
+            let seq = entry.map_err(db_err)?.0.value();
+            if !keep.contains(seq) {
+                gone.push(seq);
+            }
+        }
+        for entry in self.bodies.iter().map_err(db_err)? {
+            let seq = entry.map_err(db_err)?.0.value();
+            if !keep.contains(seq) {
+                gone.push(seq);
+            }
+        }
+        for seq in gone {
+            self.forget(seq)?;
+        }
+        Ok(())
     }
 }
 
@@ -328,7 +503,7 @@ impl Store for RedbStore {
         let payload = journal_payload(&entries)?;
         let fits = lock(&self.journal)?.fits(payload.len());
         if fits {
-            // The journal's sync makes the batch durable. Its bodies become readable and,
+            // The journal's sync makes the batch durable. Its events become readable and,
             // once enough records wait for redb, redb takes them in a commit that is not
             // synced (memory work and page-cache writes only): after the sync when the I/O is
             // done in place, else on this thread while a blocking thread syncs.
@@ -342,7 +517,16 @@ impl Store for RedbStore {
                 let mut unflushed = lock(&self.unflushed)?;
                 for entry in &entries {
                     if let Some((seq, body)) = &entry.body {
-                        unflushed.insert(*seq, body.clone());
+                        unflushed.insert(*seq, (Arc::from(entry.record.as_slice()), body.clone()));
+                        self.bytes += entry.kept_bytes();
+                    }
+                    // An estimate until redb has the batch: released events count no more.
+                    for seq in entry.released.iter() {
+                        if let Some((record, body)) = unflushed.get(&seq) {
+                            self.bytes = self
+                                .bytes
+                                .saturating_sub((record.len() + body.len()) as u64);
+                        }
                     }
                 }
             }
@@ -355,6 +539,9 @@ impl Store for RedbStore {
             };
             journaled.await?;
             flushed?;
+            if self.pending.is_empty() {
+                self.bytes = self.bytes_in_redb;
+            }
         } else {
             self.checkpoint(entries, None).await?;
             self.next += n;
@@ -365,8 +552,8 @@ impl Store for RedbStore {
 
     async fn compact(&mut self, snapshot: Vec<Record>) -> Result<Position, StoreError> {
         let n = snapshot.len() as u64;
-        let owed = owed_events(&snapshot);
-        self.checkpoint(encode(&snapshot)?, Some(owed)).await?;
+        let keep = std::mem::take(&mut self.collect_once).then(|| held_events(&snapshot));
+        self.checkpoint(encode(&snapshot)?, Some(keep)).await?;
         self.next += n;
         self.len = n;
         Ok(Position(self.next))
@@ -388,11 +575,15 @@ impl Store for RedbStore {
         std::future::pending().await
     }
 
-    fn bodies(&self) -> Arc<dyn EventBodies> {
-        Arc::new(RedbBodies {
+    fn events(&self) -> Arc<dyn EventReader> {
+        Arc::new(RedbEvents {
             db: Arc::downgrade(&self.db),
             unflushed: self.unflushed.clone(),
         })
+    }
+
+    fn stored_bytes(&self) -> u64 {
+        self.bytes
     }
 }
 
@@ -410,32 +601,21 @@ fn run_io<T: Send + 'static>(
     async move { job.await.map_err(db_err)? }
 }
 
-/// Writes one record, and its body if it has one kept apart.
-fn insert(
-    log: &mut redb::Table<u64, &[u8]>,
-    bodies: &mut redb::Table<u64, &str>,
-    key: u64,
-    entry: &Encoded,
-) -> Result<(), StoreError> {
-    if let Some((seq, data)) = &entry.body {
-        bodies.insert(*seq, data.as_str()).map_err(db_err)?;
-    }
-    log.insert(key, entry.record.as_slice()).map_err(db_err)?;
-    Ok(())
-}
-
 fn lock<T>(shared: &Mutex<T>) -> Result<std::sync::MutexGuard<'_, T>, StoreError> {
     shared
         .lock()
         .map_err(|_| StoreError::Io(std::io::Error::other("a storage thread panicked")))
 }
 
-impl RedbBodies {
-    fn read(&self, seq: u64) -> Result<Option<Bytes>, StoreError> {
-        let db = self
-            .db
+impl RedbEvents {
+    fn db(&self) -> Result<Arc<Database>, StoreError> {
+        self.db
             .upgrade()
-            .ok_or_else(|| StoreError::Unavailable("the store is closed".into()))?;
+            .ok_or_else(|| StoreError::Unavailable("the store is closed".into()))
+    }
+
+    fn read_body(&self, seq: u64) -> Result<Option<Bytes>, StoreError> {
+        let db = self.db()?;
         let read = db.begin_read().map_err(db_err)?;
         let table = read.open_table(BODIES).map_err(db_err)?;
         Ok(table
@@ -443,26 +623,73 @@ impl RedbBodies {
             .map_err(db_err)?
             .map(|v| Bytes::copy_from_slice(v.value().as_bytes())))
     }
+
+    /// The events among `seqs` that redb has, by sequence number.
+    fn read_events(&self, seqs: &[u64]) -> Result<BTreeMap<u64, StoredEvent>, StoreError> {
+        let db = self.db()?;
+        let read = db.begin_read().map_err(db_err)?;
+        let table = read.open_table(EVENTS).map_err(db_err)?;
+        let mut out = BTreeMap::new();
+        for &seq in seqs {
+            if let Some(record) = table.get(seq).map_err(db_err)? {
+                out.insert(seq, codec::stored_event(seq, record.value())?);
+            }
+        }
+        Ok(out)
+    }
+
+    fn reader(&self) -> RedbEvents {
+        RedbEvents {
+            db: self.db.clone(),
+            unflushed: self.unflushed.clone(),
+        }
+    }
 }
 
-impl EventBodies for RedbBodies {
+impl EventReader for RedbEvents {
     fn body(&self, seq: u64) -> StoreFuture<Option<Bytes>> {
-        // Checked first: a body leaves this map only once redb has it.
-        match lock(&self.unflushed).map(|u| u.get(&seq).cloned()) {
+        // Checked first: an event leaves this map only once redb has it.
+        match lock(&self.unflushed).map(|u| u.get(&seq).map(|(_, body)| body.clone())) {
             Ok(Some(body)) => return Box::pin(std::future::ready(Ok(Some(Bytes::from(body))))),
             Ok(None) => {}
             Err(e) => return Box::pin(std::future::ready(Err(e))),
         }
         // A read of the file may wait for the disk: not on the caller's (a push worker's)
         // runtime thread.
-        let bodies = RedbBodies {
-            db: self.db.clone(),
-            unflushed: self.unflushed.clone(),
-        };
+        let reader = self.reader();
         Box::pin(async move {
-            tokio::task::spawn_blocking(move || bodies.read(seq))
+            tokio::task::spawn_blocking(move || reader.read_body(seq))
                 .await
                 .map_err(db_err)?
+        })
+    }
+
+    fn accepted(&self, seqs: Vec<u64>) -> StoreFuture<Vec<StoredEvent>> {
+        let reader = self.reader();
+        Box::pin(async move {
+            let mut waiting = BTreeMap::new();
+            {
+                let unflushed = lock(&reader.unflushed)?;
+                for &seq in &seqs {
+                    if let Some((record, _)) = unflushed.get(&seq) {
+                        waiting.insert(seq, codec::stored_event(seq, record)?);
+                    }
+                }
+            }
+            let rest: Vec<u64> = seqs
+                .iter()
+                .copied()
+                .filter(|seq| !waiting.contains_key(seq))
+                .collect();
+            let mut found = if rest.is_empty() {
+                BTreeMap::new()
+            } else {
+                tokio::task::spawn_blocking(move || reader.read_events(&rest))
+                    .await
+                    .map_err(db_err)??
+            };
+            found.append(&mut waiting);
+            Ok(seqs.iter().filter_map(|seq| found.remove(seq)).collect())
         })
     }
 }
@@ -487,7 +714,7 @@ mod tests {
     }
 
     /// The body of event `seq`, as text.
-    pub(super) async fn body(bodies: &Arc<dyn EventBodies>, seq: u64) -> Option<String> {
+    pub(super) async fn body(bodies: &Arc<dyn EventReader>, seq: u64) -> Option<String> {
         bodies
             .body(seq)
             .await
@@ -620,10 +847,14 @@ mod tests {
 mod body_tests {
     use std::sync::Arc;
 
-    use ace_model::bus::{BusRecord, Event};
+    use ace_model::bus::{BusRecord, Event, ResourceKey};
 
     use super::tests::{append, body, load, open, record};
     use super::*;
+
+    fn sub() -> Arc<ResourceKey> {
+        Arc::new(ResourceKey::new("prod", "orders"))
+    }
 
     fn accepted(seq: u64, data: &str) -> Record {
         Record::Bus(BusRecord::EventAccepted {
@@ -639,7 +870,15 @@ mod body_tests {
                 trace_headers: Vec::new(),
                 body_stored: false,
             }),
-            deliveries: Vec::new(),
+            deliveries: vec![sub()],
+        })
+    }
+
+    fn acknowledged(seq: u64, released: bool) -> Record {
+        Record::Bus(BusRecord::DeliveryAcknowledged {
+            seq,
+            subscription: sub(),
+            released,
         })
     }
 
@@ -650,6 +889,20 @@ mod body_tests {
         table.len().unwrap_or_else(|e| panic!("{e}"))
     }
 
+    /// The ids of the events among `seqs` the store gives back.
+    async fn ids(s: &RedbStore, seqs: &[u64]) -> Vec<String> {
+        s.events()
+            .accepted(seqs.to_vec())
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+            .into_iter()
+            .map(|e| {
+                assert!(e.event.body_stored && e.event.data.is_empty());
+                e.event.event_id.clone()
+            })
+            .collect()
+    }
+
     #[tokio::test]
     async fn batches_wait_for_redb_until_enough_are_waiting_and_stay_readable() {
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
@@ -657,8 +910,9 @@ mod body_tests {
         let mut s = open(&path);
         append(&mut s, vec![accepted(1, "[1]")]).await;
         assert_eq!(in_redb(&s), 0, "a small batch is only in the journal");
-        let bodies = s.bodies();
-        assert_eq!(body(&bodies, 1).await.as_deref(), Some("[1]"));
+        let events = s.events();
+        assert_eq!(body(&events, 1).await.as_deref(), Some("[1]"));
+        assert_eq!(ids(&s, &[1]).await, ["id-1"]);
         assert_eq!(load(&mut s).await.len(), 1);
         let fillers = (0..FLUSH_AFTER as u64).map(record);
         append(&mut s, fillers.collect()).await;
@@ -668,22 +922,26 @@ mod body_tests {
             "enough waited: redb has them"
         );
         assert!(lock(&s.unflushed).map(|u| u.is_empty()).unwrap_or(false));
-        assert_eq!(body(&bodies, 1).await.as_deref(), Some("[1]"));
-        // Waiting again, then a compaction: the waiting body still owed survives it.
+        assert_eq!(body(&events, 1).await.as_deref(), Some("[1]"));
+        assert_eq!(ids(&s, &[0, 1, 2]).await, ["id-1"]);
+        // Waiting again, then a compaction: events survive it until released.
         append(&mut s, vec![accepted(2, "[2]"), accepted(3, "[3]")]).await;
-        s.compact(vec![accepted(3, "[3]")])
+        append(&mut s, vec![acknowledged(2, true)]).await;
+        s.compact(vec![record(7)])
             .await
             .unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(body(&bodies, 2).await, None);
-        assert_eq!(body(&bodies, 3).await.as_deref(), Some("[3]"));
+        assert_eq!(body(&events, 2).await, None);
+        assert_eq!(body(&events, 3).await.as_deref(), Some("[3]"));
+        assert_eq!(ids(&s, &[3, 2, 1]).await, ["id-3", "id-1"]);
         assert_eq!(load(&mut s).await.len(), 1);
         // Not flushed at all before the store goes away: the journal brings them back.
         append(&mut s, vec![accepted(4, "[4]")]).await;
-        drop((s, bodies));
+        drop((s, events));
         let mut s = open(&path);
         assert_eq!(load(&mut s).await.len(), 2);
-        assert_eq!(body(&s.bodies(), 4).await.as_deref(), Some("[4]"));
-        assert_eq!(body(&s.bodies(), 3).await.as_deref(), Some("[3]"));
+        assert_eq!(body(&s.events(), 4).await.as_deref(), Some("[4]"));
+        assert_eq!(body(&s.events(), 3).await.as_deref(), Some("[3]"));
+        assert_eq!(ids(&s, &[4]).await, ["id-4"]);
     }
 
     #[tokio::test]
@@ -722,9 +980,10 @@ mod body_tests {
     }
 
     #[tokio::test]
-    async fn bodies_are_kept_apart_from_the_log_and_compaction_drops_the_settled_ones() {
+    async fn events_are_kept_apart_released_by_records_and_counted_in_bytes() {
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-        let mut s = open(&dir.path().join("ace.redb"));
+        let path = dir.path().join("ace.redb");
+        let mut s = open(&path);
         append(
             &mut s,
             vec![accepted(1, r#"{"a":1}"#), accepted(2, r#""two""#)],
@@ -732,29 +991,103 @@ mod body_tests {
         .await;
         let logged = load(&mut s).await;
         assert!(logged.iter().all(|r| matches!(r, Record::Bus(BusRecord::EventAccepted { event, .. }) if event.body_stored && event.data.is_empty())));
-        assert_eq!(body(&s.bodies(), 1).await.as_deref(), Some(r#"{"a":1}"#));
-        // Event 1 is settled: the snapshot no longer has it.
-        s.compact(vec![accepted(2, r#""two""#)])
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(body(&s.bodies(), 1).await, None);
-        assert_eq!(body(&s.bodies(), 2).await.as_deref(), Some(r#""two""#));
+        assert_eq!(body(&s.events(), 1).await.as_deref(), Some(r#"{"a":1}"#));
+        let two = s.stored_bytes();
+        assert!(two > 0);
+        // An acknowledgement by a subscription another still owes it to releases nothing.
+        append(&mut s, vec![acknowledged(1, false)]).await;
+        assert_eq!(body(&s.events(), 1).await.as_deref(), Some(r#"{"a":1}"#));
+        append(&mut s, vec![acknowledged(1, true)]).await;
+        // Flushed to redb, where the release takes effect.
+        append(&mut s, (0..FLUSH_AFTER as u64).map(record).collect()).await;
+        assert_eq!(body(&s.events(), 1).await, None);
+        assert!(s.stored_bytes() < two && s.stored_bytes() > 0);
+        let one = s.stored_bytes();
         drop(s);
-        let s = open(&dir.path().join("ace.redb"));
+        let s = open(&path);
+        assert_eq!(s.stored_bytes(), one, "the count survives reopening");
         assert_eq!(
-            body(&s.bodies(), 2).await.as_deref(),
+            body(&s.events(), 2).await.as_deref(),
             Some(r#""two""#),
             "bodies survive reopening"
         );
-        // A body appended since the last checkpoint is replayed from the journal after a crash
-        // that lost redb's unsynced commits.
-        let path = dir.path().join("ace.redb");
+        // An event appended since the last checkpoint is replayed from the journal after a
+        // crash that lost redb's unsynced commits, and so is a release.
         let mut s = s;
         let crash = super::tests::Crash::keep(&path);
-        append(&mut s, vec![accepted(3, r#"[3]"#)]).await;
+        append(&mut s, vec![accepted(3, r#"[3]"#), acknowledged(2, true)]).await;
         crash.crash(s);
         let s = open(&path);
-        assert_eq!(body(&s.bodies(), 3).await.as_deref(), Some("[3]"));
+        assert_eq!(body(&s.events(), 3).await.as_deref(), Some("[3]"));
+        assert_eq!(body(&s.events(), 2).await, None);
+        assert_eq!(ids(&s, &[2, 3]).await, ["id-3"]);
+    }
+
+    #[tokio::test]
+    async fn an_event_due_to_no_subscription_is_not_kept() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let mut s = open(&dir.path().join("ace.redb"));
+        let mut record = accepted(1, "[1]");
+        if let Record::Bus(BusRecord::EventAccepted { deliveries, .. }) = &mut record {
+            deliveries.clear();
+        }
+        append(&mut s, vec![record]).await;
+        assert_eq!(body(&s.events(), 1).await, None);
+        assert_eq!(s.stored_bytes(), 0);
+    }
+
+    #[tokio::test]
+    async fn an_older_data_directory_gets_its_events_kept_apart_and_collected_once() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let path = dir.path().join("ace.redb");
+        // As a data directory written before: bodies apart, metadata only in the log.
+        {
+            let mut s = open(&path);
+            append(
+                &mut s,
+                vec![
+                    accepted(1, "[1]"),
+                    accepted(2, "[2]"),
+                    acknowledged(1, false),
+                ],
+            )
+            .await;
+            s.compact(vec![accepted(1, "[1]"), accepted(2, "[2]")])
+                .await
+                .unwrap_or_else(|e| panic!("{e}"));
+            let txn = s.db.begin_write().unwrap_or_else(|e| panic!("{e}"));
+            {
+                let mut meta = txn.open_table(META).unwrap_or_else(|e| panic!("{e}"));
+                meta.remove(EVENTS_KEPT_APART)
+                    .unwrap_or_else(|e| panic!("{e}"));
+                let mut events = txn.open_table(EVENTS).unwrap_or_else(|e| panic!("{e}"));
+                events
+                    .retain(|_, _| false)
+                    .unwrap_or_else(|e| panic!("{e}"));
+            }
+            txn.commit().unwrap_or_else(|e| panic!("{e}"));
+        }
+        let mut s = open(&path);
+        assert_eq!(ids(&s, &[1, 2]).await, ["id-1", "id-2"]);
+        assert!(s.stored_bytes() > 0);
+        // Its first compaction keeps what the snapshot holds: event 2 only.
+        let mut held = SeqSet::new();
+        held.insert(2);
+        let snapshot = vec![Record::Bus(BusRecord::SubscriptionBacklog {
+            subscription: sub(),
+            owed: held,
+            dead: SeqSet::new(),
+            replayed: Vec::new(),
+        })];
+        s.compact(snapshot.clone())
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(ids(&s, &[1, 2]).await, ["id-2"]);
+        assert_eq!(body(&s.events(), 1).await, None);
+        // Later compactions leave events to the records that release them.
+        append(&mut s, vec![accepted(5, "[5]")]).await;
+        s.compact(snapshot).await.unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(ids(&s, &[5]).await, ["id-5"]);
     }
 }
 
@@ -769,7 +1102,7 @@ mod close_tests {
         let path = dir.path().join("ace.redb");
         let mut s = open(&path);
         append(&mut s, vec![record(1)]).await;
-        let reader = s.bodies();
+        let reader = s.events();
         drop(s);
         // As a restarted server does while a push of the previous one is still under way.
         let s = RedbStore::open(&path, RedbOptions::default());

@@ -2,6 +2,7 @@
 //! the proxy, limits and protection, TLS resumption, the route table against the specs, and
 //! the bug zoo's server-side bugs.
 
+mod backlog;
 mod bug_zoo;
 mod common;
 mod delivery;
