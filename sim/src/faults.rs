@@ -90,6 +90,21 @@ pub struct Loss {
     pub rate: f64,
 }
 
+/// A subscriber host that is down (crashed: nothing reaches it) for a long while, during which
+/// the second solution publishes a burst of events it is owed: a backlog far beyond the
+/// server's window of loaded events, built while the subscription backs off.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DeadSubscriber {
+    /// The host.
+    pub host: &'static str,
+    /// When it goes down.
+    pub at: Duration,
+    /// How long it stays down.
+    pub len: Duration,
+    /// Events published while it is down.
+    pub burst: usize,
+}
+
 /// The faults a seed switched on.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Faults {
@@ -111,6 +126,8 @@ pub struct Faults {
     pub subscribers: [Misbehaviour; 2],
     /// The first solution waits past its token's TTL between the info call and its CSR, once.
     pub token_expiry: bool,
+    /// A subscriber down for a long while, owed a large backlog.
+    pub dead_subscriber: Option<DeadSubscriber>,
 }
 
 /// The workload runs from about 0.2 s to 1.5 s of simulated time: faults strike within it.
@@ -189,6 +206,14 @@ impl Faults {
             misbehaviour(sub_a, &mut pick),
             misbehaviour(sub_b, &mut pick),
         ];
+        // Drawn last, so that the faults above stay what they were for every seed; on in a
+        // quarter of the worlds, which it makes several times longer.
+        let dead_subscriber = (pick(0, 3) == 0).then(|| DeadSubscriber {
+            host: "sub-b",
+            at: Duration::from_millis(pick(1500, 2500)),
+            len: Duration::from_secs(pick(10, 40)),
+            burst: pick(16, 40) as usize * 4,
+        });
         Faults {
             latency_ms,
             loss,
@@ -199,6 +224,7 @@ impl Faults {
             sync_ms,
             subscribers,
             token_expiry: expiry,
+            dead_subscriber,
         }
     }
 
@@ -211,9 +237,11 @@ impl Faults {
             .clog
             .as_ref()
             .map(|c| c.at + c.len + Duration::from_millis(50 * c.peers.len() as u64));
+        let dead = self.dead_subscriber.as_ref().map(|d| d.at + d.len);
         loss.into_iter()
             .chain(partition)
             .chain(clog)
+            .chain(dead)
             .chain(self.crashes.iter().copied())
             .max()
             .unwrap_or_default()
@@ -256,6 +284,9 @@ impl Faults {
         }
         if self.token_expiry {
             kinds.push("token expiry");
+        }
+        if self.dead_subscriber.is_some() {
+            kinds.push("dead subscriber");
         }
         kinds
     }
@@ -311,6 +342,16 @@ impl fmt::Display for Faults {
         }
         if self.token_expiry {
             write!(f, "; token expires mid-onboarding")?;
+        }
+        if let Some(d) = &self.dead_subscriber {
+            write!(
+                f,
+                "; {} down from {}ms for {}s, owed a burst of {}",
+                d.host,
+                ms(d.at),
+                d.len.as_secs(),
+                d.burst
+            )?;
         }
         Ok(())
     }

@@ -131,7 +131,7 @@ pub const SUBSCRIPTIONS: [Sub; 4] = [
 
 /// Rare paths: sometimes-assertions that a large sweep must reach at least once, or its
 /// worlds are not exercising what they claim to.
-pub const RARE: [(&str, &str); 14] = [
+pub const RARE: [(&str, &str); 16] = [
     (
         "publish-retried",
         "a publish went unanswered or refused and was sent again",
@@ -184,6 +184,14 @@ pub const RARE: [(&str, &str); 14] = [
     (
         "oauth-token-refetched",
         "the proxy fetched a new OAuth token once the last had expired",
+    ),
+    (
+        "subscription-backed-off",
+        "a subscription whose subscriber was down backed off as a whole (its status said so)",
+    ),
+    (
+        "dead-subscriber-drained",
+        "a subscriber down for a long while got its whole backlog once it was up again",
     ),
 ];
 

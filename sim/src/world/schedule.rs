@@ -13,6 +13,10 @@ pub(super) enum Action {
     Release(&'static str),
     Loss(f64),
     Crash,
+    /// A host goes down: nothing reaches it until it is revived.
+    Down(&'static str),
+    /// A host that was down starts again.
+    Revive(&'static str),
 }
 
 /// The timed actions of `faults`, in order.
@@ -37,6 +41,10 @@ pub(super) fn schedule(faults: &Faults) -> Vec<(Duration, Action)> {
     }
     for at in &faults.crashes {
         plan.push((*at, Action::Crash));
+    }
+    if let Some(d) = &faults.dead_subscriber {
+        plan.push((d.at, Action::Down(d.host)));
+        plan.push((d.at + d.len, Action::Revive(d.host)));
     }
     plan.sort_by_key(|(at, _)| *at);
     plan
@@ -85,6 +93,14 @@ pub(super) fn strike(sim: &mut turmoil::Sim<'_>, action: &Action) -> String {
         Action::Crash => {
             sim.bounce("ace");
             "crash and restart ace (memory lost)".to_owned()
+        }
+        Action::Down(host) => {
+            sim.crash(host);
+            format!("{host} goes down")
+        }
+        Action::Revive(host) => {
+            sim.bounce(host);
+            format!("{host} is up again")
         }
     }
 }

@@ -212,9 +212,17 @@ pub(super) async fn solution(
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
     }
+    if index == 1
+        && let Some(dead) = &faults.dead_subscriber
+    {
+        dead_subscriber_burst(&actor, &me, dead).await;
+    }
     // Liveness: once the faults have healed, every delivery owed is made within a bound.
     sleep_until_elapsed(faults.healed_by()).await;
     wait_for_deliveries(&actor.shared, Duration::from_secs(60)).await;
+    if index == 1 && faults.dead_subscriber.is_some() && actor.shared.all_received() {
+        actor.shared.rare("dead-subscriber-drained");
+    }
     if index == 0 {
         contract_phase(&actor, &anonymous, &me, &csr).await;
     }
@@ -229,6 +237,40 @@ pub(super) async fn solution(
     }
     actor.note("done");
     Ok(())
+}
+
+/// While `dead.host` is down: publishes `dead.burst` events it is owed (four at a time), far
+/// more than the server keeps loaded per subscription, then checks, on the admin API, that the
+/// subscription owed them backs off as a whole.
+async fn dead_subscriber_burst(
+    actor: &Actor,
+    me: &tokio_rustls::TlsConnector,
+    dead: &crate::faults::DeadSubscriber,
+) {
+    sleep_until_elapsed(dead.at + Duration::from_millis(100)).await;
+    actor.note(format!(
+        "publishes {} events while {} is down",
+        dead.burst, dead.host
+    ));
+    for i in (EVENTS..EVENTS + dead.burst).step_by(4) {
+        tokio::join!(
+            publish(actor, me, 1, i),
+            publish(actor, me, 1, i + 1),
+            publish(actor, me, 1, i + 2),
+            publish(actor, me, 1, i + 3),
+        );
+    }
+    // A few pushes must fail before the subscription backs off; look until it is back up.
+    let url = format!("{ADMIN}v1/namespaces/prod/subscriptions/shop");
+    while turmoil::sim_elapsed().unwrap_or_default() < dead.at + dead.len {
+        if let Ok(r) = actor.send(Method::GET, &url, None, None).await
+            && !r.json()["status"]["delivery"]["backoff"].is_null()
+        {
+            actor.shared.rare("subscription-backed-off");
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
 }
 
 /// The event id of event `i` of solution `index`.
