@@ -30,6 +30,22 @@ pub enum Command {
     /// host names, and keeps them; every change is made durable before it is acknowledged.
     /// Flags override environment variables (ACE_*), which override the config file.
     Serve(Box<ServeArgs>),
+    /// Make the server's identity without serving: the CA, a server certificate for the host
+    /// names and the admin token, in the data directory (what `serve` makes at its first
+    /// start). Replicas on one JetStream stream need the same CA: make it once, then copy the
+    /// directory to every replica.
+    Init {
+        /// Data directory [default: $XDG_DATA_HOME/ace or ~/.local/share/ace].
+        #[arg(long, env = "ACE_DATA_DIR")]
+        data_dir: Option<PathBuf>,
+        /// Host name or IP address for the server certificate (repeat)
+        /// [default: localhost, 127.0.0.1].
+        #[arg(long = "host", value_delimiter = ',')]
+        host: Option<Vec<String>>,
+        /// Key algorithm of a new CA and server certificate [default: ecdsa-p256].
+        #[arg(long, value_enum)]
+        ca_key: Option<KeyArg>,
+    },
     /// Get a one-time configuration URL for a Remote Environment (connector internal API).
     Token {
         /// The Remote Environment.
@@ -288,6 +304,16 @@ pub enum CsrPolicyArg {
     Kyma,
 }
 
+/// Where `ace serve` keeps its records.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum StoreArg {
+    /// A redb file and its journal in the data directory.
+    Embedded,
+    /// A stream on a NATS JetStream cluster.
+    Jetstream,
+}
+
 /// `ace serve` options. Every one can also come from the environment (`ACE_…`) or from the
 /// YAML config file (same names, e.g. `gateway-addr: 0.0.0.0:8444`).
 #[derive(Debug, Default, Args, Deserialize)]
@@ -402,6 +428,36 @@ pub struct ServeArgs {
     #[arg(long, env = "ACE_MAX_STORE_BYTES", value_parser = parse_size)]
     #[serde(default, deserialize_with = "size_opt")]
     pub max_store_bytes: Option<u64>,
+    /// Where the records and events are kept: `embedded` (a redb file in the data
+    /// directory) or `jetstream` (a stream on a NATS JetStream cluster, see --nats)
+    /// [default: embedded].
+    #[arg(long, env = "ACE_STORE", value_enum)]
+    pub store: Option<StoreArg>,
+    /// NATS servers of the JetStream cluster (comma-separated; any that answers will do),
+    /// with --store jetstream. nats-server 2.11 or newer [default: nats://127.0.0.1:4222].
+    #[arg(long, env = "ACE_NATS", value_delimiter = ',')]
+    pub nats: Option<Vec<String>>,
+    /// The JetStream stream holding ACE's log; its subjects start with its name in lower
+    /// case. One `ace serve` per stream [default: ACE].
+    #[arg(long, env = "ACE_NATS_STREAM")]
+    pub nats_stream: Option<String>,
+    /// Servers that keep a copy of the stream, when ACE creates it (3 survives the loss of
+    /// one) [default: 3].
+    #[arg(long, env = "ACE_NATS_REPLICAS", value_parser = clap::value_parser!(u64).range(1..=5))]
+    pub nats_replicas: Option<u64>,
+    /// NATS credentials file (.creds), if the servers require one.
+    #[arg(long, env = "ACE_NATS_CREDS")]
+    pub nats_creds: Option<PathBuf>,
+    /// Size limit of the stream, when ACE creates it, e.g. 10GiB; at it the servers refuse
+    /// new messages (never dropping old ones) [default: none].
+    #[arg(long, env = "ACE_NATS_MAX_BYTES", value_parser = parse_size)]
+    #[serde(default, deserialize_with = "size_opt")]
+    pub nats_max_bytes: Option<u64>,
+    /// How long an append keeps trying while the JetStream cluster cannot take it (a leader
+    /// election, say) before the server stops [default: 30s].
+    #[arg(long, env = "ACE_NATS_UNAVAILABLE_TIMEOUT", value_parser = humantime::parse_duration)]
+    #[serde(default, with = "humantime_serde_opt")]
+    pub nats_unavailable_timeout: Option<Duration>,
     /// Key algorithm of a new CA and server certificate [default: ecdsa-p256].
     #[arg(long, env = "ACE_CA_KEY", value_enum)]
     pub ca_key: Option<KeyArg>,
@@ -486,6 +542,50 @@ mod humantime_serde_opt {
 }
 
 impl ServeArgs {
+    /// The store named by --store and the --nats options.
+    #[cfg(feature = "jetstream")]
+    fn store_kind(&self, file: &ServeArgs) -> Result<ace_server::options::StoreKind, String> {
+        use ace_server::options::StoreKind;
+        use ace_server::store::jetstream::JetStreamOptions;
+        let d = JetStreamOptions::default();
+        let nats = self.nats.clone().or_else(|| file.nats.clone());
+        match self.store.or(file.store) {
+            Some(StoreArg::Jetstream) => Ok(StoreKind::JetStream(JetStreamOptions {
+                servers: nats.unwrap_or(d.servers),
+                stream: self
+                    .nats_stream
+                    .clone()
+                    .or_else(|| file.nats_stream.clone())
+                    .unwrap_or(d.stream),
+                replicas: self
+                    .nats_replicas
+                    .or(file.nats_replicas)
+                    .map_or(d.replicas, |n| usize::try_from(n).unwrap_or(1)),
+                credentials: self.nats_creds.clone().or_else(|| file.nats_creds.clone()),
+                max_bytes: self.nats_max_bytes.or(file.nats_max_bytes),
+                unavailable_timeout: self
+                    .nats_unavailable_timeout
+                    .or(file.nats_unavailable_timeout)
+                    .unwrap_or(d.unavailable_timeout),
+            })),
+            Some(StoreArg::Embedded) | None if nats.is_some() => {
+                Err("--nats names a JetStream cluster: add --store jetstream".into())
+            }
+            Some(StoreArg::Embedded) | None => Ok(StoreKind::Embedded),
+        }
+    }
+
+    /// The store named by --store: this build has the embedded one only.
+    #[cfg(not(feature = "jetstream"))]
+    fn store_kind(&self, file: &ServeArgs) -> Result<ace_server::options::StoreKind, String> {
+        match self.store.or(file.store) {
+            Some(StoreArg::Jetstream) => {
+                Err("this build of ace has no JetStream store (feature `jetstream`)".into())
+            }
+            _ => Ok(ace_server::options::StoreKind::Embedded),
+        }
+    }
+
     /// Flags and environment over the config file over the defaults.
     pub fn resolve(self) -> Result<(ServeOptions, LogFormat), String> {
         let file: ServeArgs = match &self.config {
@@ -497,6 +597,7 @@ impl ServeArgs {
             }
             None => ServeArgs::default(),
         };
+        let store = self.store_kind(&file)?;
         let d = ServeOptions::default();
         let mut limits = d.limits;
         limits.max_body_bytes = self
@@ -627,6 +728,7 @@ impl ServeArgs {
             .max_store_bytes
             .or(file.max_store_bytes)
             .unwrap_or(options.max_store_bytes);
+        options.store = store;
         if options.hosts.is_empty() {
             return Err("at least one --host is needed".into());
         }

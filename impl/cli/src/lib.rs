@@ -48,6 +48,29 @@ pub fn print(text: &str) {
 pub async fn run(cli: Cli) -> Result<(), String> {
     match cli.command {
         Command::Serve(args) => serve::run_serve(*args).await,
+        Command::Init {
+            data_dir,
+            host,
+            ca_key,
+        } => {
+            let d = ace_server::ServeOptions::default();
+            let opts = ace_server::ServeOptions {
+                data_dir: data_dir.unwrap_or(d.data_dir),
+                hosts: host.unwrap_or(d.hosts),
+                ca_key: ca_key.map_or(d.ca_key, Into::into),
+                ..ace_server::ServeOptions::default()
+            };
+            let clock = ace_client::Clock::from_system_time();
+            let identity = ace_server::serve::identity(&opts, clock).map_err(|e| e.to_string())?;
+            print(&format!(
+                "Identity in {}: ca.crt (SHA-256 {}), ca.key, server.crt for {}, server.key, \
+                 admin.token.\nCopy the directory to every replica; keep ca.key secret.\n",
+                opts.data_dir.display(),
+                identity.ca.sha256_hex(),
+                opts.hosts.join(", ")
+            ));
+            Ok(())
+        }
         Command::Token { re, internal_url } => {
             print(&format!("{}\n", commands::token(&internal_url, &re).await?));
             Ok(())

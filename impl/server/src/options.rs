@@ -19,6 +19,9 @@ pub enum StoreKind {
     Embedded,
     /// Memory only: everything is lost when the process ends (tests).
     Memory,
+    /// A stream on a NATS JetStream cluster (one `ace serve` per stream).
+    #[cfg(feature = "jetstream")]
+    JetStream(crate::store::jetstream::JetStreamOptions),
 }
 
 /// How the admin API (and every resource API on its listener) authenticates callers.

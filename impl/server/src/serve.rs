@@ -139,6 +139,41 @@ fn data_dir(opts: &ServeOptions) -> Result<(), StartError> {
     Ok(())
 }
 
+/// What a server is known by: its CA, its certificate and key, and the admin API's token.
+#[derive(Debug)]
+pub struct Identity {
+    /// The CA that signs client certificates and the server's own.
+    pub ca: Arc<Ca>,
+    /// The server certificate for `opts.hosts`, PEM.
+    pub cert_pem: String,
+    /// Its key, PEM.
+    pub key_pem: String,
+    /// The admin API's bearer token (`None` when authentication is off).
+    pub admin_token: Option<crate::edge::auth::AdminToken>,
+}
+
+/// The identity kept in the data directory (`ca.crt`, `ca.key`, `server.crt`, `server.key`,
+/// `admin.token`), made there whatever of it is missing. Replicas on one shared log need the
+/// same CA: make it once (`ace init`) and give every replica a copy.
+pub fn identity(opts: &ServeOptions, clock: Clock) -> Result<Identity, StartError> {
+    data_dir(opts)?;
+    let mut keys = match opts.key_seed {
+        Some(seed) => KeySource::Seeded(Box::new(ace_model::SeededRng::new(seed))),
+        None => KeySource::Os(opts.ca_key),
+    };
+    let ca = Arc::new(Ca::load_or_create(&opts.data_dir, &mut keys, now(&clock))?);
+    let (cert_pem, key_pem) =
+        pki::identity::server_identity(&opts.data_dir, &ca, &opts.hosts, &mut keys, now(&clock))?;
+    let admin_token =
+        crate::edge::auth::load_or_create(&opts.data_dir, &opts.admin_auth, || keys.secret())?;
+    Ok(Identity {
+        ca,
+        cert_pem,
+        key_pem,
+        admin_token,
+    })
+}
+
 /// Starts `ace serve` on `net` with the store `opts.store` names.
 pub async fn start<N: Net>(
     net: N,
@@ -147,7 +182,7 @@ pub async fn start<N: Net>(
     seed: Seed,
 ) -> Result<Server, StartError> {
     data_dir(&opts)?;
-    let store = match opts.store {
+    let store = match &opts.store {
         StoreKind::Embedded => {
             let options = RedbOptions {
                 // A driver on a thread of its own waits for every sync anyway.
@@ -157,6 +192,10 @@ pub async fn start<N: Net>(
             AnyStore::Embedded(RedbStore::open(&opts.data_dir.join("ace.redb"), options)?)
         }
         StoreKind::Memory => AnyStore::Memory(MemoryStore::default()),
+        #[cfg(feature = "jetstream")]
+        StoreKind::JetStream(options) => AnyStore::JetStream(Box::new(
+            store::jetstream::JetStreamStore::open(options).await?,
+        )),
     };
     start_with_store(net, opts, clock, seed, store).await
 }
@@ -176,17 +215,14 @@ pub async fn start_with_store<N: Net, S: Store>(
             bug.description()
         );
     }
-    data_dir(&opts)?;
-    let mut keys = match opts.key_seed {
-        Some(seed) => KeySource::Seeded(Box::new(ace_model::SeededRng::new(seed))),
-        None => KeySource::Os(opts.ca_key),
-    };
-    let ca = Arc::new(Ca::load_or_create(&opts.data_dir, &mut keys, now(&clock))?);
-    let (cert_pem, key_pem) =
-        pki::identity::server_identity(&opts.data_dir, &ca, &opts.hosts, &mut keys, now(&clock))?;
+    let Identity {
+        ca,
+        cert_pem,
+        key_pem,
+        admin_token,
+    } = identity(&opts, clock)?;
+    store.bind_identity(&ca.sha256_hex()).await?;
     let (external_tls, gateway_tls) = crate::edge::tls::acceptors(&ca, &cert_pem, &key_pem, clock)?;
-    let admin_token =
-        crate::edge::auth::load_or_create(&opts.data_dir, &opts.admin_auth, || keys.secret())?;
 
     let mut opts = opts;
     let mut listeners = Vec::new();

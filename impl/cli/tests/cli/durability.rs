@@ -14,11 +14,17 @@ use ace_client::TokioNet;
 use hyper::Method;
 use serde_json::json;
 
-/// `ace serve` on `data`, ready (started again on other ports if one was taken meanwhile).
-async fn serve(data: &Path) -> ServeProcess {
+/// `ace serve` on `data` with the `store` flags (none: the embedded store), ready (started
+/// again on other ports if one was taken meanwhile).
+async fn serve(data: &Path, store: &[String]) -> ServeProcess {
     let data = data.to_owned();
+    let mut args: Vec<String> = ["--retry-initial", "100ms", "--retry-max", "300ms"]
+        .map(String::from)
+        .to_vec();
+    args.extend_from_slice(store);
     tokio::task::spawn_blocking(move || {
-        ServeProcess::start(&data, &["--retry-initial", "100ms", "--retry-max", "300ms"])
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        ServeProcess::start(&data, &args)
     })
     .await
     .unwrap_or_else(|e| panic!("{e}"))
@@ -89,20 +95,77 @@ async fn names(server: &ServeProcess) -> std::collections::BTreeSet<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_loses_no_acknowledged_write() {
+    kill_9_rounds(&[], Duration::from_millis(700), |_, _| {}).await;
+}
+
+/// The same on a three-node JetStream cluster, where each round also kills (`kill -9`) one
+/// NATS node while the writes go on (the stream leader, a third of the time), and starts it
+/// again after. Rounds are longer: writes wait while a new leader is elected.
+#[cfg(feature = "jetstream")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_of_ace_or_of_a_nats_node_loses_no_acknowledged_write_on_jetstream() {
+    use std::sync::Mutex;
+    let cluster = Arc::new(Mutex::new(crate::common::nats::Cluster::start(3)));
+    let store = cluster
+        .lock()
+        .map(|c| jetstream_flags(&c, "KILL"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut killer = None;
+    kill_9_rounds(&store, Duration::from_millis(2500), |round, after| {
+        let node = round % 3;
+        if after {
+            if let Some(k) = killer.take() {
+                let _ = std::thread::JoinHandle::join(k);
+            }
+            if let Ok(mut c) = cluster.lock() {
+                c.restart(node);
+            }
+        } else {
+            let cluster = cluster.clone();
+            killer = Some(std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(400));
+                if let Ok(mut c) = cluster.lock() {
+                    c.kill(node);
+                }
+            }));
+        }
+    })
+    .await;
+}
+
+#[cfg(feature = "jetstream")]
+fn jetstream_flags(cluster: &crate::common::nats::Cluster, stream: &str) -> Vec<String> {
+    [
+        "--store",
+        "jetstream",
+        "--nats",
+        &cluster.urls().join(","),
+        "--nats-stream",
+        stream,
+    ]
+    .map(String::from)
+    .to_vec()
+}
+
+/// Rounds of writes each ended by a `kill -9` of the server; `around(round, after)` runs
+/// before (`false`) and after (`true`) each round's writes.
+async fn kill_9_rounds(store: &[String], run_for: Duration, mut around: impl FnMut(usize, bool)) {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let data = dir.path().join("data");
     let mut acknowledged = Vec::new();
-    let mut server = serve(&data).await;
+    let mut server = serve(&data, store).await;
     // Several rounds, so that a kill lands in the middle of a group commit more than once.
     for round in 0..3 {
-        let written = write_until_killed(&mut server, round, Duration::from_millis(700)).await;
+        around(round, false);
+        let written = write_until_killed(&mut server, round, run_for).await;
+        around(round, true);
         assert!(
             written.len() > 20,
             "round {round}: too little progress to mean anything: {}",
             written.len()
         );
         acknowledged.extend(written);
-        server = serve(&data).await;
+        server = serve(&data, store).await;
         let present = names(&server).await;
         let lost: Vec<&String> = acknowledged
             .iter()
@@ -135,6 +198,17 @@ async fn put(server: &ServeProcess, url: String, doc: serde_json::Value) -> u16 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn events_answered_200_are_delivered_after_a_kill_9() {
+    events_after_kill_9(&[]).await;
+}
+
+#[cfg(feature = "jetstream")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_answered_200_are_delivered_after_a_kill_9_on_jetstream() {
+    let cluster = crate::common::nats::Cluster::start(3);
+    events_after_kill_9(&jetstream_flags(&cluster, "EVENTS")).await;
+}
+
+async fn events_after_kill_9(store: &[String]) {
     // The subscriber refuses everything until told otherwise, so every event is still owed
     // when the server is killed.
     let status = Arc::new(AtomicU16::new(503));
@@ -145,7 +219,7 @@ async fn events_answered_200_are_delivered_after_a_kill_9() {
     .await;
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let data = dir.path().join("data");
-    let mut server = serve(&data).await;
+    let mut server = serve(&data, store).await;
     let ea = json!({"kind": "EventActivation", "metadata": {"name": "shop"}, "spec": {"sourceId": "shop"}});
     assert_eq!(
         put(
@@ -208,7 +282,7 @@ async fn events_answered_200_are_delivered_after_a_kill_9() {
     );
 
     status.store(200, Ordering::SeqCst);
-    let _restarted = serve(&data).await;
+    let _restarted = serve(&data, store).await;
     let all_delivered = crate::common::subscriber::eventually(Duration::from_secs(30), || {
         let got: std::collections::BTreeSet<String> =
             sub.delivered().into_iter().map(|r| r.body).collect();
@@ -231,7 +305,7 @@ async fn events_answered_200_are_delivered_after_a_kill_9() {
 async fn sigterm_stops_the_server_with_its_store_closed_and_kill_9_does_not() {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let data = dir.path().join("data");
-    let server = serve(&data).await;
+    let server = serve(&data, &[]).await;
     let url = format!("{}/v1/remoteenvironments/kept", server.ports.admin_url());
     let doc = json!({"kind": "RemoteEnvironment", "metadata": {"name": "kept"}});
     assert_eq!(put(&server, url, doc).await, 201);
@@ -250,7 +324,7 @@ async fn sigterm_stops_the_server_with_its_store_closed_and_kill_9_does_not() {
     );
     drop(server);
 
-    let mut server = serve(&data).await;
+    let mut server = serve(&data, &[]).await;
     assert!(names(&server).await.contains("kept"));
     assert!(
         !server.log().contains(ace_server::store::NOT_CLOSED_CLEANLY),
@@ -260,7 +334,7 @@ async fn sigterm_stops_the_server_with_its_store_closed_and_kill_9_does_not() {
 
     // The same check tells a kill -9 apart.
     server.kill_9();
-    let server = serve(&data).await;
+    let server = serve(&data, &[]).await;
     assert!(names(&server).await.contains("kept"));
     assert!(
         server.log().contains(ace_server::store::NOT_CLOSED_CLEANLY),

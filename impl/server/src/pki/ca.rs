@@ -94,6 +94,15 @@ impl Ca {
         &self.cert_der
     }
 
+    /// The SHA-256 of the CA certificate (DER), in lower-case hex: what tells two CAs apart.
+    pub fn sha256_hex(&self) -> String {
+        use sha2::Digest as _;
+        sha2::Sha256::digest(self.cert_der.as_ref())
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
+
     /// A server certificate for `hosts` (DNS names or IP addresses) with `key`, valid a year
     /// from `now`. Returns it as PEM.
     pub fn issue_server(

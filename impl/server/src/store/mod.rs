@@ -8,7 +8,9 @@
 //! or it is full, and a follower can wait for the log to grow. The backends:
 //! - [`redb::RedbStore`], the embedded default: a redb file and its write-ahead
 //!   [`journal`] in the data directory;
-//! - [`memory::MemoryStore`]: in memory, for tests and simulations (clones share one log).
+//! - [`memory::MemoryStore`]: in memory, for tests and simulations (clones share one log);
+//! - `jetstream::JetStreamStore` (feature `jetstream`): a stream on a NATS JetStream cluster,
+//!   for a log that outlives the machine.
 //!
 //! Accepted events are kept apart from the records, by sequence number, and written with the
 //! same append: their metadata (the logged acceptance) and their body. The model reads the
@@ -18,6 +20,8 @@
 //! the store forgets it in the same write, so disk use follows the backlog.
 
 pub mod codec;
+#[cfg(feature = "jetstream")]
+pub mod jetstream;
 pub mod journal;
 pub mod memory;
 pub mod redb;
@@ -130,6 +134,17 @@ pub trait Store: Send + 'static {
     /// Resolves once the log reaches beyond `after` (appended by another writer, for a
     /// follower); at once if it already does. A log with a single writer never grows by itself.
     fn follow(&mut self, after: Position) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Ties the log to the CA that signs for it (`ca_sha256`: the SHA-256 of the CA
+    /// certificate, hex): a shared log records it at the first start and refuses a server
+    /// with another CA, which would issue certificates the others reject. A log in the data
+    /// directory, beside the CA itself, has nothing to check.
+    fn bind_identity(
+        &mut self,
+        ca_sha256: &str,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        let _ = ca_sha256;
+        std::future::ready(Ok(()))
+    }
     /// A reader of the events kept apart, for the model's backlog reads and the pushes.
     fn events(&self) -> Arc<dyn EventReader>;
     /// Bytes of the events kept apart (metadata and bodies): what the disk budget limits.
@@ -180,6 +195,9 @@ pub enum AnyStore {
     Embedded(RedbStore),
     /// Memory only.
     Memory(MemoryStore),
+    /// A NATS JetStream stream.
+    #[cfg(feature = "jetstream")]
+    JetStream(Box<jetstream::JetStreamStore>),
 }
 
 impl Store for AnyStore {
@@ -187,6 +205,8 @@ impl Store for AnyStore {
         match self {
             AnyStore::Embedded(s) => s.read(from, max).await,
             AnyStore::Memory(s) => s.read(from, max).await,
+            #[cfg(feature = "jetstream")]
+            AnyStore::JetStream(s) => s.read(from, max).await,
         }
     }
 
@@ -194,6 +214,8 @@ impl Store for AnyStore {
         match self {
             AnyStore::Embedded(s) => s.append(records).await,
             AnyStore::Memory(s) => s.append(records).await,
+            #[cfg(feature = "jetstream")]
+            AnyStore::JetStream(s) => s.append(records).await,
         }
     }
 
@@ -201,6 +223,8 @@ impl Store for AnyStore {
         match self {
             AnyStore::Embedded(s) => s.compact(snapshot).await,
             AnyStore::Memory(s) => s.compact(snapshot).await,
+            #[cfg(feature = "jetstream")]
+            AnyStore::JetStream(s) => s.compact(snapshot).await,
         }
     }
 
@@ -208,6 +232,8 @@ impl Store for AnyStore {
         match self {
             AnyStore::Embedded(s) => s.end(),
             AnyStore::Memory(s) => s.end(),
+            #[cfg(feature = "jetstream")]
+            AnyStore::JetStream(s) => s.end(),
         }
     }
 
@@ -215,6 +241,8 @@ impl Store for AnyStore {
         match self {
             AnyStore::Embedded(s) => s.len(),
             AnyStore::Memory(s) => s.len(),
+            #[cfg(feature = "jetstream")]
+            AnyStore::JetStream(s) => s.len(),
         }
     }
 
@@ -222,6 +250,17 @@ impl Store for AnyStore {
         match self {
             AnyStore::Embedded(s) => s.follow(after).await,
             AnyStore::Memory(s) => s.follow(after).await,
+            #[cfg(feature = "jetstream")]
+            AnyStore::JetStream(s) => s.follow(after).await,
+        }
+    }
+
+    async fn bind_identity(&mut self, ca_sha256: &str) -> Result<(), StoreError> {
+        match self {
+            AnyStore::Embedded(s) => s.bind_identity(ca_sha256).await,
+            AnyStore::Memory(s) => s.bind_identity(ca_sha256).await,
+            #[cfg(feature = "jetstream")]
+            AnyStore::JetStream(s) => s.bind_identity(ca_sha256).await,
         }
     }
 
@@ -229,6 +268,8 @@ impl Store for AnyStore {
         match self {
             AnyStore::Embedded(s) => s.events(),
             AnyStore::Memory(s) => s.events(),
+            #[cfg(feature = "jetstream")]
+            AnyStore::JetStream(s) => s.events(),
         }
     }
 
@@ -236,6 +277,8 @@ impl Store for AnyStore {
         match self {
             AnyStore::Embedded(s) => s.stored_bytes(),
             AnyStore::Memory(s) => s.stored_bytes(),
+            #[cfg(feature = "jetstream")]
+            AnyStore::JetStream(s) => s.stored_bytes(),
         }
     }
 }

@@ -7,6 +7,8 @@ mod bug_zoo;
 mod common;
 mod delivery;
 mod egress;
+#[cfg(feature = "jetstream")]
+mod jetstream;
 mod protection;
 mod proxy;
 mod resumption;

@@ -2,6 +2,8 @@
 
 #![allow(dead_code)]
 
+#[cfg(feature = "jetstream")]
+pub mod nats;
 pub mod subscriber;
 
 use std::path::Path;

@@ -1,0 +1,968 @@
+//! The log on a NATS JetStream stream: a store that outlives the machine `ace serve` runs on.
+//!
+//! One stream (`ACE` by default; file storage, replicated over `replicas` servers) holds,
+//! under the subject prefix `<stream in lower case>` (`ace`):
+//!
+//! | subject | what |
+//! | --- | --- |
+//! | `ace.log` | the records, one message per append (split in parts over `max_payload`) |
+//! | `ace.ev.<first>.<last>.<bytes>` | the accepted events of one append: metadata and bodies |
+//! | `ace.snap` | where the latest complete snapshot starts |
+//! | `ace.id` | the SHA-256 of the CA certificate the log was made with (never the key) |
+//!
+//! **One writer.** Every message of an append is published with
+//! `Nats-Expected-Last-Subject-Sequence` of the log subject: a writer that did not see the
+//! log's last append is refused (error 10071) and gets [`StoreError::Fenced`], so two
+//! processes on one stream can never both decide on stale state; the one fenced stops.
+//! The event messages carry the same guard (`...-Subject: ace.log`), so a fenced writer
+//! leaves nothing behind either.
+//!
+//! **Durable before acknowledged.** An append returns once JetStream acknowledged every
+//! message (a quorum has it; fsynced too with `sync_interval: always` on the servers). The
+//! event messages go first, the records last: a crash in between leaves events no record
+//! refers to, whose sequence numbers the next writer reuses; its first append removes them.
+//! An append the servers cannot take now (no quorum during a leader election, a server down)
+//! is retried with the same `Nats-Msg-Id`s, so a retry of what did land is a duplicate the
+//! server drops, for up to `unavailable_timeout`; then the append fails with
+//! [`StoreError::Unavailable`].
+//!
+//! **Parts.** A batch larger than the servers' `max_payload` is published as several
+//! messages (`Ace-Part: i/k`, one `Ace-Batch` id); a reader applies a batch only when all its
+//! parts are there, so a crash between parts loses the whole batch, never half of it.
+//!
+//! **Compaction** publishes the snapshot as a batch marked `Ace-Snapshot`, then points
+//! `ace.snap` at it, then purges the log before it and the event messages no subscription
+//! holds. A reader starts at the pointed snapshot and skips any other (one a crash left
+//! unpointed).
+//!
+//! Positions are `(stream sequence of the batch's first message) << 32 | index in batch`.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use ace_model::Record;
+use ace_model::bus::{SeqSet, StoredEvent};
+use async_nats::HeaderMap;
+use async_nats::jetstream::context::PublishErrorKind;
+use async_nats::jetstream::message::PublishMessage as Publish;
+use async_nats::jetstream::stream::{DiscardPolicy, LastRawMessageErrorKind, StorageType};
+use async_nats::jetstream::{self, Context};
+use bytes::Bytes;
+use futures_util::TryStreamExt;
+use tokio::sync::mpsc;
+
+use super::codec::{self, Encoded, held_events, journal_entries, journal_payload};
+use super::{Entry, EventReader, Position, Store, StoreError, StoreFuture};
+
+/// The oldest nats-server the store runs on: older ones have no `sync_interval: always`,
+/// no subject guard on another subject, and diverged under `kill -9` in ACE's tests.
+pub const MIN_SERVER_VERSION: (u64, u64) = (2, 11);
+
+/// Where the stream is and how it is made.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct JetStreamOptions {
+    /// The NATS servers to connect to (`nats://host:port`); any one that answers will do.
+    pub servers: Vec<String>,
+    /// The stream's name; its subjects start with the name in lower case.
+    pub stream: String,
+    /// Servers that keep a copy of the stream (when ACE creates it): 3 survives one loss.
+    pub replicas: usize,
+    /// A NATS credentials file (`.creds`), if the servers require one.
+    pub credentials: Option<PathBuf>,
+    /// The stream's size limit in bytes (when ACE creates it); `None` for none. At it the
+    /// servers refuse new messages rather than dropping old ones.
+    pub max_bytes: Option<u64>,
+    /// How long an append keeps trying while the servers cannot take it.
+    pub unavailable_timeout: Duration,
+}
+
+impl Default for JetStreamOptions {
+    fn default() -> Self {
+        JetStreamOptions {
+            servers: vec!["nats://127.0.0.1:4222".into()],
+            stream: "ACE".into(),
+            replicas: 3,
+            credentials: None,
+            max_bytes: None,
+            unavailable_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// The subjects of one stream.
+#[derive(Debug)]
+struct Subjects {
+    log: String,
+    snap: String,
+    /// The CA the log was made with (its certificate's SHA-256).
+    id: String,
+    /// Prefix of the event messages' subjects.
+    ev: String,
+}
+
+impl Subjects {
+    fn new(stream: &str) -> Self {
+        let prefix = stream.to_ascii_lowercase();
+        Subjects {
+            log: format!("{prefix}.log"),
+            snap: format!("{prefix}.snap"),
+            id: format!("{prefix}.id"),
+            ev: format!("{prefix}.ev"),
+        }
+    }
+}
+
+/// A log on a JetStream stream (see the module documentation).
+#[derive(Debug)]
+pub struct JetStreamStore {
+    js: Context,
+    stream: jetstream::stream::Stream,
+    subjects: Arc<Subjects>,
+    /// Stream sequence of the last message on the log subject: what the next append expects.
+    last_log: u64,
+    /// Stream sequence of the first message of the snapshot the log starts from (0: none).
+    snapshot_from: u64,
+    /// Records kept since the snapshot (counted as they are read back and appended).
+    len: u64,
+    /// Largest payload of one message.
+    part_bytes: usize,
+    events: Arc<Events>,
+    /// The batch read last (a snapshot is read a page at a time).
+    last_batch: Option<Batch>,
+    unavailable_timeout: Duration,
+}
+
+/// One batch of records read back.
+#[derive(Clone, Debug)]
+struct Batch {
+    /// Stream sequence of its first part.
+    first: u64,
+    /// Stream sequence of its last part.
+    last: u64,
+    snapshot: bool,
+    records: Arc<Vec<Record>>,
+}
+
+/// The event messages: what the store keeps apart, shared with the readers.
+#[derive(Debug)]
+struct Events {
+    stream: jetstream::stream::Stream,
+    index: Mutex<EventIndex>,
+    /// Subjects whose messages no subscription holds any more, to purge.
+    forget: mpsc::UnboundedSender<String>,
+}
+
+#[derive(Debug, Default)]
+struct EventIndex {
+    /// By the first sequence number each message holds.
+    ranges: BTreeMap<u64, Range>,
+    /// Of the kept messages.
+    bytes: u64,
+    /// The messages read (or written) last, decoded.
+    cache: VecDeque<(u64, Arc<Vec<Encoded>>)>,
+}
+
+const CACHED_MESSAGES: usize = 32;
+
+/// One event message.
+#[derive(Debug)]
+struct Range {
+    last: u64,
+    subject: String,
+    bytes: u64,
+    /// Its events some subscription may still need.
+    held: SeqSet,
+}
+
+impl EventIndex {
+    fn find(&self, seq: u64) -> Option<(u64, &Range)> {
+        self.ranges
+            .range(..=seq)
+            .next_back()
+            .filter(|(_, r)| seq <= r.last)
+            .map(|(first, r)| (*first, r))
+    }
+
+    fn cached(&self, first: u64) -> Option<Arc<Vec<Encoded>>> {
+        self.cache
+            .iter()
+            .find(|(f, _)| *f == first)
+            .map(|(_, e)| Arc::clone(e))
+    }
+
+    fn remember(&mut self, first: u64, entries: Arc<Vec<Encoded>>) {
+        self.cache.retain(|(f, _)| *f != first);
+        if self.cache.len() >= CACHED_MESSAGES {
+            self.cache.pop_front();
+        }
+        self.cache.push_back((first, entries));
+    }
+
+    /// Adds the message holding `first..=last`, of which `held` may still be needed.
+    fn add(&mut self, first: u64, last: u64, subject: String, bytes: u64, held: SeqSet) {
+        self.bytes += bytes;
+        self.ranges.insert(
+            first,
+            Range {
+                last,
+                subject,
+                bytes,
+                held,
+            },
+        );
+    }
+
+    /// Removes the range starting at `first`; returns its subject.
+    fn remove(&mut self, first: u64) -> Option<String> {
+        let range = self.ranges.remove(&first)?;
+        self.bytes -= range.bytes;
+        self.cache.retain(|(f, _)| *f != first);
+        Some(range.subject)
+    }
+
+    /// The ranges that hold any of `first..=last`.
+    fn overlapping(&self, first: u64, last: u64) -> Vec<u64> {
+        let mut found: Vec<u64> = self.ranges.range(first..=last).map(|(f, _)| *f).collect();
+        if let Some((f, _)) = self.find(first)
+            && !found.contains(&f)
+        {
+            found.push(f);
+        }
+        found
+    }
+}
+
+fn unavailable(what: &str, e: impl std::fmt::Display) -> StoreError {
+    StoreError::Unavailable(format!("{what}: {e}"))
+}
+
+fn lock(index: &Mutex<EventIndex>) -> Result<MutexGuard<'_, EventIndex>, StoreError> {
+    index
+        .lock()
+        .map_err(|_| StoreError::Corrupt("a thread panicked while holding the event index".into()))
+}
+
+/// `major.minor` of a server's version string (`2.15.1`).
+pub fn parse_version(version: &str) -> Option<(u64, u64)> {
+    let mut parts = version.trim_start_matches('v').split(['.', '-']);
+    let major = parts.next()?.parse().ok()?;
+    let minor = parts.next()?.parse().ok()?;
+    Some((major, minor))
+}
+
+/// The events message subject's parts after the prefix: `<first>.<last>.<bytes>`.
+fn parse_range(subject: &str, prefix: &str) -> Option<(u64, u64, u64)> {
+    let rest = subject.strip_prefix(prefix)?.strip_prefix('.')?;
+    let mut parts = rest.split('.');
+    let first = parts.next()?.parse().ok()?;
+    let last = parts.next()?.parse().ok()?;
+    let bytes = parts.next()?.parse().ok()?;
+    parts.next().is_none().then_some((first, last, bytes))
+}
+
+/// `i/k` of a part header.
+fn parse_part(value: &str) -> Option<(usize, usize)> {
+    let (i, k) = value.split_once('/')?;
+    let (i, k) = (i.parse().ok()?, k.parse().ok()?);
+    (1..=k).contains(&i).then_some((i, k))
+}
+
+fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers.get(name).map(|v| v.as_str())
+}
+
+impl JetStreamStore {
+    /// Connects to the servers, refuses ones older than [`MIN_SERVER_VERSION`], makes the
+    /// stream unless it exists, and finds the log's end, its snapshot and its event messages.
+    pub async fn open(options: &JetStreamOptions) -> Result<Self, StoreError> {
+        let servers = options.servers.join(",");
+        let mut connect = async_nats::ConnectOptions::new()
+            .name("ace")
+            .connection_timeout(Duration::from_secs(5));
+        if let Some(path) = &options.credentials {
+            connect = connect.credentials_file(path).await.map_err(|e| {
+                StoreError::Unavailable(format!("NATS credentials {}: {e}", path.display()))
+            })?;
+        }
+        let addrs = options
+            .servers
+            .iter()
+            .map(|url| {
+                url.parse::<async_nats::ServerAddr>().map_err(|e| {
+                    StoreError::Io(std::io::Error::new(
+                        std::io::ErrorKind::InvalidInput,
+                        format!("{url:?} is not a NATS server URL: {e}"),
+                    ))
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let client = connect
+            .connect(addrs)
+            .await
+            .map_err(|e| unavailable(&format!("cannot reach NATS at {servers}"), e))?;
+        let info = client.server_info();
+        match parse_version(&info.version) {
+            Some(v) if v >= MIN_SERVER_VERSION => {}
+            _ => {
+                return Err(StoreError::Unavailable(format!(
+                    "nats-server {} at {servers} is too old: the replicated store needs {}.{} or \
+                     newer (older servers have no `sync_interval: always` and may diverge after a crash)",
+                    info.version, MIN_SERVER_VERSION.0, MIN_SERVER_VERSION.1
+                )));
+            }
+        }
+        let part_bytes = info.max_payload.saturating_sub(4096).max(4096);
+        let js = jetstream::ContextBuilder::new()
+            .timeout(Duration::from_secs(5))
+            .build(client);
+        let subjects = Subjects::new(&options.stream);
+        let config = jetstream::stream::Config {
+            name: options.stream.clone(),
+            subjects: vec![format!("{}.>", options.stream.to_ascii_lowercase())],
+            storage: StorageType::File,
+            num_replicas: options.replicas,
+            discard: DiscardPolicy::New,
+            max_bytes: options
+                .max_bytes
+                .map_or(-1, |b| i64::try_from(b).unwrap_or(i64::MAX)),
+            duplicate_window: Duration::from_secs(120),
+            ..Default::default()
+        };
+        let stream = js.get_or_create_stream(config).await.map_err(|e| {
+            unavailable(
+                &format!(
+                    "cannot open or create stream {} with {} replicas (is JetStream enabled on \
+                     enough servers?)",
+                    options.stream, options.replicas
+                ),
+                e,
+            )
+        })?;
+        let last_log = last_seq(&stream, &subjects.log).await?;
+        let snapshot_from = match last_message(&stream, &subjects.snap).await? {
+            Some(message) => serde_json::from_slice::<serde_json::Value>(&message.payload)
+                .ok()
+                .and_then(|v| v.get("from").and_then(serde_json::Value::as_u64))
+                .ok_or_else(|| StoreError::Corrupt("the snapshot pointer is unreadable".into()))?,
+            None => 0,
+        };
+        let mut index = EventIndex::default();
+        let mut listed = stream
+            .info_with_subjects(format!("{}.>", subjects.ev))
+            .await
+            .map_err(|e| unavailable("cannot list the event messages", e))?;
+        while let Some((subject, _)) = listed
+            .try_next()
+            .await
+            .map_err(|e| unavailable("cannot list the event messages", e))?
+        {
+            let Some((first, last, bytes)) = parse_range(&subject, &subjects.ev) else {
+                continue;
+            };
+            let mut held = SeqSet::new();
+            held.insert_range(first..=last);
+            index.add(first, last, subject, bytes, held);
+        }
+        let (forget, forgotten) = mpsc::unbounded_channel();
+        tokio::spawn(purge_forgotten(stream.clone(), forgotten));
+        let events = Arc::new(Events {
+            stream: stream.clone(),
+            index: Mutex::new(index),
+            forget,
+        });
+        Ok(JetStreamStore {
+            js,
+            stream,
+            subjects: Arc::new(subjects),
+            last_log,
+            snapshot_from,
+            len: 0,
+            part_bytes,
+            events,
+            last_batch: None,
+            unavailable_timeout: options.unavailable_timeout,
+        })
+    }
+
+    /// The batch whose first part is at `seq` or after, if any is complete.
+    async fn batch_at(&mut self, mut seq: u64) -> Result<Option<Batch>, StoreError> {
+        if let Some(batch) = &self.last_batch
+            && batch.first == seq
+        {
+            return Ok(Some(batch.clone()));
+        }
+        'batch: loop {
+            let Some(message) = next_message(&self.stream, &self.subjects.log, seq).await? else {
+                return Ok(None);
+            };
+            let id = header(&message.headers, "Ace-Batch")
+                .unwrap_or_default()
+                .to_owned();
+            let (part, parts) = header(&message.headers, "Ace-Part")
+                .map_or(Some((1, 1)), parse_part)
+                .ok_or_else(|| {
+                    StoreError::Corrupt(format!("log message {} has a bad part", message.sequence))
+                })?;
+            if part != 1 {
+                // The rest of a batch whose first part was purged or broken off.
+                seq = message.sequence + 1;
+                continue;
+            }
+            let snapshot = header(&message.headers, "Ace-Snapshot").is_some();
+            let first = message.sequence;
+            let mut last = first;
+            let mut payload = message.payload.to_vec();
+            for i in 2..=parts {
+                let Some(next) = next_message(&self.stream, &self.subjects.log, last + 1).await?
+                else {
+                    // A batch cut short at the end of the log: it never completed.
+                    return Ok(None);
+                };
+                let same = header(&next.headers, "Ace-Batch") == Some(id.as_str())
+                    && header(&next.headers, "Ace-Part").and_then(parse_part) == Some((i, parts));
+                if !same {
+                    // Cut short by a crash; another batch follows.
+                    seq = next.sequence;
+                    continue 'batch;
+                }
+                last = next.sequence;
+                payload.extend_from_slice(&next.payload);
+            }
+            let records = journal_entries(&payload)?
+                .iter()
+                .map(|e| codec::decode(&e.record, format_args!("log message {first}")))
+                .collect::<Result<Vec<_>, _>>()?;
+            let batch = Batch {
+                first,
+                last,
+                snapshot,
+                records: Arc::new(records),
+            };
+            self.last_batch = Some(batch.clone());
+            return Ok(Some(batch));
+        }
+    }
+
+    /// Publishes `payload` as one message (or parts) on the log subject, guarded by the
+    /// log's last sequence; returns the stream sequences of its first and last part.
+    async fn publish_log(
+        &mut self,
+        payload: &[u8],
+        snapshot: bool,
+        batch_id: &str,
+    ) -> Result<(u64, u64), StoreError> {
+        let parts: Vec<&[u8]> = if payload.is_empty() {
+            vec![payload]
+        } else {
+            payload.chunks(self.part_bytes).collect()
+        };
+        let k = parts.len();
+        let mut first = None;
+        for (i, part) in parts.into_iter().enumerate() {
+            let mut message = Publish::build()
+                .payload(Bytes::copy_from_slice(part))
+                .message_id(format!("{batch_id}-{}", i + 1))
+                .expected_last_subject_sequence(self.last_log)
+                .header("Ace-Batch", batch_id);
+            if k > 1 {
+                message = message.header("Ace-Part", format!("{}/{k}", i + 1).as_str());
+            }
+            if snapshot {
+                message = message.header("Ace-Snapshot", "1");
+            }
+            let seq = self.publish(self.subjects.log.clone(), message).await?;
+            self.last_log = seq;
+            first.get_or_insert(seq);
+        }
+        Ok((first.unwrap_or(self.last_log), self.last_log))
+    }
+
+    /// Publishes one message and waits for JetStream to acknowledge it, retrying while the
+    /// servers cannot take it; returns its stream sequence.
+    async fn publish(&self, subject: String, message: Publish) -> Result<u64, StoreError> {
+        let deadline = tokio::time::Instant::now() + self.unavailable_timeout;
+        let mut wait = Duration::from_millis(50);
+        loop {
+            let attempt = async {
+                self.js
+                    .send_publish(subject.clone(), message.clone())
+                    .await?
+                    .await
+            };
+            let error = match attempt.await {
+                Ok(ack) => return Ok(ack.sequence),
+                Err(e) => e,
+            };
+            let retry = match error.kind() {
+                PublishErrorKind::WrongLastSequence => {
+                    return Err(StoreError::Fenced(format!(
+                        "another writer appended to the log {subject} (this one expected it \
+                         to end at {}): {error}",
+                        self.last_log
+                    )));
+                }
+                PublishErrorKind::TimedOut
+                | PublishErrorKind::BrokenPipe
+                | PublishErrorKind::StreamNotFound
+                | PublishErrorKind::MaxAckPending => true,
+                PublishErrorKind::Other => {
+                    let text = error.to_string();
+                    // 10077 message size exceeds maximum bytes, 10047 insufficient resources.
+                    if text.contains("10077")
+                        || text.contains("maximum bytes")
+                        || text.contains("10047")
+                    {
+                        return Err(StoreError::Full(format!(
+                            "the stream refused a message: {text}"
+                        )));
+                    }
+                    // A leader election answers "no suitable peers" or "leader not known".
+                    true
+                }
+                _ => false,
+            };
+            if !retry || tokio::time::Instant::now() + wait > deadline {
+                return Err(unavailable(
+                    &format!("cannot publish to {subject}"),
+                    format_args!("{error} (kind {:?})", error.kind()),
+                ));
+            }
+            tracing::warn!(subject, error = %error, "the log cannot take an append now; retrying");
+            tokio::time::sleep(wait).await;
+            wait = (wait * 2).min(Duration::from_secs(1));
+        }
+    }
+
+    /// Appends `records` (a snapshot if `snapshot`): events first, then the records.
+    async fn write(&mut self, records: &[Record], snapshot: bool) -> Result<u64, StoreError> {
+        let encoded = codec::encode(records)?;
+        let batch_id = batch_id();
+        // The events, in messages of at most `part_bytes`, each of consecutive entries.
+        let mut groups: Vec<Vec<Encoded>> = Vec::new();
+        let mut size = 0;
+        let mut logged = Vec::with_capacity(encoded.len());
+        let mut released = SeqSet::new();
+        for entry in encoded {
+            released.add_all(&entry.released);
+            if let Some(body) = entry.body {
+                let kept = Encoded {
+                    record: entry.record.clone(),
+                    body: Some(body),
+                    released: SeqSet::new(),
+                };
+                let bytes = kept.kept_bytes() as usize + 17;
+                if groups.is_empty() || size + bytes > self.part_bytes {
+                    groups.push(Vec::new());
+                    size = 0;
+                }
+                size += bytes;
+                if let Some(group) = groups.last_mut() {
+                    group.push(kept);
+                }
+            }
+            logged.push(Encoded {
+                record: entry.record,
+                body: None,
+                released: SeqSet::new(),
+            });
+        }
+        // Event messages a crashed writer left behind hold the sequence numbers now reused.
+        for group in &groups {
+            let (first, last) = seq_range(group);
+            let stale: Vec<String> = {
+                let mut index = lock(&self.events.index)?;
+                let found = index.overlapping(first, last);
+                found.into_iter().filter_map(|f| index.remove(f)).collect()
+            };
+            for subject in stale {
+                tracing::info!(subject, "removing events a crashed writer left unrecorded");
+                self.stream
+                    .purge()
+                    .filter(subject.as_str())
+                    .await
+                    .map_err(|e| unavailable("cannot purge stale events", e))?;
+            }
+        }
+        let mut written = Vec::new();
+        for group in groups {
+            let (first, last) = seq_range(&group);
+            let payload = journal_payload(&group)?;
+            let bytes = payload.len() as u64;
+            let subject = format!("{}.{first}.{last}.{bytes}", self.subjects.ev);
+            let message = Publish::build()
+                .payload(Bytes::from(payload))
+                .message_id(format!("{batch_id}-ev-{first}"))
+                .expected_last_subject_sequence(self.last_log)
+                .header(
+                    "Nats-Expected-Last-Subject-Sequence-Subject",
+                    self.subjects.log.as_str(),
+                );
+            self.publish(subject.clone(), message).await?;
+            written.push((first, last, subject, bytes, group));
+        }
+        let payload = journal_payload(&logged)?;
+        let (first, _) = self.publish_log(&payload, snapshot, &batch_id).await?;
+        let mut index = lock(&self.events.index)?;
+        for (first, last, subject, bytes, group) in written {
+            let held = group
+                .iter()
+                .filter_map(|e| e.body.as_ref().map(|(seq, _)| *seq))
+                .collect::<SeqSet>();
+            index.add(first, last, subject, bytes, held);
+            index.remember(first, Arc::new(group));
+        }
+        let mut emptied = Vec::new();
+        for seq in released.iter() {
+            if let Some((first, _)) = index.find(seq)
+                && let Some(range) = index.ranges.get_mut(&first)
+            {
+                range.held.remove(seq);
+                if range.held.is_empty() {
+                    emptied.push(first);
+                }
+            }
+        }
+        for first in emptied {
+            if let Some(subject) = index.remove(first) {
+                let _ = self.events.forget.send(subject);
+            }
+        }
+        Ok(first)
+    }
+}
+
+/// A fresh id for the messages of one append (also their `Nats-Msg-Id` prefix).
+fn batch_id() -> String {
+    format!("{:016x}", rand::random::<u64>())
+}
+
+fn seq_range(group: &[Encoded]) -> (u64, u64) {
+    let seqs = group
+        .iter()
+        .filter_map(|e| e.body.as_ref().map(|(s, _)| *s));
+    let (mut first, mut last) = (u64::MAX, 0);
+    for seq in seqs {
+        first = first.min(seq);
+        last = last.max(seq);
+    }
+    (first, last)
+}
+
+/// Purges the subjects it is sent; a failure leaves the messages to the next compaction.
+async fn purge_forgotten(
+    stream: jetstream::stream::Stream,
+    mut subjects: mpsc::UnboundedReceiver<String>,
+) {
+    while let Some(subject) = subjects.recv().await {
+        if let Err(e) = stream.purge().filter(subject.as_str()).await {
+            tracing::warn!(subject, error = %e, "cannot purge released events (the next compaction will)");
+        }
+    }
+}
+
+async fn last_message(
+    stream: &jetstream::stream::Stream,
+    subject: &str,
+) -> Result<Option<jetstream::message::StreamMessage>, StoreError> {
+    match stream.get_last_raw_message_by_subject(subject).await {
+        Ok(message) => Ok(Some(message)),
+        Err(e) if e.kind() == LastRawMessageErrorKind::NoMessageFound => Ok(None),
+        Err(e) => Err(unavailable(&format!("cannot read {subject}"), e)),
+    }
+}
+
+async fn last_seq(stream: &jetstream::stream::Stream, subject: &str) -> Result<u64, StoreError> {
+    Ok(last_message(stream, subject)
+        .await?
+        .map_or(0, |m| m.sequence))
+}
+
+async fn next_message(
+    stream: &jetstream::stream::Stream,
+    subject: &str,
+    seq: u64,
+) -> Result<Option<jetstream::message::StreamMessage>, StoreError> {
+    match stream
+        .raw_message_builder()
+        .sequence(seq.max(1))
+        .next_by_subject(subject.to_owned())
+        .send()
+        .await
+    {
+        Ok(message) => Ok(Some(message)),
+        Err(e) if e.kind() == LastRawMessageErrorKind::NoMessageFound => Ok(None),
+        Err(e) => Err(unavailable(&format!("cannot read {subject}"), e)),
+    }
+}
+
+const INDEX_BITS: u32 = 32;
+const INDEX_MASK: u64 = (1 << INDEX_BITS) - 1;
+
+impl Store for JetStreamStore {
+    async fn read(&mut self, from: Position, max: usize) -> Result<Vec<Entry>, StoreError> {
+        let (mut seq, mut skip) = (from.0 >> INDEX_BITS, (from.0 & INDEX_MASK) as usize);
+        if from == Position::START {
+            self.len = 0;
+        }
+        if seq < self.snapshot_from {
+            (seq, skip) = (self.snapshot_from, 0);
+        }
+        loop {
+            let Some(batch) = self.batch_at(seq).await? else {
+                return Ok(Vec::new());
+            };
+            if batch.first != seq {
+                skip = 0;
+            }
+            if (batch.snapshot && batch.first != self.snapshot_from) || skip >= batch.records.len()
+            {
+                (seq, skip) = (batch.last + 1, 0);
+                continue;
+            }
+            let entries: Vec<Entry> = batch
+                .records
+                .iter()
+                .enumerate()
+                .skip(skip)
+                .take(max)
+                .map(|(i, record)| Entry {
+                    position: Position(batch.first << INDEX_BITS | i as u64),
+                    record: record.clone(),
+                })
+                .collect();
+            self.len += entries.len() as u64;
+            return Ok(entries);
+        }
+    }
+
+    async fn append(&mut self, records: Vec<Record>) -> Result<Position, StoreError> {
+        self.write(&records, false).await?;
+        self.len += records.len() as u64;
+        Ok(self.end())
+    }
+
+    async fn compact(&mut self, snapshot: Vec<Record>) -> Result<Position, StoreError> {
+        let held = held_events(&snapshot);
+        let from = self.write(&snapshot, true).await?;
+        let pointer = serde_json::json!({ "from": from }).to_string();
+        let message = Publish::build()
+            .payload(Bytes::from(pointer))
+            .message_id(format!("snap-{from}"));
+        self.publish(self.subjects.snap.clone(), message).await?;
+        self.snapshot_from = from;
+        self.len = snapshot.len() as u64;
+        let purge = |filter: &str, below: u64| {
+            let stream = self.stream.clone();
+            let filter = filter.to_owned();
+            async move {
+                stream
+                    .purge()
+                    .filter(filter.as_str())
+                    .sequence(below)
+                    .await
+                    .map_err(|e| unavailable(&format!("cannot purge {filter}"), e))
+            }
+        };
+        purge(&self.subjects.log, from).await?;
+        purge(&self.subjects.snap, self.last_snap_seq().await?).await?;
+        // The events the snapshot no longer holds.
+        let gone: Vec<String> = {
+            let mut index = lock(&self.events.index)?;
+            let mut gone = Vec::new();
+            let firsts: Vec<u64> = index.ranges.keys().copied().collect();
+            for first in firsts {
+                let keep = index.ranges.get_mut(&first).is_some_and(|range| {
+                    range.held.intersect_with(&held);
+                    !range.held.is_empty()
+                });
+                if !keep && let Some(subject) = index.remove(first) {
+                    gone.push(subject);
+                }
+            }
+            gone
+        };
+        for subject in gone {
+            let _ = self.events.forget.send(subject);
+        }
+        Ok(self.end())
+    }
+
+    fn end(&self) -> Position {
+        Position((self.last_log + 1) << INDEX_BITS)
+    }
+
+    fn len(&self) -> u64 {
+        self.len
+    }
+
+    async fn follow(&mut self, after: Position) -> Result<(), StoreError> {
+        if self.end() > after {
+            return Ok(());
+        }
+        // One writer: the log grows only by this store's appends.
+        std::future::pending().await
+    }
+
+    async fn bind_identity(&mut self, ca_sha256: &str) -> Result<(), StoreError> {
+        let subject = self.subjects.id.clone();
+        // Twice at most: if another server records its CA between the read and the write,
+        // the second round checks against that one.
+        for _ in 0..2 {
+            if let Some(message) = last_message(&self.stream, &subject).await? {
+                let recorded = String::from_utf8_lossy(&message.payload);
+                if recorded != ca_sha256 {
+                    return Err(StoreError::Fenced(format!(
+                        "stream {} was made by a server whose CA certificate has SHA-256 \
+                         {recorded}, and this server's CA has {ca_sha256}: every replica needs \
+                         the same identity files (ca.crt, ca.key; made once by `ace init`, then \
+                         copied)",
+                        self.stream.cached_info().config.name
+                    )));
+                }
+                return Ok(());
+            }
+            let message = Publish::build()
+                .payload(Bytes::from(ca_sha256.to_owned()))
+                .expected_last_subject_sequence(0);
+            match self.publish(subject.clone(), message).await {
+                Err(StoreError::Fenced(_)) => continue,
+                other => return other.map(|_| ()),
+            }
+        }
+        Err(StoreError::Unavailable(
+            "the stream's identity record changed twice while it was read".into(),
+        ))
+    }
+
+    fn events(&self) -> Arc<dyn EventReader> {
+        Arc::new(EventsHandle(Arc::clone(&self.events)))
+    }
+
+    fn stored_bytes(&self) -> u64 {
+        lock(&self.events.index).map_or(0, |index| index.bytes)
+    }
+}
+
+impl JetStreamStore {
+    async fn last_snap_seq(&self) -> Result<u64, StoreError> {
+        last_seq(&self.stream, &self.subjects.snap).await
+    }
+}
+
+impl Events {
+    /// The decoded event message holding `seq`, if it is kept.
+    async fn message(&self, seq: u64) -> Result<Option<Arc<Vec<Encoded>>>, StoreError> {
+        let (first, subject) = {
+            let index = lock(&self.index)?;
+            let Some((first, range)) = index.find(seq).filter(|(_, r)| r.held.contains(seq)) else {
+                return Ok(None);
+            };
+            if let Some(entries) = index.cached(first) {
+                return Ok(Some(entries));
+            }
+            (first, range.subject.clone())
+        };
+        let Some(message) = last_message(&self.stream, &subject).await? else {
+            return Ok(None);
+        };
+        let entries = Arc::new(journal_entries(&message.payload)?);
+        lock(&self.index)?.remember(first, Arc::clone(&entries));
+        Ok(Some(entries))
+    }
+}
+
+/// The store's reader of events, for other tasks.
+#[derive(Debug)]
+struct EventsHandle(Arc<Events>);
+
+impl EventReader for EventsHandle {
+    fn body(&self, seq: u64) -> StoreFuture<Option<Bytes>> {
+        let this = Arc::clone(&self.0);
+        Box::pin(async move {
+            let Some(entries) = this.message(seq).await? else {
+                return Ok(None);
+            };
+            Ok(entries.iter().find_map(|e| match &e.body {
+                Some((s, body)) if *s == seq => Some(Bytes::from(body.clone())),
+                _ => None,
+            }))
+        })
+    }
+
+    fn accepted(&self, seqs: Vec<u64>) -> StoreFuture<Vec<StoredEvent>> {
+        let this = Arc::clone(&self.0);
+        Box::pin(async move {
+            let mut out = Vec::with_capacity(seqs.len());
+            for seq in seqs {
+                let Some(entries) = this.message(seq).await? else {
+                    continue;
+                };
+                if let Some(entry) = entries
+                    .iter()
+                    .find(|e| e.body.as_ref().is_some_and(|(s, _)| *s == seq))
+                {
+                    out.push(codec::stored_event(seq, &entry.record)?);
+                }
+            }
+            Ok(out)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions_older_than_2_11_are_told_apart() {
+        assert_eq!(parse_version("2.15.1"), Some((2, 15)));
+        assert_eq!(parse_version("v2.11.0-RC.1"), Some((2, 11)));
+        assert!(parse_version("2.9.10").is_some_and(|v| v < MIN_SERVER_VERSION));
+        assert!(parse_version("2.10.29").is_some_and(|v| v < MIN_SERVER_VERSION));
+        assert!(parse_version("2.11.0").is_some_and(|v| v >= MIN_SERVER_VERSION));
+        assert!(parse_version("3.0.0").is_some_and(|v| v >= MIN_SERVER_VERSION));
+        assert_eq!(parse_version("nonsense"), None);
+    }
+
+    #[test]
+    fn event_subjects_and_parts_read_back() {
+        assert_eq!(parse_range("ace.ev.5.9.1200", "ace.ev"), Some((5, 9, 1200)));
+        assert_eq!(parse_range("ace.ev.5.9", "ace.ev"), None);
+        assert_eq!(parse_range("ace.ev.5.9.1.2", "ace.ev"), None);
+        assert_eq!(parse_range("other.ev.5.9.1", "ace.ev"), None);
+        assert_eq!(parse_part("2/3"), Some((2, 3)));
+        assert_eq!(parse_part("0/3"), None);
+        assert_eq!(parse_part("4/3"), None);
+        assert_eq!(parse_part("x"), None);
+    }
+
+    #[test]
+    fn the_index_finds_the_message_holding_a_sequence_number() {
+        let mut index = EventIndex::default();
+        for (first, last) in [(1, 10), (11, 20), (30, 35)] {
+            index.ranges.insert(
+                first,
+                Range {
+                    last,
+                    subject: format!("ace.ev.{first}.{last}.1"),
+                    bytes: 1,
+                    held: {
+                        let mut held = SeqSet::new();
+                        held.insert_range(first..=last);
+                        held
+                    },
+                },
+            );
+        }
+        assert_eq!(index.find(5).map(|(f, _)| f), Some(1));
+        assert_eq!(index.find(11).map(|(f, _)| f), Some(11));
+        assert_eq!(index.find(25).map(|(f, _)| f), None);
+        assert_eq!(index.find(36).map(|(f, _)| f), None);
+        let mut over = index.overlapping(8, 31);
+        over.sort_unstable();
+        assert_eq!(over, vec![1, 11, 30]);
+        assert_eq!(index.overlapping(21, 29), Vec::<u64>::new());
+    }
+}

@@ -1,0 +1,153 @@
+//! A NATS JetStream cluster on loopback, for the replicated store's tests: three (or one)
+//! `nats-server` processes with their own ports and store directories, `sync_interval:
+//! always`, which a test can kill (`SIGKILL`) and restart on the same directory.
+//!
+//! The binary is `$NATS_SERVER`, else the one `scripts/nats-install.sh` installs
+//! (`~/.cache/ace/nats/nats-server`), else `nats-server` on the `PATH`.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Where the nats-server binary is.
+pub fn binary() -> PathBuf {
+    if let Some(path) = std::env::var_os("NATS_SERVER") {
+        return PathBuf::from(path);
+    }
+    let installed = std::env::var_os("ACE_NATS_DIR")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/ace/nats")))
+        .map(|dir| dir.join("nats-server"));
+    match installed {
+        Some(path) if path.exists() => path,
+        _ => PathBuf::from("nats-server"),
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or_else(|e| panic!("no free port: {e}"))
+}
+
+/// One node.
+struct Node {
+    port: u16,
+    config: PathBuf,
+    log: PathBuf,
+    child: Option<Child>,
+}
+
+/// A running cluster; its processes are killed when it is dropped.
+pub struct Cluster {
+    _dir: tempfile::TempDir,
+    nodes: Vec<Node>,
+}
+
+impl Cluster {
+    /// Starts `n` nodes (1 or 3) and waits until each accepts connections.
+    pub fn start(n: usize) -> Cluster {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let ports: Vec<(u16, u16)> = (0..n).map(|_| (free_port(), free_port())).collect();
+        let routes: Vec<String> = ports
+            .iter()
+            .map(|(_, route)| format!("\"nats-route://127.0.0.1:{route}\""))
+            .collect();
+        let mut nodes = Vec::new();
+        for (i, (port, route)) in ports.iter().enumerate() {
+            let name = format!("n{}", i + 1);
+            let store = dir.path().join(&name);
+            let cluster = if n > 1 {
+                format!(
+                    "cluster {{\n  name: ace-test\n  listen: 127.0.0.1:{route}\n  routes: [{}]\n}}\n",
+                    routes.join(", ")
+                )
+            } else {
+                String::new()
+            };
+            let config = dir.path().join(format!("{name}.conf"));
+            std::fs::write(
+                &config,
+                format!(
+                    "server_name: {name}\nlisten: 127.0.0.1:{port}\n\
+                     jetstream {{\n  store_dir: \"{}\"\n  sync_interval: always\n}}\n{cluster}",
+                    store.display()
+                ),
+            )
+            .unwrap_or_else(|e| panic!("{e}"));
+            nodes.push(Node {
+                port: *port,
+                config,
+                log: dir.path().join(format!("{name}.log")),
+                child: None,
+            });
+        }
+        let mut cluster = Cluster { _dir: dir, nodes };
+        for i in 0..n {
+            cluster.restart(i);
+        }
+        cluster
+    }
+
+    /// `nats://` URLs of every node.
+    pub fn urls(&self) -> Vec<String> {
+        self.nodes
+            .iter()
+            .map(|n| format!("nats://127.0.0.1:{}", n.port))
+            .collect()
+    }
+
+    /// Kills node `i` with SIGKILL (no clean shutdown), and waits for it to be gone.
+    pub fn kill(&mut self, i: usize) {
+        if let Some(mut child) = self.nodes[i].child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// (Re)starts node `i` on its ports and store directory; waits until it listens.
+    pub fn restart(&mut self, i: usize) {
+        self.kill(i);
+        let node = &mut self.nodes[i];
+        let log = std::fs::File::create(&node.log).unwrap_or_else(|e| panic!("{e}"));
+        let child = Command::new(binary())
+            .arg("-c")
+            .arg(&node.config)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!(
+                    "cannot run {} (scripts/nats-install.sh installs nats-server; CI runs it): {e}",
+                    binary().display()
+                )
+            });
+        node.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect(("127.0.0.1", node.port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "nats-server {} did not listen: {}",
+                node.config.display(),
+                tail(&node.log)
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+fn tail(path: &Path) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(20)..].join("\n")
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for i in 0..self.nodes.len() {
+            self.kill(i);
+        }
+    }
+}
