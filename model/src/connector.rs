@@ -172,7 +172,7 @@ impl SignatureAlgorithm {
 }
 
 /// A CSR as the shell parsed it (PKCS#10 DER to fields; the model has no X.509 parser).
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ParsedCsr {
     /// The subject.
     pub subject: Subject,
@@ -185,7 +185,7 @@ pub struct ParsedCsr {
 }
 
 /// What the shell found in a `client-certs` body, step by step as reference §1.4.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum CsrSubmission {
     /// Step 1: the body is not JSON of the form `{"csr": "..."}`.
     MalformedBody(String),
@@ -247,7 +247,7 @@ pub fn decode_csr_body(body: &[u8]) -> Result<Vec<u8>, CsrDecodeError> {
 }
 
 /// Why the Connector Service refused a request.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ConnectorError {
     /// The RE does not exist (ACE refuses tokens for unknown REs; Kyma 0.5 issued them).
     RemoteEnvironmentNotFound(String),
@@ -283,7 +283,7 @@ pub enum ConnectorError {
 }
 
 /// A subject field other than CN, in the order Kyma checks them.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum SubjectField {
     /// `C`.
     Country,
@@ -416,7 +416,7 @@ fn check_policy(policy: &CsrPolicy, csr: &ParsedCsr) -> Result<(), ConnectorErro
 }
 
 /// The body of a token reply (`201`).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TokenReply {
     /// The one-time configuration URL.
     pub url: String,
@@ -425,7 +425,7 @@ pub struct TokenReply {
 }
 
 /// The body of an `info` reply (`200`).
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct InfoReply {
     /// Where to send the CSR, with the new token.
     pub csr_url: String,
@@ -504,7 +504,7 @@ pub struct IssuedCertificate {
 }
 
 /// What the gateway knows of its peer after the TLS handshake verified the chain.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PeerCertificate {
     /// The first CN of the subject.
     pub common_name: Option<String>,
@@ -513,7 +513,7 @@ pub struct PeerCertificate {
 }
 
 /// Why the gateway refused a caller (always 403, as Kyma's ingress).
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum GatewayError {
     /// No client certificate.
     NoCertificate,

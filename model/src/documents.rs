@@ -12,7 +12,7 @@ use crate::error::CommonError;
 use crate::model::{AdminRequest, Request};
 
 /// What a document describes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum DocumentKind {
     /// A RemoteEnvironment (cluster-wide).
     RemoteEnvironment,

@@ -4,11 +4,11 @@
 //! `{"code": <status>, "error": "<message>"}` (reference §0, "Common error body"). The Event
 //! Service and the publish API have shapes of their own, in [`crate::bus`].
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 /// The common `{code, error}` body of the Application Connector services.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CommonError {
     /// The HTTP status, repeated in the body.
     pub code: u16,

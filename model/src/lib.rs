@@ -48,6 +48,7 @@ pub mod record;
 pub mod registry;
 pub mod rng;
 pub mod time;
+mod wire;
 
 pub use config::Config;
 pub use effects::Effects;

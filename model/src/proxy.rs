@@ -13,7 +13,7 @@ use crate::registry::OAuthCredentials;
 use crate::time::Timestamp;
 
 /// Where an allowed call goes.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ProxyTarget {
     /// The RE.
     pub re: String,
@@ -65,7 +65,7 @@ impl ProxyTable {
 }
 
 /// Why the proxy refused a call.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum ProxyError {
     /// No registered service has this `re-<re>-<id>` name.
     UnknownService(String),

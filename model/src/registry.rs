@@ -250,7 +250,7 @@ pub fn gateway_url(config: &RegistryConfig, re: &str, service_id: &str) -> Strin
 
 /// Why the Metadata Service refused a request. Every variant is one documented status and
 /// message (reference §2.3–§2.6).
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum MetadataError {
     /// The body is not JSON or a field has the wrong type.
     Unmarshal(String),
@@ -277,7 +277,9 @@ pub enum MetadataError {
     /// registered any URL and let the proxy reach the cluster's own services).
     EgressRefused {
         /// `targetUrl` or `credentials.oauth.url`.
-        field: &'static str,
+        // `std::primitive::str`, not `str`: see `crate::wire::static_str`.
+        #[serde(with = "crate::wire::static_str")]
+        field: &'static std::primitive::str,
         /// The URL.
         url: String,
         /// Why the policy refuses it.
@@ -286,7 +288,7 @@ pub enum MetadataError {
 }
 
 /// Which spec of a service definition.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum SpecPart {
     /// `api.spec`.
     Api,

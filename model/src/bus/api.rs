@@ -57,7 +57,7 @@ impl Default for BusConfig {
 
 /// A request to the Event Bus: the publish API, and the admin surface of activations,
 /// subscriptions and dead letters.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum BusRequest {
     /// `/v1/events` on the publish API, any method.
     Publish {
@@ -66,6 +66,7 @@ pub enum BusRequest {
         /// The `Source-Id` header, if present.
         source_id_header: Option<String>,
         /// Raw body.
+        #[serde(with = "crate::wire::base64_bytes")]
         body: Vec<u8>,
         /// Request headers the shell passes on (only trace headers are kept).
         headers: Vec<(String, String)>,
@@ -149,7 +150,7 @@ pub enum BusRequest {
 }
 
 /// One dead letter: a subscription and an event's sequence number.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct DeadLetterRef {
     /// The subscription.
     pub subscription: ResourceKey,
@@ -187,7 +188,7 @@ impl std::str::FromStr for DeadLetterRef {
 }
 
 /// Which dead letters of a subscription a replay queues again.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ReplaySelection {
     /// All of them.
     All,
@@ -200,16 +201,17 @@ pub enum ReplaySelection {
 }
 
 /// An event sent by an external solution to `POST /{re}/v1/events`.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct GatewayEvent {
     /// Raw body.
+    #[serde(with = "crate::wire::base64_bytes")]
     pub body: Vec<u8>,
     /// Request headers the shell passes on (only trace headers are kept).
     pub headers: Vec<(String, String)>,
 }
 
 /// The answer to a [`BusRequest`] or to an Event Service call.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum BusReply {
     /// `200 {"event-id": ...}`: the event is accepted (its record is queued).
     Published {
@@ -231,8 +233,10 @@ pub enum BusReply {
     NoContent,
     /// The admin surface refused the request.
     ResourceRefused(ResourceError),
-    /// `200`: every subscription's delivery figures, by key.
-    Figures(Vec<(ResourceKey, DeliveryStats)>),
+    /// `200`: every subscription's delivery figures, by key. (`DeliveryStats`' own
+    /// `Serialize` is the status clients see, which cannot be read back: the channel between
+    /// replicas carries the figures in full.)
+    Figures(#[serde(with = "crate::wire::delivery_figures")] Vec<(ResourceKey, DeliveryStats)>),
     /// `200`: dead letters, in order; the shell adds each event's fields from the store.
     DeadLetters {
         /// The dead letters.

@@ -343,7 +343,7 @@ pub const TOO_LARGE_MESSAGE: &str = "Request body too large";
 pub const INSUFFICIENT_STORAGE_MESSAGE: &str = "The event store is full: the event was not accepted. Retry once subscribers have caught up or an operator has made room.";
 
 /// Why the publish API (`POST /v1/events`) refused an event (reference §4.1).
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum PublishError {
     /// The method is not POST: 400 `bad_request`.
     BadRequest,
@@ -355,9 +355,11 @@ pub enum PublishError {
     /// Neither the payload nor the `Source-Id` header gives a source.
     MissingSourceId,
     /// A required field is missing.
-    MissingField(&'static str),
+    // `std::primitive::str`, not `str`: see `crate::wire::static_str`.
+    MissingField(#[serde(with = "crate::wire::static_str")] &'static std::primitive::str),
     /// A field does not match its pattern.
-    InvalidField(&'static str),
+    // `std::primitive::str`, not `str`: see `crate::wire::static_str`.
+    InvalidField(#[serde(with = "crate::wire::static_str")] &'static std::primitive::str),
     /// The `Source-Id` header (used because the payload has none) does not match its pattern.
     InvalidSourceIdHeader,
     /// The store is over its space budget: 507 `insufficient_storage` (ACE's own; Kyma 0.5
@@ -455,7 +457,7 @@ impl PublishError {
 }
 
 /// Why the Event Service (`POST /{re}/v1/events`) refused an event (reference §3.3).
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum EventServiceError {
     /// The body is larger than the limit: 413 `request_body_too_large` (Kyma from 2019-03).
     RequestBodyTooLarge,
@@ -466,9 +468,11 @@ pub enum EventServiceError {
         more_info: String,
     },
     /// A required field is missing.
-    MissingField(&'static str),
+    // `std::primitive::str`, not `str`: see `crate::wire::static_str`.
+    MissingField(#[serde(with = "crate::wire::static_str")] &'static std::primitive::str),
     /// A field does not match its pattern.
-    InvalidField(&'static str),
+    // `std::primitive::str`, not `str`: see `crate::wire::static_str`.
+    InvalidField(#[serde(with = "crate::wire::static_str")] &'static std::primitive::str),
     /// The event passed the Event Service but publish refused it; relayed with its status.
     Publish(PublishError),
 }

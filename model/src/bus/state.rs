@@ -107,7 +107,7 @@ impl BacklogPage {
 }
 
 /// Why a subscription backs off as a whole.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum BackoffReason {
     /// Its endpoint refused or broke connections.
     ConnectionFailed,

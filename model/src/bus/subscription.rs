@@ -167,12 +167,14 @@ impl ActivatedCondition {
 }
 
 /// Why an admin request on an EventActivation or Subscription was refused.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ResourceError {
     /// A namespace or name is not a DNS-1123 label.
     InvalidName {
         /// `namespace` or the kind.
-        kind: &'static str,
+        // `std::primitive::str`, not `str`: see `crate::wire::static_str`.
+        #[serde(with = "crate::wire::static_str")]
+        kind: &'static std::primitive::str,
         /// The name.
         name: String,
         /// Why.
@@ -181,14 +183,18 @@ pub enum ResourceError {
     /// A spec breaks a CRD constraint.
     InvalidSpec {
         /// The kind.
-        kind: &'static str,
+        // `std::primitive::str`, not `str`: see `crate::wire::static_str`.
+        #[serde(with = "crate::wire::static_str")]
+        kind: &'static std::primitive::str,
         /// The message naming the field and the constraint.
         problem: String,
     },
     /// No such resource.
     NotFound {
         /// The kind.
-        kind: &'static str,
+        // `std::primitive::str`, not `str`: see `crate::wire::static_str`.
+        #[serde(with = "crate::wire::static_str")]
+        kind: &'static std::primitive::str,
         /// Its key.
         key: ResourceKey,
     },

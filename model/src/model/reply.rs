@@ -9,12 +9,14 @@ use crate::error::{ClientError, CommonError};
 use crate::registry::{MetadataError, RegisteredService};
 
 /// Why the admin API refused a request.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum AdminError {
     /// A name is not a DNS-1123 label.
     InvalidName {
         /// Which kind of name.
-        kind: &'static str,
+        // `std::primitive::str`, not `str`: see `crate::wire::static_str`.
+        #[serde(with = "crate::wire::static_str")]
+        kind: &'static std::primitive::str,
         /// The name.
         name: String,
         /// Why.
@@ -23,7 +25,9 @@ pub enum AdminError {
     /// No such resource.
     NotFound {
         /// Kind of resource.
-        kind: &'static str,
+        // `std::primitive::str`, not `str`: see `crate::wire::static_str`.
+        #[serde(with = "crate::wire::static_str")]
+        kind: &'static std::primitive::str,
         /// Its name.
         name: String,
     },
@@ -90,7 +94,7 @@ impl ClientError for AdminError {
 }
 
 /// A refusal, by the surface that refused.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum RequestError {
     /// Connector Service.
     Connector(ConnectorError),
@@ -131,7 +135,7 @@ impl ClientError for RequestError {
 }
 
 /// The answer to a [`Request`].
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum Reply {
     /// `201` token and configuration URL.
     Token(TokenReply),

@@ -6,7 +6,7 @@ use crate::bus::{BusRequest, GatewayEvent};
 use crate::connector::{CsrSubmission, PeerCertificate};
 
 /// An HTTP request, already routed and parsed by the shell.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum Request {
     /// Connector internal API: `POST /v1/remoteenvironments/{re}/tokens`.
     CreateToken {
@@ -53,6 +53,7 @@ pub enum Request {
         /// The name from the path.
         name: String,
         /// The body as received.
+        #[serde(with = "crate::wire::base64_bytes")]
         body: Vec<u8>,
     },
     /// Whether the server is ready to serve (`/readyz`, `/v1/status/ready`).
@@ -67,7 +68,7 @@ pub enum Request {
 }
 
 /// A call on the gateway, after the path's RE.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum GatewayCall {
     /// Any method on `/{re}/v1/metadata`: 301 to the spec.
     MetadataRoot,
@@ -76,6 +77,7 @@ pub enum GatewayCall {
     /// `POST /{re}/v1/metadata/services`.
     CreateService {
         /// Raw body.
+        #[serde(with = "crate::wire::base64_bytes")]
         body: Vec<u8>,
     },
     /// `GET /{re}/v1/metadata/services`.
@@ -90,6 +92,7 @@ pub enum GatewayCall {
         /// Service id from the path.
         id: String,
         /// Raw body.
+        #[serde(with = "crate::wire::base64_bytes")]
         body: Vec<u8>,
     },
     /// `DELETE /{re}/v1/metadata/services/{id}`.
@@ -102,7 +105,7 @@ pub enum GatewayCall {
 }
 
 /// A request to the admin API (ACE's stand-in for `kubectl` on the CRDs).
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum AdminRequest {
     /// Create or update a RemoteEnvironment (`accessLabel` is always the name).
     ApplyRemoteEnvironment {

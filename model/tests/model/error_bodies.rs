@@ -11,70 +11,10 @@ use ace_model::proxy::ProxyError;
 use ace_model::registry::{MetadataError, SpecPart};
 use serde_json::{Value, json};
 
-fn connector_variant(e: &ConnectorError) -> &'static str {
-    match e {
-        ConnectorError::RemoteEnvironmentNotFound(_) => "RemoteEnvironmentNotFound",
-        ConnectorError::TokenNotProvided => "TokenNotProvided",
-        ConnectorError::InvalidToken => "InvalidToken",
-        ConnectorError::MalformedBody(_) => "MalformedBody",
-        ConnectorError::BadBase64 => "BadBase64",
-        ConnectorError::NoPemBlock => "NoPemBlock",
-        ConnectorError::Unparsable(_) => "Unparsable",
-        ConnectorError::SignatureInvalid(_) => "SignatureInvalid",
-        ConnectorError::InvalidCommonName => "InvalidCommonName",
-        ConnectorError::MissingSubjectField(_) => "MissingSubjectField",
-        ConnectorError::InvalidSubjectField(_) => "InvalidSubjectField",
-        ConnectorError::KeyTooSmall { .. } => "KeyTooSmall",
-        ConnectorError::WeakSignature(_) => "WeakSignature",
-    }
-}
-const CONNECTOR_VARIANTS: usize = 13;
-
-fn gateway_variant(e: &GatewayError) -> &'static str {
-    match e {
-        GatewayError::NoCertificate => "NoCertificate",
-        GatewayError::WrongRemoteEnvironment(_) => "WrongRemoteEnvironment",
-        GatewayError::Revoked => "Revoked",
-        GatewayError::UnknownCertificate => "UnknownCertificate",
-        GatewayError::Expired => "Expired",
-    }
-}
-const GATEWAY_VARIANTS: usize = 5;
-
-fn metadata_variant(e: &MetadataError) -> &'static str {
-    match e {
-        MetadataError::Unmarshal(_) => "Unmarshal",
-        MetadataError::InvalidStructure(_) => "InvalidStructure",
-        MetadataError::NeitherApiNorEvents => "NeitherApiNorEvents",
-        MetadataError::SpecNotObject { .. } => "SpecNotObject",
-        MetadataError::IdentifierExists(_) => "IdentifierExists",
-        MetadataError::NotFound(_) => "NotFound",
-        MetadataError::UpdateNotFound(_) => "UpdateNotFound",
-        MetadataError::RemoteEnvironmentNotFound(_) => "RemoteEnvironmentNotFound",
-        MetadataError::EgressRefused { .. } => "EgressRefused",
-    }
-}
-const METADATA_VARIANTS: usize = 9;
-
-fn admin_variant(e: &AdminError) -> &'static str {
-    match e {
-        AdminError::InvalidName { .. } => "InvalidName",
-        AdminError::NotFound { .. } => "NotFound",
-        AdminError::ClassNotAvailable { .. } => "ClassNotAvailable",
-        AdminError::NotBindable { .. } => "NotBindable",
-        AdminError::InstanceConflict { .. } => "InstanceConflict",
-    }
-}
-const ADMIN_VARIANTS: usize = 5;
-
-fn proxy_variant(e: &ProxyError) -> &'static str {
-    match e {
-        ProxyError::UnknownService(_) => "UnknownService",
-        ProxyError::NoApi(_) => "NoApi",
-        ProxyError::NotAllowed => "NotAllowed",
-    }
-}
-const PROXY_VARIANTS: usize = 3;
+use crate::variants::{
+    ADMIN_VARIANTS, CONNECTOR_VARIANTS, GATEWAY_VARIANTS, METADATA_VARIANTS, PROXY_VARIANTS,
+    admin_variant, connector_variant, gateway_variant, metadata_variant, proxy_variant,
+};
 
 fn entry(e: &impl ClientError) -> Value {
     json!({"status": e.status(), "body": e.body()})

@@ -10,3 +10,5 @@ mod connector_flow;
 mod connector_properties;
 mod error_bodies;
 mod lambda_flow;
+mod variants;
+mod wire;
