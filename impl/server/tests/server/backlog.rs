@@ -39,22 +39,8 @@ async fn publish_n(t: &TestServer, n: usize) -> Vec<String> {
     ids
 }
 
-/// The event ids of the pushes `s` answered 2xx, in order.
-fn delivered_in_order(s: &subscriber::Subscriber) -> Vec<String> {
-    s.delivered()
-        .iter()
-        .filter_map(|r| {
-            r.headers
-                .get("kyma-event-id")?
-                .to_str()
-                .ok()
-                .map(String::from)
-        })
-        .collect()
-}
-
 fn delivered_ids(s: &subscriber::Subscriber) -> std::collections::BTreeSet<String> {
-    delivered_in_order(s).into_iter().collect()
+    s.delivered_ids().into_iter().collect()
 }
 
 #[tokio::test]
@@ -158,7 +144,7 @@ async fn a_backlog_survives_a_restart_and_is_read_back_in_order() {
     );
     // With max_inflight 1, in order of acceptance.
     let mut first_seen = Vec::new();
-    for id in delivered_in_order(&sub) {
+    for id in sub.delivered_ids() {
         if !first_seen.contains(&id) {
             first_seen.push(id);
         }

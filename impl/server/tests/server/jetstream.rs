@@ -5,16 +5,16 @@
 //! and delivers after a restart.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use ace_model::Record;
-use ace_model::bus::{BusRecord, Event, ResourceKey};
+use ace_model::bus::{BusRecord, ResourceKey};
 use ace_server::options::StoreKind;
 use ace_server::store::jetstream::{JetStreamOptions, JetStreamStore};
 use ace_server::store::{EventReader, Store, StoreError, codec, load_all};
 use serde_json::json;
 
-use crate::common::nats::Cluster;
+use crate::common::nats::{Cluster, open};
 use crate::common::subscriber::{self, eventually};
 use crate::common::{fast_retries, start_with};
 
@@ -28,21 +28,6 @@ fn options(cluster: &Cluster, stream: &str) -> JetStreamOptions {
     }
 }
 
-/// Opens the store, waiting while the cluster elects its first leaders.
-async fn open(options: &JetStreamOptions) -> JetStreamStore {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        match JetStreamStore::open(options).await {
-            Ok(store) => return store,
-            Err(StoreError::Unavailable(e)) if Instant::now() < deadline => {
-                let _ = e;
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
-            Err(e) => panic!("open: {e}"),
-        }
-    }
-}
-
 fn record(i: u64) -> Record {
     Record::IncarnationsUsed { last: i }
 }
@@ -52,21 +37,7 @@ fn sub() -> Arc<ResourceKey> {
 }
 
 fn accepted(seq: u64, data: &str) -> Record {
-    Record::Bus(BusRecord::EventAccepted {
-        seq,
-        at: ace_model::Timestamp::EPOCH,
-        event: Arc::new(Event {
-            source_id: "shop".into(),
-            event_type: "order.created".into(),
-            event_type_version: "v1".into(),
-            event_id: format!("id-{seq}"),
-            event_time: "2018-10-16T15:00:00Z".into(),
-            data: data.into(),
-            trace_headers: Vec::new(),
-            body_stored: false,
-        }),
-        deliveries: vec![sub()],
-    })
+    crate::common::accepted(seq, data, &sub())
 }
 
 fn acknowledged(seq: u64) -> Record {
@@ -259,17 +230,7 @@ async fn ace_serve_on_jetstream_keeps_its_resources_and_delivers_after_a_restart
         .await,
         "the restarted server delivers"
     );
-    let ids: Vec<String> = subscriber
-        .delivered()
-        .iter()
-        .filter_map(|r| {
-            r.headers
-                .get("kyma-event-id")?
-                .to_str()
-                .ok()
-                .map(String::from)
-        })
-        .collect();
+    let ids = subscriber.delivered_ids();
     assert!(ids.contains(&first) && ids.contains(&second), "{ids:?}");
 }
 

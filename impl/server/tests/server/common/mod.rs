@@ -255,6 +255,30 @@ impl TestServer {
     }
 }
 
+/// A record of event `seq` (source `shop`, `order.created` v1) accepted with body `data`
+/// for `subscription`, as the model logs it.
+pub fn accepted(
+    seq: u64,
+    data: &str,
+    subscription: &std::sync::Arc<ace_model::bus::ResourceKey>,
+) -> ace_model::Record {
+    ace_model::Record::Bus(ace_model::bus::BusRecord::EventAccepted {
+        seq,
+        at: ace_model::Timestamp::EPOCH,
+        event: std::sync::Arc::new(ace_model::bus::Event {
+            source_id: "shop".into(),
+            event_type: "order.created".into(),
+            event_type_version: "v1".into(),
+            event_id: format!("id-{seq}"),
+            event_time: "2018-10-16T15:00:00Z".into(),
+            data: data.into(),
+            trace_headers: Vec::new(),
+            body_stored: false,
+        }),
+        deliveries: vec![std::sync::Arc::clone(subscription)],
+    })
+}
+
 /// Options for delivery tests: fast retries.
 pub fn fast_retries(dir: &Path) -> ServeOptions {
     let mut opts = options(dir);

@@ -72,7 +72,7 @@ impl Cluster {
                 &config,
                 format!(
                     "server_name: {name}\nlisten: 127.0.0.1:{port}\n\
-                     jetstream {{\n  store_dir: \"{}\"\n  sync_interval: always\n}}\n{cluster}",
+                     max_payload: 8MB\njetstream {{\n  store_dir: \"{}\"\n  sync_interval: always\n}}\n{cluster}",
                     store.display()
                 ),
             )
@@ -148,6 +148,23 @@ impl Drop for Cluster {
     fn drop(&mut self) {
         for i in 0..self.nodes.len() {
             self.kill(i);
+        }
+    }
+}
+
+/// Opens the store on `options`, waiting while the cluster elects its first leaders.
+pub async fn open(
+    options: &ace_server::store::jetstream::JetStreamOptions,
+) -> ace_server::store::jetstream::JetStreamStore {
+    use ace_server::store::StoreError;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        match ace_server::store::jetstream::JetStreamStore::open(options).await {
+            Ok(store) => return store,
+            Err(StoreError::Unavailable(_)) if std::time::Instant::now() < deadline => {
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            }
+            Err(e) => panic!("open: {e}"),
         }
     }
 }

@@ -49,6 +49,25 @@ impl Subscriber {
             .map(|r| r.clone())
             .unwrap_or_default()
     }
+
+    /// The `kyma-event-id`s of the pushes answered 2xx, in the order they were answered.
+    pub fn delivered_ids(&self) -> Vec<String> {
+        self.delivered()
+            .iter()
+            .filter_map(|r| {
+                r.headers
+                    .get("kyma-event-id")?
+                    .to_str()
+                    .ok()
+                    .map(String::from)
+            })
+            .collect()
+    }
+
+    /// The most pushes held at once.
+    pub fn max_concurrent(&self) -> usize {
+        self.max_concurrent.load(Ordering::SeqCst)
+    }
 }
 
 pub async fn start(behaviour: Behaviour) -> Subscriber {
