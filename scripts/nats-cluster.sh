@@ -171,6 +171,8 @@ write_config() {
 server_name: n$i
 listen: 127.0.0.1:$(client_port "$b" "$i")
 http: 127.0.0.1:$(http_port "$b" "$i")
+# Replicas forward requests (documents up to 4 MiB) to the leader as one message.
+max_payload: 8MB
 
 jetstream {
   store_dir: "$dir/n$i"

@@ -458,6 +458,15 @@ pub struct ServeArgs {
     #[arg(long, env = "ACE_NATS_UNAVAILABLE_TIMEOUT", value_parser = humantime::parse_duration)]
     #[serde(default, with = "humantime_serde_opt")]
     pub nats_unavailable_timeout: Option<Duration>,
+    /// This replica's name among the `ace serve` processes on one stream, as the lease and
+    /// the logs show it [default: ace-<process id>].
+    #[arg(long, env = "ACE_REPLICA_NAME")]
+    pub replica_name: Option<String>,
+    /// How long the lead lasts without a renewal: how soon another replica takes over when
+    /// the leader dies, e.g. 6s [default: 6s].
+    #[arg(long, env = "ACE_REPLICA_LEASE", value_parser = humantime::parse_duration)]
+    #[serde(default, with = "humantime_serde_opt")]
+    pub replica_lease: Option<Duration>,
     /// Key algorithm of a new CA and server certificate [default: ecdsa-p256].
     #[arg(long, env = "ACE_CA_KEY", value_enum)]
     pub ca_key: Option<KeyArg>,
@@ -567,6 +576,26 @@ impl ServeArgs {
                     .nats_unavailable_timeout
                     .or(file.nats_unavailable_timeout)
                     .unwrap_or(d.unavailable_timeout),
+                replica: ace_server::replica::ReplicaOptions {
+                    name: self
+                        .replica_name
+                        .clone()
+                        .or_else(|| file.replica_name.clone())
+                        .unwrap_or(d.replica.name),
+                    lease: {
+                        let lease = self
+                            .replica_lease
+                            .or(file.replica_lease)
+                            .unwrap_or(d.replica.lease);
+                        if lease < std::time::Duration::from_secs(1) {
+                            return Err(format!(
+                                "--replica-lease {lease:?} is too short: at least 1s"
+                            ));
+                        }
+                        lease
+                    },
+                    ..d.replica
+                },
             })),
             Some(StoreArg::Embedded) | None if nats.is_some() => {
                 Err("--nats names a JetStream cluster: add --store jetstream".into())

@@ -38,6 +38,8 @@ pub mod metrics;
 pub mod options;
 pub mod outbound;
 pub mod pki;
+#[cfg(feature = "jetstream")]
+pub mod replica;
 pub mod serve;
 pub mod specs;
 pub mod store;

@@ -43,6 +43,18 @@ pub struct Metrics {
     backlog_events_read: Counter,
     stored_bytes: Gauge,
     store_full: Gauge,
+    replica: ReplicaMetrics,
+}
+
+/// A replica's figures (a deployment on a shared log; zero for a single server).
+#[derive(Debug, Default)]
+struct ReplicaMetrics {
+    leading: Gauge,
+    applied: Gauge,
+    lag: Gauge,
+    conflicts: Counter,
+    takeovers: Counter,
+    forwarded: Counter,
 }
 
 /// Labels of a subscription backing off.
@@ -97,7 +109,38 @@ impl Default for Metrics {
         let backlog_events_read = Counter::default();
         let stored_bytes = Gauge::default();
         let store_full = Gauge::default();
+        let replica = ReplicaMetrics::default();
         let mut registry = Registry::with_prefix("ace");
+        registry.register(
+            "replica_leading",
+            "1 while this replica leads the deployment (decides and pushes), 0 while it follows",
+            replica.leading.clone(),
+        );
+        registry.register(
+            "replica_applied_sequence",
+            "The log sequence (stream sequence on JetStream) this replica's state is at",
+            replica.applied.clone(),
+        );
+        registry.register(
+            "replica_lag",
+            "Log messages appended by the leader that this follower has not applied yet",
+            replica.lag.clone(),
+        );
+        registry.register(
+            "replica_conflicts",
+            "Appends refused because another replica had written to the log (fenced)",
+            replica.conflicts.clone(),
+        );
+        registry.register(
+            "replica_takeovers",
+            "Times this replica took the lead",
+            replica.takeovers.clone(),
+        );
+        registry.register(
+            "replica_forwarded",
+            "Requests this follower forwarded to the leader",
+            replica.forwarded.clone(),
+        );
         registry.register(
             "subscription_backoff",
             "1 for each subscription backing off as a whole (its endpoint cannot be reached), by reason",
@@ -178,11 +221,42 @@ impl Default for Metrics {
             backlog_events_read,
             stored_bytes,
             store_full,
+            replica,
         }
     }
 }
 
 impl Metrics {
+    /// Whether this replica leads.
+    pub fn set_leading(&self, leading: bool) {
+        self.replica.leading.set(i64::from(leading));
+    }
+
+    /// The log sequence applied, and how far the log's end on the servers is beyond it.
+    pub fn set_applied(&self, applied: u64, end: u64) {
+        self.replica
+            .applied
+            .set(i64::try_from(applied).unwrap_or(i64::MAX));
+        self.replica
+            .lag
+            .set(i64::try_from(end.saturating_sub(applied)).unwrap_or(i64::MAX));
+    }
+
+    /// Counts an append fenced by another replica's.
+    pub fn replica_conflict(&self) {
+        self.replica.conflicts.inc();
+    }
+
+    /// Counts a takeover.
+    pub fn replica_takeover(&self) {
+        self.replica.takeovers.inc();
+    }
+
+    /// Counts a request forwarded to the leader.
+    pub fn replica_forwarded(&self) {
+        self.replica.forwarded.inc();
+    }
+
     /// Counts a served request.
     pub fn request(&self, surface: &'static str, status: u16) {
         self.requests

@@ -47,6 +47,19 @@ pub struct Server {
     pub admin_token: Option<String>,
     driver: driver::Running,
     tasks: Vec<tokio::task::JoinHandle<()>>,
+    on_stop: OnStop,
+}
+
+type StopFuture = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
+
+/// What a clean stop does last (a replica gives its lease back). In a mutex, so that a
+/// server stays shareable across threads.
+struct OnStop(std::sync::Mutex<Option<StopFuture>>);
+
+impl std::fmt::Debug for OnStop {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("OnStop")
+    }
 }
 
 impl Server {
@@ -79,6 +92,10 @@ impl Server {
     pub async fn stop(mut self) {
         self.shutdown();
         self.driver.stop().await;
+        let release = self.on_stop.0.lock().ok().and_then(|mut r| r.take());
+        if let Some(release) = release {
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(5), release).await;
+        }
     }
 }
 
@@ -193,11 +210,48 @@ pub async fn start<N: Net>(
         }
         StoreKind::Memory => AnyStore::Memory(MemoryStore::default()),
         #[cfg(feature = "jetstream")]
-        StoreKind::JetStream(options) => AnyStore::JetStream(Box::new(
-            store::jetstream::JetStreamStore::open(options).await?,
-        )),
+        StoreKind::JetStream(options) => {
+            let store = store::jetstream::JetStreamStore::open(options).await?;
+            let replica = crate::replica::Replica::open(
+                store.client(),
+                &store.stream_name(),
+                options.replicas,
+                options.replica.clone(),
+            )
+            .await?;
+            return start_inner(
+                net,
+                opts,
+                clock,
+                seed,
+                AnyStore::JetStream(Box::new(store)),
+                Some(replica),
+            )
+            .await;
+        }
     };
-    start_with_store(net, opts, clock, seed, store).await
+    start_inner(net, opts, clock, seed, store, None).await
+}
+
+/// A replica's lease and forwarding (none without a shared log).
+#[cfg(feature = "jetstream")]
+type ReplicaSetup = crate::replica::Replica;
+#[cfg(not(feature = "jetstream"))]
+type ReplicaSetup = std::convert::Infallible;
+
+/// Models with nothing applied, each with a generator seeded afresh from `seed` (a replica
+/// rebuilding its state must not draw the tokens and ids it drew before).
+#[cfg(feature = "jetstream")]
+fn fresh_models(config: Config, seed: Seed) -> Box<dyn FnMut() -> Model + Send> {
+    use sha2::Digest;
+    let mut rebuilds = 0u64;
+    Box::new(move || {
+        rebuilds += 1;
+        let mut hash = sha2::Sha256::new();
+        hash.update(seed.0);
+        hash.update(rebuilds.to_le_bytes());
+        Model::new(config.clone(), Seed(hash.finalize().into()))
+    })
 }
 
 /// Starts `ace serve` with the given store (a simulation brings its own disk).
@@ -206,7 +260,18 @@ pub async fn start_with_store<N: Net, S: Store>(
     opts: ServeOptions,
     clock: Clock,
     seed: Seed,
+    store: S,
+) -> Result<Server, StartError> {
+    start_inner(net, opts, clock, seed, store, None).await
+}
+
+async fn start_inner<N: Net, S: Store>(
+    net: N,
+    opts: ServeOptions,
+    clock: Clock,
+    seed: Seed,
     mut store: S,
+    replica: Option<ReplicaSetup>,
 ) -> Result<Server, StartError> {
     for bug in opts.bugs.iter() {
         tracing::warn!(
@@ -263,7 +328,10 @@ pub async fn start_with_store<N: Net, S: Store>(
 
     let mut model = Model::new(config.clone(), seed);
     let replayed = store::replay(&mut store, |record| model.apply_record(&record)).await?;
-    model.take_over();
+    if replica.is_none() {
+        // A replica takes over when it takes the lead.
+        model.take_over();
+    }
 
     let metrics = Arc::new(Metrics::default());
     let mut push_roots = vec![ca.cert_der().clone()];
@@ -275,18 +343,47 @@ pub async fn start_with_store<N: Net, S: Store>(
     let budget = driver::StorageBudget {
         max_bytes: opts.max_store_bytes,
     };
-    let (handle, ports, driver) =
-        driver::spawn(opts.driver, model, store, clock, metrics.clone(), budget)
+    let mut tasks = Vec::new();
+    #[cfg_attr(not(feature = "jetstream"), allow(unused_mut))]
+    let mut on_stop = None;
+    let (handle, ports, driver) = match replica {
+        None => driver::spawn(opts.driver, model, store, clock, metrics.clone(), budget)
+            .map_err(StartError::Driver)?,
+        #[cfg(feature = "jetstream")]
+        Some(replica) => {
+            let ports = driver::ReplicaPorts {
+                lease: replica.lease(),
+                forward: replica.forwarder(),
+                fresh_model: fresh_models(config.clone(), seed),
+                applied: replica.applied(),
+            };
+            let (handle, driver_ports, running) = driver::spawn_replica(
+                opts.driver,
+                model,
+                store,
+                clock,
+                metrics.clone(),
+                budget,
+                ports,
+            )
             .map_err(StartError::Driver)?;
+            let (replica_tasks, release) = replica.run(handle.clone());
+            tasks.extend(replica_tasks);
+            on_stop = Some(release);
+            (handle, driver_ports, running)
+        }
+        #[cfg(not(feature = "jetstream"))]
+        Some(never) => match never {},
+    };
     let outbound_net = EgressNet::new(net.clone(), egress);
-    let mut tasks = vec![tokio::spawn(crate::outbound::push::run(
+    tasks.push(tokio::spawn(crate::outbound::push::run(
         NetConnector::new(outbound_net.clone(), push_tls),
         clock,
         events.clone(),
         ports.deliveries,
         ports.outcomes,
         metrics.clone(),
-    ))];
+    )));
 
     let proxy_tls = clients::tls(Vec::new(), opts.proxy_skip_verify, clock)?;
     let unverified_tls = clients::tls(Vec::new(), true, clock)?;
@@ -351,5 +448,6 @@ pub async fn start_with_store<N: Net, S: Store>(
         admin_token: admin_token.map(|t| t.expose().to_owned()),
         driver,
         tasks,
+        on_stop: OnStop(std::sync::Mutex::new(on_stop)),
     })
 }

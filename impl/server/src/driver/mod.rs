@@ -10,6 +10,15 @@
 //! model whether the store is over its space budget. If the store fails, or lost an event the
 //! model still owes, the driver stops: the model's state would be ahead of the log, so no
 //! further reply may be sent (fail-stop).
+//!
+//! A replica of a deployment on a shared log ([`spawn_replica`]) leads or follows, as its
+//! lease says ([`follow`]): while it follows it applies what the leader appends and forwards
+//! every request to the leader; when it takes the lead it catches up, claims the log (so the
+//! previous leader's next append is fenced) and takes the state over as a restarted server
+//! does; when it loses the lead (the lease lapsed, or an append was fenced) it rebuilds its
+//! state from the log and follows again.
+
+mod follow;
 
 use std::sync::Arc;
 
@@ -22,6 +31,8 @@ use tokio::sync::{mpsc, oneshot, watch};
 use crate::metrics::Metrics;
 use crate::store::{EventReader, Store, StoreError};
 
+pub use follow::{Forward, Lease, ReplicaPorts};
+
 /// The model's time: the clock's Unix time as a [`Timestamp`].
 pub fn now(clock: &Clock) -> Timestamp {
     Timestamp::from_unix_millis(clock.unix_millis())
@@ -30,6 +41,8 @@ pub fn now(clock: &Clock) -> Timestamp {
 struct Job {
     request: Request,
     reply: oneshot::Sender<Reply>,
+    /// Forwarded by another replica: answered only while this one leads.
+    forwarded: bool,
 }
 
 /// A cheap handle for sending requests to the driver.
@@ -45,9 +58,24 @@ pub struct Stopped;
 impl Handle {
     /// Sends a request and waits for its reply, which comes only after its records are durable.
     pub async fn call(&self, request: Request) -> Result<Reply, Stopped> {
+        self.send(request, false).await
+    }
+
+    /// Sends a request another replica forwarded. It is decided only while this replica
+    /// leads; otherwise the answer is [`Stopped`], and nothing was decided (the sender tries
+    /// again, at the leader).
+    pub async fn call_forwarded(&self, request: Request) -> Result<Reply, Stopped> {
+        self.send(request, true).await
+    }
+
+    async fn send(&self, request: Request, forwarded: bool) -> Result<Reply, Stopped> {
         let (tx, rx) = oneshot::channel();
         self.tx
-            .send(Job { request, reply: tx })
+            .send(Job {
+                request,
+                reply: tx,
+                forwarded,
+            })
             .await
             .map_err(|_| Stopped)?;
         rx.await.map_err(|_| Stopped)
@@ -152,6 +180,40 @@ pub fn spawn<S: Store>(
     metrics: Arc<Metrics>,
     budget: StorageBudget,
 ) -> std::io::Result<(Handle, Ports, Running)> {
+    spawn_inner(placement, model, store, clock, metrics, budget, None)
+}
+
+/// Starts the driver of a replica: `model` is rebuilt from `store` but not taken over; the
+/// driver follows until `replica`'s lease says it leads.
+pub fn spawn_replica<S: Store>(
+    placement: Placement,
+    model: Model,
+    store: S,
+    clock: Clock,
+    metrics: Arc<Metrics>,
+    budget: StorageBudget,
+    replica: ReplicaPorts,
+) -> std::io::Result<(Handle, Ports, Running)> {
+    spawn_inner(
+        placement,
+        model,
+        store,
+        clock,
+        metrics,
+        budget,
+        Some(replica),
+    )
+}
+
+fn spawn_inner<S: Store>(
+    placement: Placement,
+    model: Model,
+    store: S,
+    clock: Clock,
+    metrics: Arc<Metrics>,
+    budget: StorageBudget,
+    replica: Option<ReplicaPorts>,
+) -> std::io::Result<(Handle, Ports, Running)> {
     let (tx, rx) = mpsc::channel(4 * MAX_BATCH);
     let (outcome_tx, outcome_rx) = mpsc::unbounded_channel();
     let (delivery_tx, delivery_rx) = mpsc::unbounded_channel();
@@ -170,6 +232,7 @@ pub fn spawn<S: Store>(
         tables: tables_tx,
         clock,
         metrics,
+        replica,
     };
     // Ends when the driver does, or at `stop`; either way the store is dropped (closed) before
     // `done` is told.
@@ -218,10 +281,40 @@ struct Driver<S> {
     tables: watch::Sender<Arc<ProxyTable>>,
     clock: Clock,
     metrics: Arc<Metrics>,
+    /// How this replica takes part in a deployment on a shared log (`None`: alone).
+    replica: Option<ReplicaPorts>,
+}
+
+/// Why [`Driver::lead`] ended.
+enum Led {
+    /// Every handle was dropped.
+    Stopped,
+    /// This replica no longer leads.
+    LostLead,
 }
 
 impl<S: Store> Driver<S> {
     async fn run(mut self) -> Result<(), StoreError> {
+        let Some(mut replica) = self.replica.take() else {
+            return self.lead(None).await.map(|_| ());
+        };
+        loop {
+            if !self.follow(&mut replica).await? {
+                return Ok(());
+            }
+            if !self.take_lead(&mut replica).await? {
+                continue;
+            }
+            match self.lead(Some(&mut replica)).await? {
+                Led::Stopped => return Ok(()),
+                Led::LostLead => self.rebuild(&mut replica).await?,
+            }
+        }
+    }
+
+    /// Decides: takes requests, appends, replies, delivers; until every handle is dropped, or
+    /// (a replica) the lead is lost.
+    async fn lead(&mut self, mut replica: Option<&mut ReplicaPorts>) -> Result<Led, StoreError> {
         let mut batch = Vec::with_capacity(MAX_BATCH);
         let mut replies = Vec::with_capacity(MAX_BATCH);
         let mut records = Vec::new();
@@ -250,14 +343,19 @@ impl<S: Store> Driver<S> {
                     None => std::future::pending::<()>().await,
                 }
             };
+            let lease = replica.as_deref_mut().map(|r| &mut r.lease);
             tokio::select! {
                 biased;
+                () = follow::lease_lost(lease) => {
+                    tracing::warn!("this replica's lease lapsed: following the new leader");
+                    return Ok(Led::LostLead);
+                }
                 Some(outcome) = self.outcomes.recv() => {
                     self.model.handle_delivery_outcome(now(&self.clock), outcome);
                 }
                 n = self.requests.recv_many(&mut batch, MAX_BATCH) => {
                     if n == 0 {
-                        return Ok(());
+                        return Ok(Led::Stopped);
                     }
                 }
                 () = sleep => {
@@ -278,7 +376,7 @@ impl<S: Store> Driver<S> {
             }
             for job in batch.drain(..) {
                 let reply = self.model.handle_request(now(&self.clock), job.request);
-                replies.push((reply, job.reply));
+                replies.push((reply, job.reply, job.forwarded));
             }
             while let Some(record) = self.model.poll_record() {
                 records.push(record);
@@ -301,10 +399,17 @@ impl<S: Store> Driver<S> {
                     records = std::mem::take(&mut held);
                 }
             }
-            self.append(&mut records, &mut snapshot_len).await?;
+            if let Err(e) = self.append(&mut records, &mut snapshot_len).await {
+                return self.append_failed(e, replica.is_some(), &mut replies);
+            }
+            if let Some(r) = replica.as_deref() {
+                let applied = self.store.applied_seq();
+                r.applied.send_replace(applied);
+                self.metrics.set_applied(applied, applied);
+            }
             // Before any reply of this batch is released, so an acknowledged unbind is in force.
             self.install_proxy_table();
-            for (reply, tx) in replies.drain(..) {
+            for (reply, tx, _) in replies.drain(..) {
                 // The caller may have gone (client hung up); its change is durable regardless.
                 let _ = tx.send(reply);
             }
@@ -332,7 +437,15 @@ impl<S: Store> Driver<S> {
                 while let Some(record) = self.model.poll_record() {
                     records.push(record);
                 }
-                self.append(&mut records, &mut snapshot_len).await?;
+                if let Err(e) = self.append(&mut records, &mut snapshot_len).await {
+                    return self.append_failed(e, replica.is_some(), &mut replies);
+                }
+            }
+            if let Some(r) = replica.as_deref()
+                && !follow::leads(&r.lease)
+            {
+                tracing::warn!("this replica's lease lapsed: following the new leader");
+                return Ok(Led::LostLead);
             }
             while let Some(delivery) = self.model.poll_delivery() {
                 self.metrics.delivery_started();
@@ -354,10 +467,7 @@ impl<S: Store> Driver<S> {
         }
         let n = records.len() as u64;
         let started = tokio::time::Instant::now();
-        if let Err(e) = self.store.append(std::mem::take(records)).await {
-            tracing::error!(error = %e, "storage failed; stopping so that no unrecorded change is acknowledged");
-            return Err(e);
-        }
+        self.store.append(std::mem::take(records)).await?;
         self.metrics.record_sync(n, started.elapsed());
         if self.store.len() > *snapshot_len + COMPACT_AFTER {
             let snapshot = self.model.snapshot();
@@ -367,6 +477,35 @@ impl<S: Store> Driver<S> {
         }
         self.check_budget();
         Ok(())
+    }
+
+    /// What an append that failed ends: the server (fail-stop), or, for a replica whose log
+    /// moved on without it or cannot be reached, its lead. Replies not yet sent are never sent
+    /// as decided: a forwarded request's sender is told nothing was decided (it tries again);
+    /// a local caller gets 503.
+    fn append_failed(
+        &mut self,
+        e: StoreError,
+        replicated: bool,
+        replies: &mut Vec<(Reply, oneshot::Sender<Reply>, bool)>,
+    ) -> Result<Led, StoreError> {
+        let lost = replicated && matches!(e, StoreError::Fenced(_) | StoreError::Unavailable(_));
+        if !lost {
+            tracing::error!(error = %e, "storage failed; stopping so that no unrecorded change is acknowledged");
+            return Err(e);
+        }
+        if matches!(e, StoreError::Fenced(_)) {
+            self.metrics.replica_conflict();
+        }
+        tracing::warn!(error = %e, "this replica lost the lead while appending: nothing of its last batch is acknowledged; following again");
+        for (_, tx, forwarded) in replies.drain(..) {
+            if !forwarded {
+                let _ = tx.send(follow::unavailable_reply(
+                    "This replica lost the lead while deciding; nothing was recorded. Retry.",
+                ));
+            }
+        }
+        Ok(Led::LostLead)
     }
 
     /// Tells the model whether the store is over its budget, when that changes.

@@ -50,7 +50,7 @@ use async_nats::jetstream::message::PublishMessage as Publish;
 use async_nats::jetstream::stream::{DiscardPolicy, LastRawMessageErrorKind, StorageType};
 use async_nats::jetstream::{self, Context};
 use bytes::Bytes;
-use futures_util::TryStreamExt;
+use futures_util::{StreamExt, TryStreamExt};
 use tokio::sync::mpsc;
 
 use super::codec::{self, Encoded, held_events, journal_entries, journal_payload};
@@ -76,6 +76,8 @@ pub struct JetStreamOptions {
     pub max_bytes: Option<u64>,
     /// How long an append keeps trying while the servers cannot take it.
     pub unavailable_timeout: Duration,
+    /// How this server takes part among the replicas on the stream.
+    pub replica: crate::replica::ReplicaOptions,
 }
 
 impl Default for JetStreamOptions {
@@ -87,6 +89,7 @@ impl Default for JetStreamOptions {
             credentials: None,
             max_bytes: None,
             unavailable_timeout: Duration::from_secs(30),
+            replica: crate::replica::ReplicaOptions::default(),
         }
     }
 }
@@ -117,11 +120,21 @@ impl Subjects {
 /// A log on a JetStream stream (see the module documentation).
 #[derive(Debug)]
 pub struct JetStreamStore {
+    client: async_nats::Client,
     js: Context,
     stream: jetstream::stream::Stream,
     subjects: Arc<Subjects>,
-    /// Stream sequence of the last message on the log subject: what the next append expects.
+    /// Stream sequence of the last message on the log subject this store wrote or read: what
+    /// the next append expects.
     last_log: u64,
+    /// The log's last sequence when the store was opened: batches after it were appended by
+    /// another writer while this one followed, and tell the event index what they added.
+    opened_at: u64,
+    /// The last log sequence of the last batch read or written, to tell a gap (a compaction
+    /// that purged what this reader had not read yet) from a continuation (`Ace-Prev`).
+    chain: Option<u64>,
+    /// A subscription to the log subject, telling a follower that something was published.
+    hints: Option<async_nats::Subscriber>,
     /// Stream sequence of the first message of the snapshot the log starts from (0: none).
     snapshot_from: u64,
     /// Records kept since the snapshot (counted as they are read back and appended).
@@ -139,6 +152,13 @@ pub struct JetStreamStore {
 struct Batch {
     /// Stream sequence of its first part.
     first: u64,
+    /// The log sequence its writer expected before it (`Ace-Prev`; `None` in logs written
+    /// before the header existed).
+    prev: Option<u64>,
+    /// The event messages published with it (`Ace-Events`).
+    events: Vec<String>,
+    /// The last log message before it that the reader passed over (a broken batch).
+    skipped: Option<u64>,
     /// Stream sequence of its last part.
     last: u64,
     snapshot: bool,
@@ -212,6 +232,43 @@ impl EventIndex {
                 held,
             },
         );
+    }
+
+    /// Adds the message `subject` (an event message's) as holding its whole range, unless it
+    /// is known already.
+    fn add_listed(&mut self, subject: &str, prefix: &str) {
+        let Some((first, last, bytes)) = parse_range(subject, prefix) else {
+            return;
+        };
+        if self
+            .ranges
+            .get(&first)
+            .is_some_and(|r| r.subject == subject)
+        {
+            return;
+        }
+        let mut held = SeqSet::new();
+        held.insert_range(first..=last);
+        self.add(first, last, subject.to_owned(), bytes, held);
+    }
+
+    /// Marks `released` as needed by no one; returns the subjects of messages now unneeded.
+    fn release(&mut self, released: &SeqSet) -> Vec<String> {
+        let mut emptied = Vec::new();
+        for seq in released.iter() {
+            if let Some((first, _)) = self.find(seq)
+                && let Some(range) = self.ranges.get_mut(&first)
+            {
+                range.held.remove(seq);
+                if range.held.is_empty() {
+                    emptied.push(first);
+                }
+            }
+        }
+        emptied
+            .into_iter()
+            .filter_map(|first| self.remove(first))
+            .collect()
     }
 
     /// Removes the range starting at `first`; returns its subject.
@@ -316,7 +373,7 @@ impl JetStreamStore {
         let part_bytes = info.max_payload.saturating_sub(4096).max(4096);
         let js = jetstream::ContextBuilder::new()
             .timeout(Duration::from_secs(5))
-            .build(client);
+            .build(client.clone());
         let subjects = Subjects::new(&options.stream);
         let config = jetstream::stream::Config {
             name: options.stream.clone(),
@@ -341,30 +398,8 @@ impl JetStreamStore {
             )
         })?;
         let last_log = last_seq(&stream, &subjects.log).await?;
-        let snapshot_from = match last_message(&stream, &subjects.snap).await? {
-            Some(message) => serde_json::from_slice::<serde_json::Value>(&message.payload)
-                .ok()
-                .and_then(|v| v.get("from").and_then(serde_json::Value::as_u64))
-                .ok_or_else(|| StoreError::Corrupt("the snapshot pointer is unreadable".into()))?,
-            None => 0,
-        };
-        let mut index = EventIndex::default();
-        let mut listed = stream
-            .info_with_subjects(format!("{}.>", subjects.ev))
-            .await
-            .map_err(|e| unavailable("cannot list the event messages", e))?;
-        while let Some((subject, _)) = listed
-            .try_next()
-            .await
-            .map_err(|e| unavailable("cannot list the event messages", e))?
-        {
-            let Some((first, last, bytes)) = parse_range(&subject, &subjects.ev) else {
-                continue;
-            };
-            let mut held = SeqSet::new();
-            held.insert_range(first..=last);
-            index.add(first, last, subject, bytes, held);
-        }
+        let snapshot_from = snapshot_pointer(&stream, &subjects.snap).await?;
+        let index = list_events(&stream, &subjects.ev).await?;
         let (forget, forgotten) = mpsc::unbounded_channel();
         tokio::spawn(purge_forgotten(stream.clone(), forgotten));
         let events = Arc::new(Events {
@@ -373,10 +408,14 @@ impl JetStreamStore {
             forget,
         });
         Ok(JetStreamStore {
+            client,
             js,
             stream,
             subjects: Arc::new(subjects),
             last_log,
+            opened_at: last_log,
+            chain: None,
+            hints: None,
             snapshot_from,
             len: 0,
             part_bytes,
@@ -393,6 +432,9 @@ impl JetStreamStore {
         {
             return Ok(Some(batch.clone()));
         }
+        // The last log message passed over (the rest of a broken batch): what the batch found
+        // may say came before it.
+        let mut skipped = None;
         'batch: loop {
             let Some(message) = next_message(&self.stream, &self.subjects.log, seq).await? else {
                 return Ok(None);
@@ -407,10 +449,20 @@ impl JetStreamStore {
                 })?;
             if part != 1 {
                 // The rest of a batch whose first part was purged or broken off.
+                skipped = Some(message.sequence);
                 seq = message.sequence + 1;
                 continue;
             }
             let snapshot = header(&message.headers, "Ace-Snapshot").is_some();
+            let prev = header(&message.headers, "Ace-Prev").and_then(|v| v.parse().ok());
+            let events = header(&message.headers, "Ace-Events")
+                .map(|v| {
+                    v.split(',')
+                        .filter(|s| !s.is_empty())
+                        .map(str::to_owned)
+                        .collect()
+                })
+                .unwrap_or_default();
             let first = message.sequence;
             let mut last = first;
             let mut payload = message.payload.to_vec();
@@ -424,6 +476,7 @@ impl JetStreamStore {
                     && header(&next.headers, "Ace-Part").and_then(parse_part) == Some((i, parts));
                 if !same {
                     // Cut short by a crash; another batch follows.
+                    skipped = Some(last);
                     seq = next.sequence;
                     continue 'batch;
                 }
@@ -436,6 +489,9 @@ impl JetStreamStore {
                 .collect::<Result<Vec<_>, _>>()?;
             let batch = Batch {
                 first,
+                prev,
+                events,
+                skipped,
                 last,
                 snapshot,
                 records: Arc::new(records),
@@ -452,6 +508,7 @@ impl JetStreamStore {
         payload: &[u8],
         snapshot: bool,
         batch_id: &str,
+        events: &[String],
     ) -> Result<(u64, u64), StoreError> {
         let parts: Vec<&[u8]> = if payload.is_empty() {
             vec![payload]
@@ -471,6 +528,12 @@ impl JetStreamStore {
             }
             if snapshot {
                 message = message.header("Ace-Snapshot", "1");
+            }
+            if i == 0 {
+                message = message.header("Ace-Prev", self.last_log.to_string().as_str());
+                if !events.is_empty() {
+                    message = message.header("Ace-Events", events.join(",").as_str());
+                }
             }
             let seq = self.publish(self.subjects.log.clone(), message).await?;
             self.last_log = seq;
@@ -603,7 +666,11 @@ impl JetStreamStore {
             written.push((first, last, subject, bytes, group));
         }
         let payload = journal_payload(&logged)?;
-        let (first, _) = self.publish_log(&payload, snapshot, &batch_id).await?;
+        let subjects: Vec<String> = written.iter().map(|w| w.2.clone()).collect();
+        let (first, last) = self
+            .publish_log(&payload, snapshot, &batch_id, &subjects)
+            .await?;
+        self.chain = Some(last);
         let mut index = lock(&self.events.index)?;
         for (first, last, subject, bytes, group) in written {
             let held = group
@@ -613,21 +680,8 @@ impl JetStreamStore {
             index.add(first, last, subject, bytes, held);
             index.remember(first, Arc::new(group));
         }
-        let mut emptied = Vec::new();
-        for seq in released.iter() {
-            if let Some((first, _)) = index.find(seq)
-                && let Some(range) = index.ranges.get_mut(&first)
-            {
-                range.held.remove(seq);
-                if range.held.is_empty() {
-                    emptied.push(first);
-                }
-            }
-        }
-        for first in emptied {
-            if let Some(subject) = index.remove(first) {
-                let _ = self.events.forget.send(subject);
-            }
+        for subject in index.release(&released) {
+            let _ = self.events.forget.send(subject);
         }
         Ok(first)
     }
@@ -679,6 +733,40 @@ async fn last_seq(stream: &jetstream::stream::Stream, subject: &str) -> Result<u
         .map_or(0, |m| m.sequence))
 }
 
+/// Where the latest complete snapshot starts (0: there is none).
+async fn snapshot_pointer(
+    stream: &jetstream::stream::Stream,
+    subject: &str,
+) -> Result<u64, StoreError> {
+    match last_message(stream, subject).await? {
+        Some(message) => serde_json::from_slice::<serde_json::Value>(&message.payload)
+            .ok()
+            .and_then(|v| v.get("from").and_then(serde_json::Value::as_u64))
+            .ok_or_else(|| StoreError::Corrupt("the snapshot pointer is unreadable".into())),
+        None => Ok(0),
+    }
+}
+
+/// The event messages the stream keeps, each taken as holding every event in its range.
+async fn list_events(
+    stream: &jetstream::stream::Stream,
+    prefix: &str,
+) -> Result<EventIndex, StoreError> {
+    let mut index = EventIndex::default();
+    let mut listed = stream
+        .info_with_subjects(format!("{prefix}.>"))
+        .await
+        .map_err(|e| unavailable("cannot list the event messages", e))?;
+    while let Some((subject, _)) = listed
+        .try_next()
+        .await
+        .map_err(|e| unavailable("cannot list the event messages", e))?
+    {
+        index.add_listed(&subject, prefix);
+    }
+    Ok(index)
+}
+
 async fn next_message(
     stream: &jetstream::stream::Stream,
     subject: &str,
@@ -705,6 +793,11 @@ impl Store for JetStreamStore {
         let (mut seq, mut skip) = (from.0 >> INDEX_BITS, (from.0 & INDEX_MASK) as usize);
         if from == Position::START {
             self.len = 0;
+            if self.chain.is_some() {
+                // Read again from the start (a follower that fell behind a compaction): as
+                // if opened now.
+                self.reopen().await?;
+            }
         }
         if seq < self.snapshot_from {
             (seq, skip) = (self.snapshot_from, 0);
@@ -716,6 +809,7 @@ impl Store for JetStreamStore {
             if batch.first != seq {
                 skip = 0;
             }
+            self.arrive(&batch)?;
             if (batch.snapshot && batch.first != self.snapshot_from) || skip >= batch.records.len()
             {
                 (seq, skip) = (batch.last + 1, 0);
@@ -798,11 +892,39 @@ impl Store for JetStreamStore {
     }
 
     async fn follow(&mut self, after: Position) -> Result<(), StoreError> {
-        if self.end() > after {
-            return Ok(());
+        // Beyond what was read, whatever `after` says (a position inside the last batch read).
+        let seq = (after.0 >> INDEX_BITS).max(self.last_log + 1);
+        if self.hints.is_none() {
+            let hints = self
+                .client
+                .subscribe(self.subjects.log.clone())
+                .await
+                .map_err(|e| unavailable("cannot watch the log", e))?;
+            self.hints = Some(hints);
         }
-        // One writer: the log grows only by this store's appends.
-        std::future::pending().await
+        loop {
+            // The subscription only hints (it also sees publishes the stream refused); the
+            // stream says.
+            if last_seq(&self.stream, &self.subjects.log).await? >= seq {
+                return Ok(());
+            }
+            if let Some(hints) = &mut self.hints {
+                let _ = tokio::time::timeout(FOLLOW_POLL, hints.next()).await;
+            }
+        }
+    }
+
+    async fn claim(&mut self) -> Result<Position, StoreError> {
+        self.write(&[], false).await?;
+        Ok(self.end())
+    }
+
+    fn applied_seq(&self) -> u64 {
+        self.last_log
+    }
+
+    async fn latest_seq(&mut self) -> Result<u64, StoreError> {
+        last_seq(&self.stream, &self.subjects.log).await
     }
 
     async fn bind_identity(&mut self, ca_sha256: &str) -> Result<(), StoreError> {
@@ -849,7 +971,65 @@ impl JetStreamStore {
     async fn last_snap_seq(&self) -> Result<u64, StoreError> {
         last_seq(&self.stream, &self.subjects.snap).await
     }
+
+    /// The connection to the servers (for a replica's lease and its forwarded requests).
+    pub fn client(&self) -> async_nats::Client {
+        self.client.clone()
+    }
+
+    /// The stream's name.
+    pub fn stream_name(&self) -> String {
+        self.stream.cached_info().config.name.clone()
+    }
+
+    /// Forgets what was read and finds the log's end, snapshot and event messages again.
+    async fn reopen(&mut self) -> Result<(), StoreError> {
+        self.last_log = last_seq(&self.stream, &self.subjects.log).await?;
+        self.opened_at = self.last_log;
+        self.snapshot_from = snapshot_pointer(&self.stream, &self.subjects.snap).await?;
+        let index = list_events(&self.stream, &self.subjects.ev).await?;
+        *lock(&self.events.index)? = index;
+        self.chain = None;
+        self.last_batch = None;
+        Ok(())
+    }
+
+    /// Takes note of `batch`, read for the first time: checks that it follows what was read
+    /// before, and learns the event messages another writer published and released with it.
+    fn arrive(&mut self, batch: &Batch) -> Result<(), StoreError> {
+        if self.chain.is_some_and(|c| c >= batch.last) {
+            return Ok(());
+        }
+        if let (Some(chain), Some(prev)) = (self.chain, batch.prev)
+            && prev != chain
+            && batch.skipped != Some(prev)
+        {
+            return Err(StoreError::Fenced(format!(
+                "the log was compacted past what this reader had read (it read up to {chain}, \
+                 the next batch follows {prev}): read it again from the start"
+            )));
+        }
+        self.chain = Some(batch.last);
+        self.last_log = self.last_log.max(batch.last);
+        if batch.first > self.opened_at {
+            let mut index = lock(&self.events.index)?;
+            for subject in &batch.events {
+                index.add_listed(subject, &self.subjects.ev);
+            }
+            let mut released = SeqSet::new();
+            for record in batch.records.iter() {
+                released.add_all(&codec::released(record));
+            }
+            for subject in index.release(&released) {
+                let _ = self.events.forget.send(subject);
+            }
+        }
+        Ok(())
+    }
 }
+
+/// How often a follower asks the servers for the log's end when no hint came.
+const FOLLOW_POLL: Duration = Duration::from_millis(500);
 
 impl Events {
     /// The decoded event message holding `seq`, if it is kept.

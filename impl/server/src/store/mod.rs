@@ -134,6 +134,22 @@ pub trait Store: Send + 'static {
     /// Resolves once the log reaches beyond `after` (appended by another writer, for a
     /// follower); at once if it already does. A log with a single writer never grows by itself.
     fn follow(&mut self, after: Position) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Makes this writer the log's writer from here on (a replica taking the lead): appends
+    /// a mark after everything read so far, so that another writer's next append is fenced,
+    /// or is fenced itself if another writer appended since. Returns the end. A log with one
+    /// writer has nothing to do.
+    fn claim(&mut self) -> impl Future<Output = Result<Position, StoreError>> + Send {
+        std::future::ready(Ok(self.end()))
+    }
+    /// Where this store has read or written up to, in the log's own numbering (a stream
+    /// sequence on JetStream): what a replica reports as applied.
+    fn applied_seq(&self) -> u64 {
+        self.end().0
+    }
+    /// Where the log ends now, in the same numbering, asking the servers of a shared log.
+    fn latest_seq(&mut self) -> impl Future<Output = Result<u64, StoreError>> + Send {
+        std::future::ready(Ok(self.applied_seq()))
+    }
     /// Ties the log to the CA that signs for it (`ca_sha256`: the SHA-256 of the CA
     /// certificate, hex): a shared log records it at the first start and refuses a server
     /// with another CA, which would issue certificates the others reject. A log in the data
@@ -252,6 +268,33 @@ impl Store for AnyStore {
             AnyStore::Memory(s) => s.follow(after).await,
             #[cfg(feature = "jetstream")]
             AnyStore::JetStream(s) => s.follow(after).await,
+        }
+    }
+
+    async fn claim(&mut self) -> Result<Position, StoreError> {
+        match self {
+            AnyStore::Embedded(s) => s.claim().await,
+            AnyStore::Memory(s) => s.claim().await,
+            #[cfg(feature = "jetstream")]
+            AnyStore::JetStream(s) => s.claim().await,
+        }
+    }
+
+    fn applied_seq(&self) -> u64 {
+        match self {
+            AnyStore::Embedded(s) => s.applied_seq(),
+            AnyStore::Memory(s) => s.applied_seq(),
+            #[cfg(feature = "jetstream")]
+            AnyStore::JetStream(s) => s.applied_seq(),
+        }
+    }
+
+    async fn latest_seq(&mut self) -> Result<u64, StoreError> {
+        match self {
+            AnyStore::Embedded(s) => s.latest_seq().await,
+            AnyStore::Memory(s) => s.latest_seq().await,
+            #[cfg(feature = "jetstream")]
+            AnyStore::JetStream(s) => s.latest_seq().await,
         }
     }
 

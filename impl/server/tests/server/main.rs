@@ -11,6 +11,8 @@ mod egress;
 mod jetstream;
 mod protection;
 mod proxy;
+#[cfg(feature = "jetstream")]
+mod replicas;
 mod resumption;
 mod specs;
 mod surfaces;

@@ -1,0 +1,427 @@
+//! Replicas of one deployment on a NATS JetStream stream: who leads, and how the others
+//! reach the leader.
+//!
+//! - **The lease** is a key in a JetStream key-value bucket (`<stream>_LEASE`, kept on as
+//!   many servers as the stream, entries expiring `lease` after they were written). A
+//!   replica takes it with a create (which fails while another holds it) and keeps it with
+//!   updates guarded by the revision it holds. A leader that cannot renew in time stops
+//!   leading, by its own clock, a quarter of the lease before the key can expire; a replica
+//!   that dies holding it is replaced once the key expires. The lease decides who should
+//!   lead; the log's guard decides who may append (see [`crate::driver`]).
+//! - **Forwarding**: a follower sends each request, as JSON, to `_ace.<stream>.rpc`; only the
+//!   leader listens there (a queue group, so one leader answers even while two think they
+//!   lead). The answer is the model's reply, after the leader's append is durable, or word
+//!   that nothing was decided (the leader lost the lead meanwhile): the follower then tries
+//!   again until a leader answers, for up to the lease plus a margin.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use ace_model::error::CommonError;
+use ace_model::{Reply, Request, RequestError};
+use async_nats::jetstream::kv::{self, CreateErrorKind, Operation, UpdateErrorKind};
+use async_nats::jetstream::stream::StorageType;
+use bytes::Bytes;
+use futures_util::StreamExt;
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use crate::driver::{Forward, Handle, Lease};
+use crate::store::StoreError;
+
+/// How a replica takes part.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReplicaOptions {
+    /// This replica's name, as the lease and the logs show it.
+    pub name: String,
+    /// How long the lease lasts without a renewal: how soon another replica takes over when
+    /// the leader dies (renewed every sixth of it).
+    pub lease: Duration,
+    /// How long a follower waits for the leader's answer to one forwarded request (the
+    /// leader may be waiting for the servers to elect a stream leader).
+    pub answer_timeout: Duration,
+}
+
+impl Default for ReplicaOptions {
+    fn default() -> Self {
+        ReplicaOptions {
+            name: format!("ace-{}", std::process::id()),
+            lease: Duration::from_secs(6),
+            answer_timeout: Duration::from_secs(40),
+        }
+    }
+}
+
+/// Gives the lease back (when the server stops cleanly).
+pub type Release = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// The lease's key in the bucket.
+const KEY: &str = "leader";
+
+/// How long a follower waits to apply a change it forwarded before it answers anyway.
+const CATCH_UP: Duration = Duration::from_secs(5);
+
+/// How often a follower looks whether the lease is free.
+const POLL: Duration = Duration::from_millis(250);
+
+/// What a leader answers a forwarded request.
+#[derive(Debug, Serialize, Deserialize)]
+enum Answer {
+    /// The model's reply, and how far the leader's log was when it was given (a follower
+    /// applies that far before it answers).
+    Reply(Box<Reply>, u64),
+    /// Nothing was decided (this replica does not lead): ask again.
+    Retry,
+}
+
+/// The lease and the forwarding of one replica.
+#[derive(Debug)]
+pub struct Replica {
+    client: async_nats::Client,
+    kv: kv::Store,
+    rpc: String,
+    options: ReplicaOptions,
+    lease: watch::Sender<Lease>,
+    applied: watch::Sender<u64>,
+}
+
+impl Replica {
+    /// Opens (or makes) the lease bucket of `stream`, kept on `replicas` servers.
+    pub async fn open(
+        client: async_nats::Client,
+        stream: &str,
+        replicas: usize,
+        options: ReplicaOptions,
+    ) -> Result<Self, StoreError> {
+        let js = async_nats::jetstream::new(client.clone());
+        let bucket = format!("{stream}_LEASE");
+        let kv = match js.get_key_value(&bucket).await {
+            Ok(kv) => kv,
+            Err(_) => js
+                .create_key_value(kv::Config {
+                    bucket: bucket.clone(),
+                    description: format!(
+                        "Which ACE replica leads the deployment on stream {stream}"
+                    ),
+                    history: 1,
+                    max_age: options.lease,
+                    storage: StorageType::File,
+                    num_replicas: replicas,
+                    ..Default::default()
+                })
+                .await
+                .map_err(|e| {
+                    StoreError::Unavailable(format!("cannot open the lease bucket {bucket}: {e}"))
+                })?,
+        };
+        let (lease, _) = watch::channel(Lease::Follow { leader: false });
+        let (applied, _) = watch::channel(0);
+        Ok(Replica {
+            client,
+            kv,
+            rpc: format!("_ace.{}.rpc", stream.to_ascii_lowercase()),
+            options,
+            lease,
+            applied,
+        })
+    }
+
+    /// Who leads, as this replica's lease task sees it.
+    pub fn lease(&self) -> watch::Receiver<Lease> {
+        self.lease.subscribe()
+    }
+
+    /// Where the driver tells how far its state is in the log.
+    pub fn applied(&self) -> watch::Sender<u64> {
+        self.applied.clone()
+    }
+
+    /// What sends requests to the leader.
+    pub fn forwarder(&self) -> Arc<dyn Forward> {
+        Arc::new(Forwarder {
+            client: self.client.clone(),
+            rpc: self.rpc.clone(),
+            retry_for: self.options.lease + Duration::from_secs(5),
+            answer_timeout: self.options.answer_timeout,
+            applied: self.applied.subscribe(),
+        })
+    }
+
+    /// Runs the lease and, while this replica leads, answers forwarded requests through
+    /// `driver`. Returns the tasks (they end when aborted) and what gives the lease back
+    /// when the server stops (so that another replica need not wait for it to expire).
+    pub fn run(self, driver: Handle) -> (Vec<tokio::task::JoinHandle<()>>, Release) {
+        let leases = self.lease.subscribe();
+        let inbox = tokio::spawn(answer_forwarded(
+            self.client.clone(),
+            self.rpc.clone(),
+            leases,
+            self.applied.subscribe(),
+            driver,
+        ));
+        let held = Arc::new(Mutex::new(None));
+        let release = {
+            let (kv, held) = (self.kv.clone(), Arc::clone(&held));
+            Box::pin(async move {
+                let revision = held.lock().ok().and_then(|mut h| h.take());
+                if let Some(revision) = revision {
+                    match kv.delete_expect_revision(KEY, Some(revision)).await {
+                        Ok(()) => tracing::info!("gave the lease back"),
+                        Err(e) => {
+                            tracing::warn!(error = %e, "cannot give the lease back; it expires by itself")
+                        }
+                    }
+                }
+            }) as Release
+        };
+        let lease = tokio::spawn(keep_lease(self.kv, self.options, self.lease, held));
+        (vec![lease, inbox], release)
+    }
+}
+
+/// Takes the lease when it is free and keeps it while it can, telling `state`.
+async fn keep_lease(
+    kv: kv::Store,
+    options: ReplicaOptions,
+    state: watch::Sender<Lease>,
+    shared: Arc<Mutex<Option<u64>>>,
+) {
+    let name = Bytes::from(options.name.clone());
+    let renew_every = options.lease / 6;
+    // Stop leading a quarter of the lease before the key can expire on the servers.
+    let valid_for = options.lease - options.lease / 4;
+    let mut held: Option<(u64, Instant)> = None;
+    loop {
+        if let Ok(mut shared) = shared.lock() {
+            *shared = held.map(|(revision, _)| revision);
+        }
+        match held {
+            None => {
+                let leader = match kv.entry(KEY).await {
+                    Ok(Some(entry)) if entry.operation == Operation::Put => true,
+                    Ok(_) => {
+                        let sent = Instant::now();
+                        match kv.create(KEY, name.clone()).await {
+                            Ok(revision) => {
+                                held = Some((revision, sent + valid_for));
+                                tracing::info!(replica = options.name, "took the lease");
+                                state.send_replace(Lease::Lead {
+                                    until: sent + valid_for,
+                                });
+                                continue;
+                            }
+                            Err(e) if e.kind() == CreateErrorKind::AlreadyExists => true,
+                            Err(e) => {
+                                tracing::warn!(error = %e, "cannot take the lease");
+                                false
+                            }
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot read the lease");
+                        false
+                    }
+                };
+                state.send_if_modified(|s| {
+                    let new = Lease::Follow { leader };
+                    let changed = *s != new;
+                    *s = new;
+                    changed
+                });
+                tokio::time::sleep(POLL).await;
+            }
+            Some((revision, until)) => {
+                tokio::time::sleep(renew_every).await;
+                let sent = Instant::now();
+                match kv.update(KEY, name.clone(), revision).await {
+                    Ok(revision) => {
+                        held = Some((revision, sent + valid_for));
+                        state.send_replace(Lease::Lead {
+                            until: sent + valid_for,
+                        });
+                    }
+                    Err(e) if e.kind() == UpdateErrorKind::WrongLastRevision => {
+                        tracing::warn!(
+                            replica = options.name,
+                            "another replica holds the lease now"
+                        );
+                        held = None;
+                        state.send_replace(Lease::Follow { leader: true });
+                    }
+                    Err(e) => {
+                        if Instant::now() >= until {
+                            tracing::warn!(error = %e, replica = options.name, "the lease lapsed: it could not be renewed in time");
+                            held = None;
+                            state.send_replace(Lease::Follow { leader: false });
+                        } else {
+                            tracing::warn!(error = %e, "cannot renew the lease; trying again");
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// While this replica leads, answers the requests followers forward.
+async fn answer_forwarded(
+    client: async_nats::Client,
+    rpc: String,
+    mut lease: watch::Receiver<Lease>,
+    applied: watch::Receiver<u64>,
+    driver: Handle,
+) {
+    loop {
+        while !matches!(*lease.borrow_and_update(), Lease::Lead { .. }) {
+            if lease.changed().await.is_err() {
+                return;
+            }
+        }
+        let mut inbox = match client.queue_subscribe(rpc.clone(), "leader".into()).await {
+            Ok(inbox) => inbox,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for forwarded requests; trying again");
+                tokio::time::sleep(POLL).await;
+                continue;
+            }
+        };
+        loop {
+            tokio::select! {
+                changed = lease.changed() => {
+                    if changed.is_err() {
+                        return;
+                    }
+                    if !matches!(*lease.borrow_and_update(), Lease::Lead { .. }) {
+                        break;
+                    }
+                }
+                message = inbox.next() => {
+                    let Some(message) = message else { break };
+                    let Some(reply_to) = message.reply.clone() else { continue };
+                    let driver = driver.clone();
+                    let client = client.clone();
+                    let applied = applied.clone();
+                    tokio::spawn(async move {
+                        let answer = match serde_json::from_slice::<Request>(&message.payload) {
+                            Ok(request) => match driver.call_forwarded(request).await {
+                                Ok(reply) => Answer::Reply(Box::new(reply), *applied.borrow()),
+                                Err(_) => Answer::Retry,
+                            },
+                            Err(e) => Answer::Reply(Box::new(error(
+                                400,
+                                &format!("A forwarded request could not be read: {e}"),
+                            )), 0),
+                        };
+                        match serde_json::to_vec(&answer) {
+                            Ok(body) => {
+                                if let Err(e) = client.publish(reply_to, body.into()).await {
+                                    tracing::warn!(error = %e, "cannot answer a forwarded request");
+                                }
+                            }
+                            Err(e) => tracing::error!(error = %e, "cannot encode an answer"),
+                        }
+                    });
+                }
+            }
+        }
+        drop(inbox);
+    }
+}
+
+fn error(status: u16, message: &str) -> Reply {
+    Reply::Error(RequestError::Common(CommonError::new(status, message)))
+}
+
+/// Sends requests to the leader.
+#[derive(Debug)]
+struct Forwarder {
+    client: async_nats::Client,
+    rpc: String,
+    /// How long to keep asking while no leader answers.
+    retry_for: Duration,
+    answer_timeout: Duration,
+    /// How far this replica applied the log.
+    applied: watch::Receiver<u64>,
+}
+
+impl Forward for Forwarder {
+    fn forward(&self, request: Request) -> Pin<Box<dyn Future<Output = Reply> + Send>> {
+        let client = self.client.clone();
+        let rpc = self.rpc.clone();
+        let retry_for = self.retry_for;
+        let answer_timeout = self.answer_timeout;
+        let mut applied = self.applied.clone();
+        Box::pin(async move {
+            let payload = match serde_json::to_vec(&request) {
+                Ok(p) => Bytes::from(p),
+                Err(e) => return error(500, &format!("The request could not be forwarded: {e}")),
+            };
+            let max = client.server_info().max_payload;
+            if payload.len() + 1024 > max {
+                return error(
+                    413,
+                    &format!(
+                        "The request is too large to forward to the leading replica ({} bytes; \
+                         the NATS servers' max_payload is {max}).",
+                        payload.len()
+                    ),
+                );
+            }
+            let deadline = Instant::now() + retry_for;
+            let mut wait = Duration::from_millis(25);
+            loop {
+                let asked = client
+                    .send_request(
+                        rpc.clone(),
+                        async_nats::Request::new()
+                            .payload(payload.clone())
+                            .timeout(Some(answer_timeout)),
+                    )
+                    .await;
+                match asked {
+                    Ok(message) => match serde_json::from_slice::<Answer>(&message.payload) {
+                        Ok(Answer::Reply(reply, position)) => {
+                            // Read-your-writes here: answer once this replica applied the
+                            // change (its proxy decides from what it applied).
+                            let caught_up = applied.wait_for(|a| *a >= position);
+                            if tokio::time::timeout(CATCH_UP, caught_up).await.is_err() {
+                                tracing::warn!(
+                                    position,
+                                    applied = *applied.borrow(),
+                                    "answering before this follower applied the leader's change"
+                                );
+                            }
+                            return *reply;
+                        }
+                        Ok(Answer::Retry) => {}
+                        Err(e) => {
+                            return error(
+                                502,
+                                &format!("The leading replica's answer could not be read: {e}"),
+                            );
+                        }
+                    },
+                    Err(e) if e.kind() == async_nats::RequestErrorKind::NoResponders => {}
+                    Err(e) if e.kind() == async_nats::RequestErrorKind::TimedOut => {
+                        return error(
+                            503,
+                            "The leading replica did not answer in time; the request may or may \
+                             not have taken effect.",
+                        );
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot forward a request; trying again");
+                    }
+                }
+                if Instant::now() + wait > deadline {
+                    return error(503, "No replica leads the deployment now; retry later.");
+                }
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(Duration::from_millis(500));
+            }
+        })
+    }
+}

@@ -1,0 +1,407 @@
+//! Several `ace serve` replicas on one JetStream stream (three `nats-server` processes on
+//! loopback, R3): one leads, the others apply its log and forward every request to it; what
+//! any replica acknowledges is read back from every other; a token works once whichever
+//! replica serves it; when the leader dies another takes the lead and nothing acknowledged
+//! is lost; a follower that missed a compaction reads the log again.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ace_model::Record;
+use ace_model::bus::ResourceKey;
+use ace_server::options::StoreKind;
+use ace_server::replica::ReplicaOptions;
+use ace_server::store::jetstream::{JetStreamOptions, JetStreamStore};
+use ace_server::store::{Position, Store, StoreError};
+use hyper::Method;
+use serde_json::json;
+
+use crate::common::nats::{Cluster, open};
+use crate::common::subscriber::{self, eventually};
+use crate::common::{TestServer, fast_retries, start_with, subject};
+
+const IDENTITY: [&str; 5] = [
+    "ca.crt",
+    "ca.key",
+    "server.crt",
+    "server.key",
+    "admin.token",
+];
+
+fn jetstream(cluster: &Cluster, stream: &str, name: &str) -> JetStreamOptions {
+    JetStreamOptions {
+        servers: cluster.urls(),
+        stream: stream.into(),
+        replicas: cluster.urls().len(),
+        replica: ReplicaOptions {
+            name: name.into(),
+            lease: Duration::from_secs(2),
+            ..ReplicaOptions::default()
+        },
+        ..JetStreamOptions::default()
+    }
+}
+
+/// Replicas `a`, `b`, ... on one stream, sharing one identity (made by the first).
+struct Replicas {
+    dirs: Vec<tempfile::TempDir>,
+    servers: Vec<Option<TestServer>>,
+}
+
+impl Replicas {
+    async fn start(cluster: &Cluster, stream: &str, n: usize) -> Replicas {
+        drop(open(&jetstream(cluster, stream, "setup")).await);
+        let mut dirs = Vec::new();
+        let mut servers = Vec::new();
+        for i in 0..n {
+            let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+            if let Some(first) = dirs.first() {
+                copy_identity(first, dir.path());
+            }
+            let name = format!("{}", char::from(b'a' + i as u8));
+            let mut opts = fast_retries(dir.path());
+            opts.store = StoreKind::JetStream(jetstream(cluster, stream, &name));
+            servers.push(Some(start_with(opts).await));
+            dirs.push(dir);
+        }
+        Replicas { dirs, servers }
+    }
+
+    fn get(&self, i: usize) -> &TestServer {
+        self.servers[i]
+            .as_ref()
+            .unwrap_or_else(|| panic!("replica {i} was stopped"))
+    }
+
+    /// Which replica leads, once one does.
+    async fn leader(&self) -> usize {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            for (i, server) in self.servers.iter().enumerate() {
+                if let Some(t) = server
+                    && leads(t).await
+                {
+                    return i;
+                }
+            }
+            assert!(Instant::now() < deadline, "no replica took the lead");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Stops replica `i` without a clean stop: its tasks end, its lease is not given back.
+    fn crash(&mut self, i: usize) {
+        if let Some(t) = self.servers[i].take() {
+            t.server.shutdown();
+            drop(t);
+        }
+    }
+}
+
+fn copy_identity(from: &tempfile::TempDir, to: &Path) {
+    for file in IDENTITY {
+        std::fs::copy(from.path().join(file), to.join(file))
+            .unwrap_or_else(|e| panic!("{file}: {e}"));
+    }
+}
+
+async fn metric(t: &TestServer, name: &str) -> Option<f64> {
+    let text = t
+        .send(Method::GET, &t.admin("/metrics"), None, None)
+        .await
+        .text();
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+}
+
+async fn leads(t: &TestServer) -> bool {
+    metric(t, "ace_replica_leading").await == Some(1.0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_replica_serves_and_reads_back_what_another_acknowledged() {
+    let cluster = Cluster::start(3);
+    let replicas = Replicas::start(&cluster, "SHARED", 2).await;
+    let leader = replicas.leader().await;
+    let follower = 1 - leader;
+    let (l, f) = (replicas.get(leader), replicas.get(follower));
+    assert!(!leads(f).await, "one leader at a time");
+
+    // Written through the follower (forwarded), read back from both.
+    assert_eq!(f.apply_re("shop").await.status / 100, 2);
+    assert_eq!(f.activate("prod", "shop").await.status / 100, 2);
+    let subscriber = subscriber::start(subscriber::always(200)).await;
+    assert_eq!(
+        f.subscribe("prod", "orders", &subscriber.url(), "shop", 4, 2000)
+            .await
+            .status
+            / 100,
+        2
+    );
+    for t in [l, f] {
+        let got = t.subscription("prod", "orders").await;
+        assert_eq!(got["spec"]["endpoint"], subscriber.url(), "{got}");
+    }
+    assert!(
+        metric(f, "ace_replica_forwarded_total").await >= Some(3.0),
+        "the follower forwarded its writes"
+    );
+
+    // Events published on either replica reach the subscriber.
+    let mut ids = Vec::new();
+    for (i, t) in [l, f, l, f].into_iter().enumerate() {
+        let (status, id) = t.publish("shop", "order.created", json!({"n": i})).await;
+        assert_eq!(status, 200);
+        ids.push(id);
+    }
+    assert!(
+        eventually(Duration::from_secs(20), || subscriber.delivered_ids().len()
+            >= 4)
+        .await,
+        "every event is delivered: {:?}",
+        subscriber.delivered_ids()
+    );
+    let delivered = subscriber.delivered_ids();
+    for id in &ids {
+        assert!(delivered.contains(id), "{id} delivered: {delivered:?}");
+    }
+
+    // A follower applies what the leader appends.
+    let applied_f = metric(f, "ace_replica_applied_sequence").await;
+    assert!(
+        applied_f > Some(0.0),
+        "the follower applied the log: {applied_f:?}"
+    );
+
+    // One token, offered to both replicas at once: one certificate.
+    let token = l.token("shop").await;
+    let key = ace_server::pki::generate_key(ace_server::pki::KeyKind::EcdsaP256)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let csr = ace_server::pki::make_csr(&key, &subject("shop")).unwrap_or_else(|e| panic!("{e}"));
+    use base64::Engine as _;
+    let body = json!({"csr": base64::engine::general_purpose::STANDARD.encode(csr)}).to_string();
+    let path = format!("/v1/remoteenvironments/shop/client-certs?token={token}");
+    let (url_l, url_f) = (l.external(&path), f.external(&path));
+    let (a, b) = tokio::join!(
+        l.send(Method::POST, &url_l, Some(body.as_bytes()), None),
+        f.send(Method::POST, &url_f, Some(body.as_bytes()), None),
+    );
+    let mut statuses = [a.status, b.status];
+    statuses.sort_unstable();
+    assert_eq!(statuses[0], 201, "{} / {}", a.text(), b.text());
+    assert!(
+        (400..500).contains(&statuses[1]),
+        "the token works once: {} / {}",
+        a.text(),
+        b.text()
+    );
+
+    // Readiness: both replicas are ready while one leads.
+    for t in [l, f] {
+        let r = t.send(Method::GET, &t.admin("/readyz"), None, None).await;
+        assert_eq!(r.status, 200, "{}", r.text());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn when_the_leader_dies_another_replica_leads_and_delivers_what_was_acknowledged() {
+    let cluster = Cluster::start(3);
+    let mut replicas = Replicas::start(&cluster, "FAILOVER", 2).await;
+    let leader = replicas.leader().await;
+    let survivor = 1 - leader;
+    let l = replicas.get(leader);
+    assert_eq!(l.activate("prod", "shop").await.status / 100, 2);
+    // The subscriber holds every push for a while, so some are in flight at the crash.
+    let subscriber = subscriber::start(Arc::new(|n| {
+        (200, Duration::from_millis(if n < 6 { 500 } else { 0 }))
+    }))
+    .await;
+    assert_eq!(
+        l.subscribe("prod", "orders", &subscriber.url(), "shop", 2, 3000)
+            .await
+            .status
+            / 100,
+        2
+    );
+    let mut ids = Vec::new();
+    for n in 0..6 {
+        let (status, id) = l.publish("shop", "order.created", json!({"n": n})).await;
+        assert_eq!(status, 200);
+        ids.push(id);
+    }
+    replicas.crash(leader);
+    let crashed = Instant::now();
+
+    let s = replicas.get(survivor);
+    let (status, id) = s
+        .publish("shop", "order.created", json!({"n": "after"}))
+        .await;
+    let took = crashed.elapsed();
+    assert_eq!(status, 200, "the survivor answers once it leads");
+    ids.push(id);
+    eprintln!("publishing on the survivor took {took:?} after the leader's crash");
+    assert!(leads(s).await, "the survivor leads");
+    assert!(
+        metric(s, "ace_replica_takeovers_total").await >= Some(1.0),
+        "it counted its takeover"
+    );
+    assert!(
+        eventually(Duration::from_secs(30), || {
+            let got = subscriber.delivered_ids();
+            ids.iter().all(|id| got.contains(id))
+        })
+        .await,
+        "every acknowledged event is delivered: {:?} of {ids:?}",
+        subscriber.delivered_ids()
+    );
+    assert!(
+        subscriber.max_concurrent() <= 2 + 2,
+        "at most the old leader's and the new leader's max_inflight at once"
+    );
+    let _ = &replicas.dirs;
+}
+
+fn accepted(seq: u64, data: &str) -> Record {
+    crate::common::accepted(seq, data, &Arc::new(ResourceKey::new("prod", "orders")))
+}
+
+async fn read_all(s: &mut JetStreamStore, from: &mut Position) -> Result<Vec<Record>, StoreError> {
+    let mut out = Vec::new();
+    loop {
+        let page = s.read(*from, 100).await?;
+        let Some(last) = page.last() else {
+            return Ok(out);
+        };
+        *from = Position(last.position.0 + 1);
+        out.extend(page.into_iter().map(|e| e.record));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_reads_the_leaders_appends_claims_the_log_and_notices_a_compaction() {
+    let cluster = Cluster::start(3);
+    let options = jetstream(&cluster, "FOLLOW", "x");
+    let mut leader = open(&options).await;
+    let mut follower = open(&options).await;
+    let mut from = Position::START;
+    assert!(
+        read_all(&mut follower, &mut from)
+            .await
+            .is_ok_and(|r| r.is_empty())
+    );
+
+    leader
+        .append(vec![
+            Record::IncarnationsUsed { last: 1 },
+            accepted(1, "[1]"),
+        ])
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    tokio::time::timeout(Duration::from_secs(10), follower.follow(from))
+        .await
+        .unwrap_or_else(|_| panic!("the follower was not told the log grew"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let got = read_all(&mut follower, &mut from)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(got.len(), 2, "{got:?}");
+    // The event's body, published by the leader, is found by the follower.
+    let body = follower
+        .events()
+        .body(1)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .map(|b| String::from_utf8_lossy(&b).into_owned());
+    assert_eq!(body.as_deref(), Some("[1]"));
+
+    // The follower claims the log: the old leader's next append is fenced.
+    follower.claim().await.unwrap_or_else(|e| panic!("{e}"));
+    match leader
+        .append(vec![Record::IncarnationsUsed { last: 2 }])
+        .await
+    {
+        Err(StoreError::Fenced(_)) => {}
+        other => panic!("a stale leader must be fenced, got {other:?}"),
+    }
+
+    // The new leader appends and compacts before the old one (now following) read it: the
+    // old one is told, and reads the log again from the snapshot.
+    follower
+        .append(vec![Record::IncarnationsUsed { last: 3 }])
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    follower
+        .compact(vec![Record::IncarnationsUsed { last: 3 }])
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut behind = Position::START;
+    let mut stale = open(&options).await;
+    // Reads up to before the compaction ... (a fresh reader starts at the snapshot).
+    let fresh = read_all(&mut stale, &mut behind)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(fresh, vec![Record::IncarnationsUsed { last: 3 }]);
+    let mut old_from = from;
+    match read_all(&mut leader, &mut old_from).await {
+        Err(StoreError::Fenced(e)) => assert!(e.contains("compacted"), "{e}"),
+        other => panic!("a reader behind a compaction must be told, got {other:?}"),
+    }
+    let mut again = Position::START;
+    let reread = read_all(&mut leader, &mut again)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(reread, vec![Record::IncarnationsUsed { last: 3 }]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_answers_a_forwarded_write_only_once_it_applied_it() {
+    use futures_util::StreamExt as _;
+    let cluster = Cluster::start(1);
+    let options = jetstream(&cluster, "RYW", "f");
+    drop(open(&options).await);
+    let client = async_nats::connect(cluster.urls()[0].as_str())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let replica = ace_server::replica::Replica::open(client.clone(), "RYW", 1, options.replica)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    // A leader that answers every forwarded request: done, as of log sequence 100.
+    let mut inbox = client
+        .subscribe("_ace.ryw.rpc")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let leader = client.clone();
+    tokio::spawn(async move {
+        while let Some(message) = inbox.next().await {
+            if let Some(reply) = message.reply {
+                let _ = leader
+                    .publish(reply, r#"{"Reply":["NoContent",100]}"#.into())
+                    .await;
+            }
+        }
+    });
+    client.flush().await.unwrap_or_else(|e| panic!("{e}"));
+    let applied = replica.applied();
+    let forward = replica.forwarder();
+    let mut answer = tokio::spawn(async move {
+        forward
+            .forward(ace_model::Request::Admin(
+                ace_model::AdminRequest::DeleteRemoteEnvironment { name: "x".into() },
+            ))
+            .await
+    });
+    applied.send_replace(99);
+    assert!(
+        tokio::time::timeout(Duration::from_millis(500), &mut answer)
+            .await
+            .is_err(),
+        "answered before this replica applied the leader's change"
+    );
+    applied.send_replace(100);
+    let reply = tokio::time::timeout(Duration::from_secs(5), answer)
+        .await
+        .unwrap_or_else(|_| panic!("no answer once applied"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(reply, ace_model::Reply::NoContent);
+}
