@@ -301,6 +301,38 @@ fn lock(index: &Mutex<EventIndex>) -> Result<MutexGuard<'_, EventIndex>, StoreEr
         .map_err(|_| StoreError::Corrupt("a thread panicked while holding the event index".into()))
 }
 
+/// Opens the stream, or makes it. A timeout or "temporarily unavailable" is
+/// [`StoreError::Unavailable`] (the caller retries it); any other refusal is
+/// [`StoreError::Io`] with the server's reason.
+async fn create_stream(
+    js: &jetstream::Context,
+    config: jetstream::stream::Config,
+    options: &JetStreamOptions,
+) -> Result<jetstream::stream::Stream, StoreError> {
+    use jetstream::context::CreateStreamErrorKind as Kind;
+    let error = match js.get_or_create_stream(config).await {
+        Ok(stream) => return Ok(stream),
+        Err(e) => e,
+    };
+    let what = format!(
+        "cannot open or create stream {} with {} replicas (is JetStream enabled on enough \
+         servers?)",
+        options.stream, options.replicas
+    );
+    let transient = match error.kind() {
+        Kind::TimedOut | Kind::JetStreamUnavailable | Kind::Response => true,
+        Kind::JetStream(e) => e.error_code() == jetstream::ErrorCode::CLUSTER_NOT_AVAILABLE,
+        _ => false,
+    };
+    if transient {
+        Err(unavailable(&what, error))
+    } else {
+        Err(StoreError::Io(std::io::Error::other(format!(
+            "{what}: {error}"
+        ))))
+    }
+}
+
 /// `major.minor` of a server's version string (`2.15.1`).
 pub fn parse_version(version: &str) -> Option<(u64, u64)> {
     let mut parts = version.trim_start_matches('v').split(['.', '-']);
@@ -387,19 +419,28 @@ impl JetStreamStore {
             duplicate_window: Duration::from_secs(120),
             ..Default::default()
         };
-        let stream = js.get_or_create_stream(config).await.map_err(|e| {
-            unavailable(
-                &format!(
-                    "cannot open or create stream {} with {} replicas (is JetStream enabled on \
-                     enough servers?)",
-                    options.stream, options.replicas
-                ),
-                e,
-            )
-        })?;
-        let last_log = last_seq(&stream, &subjects.log).await?;
-        let snapshot_from = snapshot_pointer(&stream, &subjects.snap).await?;
-        let index = list_events(&stream, &subjects.ev).await?;
+        // A cluster that has just started has no JetStream meta leader for a moment, and a
+        // stream just made (by a replica started at the same time) may have no leader yet:
+        // both answer with timeouts, retried for up to `unavailable_timeout`. Other refusals
+        // (a bad name, too few servers) are reported at once.
+        let deadline = tokio::time::Instant::now() + options.unavailable_timeout;
+        let (stream, last_log, snapshot_from, index) = loop {
+            let attempt = async {
+                let stream = create_stream(&js, config.clone(), options).await?;
+                let last_log = last_seq(&stream, &subjects.log).await?;
+                let snapshot_from = snapshot_pointer(&stream, &subjects.snap).await?;
+                let index = list_events(&stream, &subjects.ev).await?;
+                Ok::<_, StoreError>((stream, last_log, snapshot_from, index))
+            };
+            match attempt.await {
+                Ok(opened) => break opened,
+                Err(StoreError::Unavailable(e)) if tokio::time::Instant::now() < deadline => {
+                    tracing::warn!(stream = %options.stream, error = %e, "the stream cannot be opened yet; retrying");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+                Err(e) => return Err(e),
+            }
+        };
         let (forget, forgotten) = mpsc::unbounded_channel();
         tokio::spawn(purge_forgotten(stream.clone(), forgotten));
         let events = Arc::new(Events {
