@@ -102,6 +102,21 @@ fn classify_v6(ip: Ipv6Addr) -> AddressClass {
     }
 }
 
+/// Whether a connection to `addr` reaches one of the listeners `bound` of a server whose
+/// addresses besides loopback are `addresses` (where a listener on the unspecified address
+/// answers too). Loopback is taken as the server's own whatever host it is on: refusing too
+/// much there is the safe side.
+pub fn reaches_listener(bound: &[SocketAddr], addresses: &[IpAddr], addr: SocketAddr) -> bool {
+    let ip = normalized(addr.ip());
+    bound.iter().any(|own| {
+        let any = own.ip().is_unspecified();
+        own.port() == addr.port()
+            && (normalized(own.ip()) == ip
+                || ((any || own.ip().is_loopback()) && ip.is_loopback())
+                || (any && addresses.iter().any(|a| normalized(*a) == ip)))
+    })
+}
+
 /// Which addresses ACE may connect to on someone else's behalf.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
@@ -176,20 +191,27 @@ impl EgressPolicy {
             .any(|h| h.trim_end_matches('.').eq_ignore_ascii_case(host))
     }
 
+    /// Whether ACE may connect to `addr` given another server of the same deployment (a
+    /// replica) with listeners `bound` at `addresses`: never, as to its own listeners.
+    pub fn check_peer(
+        &self,
+        bound: &[SocketAddr],
+        addresses: &[IpAddr],
+        addr: SocketAddr,
+    ) -> Result<(), EgressRefusal> {
+        if !self.switched_off && reaches_listener(bound, addresses, addr) {
+            return Err(EgressRefusal::OwnListener(addr));
+        }
+        Ok(())
+    }
+
     /// Whether ACE may connect to `addr`, reached through the name `host`.
     pub fn check_addr(&self, host: &str, addr: SocketAddr) -> Result<(), EgressRefusal> {
         if self.switched_off {
             return Ok(());
         }
         let ip = normalized(addr.ip());
-        let own = self.own_listeners.iter().any(|own| {
-            let any = own.ip().is_unspecified();
-            own.port() == addr.port()
-                && (normalized(own.ip()) == ip
-                    || ((any || own.ip().is_loopback()) && ip.is_loopback())
-                    || (any && self.own_addresses.iter().any(|a| normalized(*a) == ip)))
-        });
-        if own {
+        if reaches_listener(&self.own_listeners, &self.own_addresses, addr) {
             return Err(EgressRefusal::OwnListener(addr));
         }
         if self.host_allowed(host) || self.allowed_networks.iter().any(|n| n.contains(&ip)) {

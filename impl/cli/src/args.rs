@@ -333,6 +333,15 @@ pub struct ServeArgs {
     /// Cluster domain: hand out https://connector-service.<domain> and https://gateway.<domain>.
     #[arg(long, env = "ACE_DOMAIN")]
     pub domain: Option<String>,
+    /// The connector external API's URL as clients reach it, handed out in tokens and info
+    /// (a load balancer in front of several replicas, say) [default: from --host or --domain
+    /// and the listening port].
+    #[arg(long, env = "ACE_CONNECTOR_URL")]
+    pub connector_url: Option<String>,
+    /// The gateway's URL as clients reach it, handed out in info [default: from --host or
+    /// --domain and the listening port].
+    #[arg(long, env = "ACE_GATEWAY_URL")]
+    pub gateway_url: Option<String>,
     /// Connector internal API (plain HTTP) [default: 127.0.0.1:8080].
     #[arg(long, env = "ACE_CONNECTOR_INTERNAL_ADDR")]
     pub connector_internal_addr: Option<String>,
@@ -637,6 +646,8 @@ impl ServeArgs {
             data_dir: self.data_dir.or(file.data_dir).unwrap_or(d.data_dir),
             hosts: self.host.or(file.host).unwrap_or(d.hosts),
             domain: self.domain.or(file.domain),
+            connector_url: self.connector_url.or(file.connector_url),
+            gateway_url: self.gateway_url.or(file.gateway_url),
             connector_internal_addr: self
                 .connector_internal_addr
                 .or(file.connector_internal_addr)

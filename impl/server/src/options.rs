@@ -48,6 +48,11 @@ pub struct ServeOptions {
     /// A cluster domain: URLs become `https://connector-service.<domain>` and
     /// `https://gateway.<domain>` (for a deployment behind an ingress with those names).
     pub domain: Option<String>,
+    /// The connector external API's URL as clients reach it (a load balancer in front of
+    /// several replicas, say), handed out instead of one made from `hosts` or `domain`.
+    pub connector_url: Option<String>,
+    /// The gateway's URL as clients reach it, likewise.
+    pub gateway_url: Option<String>,
     /// Listen address of the connector internal API (plain HTTP).
     pub connector_internal_addr: String,
     /// Listen address of the connector external API (HTTPS).
@@ -120,6 +125,8 @@ impl Default for ServeOptions {
             data_dir: default_data_dir(),
             hosts: vec!["localhost".into(), "127.0.0.1".into()],
             domain: None,
+            connector_url: None,
+            gateway_url: None,
             connector_internal_addr: "127.0.0.1:8080".into(),
             connector_external_addr: "127.0.0.1:8443".into(),
             gateway_addr: "127.0.0.1:8444".into(),

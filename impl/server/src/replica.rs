@@ -13,6 +13,12 @@
 //!   lead). The answer is the model's reply, after the leader's append is durable, or word
 //!   that nothing was decided (the leader lost the lead meanwhile): the follower then tries
 //!   again until a leader answers, for up to the lease plus a margin.
+//! - **Members**: each replica keeps its listeners' addresses under `member.<name>` in the
+//!   same bucket (rewritten every 250 ms, so a dead replica's entry expires with the lease),
+//!   and reads everyone's: the egress policy refuses them as it refuses the replica's own, so
+//!   a registered API cannot point one replica's proxy at another replica's admin API. A
+//!   replica starting records its listeners and waits for the others to have read them before
+//!   it serves.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -24,12 +30,13 @@ use ace_model::{Reply, Request, RequestError};
 use async_nats::jetstream::kv::{self, CreateErrorKind, Operation, UpdateErrorKind};
 use async_nats::jetstream::stream::StorageType;
 use bytes::Bytes;
-use futures_util::StreamExt;
+use futures_util::{StreamExt, TryStreamExt};
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
 use crate::driver::{Forward, Handle, Lease};
+use crate::outbound::egress::{Listeners, Peers};
 use crate::store::StoreError;
 
 /// How a replica takes part.
@@ -64,6 +71,9 @@ const KEY: &str = "leader";
 /// How long a follower waits to apply a change it forwarded before it answers anyway.
 const CATCH_UP: Duration = Duration::from_secs(5);
 
+/// How often a replica rewrites its listeners and reads everyone's.
+const MEMBERS_EVERY: Duration = Duration::from_millis(250);
+
 /// How often a follower looks whether the lease is free.
 const POLL: Duration = Duration::from_millis(250);
 
@@ -82,6 +92,9 @@ enum Answer {
 pub struct Replica {
     client: async_nats::Client,
     kv: kv::Store,
+    /// The bucket's stream, to list the members' keys.
+    kv_stream: async_nats::jetstream::stream::Stream,
+    bucket: String,
     rpc: String,
     options: ReplicaOptions,
     lease: watch::Sender<Lease>,
@@ -117,16 +130,35 @@ impl Replica {
                     StoreError::Unavailable(format!("cannot open the lease bucket {bucket}: {e}"))
                 })?,
         };
+        let kv_stream = js.get_stream(format!("KV_{bucket}")).await.map_err(|e| {
+            StoreError::Unavailable(format!("cannot open the lease bucket {bucket}: {e}"))
+        })?;
         let (lease, _) = watch::channel(Lease::Follow { leader: false });
         let (applied, _) = watch::channel(0);
         Ok(Replica {
             client,
             kv,
+            kv_stream,
+            bucket,
             rpc: format!("_ace.{}.rpc", stream.to_ascii_lowercase()),
             options,
             lease,
             applied,
         })
+    }
+
+    /// Records this replica's listeners (`own`) for the others, and waits until every other
+    /// replica has read them, before this one serves: from its first request on, no other
+    /// replica's proxy reaches its surfaces.
+    pub async fn join(&self, own: &Listeners) -> Result<(), StoreError> {
+        let value = serde_json::to_vec(own)
+            .map_err(|e| StoreError::Corrupt(format!("this replica's listeners: {e}")))?;
+        let key = format!("member.{}", member_key(&self.options.name));
+        self.kv.put(&key, value.into()).await.map_err(|e| {
+            StoreError::Unavailable(format!("cannot record this replica's listeners: {e}"))
+        })?;
+        tokio::time::sleep(MEMBERS_EVERY * 2).await;
+        Ok(())
     }
 
     /// Who leads, as this replica's lease task sees it.
@@ -153,7 +185,12 @@ impl Replica {
     /// Runs the lease and, while this replica leads, answers forwarded requests through
     /// `driver`. Returns the tasks (they end when aborted) and what gives the lease back
     /// when the server stops (so that another replica need not wait for it to expire).
-    pub fn run(self, driver: Handle) -> (Vec<tokio::task::JoinHandle<()>>, Release) {
+    pub fn run(
+        self,
+        driver: Handle,
+        own: Listeners,
+        peers: Peers,
+    ) -> (Vec<tokio::task::JoinHandle<()>>, Release) {
         let leases = self.lease.subscribe();
         let inbox = tokio::spawn(answer_forwarded(
             self.client.clone(),
@@ -177,9 +214,88 @@ impl Replica {
                 }
             }) as Release
         };
+        let members = tokio::spawn(keep_membership(
+            Bucket {
+                kv: self.kv.clone(),
+                stream: self.kv_stream,
+                name: self.bucket,
+            },
+            self.options.clone(),
+            own,
+            peers,
+        ));
         let lease = tokio::spawn(keep_lease(self.kv, self.options, self.lease, held));
-        (vec![lease, inbox], release)
+        (vec![lease, inbox, members], release)
     }
+}
+
+/// Keeps this replica's listeners in the bucket and everyone's in `peers`.
+async fn keep_membership(bucket: Bucket, options: ReplicaOptions, own: Listeners, peers: Peers) {
+    let key = format!("member.{}", member_key(&options.name));
+    let value = match serde_json::to_vec(&own) {
+        Ok(v) => Bytes::from(v),
+        Err(e) => {
+            tracing::error!(error = %e, "cannot encode this replica's listeners");
+            return;
+        }
+    };
+    loop {
+        if let Err(e) = bucket.kv.put(&key, value.clone()).await {
+            tracing::warn!(error = %e, "cannot record this replica's listeners");
+        }
+        match tokio::time::timeout(options.lease, members(&bucket)).await {
+            Ok(Ok(found)) => peers.set(found),
+            Ok(Err(e)) => tracing::warn!(error = %e, "cannot read the other replicas' listeners"),
+            Err(_) => tracing::warn!("reading the other replicas' listeners took too long"),
+        }
+        tokio::time::sleep(MEMBERS_EVERY).await;
+    }
+}
+
+/// The lease bucket, with its stream and name.
+struct Bucket {
+    kv: kv::Store,
+    stream: async_nats::jetstream::stream::Stream,
+    name: String,
+}
+
+/// Every replica's listeners, as the bucket has them. The keys are listed from the stream's
+/// subjects (a list that ends, unlike a consumer over a bucket whose lease key keeps
+/// changing).
+async fn members(bucket: &Bucket) -> Result<Vec<Listeners>, async_nats::Error> {
+    let prefix = format!("$KV.{}.", bucket.name);
+    let mut subjects = bucket
+        .stream
+        .info_with_subjects(format!("{prefix}member.>"))
+        .await?;
+    let mut keys = Vec::new();
+    while let Some((subject, _)) = subjects.try_next().await? {
+        if let Some(key) = subject.strip_prefix(&prefix) {
+            keys.push(key.to_owned());
+        }
+    }
+    let mut found = Vec::new();
+    for key in keys {
+        if let Some(value) = bucket.kv.get(&key).await?
+            && let Ok(listeners) = serde_json::from_slice::<Listeners>(&value)
+        {
+            found.push(listeners);
+        }
+    }
+    Ok(found)
+}
+
+/// `name` as one token of a key (letters, digits, `-` and `_`; anything else as `_`).
+fn member_key(name: &str) -> String {
+    name.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
 }
 
 /// Takes the lease when it is free and keeps it while it can, telling `state`.

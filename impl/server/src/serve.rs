@@ -127,6 +127,12 @@ fn model_config(opts: &ServeOptions, external: SocketAddr, gateway: SocketAddr) 
             config.connector.gateway_url = format!("https://{host}:{}", gateway.port());
         }
     }
+    if let Some(url) = &opts.connector_url {
+        config.connector.connector_url = url.trim_end_matches('/').to_owned();
+    }
+    if let Some(url) = &opts.gateway_url {
+        config.connector.gateway_url = url.trim_end_matches('/').to_owned();
+    }
     config.connector.token_ttl = opts.token_ttl;
     config.connector.certificate_validity = opts.certificate_validity;
     if !opts.strict_csr_policy {
@@ -344,6 +350,8 @@ async fn start_inner<N: Net, S: Store>(
         max_bytes: opts.max_store_bytes,
     };
     let mut tasks = Vec::new();
+    // The listeners of the deployment's other replicas (none for a server alone).
+    let peers = crate::outbound::egress::Peers::default();
     #[cfg_attr(not(feature = "jetstream"), allow(unused_mut))]
     let mut on_stop = None;
     let (handle, ports, driver) = match replica {
@@ -367,7 +375,12 @@ async fn start_inner<N: Net, S: Store>(
                 ports,
             )
             .map_err(StartError::Driver)?;
-            let (replica_tasks, release) = replica.run(handle.clone());
+            let own = crate::outbound::egress::Listeners {
+                bound: config.egress.own_listeners.clone(),
+                addresses: config.egress.own_addresses.clone(),
+            };
+            replica.join(&own).await?;
+            let (replica_tasks, release) = replica.run(handle.clone(), own, peers.clone());
             tasks.extend(replica_tasks);
             on_stop = Some(release);
             (handle, driver_ports, running)
@@ -375,7 +388,7 @@ async fn start_inner<N: Net, S: Store>(
         #[cfg(not(feature = "jetstream"))]
         Some(never) => match never {},
     };
-    let outbound_net = EgressNet::new(net.clone(), egress);
+    let outbound_net = EgressNet::new(net.clone(), egress).with_peers(peers);
     tasks.push(tokio::spawn(crate::outbound::push::run(
         NetConnector::new(outbound_net.clone(), push_tls),
         clock,

@@ -7,8 +7,8 @@
 
 use std::error::Error;
 use std::io;
-use std::net::SocketAddr;
-use std::sync::Arc;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, RwLock};
 
 use ace_client::net::{Net, split_host_port};
 use ace_model::egress::{EgressPolicy, EgressRefusal};
@@ -49,12 +49,69 @@ pub fn refusal_of(error: &(dyn Error + 'static)) -> Option<EgressRefusal> {
 pub struct EgressNet<N> {
     inner: N,
     policy: Arc<EgressPolicy>,
+    peers: Peers,
 }
 
 impl<N> EgressNet<N> {
     /// `inner`, checked against `policy`.
     pub fn new(inner: N, policy: Arc<EgressPolicy>) -> Self {
-        EgressNet { inner, policy }
+        EgressNet {
+            inner,
+            policy,
+            peers: Peers::default(),
+        }
+    }
+
+    /// Also refuses the listeners of the deployment's other servers, as `peers` says.
+    pub fn with_peers(mut self, peers: Peers) -> Self {
+        self.peers = peers;
+        self
+    }
+
+    fn check(&self, host: &str, addr: SocketAddr) -> io::Result<()> {
+        self.policy.check_addr(host, addr).map_err(refused)?;
+        self.peers.check(&self.policy, addr).map_err(refused)
+    }
+}
+
+/// The listeners of a server: where they are bound, and its addresses besides loopback (at
+/// which a listener on the unspecified address answers too).
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Listeners {
+    /// The bound addresses.
+    pub bound: Vec<SocketAddr>,
+    /// The server's own addresses.
+    pub addresses: Vec<IpAddr>,
+}
+
+/// The listeners of the other servers of a deployment (replicas on one log): as much ACE's
+/// own as its own listeners, never reachable on someone else's behalf. Updated as replicas
+/// come and go.
+#[derive(Clone, Debug, Default)]
+pub struct Peers(Arc<RwLock<Vec<Listeners>>>);
+
+impl Peers {
+    /// Replaces the listeners known.
+    pub fn set(&self, peers: Vec<Listeners>) {
+        if let Ok(mut known) = self.0.write() {
+            *known = peers;
+        }
+    }
+
+    /// The listeners known.
+    pub fn get(&self) -> Vec<Listeners> {
+        self.0.read().map(|p| p.clone()).unwrap_or_default()
+    }
+
+    fn check(&self, policy: &EgressPolicy, addr: SocketAddr) -> Result<(), EgressRefusal> {
+        let known = self
+            .0
+            .read()
+            .map_err(|_| EgressRefusal::OwnListener(addr))?;
+        for peer in known.iter() {
+            policy.check_peer(&peer.bound, &peer.addresses, addr)?;
+        }
+        Ok(())
     }
 }
 
@@ -75,7 +132,7 @@ impl<N: Net> Net for EgressNet<N> {
         self.policy.check_literal(host, port).map_err(refused)?;
         let addrs = self.inner.resolve(host, port).await?;
         for candidate in &addrs {
-            self.policy.check_addr(host, *candidate).map_err(refused)?;
+            self.check(host, *candidate)?;
         }
         let first = addrs.first().copied().ok_or_else(|| {
             io::Error::new(io::ErrorKind::NotFound, format!("{host} has no address"))
@@ -88,9 +145,7 @@ impl<N: Net> Net for EgressNet<N> {
     }
 
     async fn connect_addr(&self, addr: SocketAddr) -> io::Result<Self::Io> {
-        self.policy
-            .check_addr(&addr.ip().to_string(), addr)
-            .map_err(refused)?;
+        self.check(&addr.ip().to_string(), addr)?;
         self.inner.connect_addr(addr).await
     }
 }

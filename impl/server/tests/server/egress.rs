@@ -15,7 +15,7 @@ use crate::common::*;
 
 /// Registers a service with `api` for RE `evil` and binds it in `production`: the proxy's
 /// URL of the service and the binding's key; or the registration's refusal.
-async fn bound(
+pub(crate) async fn bound(
     s: &TestServer,
     me: &tokio_rustls::TlsConnector,
     api: Value,
@@ -63,7 +63,7 @@ async fn bound(
     ))
 }
 
-async fn through_proxy(method: Method, url: &str, key: &str) -> client::Response {
+pub(crate) async fn through_proxy(method: Method, url: &str, key: &str) -> client::Response {
     client::request(
         &TokioNet,
         method,

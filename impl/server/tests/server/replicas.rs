@@ -197,6 +197,21 @@ async fn every_replica_serves_and_reads_back_what_another_acknowledged() {
         b.text()
     );
 
+    // One replica's proxy never reaches another replica's surfaces, whatever the policy
+    // allows (loopback here): the replicas know each other's listeners.
+    l.apply_re("evil").await;
+    let me = l.onboard("evil").await;
+    let target = format!("http://localhost:{}", f.server.admin.port());
+    let (url, key) = crate::egress::bound(l, &me, json!({"targetUrl": target}))
+        .await
+        .unwrap_or_else(|r| panic!("{}", r.text()));
+    assert!(url.contains(&l.server.proxy.port().to_string()), "{url}");
+    let r =
+        crate::egress::through_proxy(Method::GET, &format!("{url}/v1/remoteenvironments"), &key)
+            .await;
+    assert_eq!(r.status, 403, "{}", r.text());
+    assert!(r.text().contains("ACE's own listeners"), "{}", r.text());
+
     // Readiness: both replicas are ready while one leads.
     for t in [l, f] {
         let r = t.send(Method::GET, &t.admin("/readyz"), None, None).await;
