@@ -141,6 +141,8 @@ pub struct Ctx {
     run: String,
     counter: AtomicU64,
     cleanup: Arc<Mutex<Vec<Applied>>>,
+    /// Whose turn it is among several URLs of a surface.
+    turn: crate::target::RoundRobin,
 }
 
 impl std::fmt::Debug for Ctx {
@@ -190,6 +192,7 @@ impl Ctx {
             run,
             counter: AtomicU64::new(0),
             cleanup: Arc::default(),
+            turn: crate::target::RoundRobin::default(),
         })
     }
 
@@ -270,23 +273,24 @@ impl Ctx {
         Ok(re)
     }
 
-    fn url(base: &str, path: &str) -> String {
-        format!("{}{path}", base.trim_end_matches('/'))
+    /// `path` on one of `list`'s URLs, in turn (a target may list several replicas).
+    fn url(&self, list: &str, path: &str) -> String {
+        format!("{}{path}", self.turn.next(list))
     }
 
     /// A URL on the connector internal API.
     pub fn internal(&self, path: &str) -> String {
-        Self::url(&self.target.connector_internal, path)
+        self.url(&self.target.connector_internal, path)
     }
 
     /// A URL on the connector external API.
     pub fn external(&self, path: &str) -> String {
-        Self::url(&self.target.connector_external, path)
+        self.url(&self.target.connector_external, path)
     }
 
     /// A URL on the gateway.
     pub fn gateway(&self, path: &str) -> String {
-        Self::url(&self.target.gateway, path)
+        self.url(&self.target.gateway, path)
     }
 
     /// A URL on the publish API, or a failure if the target has none.
@@ -296,7 +300,7 @@ impl Ctx {
             .publish
             .as_deref()
             .ok_or_else(|| fail_setup("the target has no publish API"))?;
-        Ok(Self::url(base, path))
+        Ok(self.url(base, path))
     }
 
     /// A URL on the proxy.
@@ -306,7 +310,7 @@ impl Ctx {
             .proxy
             .as_deref()
             .ok_or_else(|| fail_setup("the target has no proxy"))?;
-        Ok(Self::url(base, path))
+        Ok(self.url(base, path))
     }
 
     /// Sends a request; `identity` is the client certificate to present.

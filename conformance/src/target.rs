@@ -4,6 +4,7 @@
 use std::future::Future;
 use std::path::Path;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::time::Duration;
 
 use hyper::Method;
@@ -72,6 +73,37 @@ pub struct Target {
     /// listen address).
     #[serde(default)]
     pub endpoint_url: Option<String>,
+}
+
+/// The URLs of one surface: a target may list several, comma-separated (the replicas of one
+/// deployment, each serving every surface); the suite then spreads its requests over them in
+/// turn. The first is the one the deployment hands out (in `info`'s URLs, say).
+pub fn urls(list: &str) -> Vec<&str> {
+    list.split(',')
+        .map(|u| u.trim().trim_end_matches('/'))
+        .filter(|u| !u.is_empty())
+        .collect()
+}
+
+/// The first of `list`'s URLs (see [`urls`]).
+pub fn first_url(list: &str) -> &str {
+    urls(list).first().copied().unwrap_or_default()
+}
+
+/// Spreads requests over several URLs of one surface, in turn.
+#[derive(Debug, Default)]
+pub struct RoundRobin(std::sync::atomic::AtomicUsize);
+
+impl RoundRobin {
+    /// The next of `list`'s URLs.
+    pub fn next<'a>(&self, list: &'a str) -> &'a str {
+        let all = urls(list);
+        if all.len() <= 1 {
+            return all.first().copied().unwrap_or_default();
+        }
+        let i = self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        all[i % all.len()]
+    }
 }
 
 impl Target {
@@ -170,6 +202,7 @@ pub trait Restart: Send + Sync {
 pub struct AdminApi {
     base: String,
     authorization: Option<String>,
+    turn: Arc<RoundRobin>,
 }
 
 impl std::fmt::Debug for AdminApi {
@@ -182,12 +215,13 @@ impl std::fmt::Debug for AdminApi {
 }
 
 impl AdminApi {
-    /// The admin API at `base` (e.g. `http://127.0.0.1:8081`), called with `token` as its
-    /// bearer token, if given.
+    /// The admin API at `base` (e.g. `http://127.0.0.1:8081`, or several comma-separated,
+    /// taken in turn), called with `token` as its bearer token, if given.
     pub fn new(base: &str, token: Option<&str>) -> Self {
         AdminApi {
-            base: base.trim_end_matches('/').to_owned(),
+            base: base.to_owned(),
             authorization: token.map(|t| format!("Bearer {t}")),
+            turn: Arc::new(RoundRobin::default()),
         }
     }
 
@@ -218,7 +252,7 @@ impl AdminApi {
         ace_client::request(
             &TokioNet,
             method,
-            &format!("{}{path}", self.base),
+            &format!("{}{path}", self.turn.next(&self.base)),
             &headers,
             body,
             None,

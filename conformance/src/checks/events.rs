@@ -120,7 +120,7 @@ pub fn invalid_events() -> Vec<(&'static str, Vec<u8>)> {
 async fn gateway_validation(cx: &Ctx) -> CheckResult {
     let re = cx.fresh_re().await?;
     let id = cx.onboard(&re).await?;
-    let mut oracle = Oracle::new(&re, &cx.target.gateway);
+    let mut oracle = Oracle::new(&re, crate::target::first_url(&cx.target.gateway));
     let path = format!("/{re}/v1/events");
     for (what, body) in invalid_events() {
         let got = cx
@@ -133,7 +133,7 @@ async fn gateway_validation(cx: &Ctx) -> CheckResult {
 
 async fn publish_validation(cx: &Ctx) -> CheckResult {
     let url = cx.publish_url("/v1/events")?;
-    let mut oracle = Oracle::new("conformance", &cx.target.gateway);
+    let mut oracle = Oracle::new("conformance", crate::target::first_url(&cx.target.gateway));
     let source = cx.name("src");
     let mut cases = invalid_events();
     cases.push(("bad source-id in payload", {

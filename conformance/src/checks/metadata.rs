@@ -327,7 +327,7 @@ pub fn invalid_services() -> Vec<(&'static str, Vec<u8>)> {
 
 async fn validation(cx: &Ctx) -> CheckResult {
     let (re, id) = onboarded(cx).await?;
-    let mut oracle = Oracle::new(&re, &cx.target.gateway);
+    let mut oracle = Oracle::new(&re, crate::target::first_url(&cx.target.gateway));
     let path = format!("/{re}/v1/metadata/services");
     for (what, body) in invalid_services() {
         let got = cx

@@ -125,7 +125,7 @@ fn normalize(v: Option<Value>, model_ids: &[String], target_ids: &[String]) -> V
 async fn run_ops(cx: &Ctx, ops: &[Op]) -> Result<Run, Failure> {
     let re = cx.fresh_re().await?;
     let identity = cx.onboard(&re).await?;
-    let mut oracle = Oracle::new(&re, &cx.target.gateway);
+    let mut oracle = Oracle::new(&re, crate::target::first_url(&cx.target.gateway));
     let (mut model_ids, mut target_ids): (Vec<String>, Vec<String>) = (Vec::new(), Vec::new());
     let mut run = Run {
         curls: Vec::new(),

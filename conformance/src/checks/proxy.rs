@@ -11,6 +11,7 @@ use crate::check;
 use crate::check::{Check, CheckResult, Failure};
 use crate::context::{Ctx, Identity};
 use crate::endpoint::Plan;
+use crate::target::urls;
 
 /// The checks of this area.
 pub fn checks() -> Vec<Check> {
@@ -564,21 +565,35 @@ async fn own_surfaces_refused(cx: &Ctx) -> CheckResult {
     let victim = cx.fresh_re().await?;
     // The connector internal API hands out another RE's configuration URL: the attack the
     // policy exists for. The admin and publish APIs would change resources and publish events.
-    let mut surfaces = vec![(
-        cx.target.connector_internal.clone(),
-        Method::POST,
-        format!("/v1/remoteenvironments/{victim}/tokens"),
-    )];
-    if let Some(admin) = &cx.target.admin {
-        surfaces.push((admin.clone(), Method::GET, "/v1/remoteenvironments".into()));
+    // Every replica's, when the target lists several: one replica's proxy must not reach
+    // another's surfaces either.
+    let mut surfaces = Vec::new();
+    let tokens = format!("/v1/remoteenvironments/{victim}/tokens");
+    for base in urls(&cx.target.connector_internal) {
+        surfaces.push((base, Method::POST, tokens.clone()));
     }
-    if let Some(publish) = &cx.target.publish {
-        surfaces.push((publish.clone(), Method::POST, "/v1/events".into()));
+    for base in cx.target.admin.as_deref().map(urls).unwrap_or_default() {
+        surfaces.push((base, Method::GET, "/v1/remoteenvironments".into()));
+    }
+    for base in cx.target.publish.as_deref().map(urls).unwrap_or_default() {
+        surfaces.push((base, Method::POST, "/v1/events".into()));
     }
     for (base, method, path) in surfaces {
-        let base = base.trim_end_matches('/');
         if let Some((url, key)) = bound_to(cx, base).await? {
-            call_refused(cx, &format!("{url}{path}"), &key, method, base).await?;
+            // Through the proxy URL the binding gave, and through every proxy the target
+            // lists (each replica's).
+            let mut through = vec![url.clone()];
+            if let Some(proxies) = cx.target.proxy.as_deref() {
+                let service = url
+                    .split_once("://")
+                    .and_then(|(_, rest)| rest.find('/').map(|i| &rest[i..]))
+                    .unwrap_or_default();
+                through.extend(urls(proxies).into_iter().map(|p| format!("{p}{service}")));
+            }
+            through.dedup();
+            for url in through {
+                call_refused(cx, &format!("{url}{path}"), &key, method.clone(), base).await?;
+            }
         }
     }
     Ok(())

@@ -90,7 +90,7 @@ pub async fn run_conformance(args: ConformanceArgs) -> Result<(), String> {
             command: command.clone(),
             probe_url: format!(
                 "{}/v1/api.yaml",
-                target.connector_internal.trim_end_matches('/')
+                ace_conformance::target::first_url(&target.connector_internal)
             ),
         })),
         (None, None) => None,
