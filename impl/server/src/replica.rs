@@ -8,11 +8,15 @@
 //!   leading, by its own clock, a quarter of the lease before the key can expire; a replica
 //!   that dies holding it is replaced once the key expires. The lease decides who should
 //!   lead; the log's guard decides who may append (see [`crate::driver`]).
-//! - **Forwarding**: a follower sends each request, as JSON, to `_ace.<stream>.rpc`; only the
-//!   leader listens there (a queue group, so one leader answers even while two think they
-//!   lead). The answer is the model's reply, after the leader's append is durable, or word
-//!   that nothing was decided (the leader lost the lead meanwhile): the follower then tries
-//!   again until a leader answers, for up to the lease plus a margin.
+//! - **Forwarding**: a follower sends each request, as JSON with an id of its own, to
+//!   `_ace.<stream>.rpc`; only the leader listens there (a queue group, so one leader answers
+//!   even while two think they lead). The leader first says it has the request, then answers
+//!   the model's reply, after its append is durable, or word that nothing was decided (it
+//!   lost the lead meanwhile). A follower that hears nothing at all soon (the request went
+//!   to a leader that had just died, or that is paused) sends it again with the same id: a
+//!   leader decides one id once and answers a repeat with the first answer. A follower tries
+//!   until a leader answers, for up to the lease plus a margin; once a leader said it has the
+//!   request, the follower waits for that leader's answer only.
 //! - **Members**: each replica keeps its listeners' addresses under `member.<name>` in the
 //!   same bucket (rewritten every 250 ms, so a dead replica's entry expires with the lease),
 //!   and reads everyone's: the egress policy refuses them as it refuses the replica's own, so
@@ -20,8 +24,10 @@
 //!   replica starting records its listeners and waits for the others to have read them before
 //!   it serves.
 
+use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -77,9 +83,26 @@ const MEMBERS_EVERY: Duration = Duration::from_millis(250);
 /// How often a follower looks whether the lease is free.
 const POLL: Duration = Duration::from_millis(250);
 
+/// How long a follower waits for a leader to say it has a forwarded request before it sends
+/// the request again.
+const TAKEN_WITHIN: Duration = Duration::from_secs(2);
+
+/// How many answers a leader keeps for repeated requests.
+const ANSWERS_KEPT: usize = 4096;
+
+/// A request as a follower forwards it.
+#[derive(Debug, Serialize, Deserialize)]
+struct Forwarded {
+    /// Unique to this request on this follower, the same each time it is sent again.
+    id: String,
+    request: Request,
+}
+
 /// What a leader answers a forwarded request.
 #[derive(Debug, Serialize, Deserialize)]
 enum Answer {
+    /// The leader has the request and will answer it (sent before it is decided).
+    Taken,
     /// The model's reply, and how far the leader's log was when it was given (a follower
     /// applies that far before it answers).
     Reply(Box<Reply>, u64),
@@ -176,6 +199,8 @@ impl Replica {
         Arc::new(Forwarder {
             client: self.client.clone(),
             rpc: self.rpc.clone(),
+            name: self.options.name.clone(),
+            sent: AtomicU64::new(0),
             retry_for: self.options.lease + Duration::from_secs(5),
             answer_timeout: self.options.answer_timeout,
             applied: self.applied.subscribe(),
@@ -390,6 +415,7 @@ async fn answer_forwarded(
     applied: watch::Receiver<u64>,
     driver: Handle,
 ) {
+    let answers = Arc::new(Mutex::new(Answers::default()));
     loop {
         while !matches!(*lease.borrow_and_update(), Lease::Lead { .. }) {
             if lease.changed().await.is_err() {
@@ -417,33 +443,96 @@ async fn answer_forwarded(
                 message = inbox.next() => {
                     let Some(message) = message else { break };
                     let Some(reply_to) = message.reply.clone() else { continue };
-                    let driver = driver.clone();
-                    let client = client.clone();
-                    let applied = applied.clone();
+                    let (driver, client, applied) = (driver.clone(), client.clone(), applied.clone());
+                    let answers = Arc::clone(&answers);
                     tokio::spawn(async move {
-                        let answer = match serde_json::from_slice::<Request>(&message.payload) {
-                            Ok(request) => match driver.call_forwarded(request).await {
-                                Ok(reply) => Answer::Reply(Box::new(reply), *applied.borrow()),
-                                Err(_) => Answer::Retry,
-                            },
-                            Err(e) => Answer::Reply(Box::new(error(
-                                400,
-                                &format!("A forwarded request could not be read: {e}"),
-                            )), 0),
-                        };
-                        match serde_json::to_vec(&answer) {
-                            Ok(body) => {
-                                if let Err(e) = client.publish(reply_to, body.into()).await {
-                                    tracing::warn!(error = %e, "cannot answer a forwarded request");
-                                }
-                            }
-                            Err(e) => tracing::error!(error = %e, "cannot encode an answer"),
+                        let body = answer(&driver, &client, &applied, &answers, reply_to.clone(), &message.payload).await;
+                        if let Err(e) = client.publish(reply_to, body).await {
+                            tracing::warn!(error = %e, "cannot answer a forwarded request");
                         }
                     });
                 }
             }
         }
         drop(inbox);
+    }
+}
+
+/// The answers a leader gave (or is working out) to recent forwarded requests, by id.
+#[derive(Default)]
+struct Answers {
+    by_id: HashMap<String, watch::Receiver<Option<Bytes>>>,
+    order: VecDeque<String>,
+}
+
+/// Says the request was taken, decides it (once per id) and returns the encoded answer.
+async fn answer(
+    driver: &Handle,
+    client: &async_nats::Client,
+    applied: &watch::Receiver<u64>,
+    answers: &Mutex<Answers>,
+    reply_to: async_nats::Subject,
+    payload: &[u8],
+) -> Bytes {
+    let forwarded = match serde_json::from_slice::<Forwarded>(payload) {
+        Ok(f) => f,
+        Err(e) => {
+            let reply = error(400, &format!("A forwarded request could not be read: {e}"));
+            return encode(&Answer::Reply(Box::new(reply), 0));
+        }
+    };
+    if let Err(e) = client.publish(reply_to, encode(&Answer::Taken)).await {
+        tracing::warn!(error = %e, "cannot tell a follower its request was taken");
+    }
+    let (earlier, tx) = {
+        let Ok(mut answers) = answers.lock() else {
+            return encode(&Answer::Retry);
+        };
+        match answers.by_id.get(&forwarded.id) {
+            Some(rx) => (Some(rx.clone()), None),
+            None => {
+                let (tx, rx) = watch::channel(None);
+                answers.by_id.insert(forwarded.id.clone(), rx);
+                answers.order.push_back(forwarded.id.clone());
+                while answers.order.len() > ANSWERS_KEPT {
+                    if let Some(old) = answers.order.pop_front() {
+                        answers.by_id.remove(&old);
+                    }
+                }
+                (None, Some(tx))
+            }
+        }
+    };
+    if let Some(mut rx) = earlier {
+        // Sent again: the first answer, once there is one.
+        return match rx.wait_for(Option::is_some).await {
+            Ok(body) => body.clone().unwrap_or_else(|| encode(&Answer::Retry)),
+            Err(_) => encode(&Answer::Retry),
+        };
+    }
+    let body = match driver.call_forwarded(forwarded.request).await {
+        Ok(reply) => encode(&Answer::Reply(Box::new(reply), *applied.borrow())),
+        Err(_) => {
+            // Nothing was decided: a repeat is decided afresh.
+            if let Ok(mut answers) = answers.lock() {
+                answers.by_id.remove(&forwarded.id);
+            }
+            encode(&Answer::Retry)
+        }
+    };
+    if let Some(tx) = tx {
+        tx.send_replace(Some(body.clone()));
+    }
+    body
+}
+
+fn encode(answer: &Answer) -> Bytes {
+    match serde_json::to_vec(answer) {
+        Ok(body) => body.into(),
+        Err(e) => {
+            tracing::error!(error = %e, "cannot encode an answer");
+            Bytes::from_static(b"\"Retry\"")
+        }
     }
 }
 
@@ -456,11 +545,25 @@ fn error(status: u16, message: &str) -> Reply {
 struct Forwarder {
     client: async_nats::Client,
     rpc: String,
+    /// This replica's name, the first part of every forwarded request's id.
+    name: String,
+    /// How many requests this replica forwarded (the second part).
+    sent: AtomicU64,
     /// How long to keep asking while no leader answers.
     retry_for: Duration,
     answer_timeout: Duration,
     /// How far this replica applied the log.
     applied: watch::Receiver<u64>,
+}
+
+/// How one sending of a forwarded request ended.
+enum Sent {
+    /// The leader's answer.
+    Answered(Reply, u64),
+    /// No leader has it: send it again (after a pause).
+    Again,
+    /// An answer for the caller, made here.
+    Failed(Reply),
 }
 
 impl Forward for Forwarder {
@@ -470,8 +573,13 @@ impl Forward for Forwarder {
         let retry_for = self.retry_for;
         let answer_timeout = self.answer_timeout;
         let mut applied = self.applied.clone();
+        let id = format!(
+            "{}-{}",
+            self.name,
+            self.sent.fetch_add(1, Ordering::Relaxed)
+        );
         Box::pin(async move {
-            let payload = match serde_json::to_vec(&request) {
+            let payload = match serde_json::to_vec(&Forwarded { id, request }) {
                 Ok(p) => Bytes::from(p),
                 Err(e) => return error(500, &format!("The request could not be forwarded: {e}")),
             };
@@ -489,48 +597,22 @@ impl Forward for Forwarder {
             let deadline = Instant::now() + retry_for;
             let mut wait = Duration::from_millis(25);
             loop {
-                let asked = client
-                    .send_request(
-                        rpc.clone(),
-                        async_nats::Request::new()
-                            .payload(payload.clone())
-                            .timeout(Some(answer_timeout)),
-                    )
-                    .await;
-                match asked {
-                    Ok(message) => match serde_json::from_slice::<Answer>(&message.payload) {
-                        Ok(Answer::Reply(reply, position)) => {
-                            // Read-your-writes here: answer once this replica applied the
-                            // change (its proxy decides from what it applied).
-                            let caught_up = applied.wait_for(|a| *a >= position);
-                            if tokio::time::timeout(CATCH_UP, caught_up).await.is_err() {
-                                tracing::warn!(
-                                    position,
-                                    applied = *applied.borrow(),
-                                    "answering before this follower applied the leader's change"
-                                );
-                            }
-                            return *reply;
-                        }
-                        Ok(Answer::Retry) => {}
-                        Err(e) => {
-                            return error(
-                                502,
-                                &format!("The leading replica's answer could not be read: {e}"),
+                match send(&client, &rpc, &payload, answer_timeout).await {
+                    Sent::Answered(reply, position) => {
+                        // Read-your-writes here: answer once this replica applied the
+                        // change (its proxy decides from what it applied).
+                        let caught_up = applied.wait_for(|a| *a >= position);
+                        if tokio::time::timeout(CATCH_UP, caught_up).await.is_err() {
+                            tracing::warn!(
+                                position,
+                                applied = *applied.borrow(),
+                                "answering before this follower applied the leader's change"
                             );
                         }
-                    },
-                    Err(e) if e.kind() == async_nats::RequestErrorKind::NoResponders => {}
-                    Err(e) if e.kind() == async_nats::RequestErrorKind::TimedOut => {
-                        return error(
-                            503,
-                            "The leading replica did not answer in time; the request may or may \
-                             not have taken effect.",
-                        );
+                        return reply;
                     }
-                    Err(e) => {
-                        tracing::warn!(error = %e, "cannot forward a request; trying again");
-                    }
+                    Sent::Failed(reply) => return reply,
+                    Sent::Again => {}
                 }
                 if Instant::now() + wait > deadline {
                     return error(503, "No replica leads the deployment now; retry later.");
@@ -539,5 +621,61 @@ impl Forward for Forwarder {
                 wait = (wait * 2).min(Duration::from_millis(500));
             }
         })
+    }
+}
+
+/// Sends a forwarded request once and waits for what a leader says of it.
+async fn send(
+    client: &async_nats::Client,
+    rpc: &str,
+    payload: &Bytes,
+    answer_timeout: Duration,
+) -> Sent {
+    let inbox = client.new_inbox();
+    let mut answers = match client.subscribe(inbox.clone()).await {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot forward a request; trying again");
+            return Sent::Again;
+        }
+    };
+    if let Err(e) = client
+        .publish_with_reply(rpc.to_owned(), inbox, payload.clone())
+        .await
+    {
+        tracing::warn!(error = %e, "cannot forward a request; trying again");
+        return Sent::Again;
+    }
+    // Until a leader says it has the request, nothing was decided: a request that went to
+    // a leader that just died is sent again.
+    let mut taken = false;
+    loop {
+        let within = if taken { answer_timeout } else { TAKEN_WITHIN };
+        let message = match tokio::time::timeout(within, answers.next()).await {
+            Ok(Some(message)) => message,
+            Ok(None) => return Sent::Again,
+            Err(_) if !taken => return Sent::Again,
+            Err(_) => {
+                return Sent::Failed(error(
+                    503,
+                    "The leading replica did not answer in time; the request may or may not \
+                     have taken effect.",
+                ));
+            }
+        };
+        if message.status == Some(async_nats::StatusCode::NO_RESPONDERS) {
+            return Sent::Again;
+        }
+        match serde_json::from_slice::<Answer>(&message.payload) {
+            Ok(Answer::Taken) => taken = true,
+            Ok(Answer::Reply(reply, position)) => return Sent::Answered(*reply, position),
+            Ok(Answer::Retry) => return Sent::Again,
+            Err(e) => {
+                return Sent::Failed(error(
+                    502,
+                    &format!("The leading replica's answer could not be read: {e}"),
+                ));
+            }
+        }
     }
 }

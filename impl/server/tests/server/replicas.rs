@@ -277,6 +277,59 @@ async fn when_the_leader_dies_another_replica_leads_and_delivers_what_was_acknow
     let _ = &replicas.dirs;
 }
 
+/// Sends `payload` as a follower forwards a request, and returns the leader's answer after
+/// its word that it has the request.
+async fn forward_raw(client: &async_nats::Client, rpc: &str, payload: &[u8]) -> String {
+    use futures_util::StreamExt as _;
+    let inbox = client.new_inbox();
+    let mut answers = client
+        .subscribe(inbox.clone())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    client
+        .publish_with_reply(rpc.to_owned(), inbox, payload.to_vec().into())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let taken = tokio::time::timeout(Duration::from_secs(10), answers.next())
+        .await
+        .ok()
+        .flatten()
+        .unwrap_or_else(|| panic!("the leader did not say it has the request"));
+    assert_eq!(&taken.payload[..], b"\"Taken\"");
+    let answer = tokio::time::timeout(Duration::from_secs(20), answers.next())
+        .await
+        .ok()
+        .flatten()
+        .unwrap_or_else(|| panic!("the leader did not answer"));
+    String::from_utf8_lossy(&answer.payload).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forwarded_request_sent_again_is_decided_once() {
+    let cluster = Cluster::start(3);
+    let replicas = Replicas::start(&cluster, "ONCE", 2).await;
+    let l = replicas.get(replicas.leader().await);
+    assert_eq!(l.apply_re("shop").await.status / 100, 2);
+    let client = async_nats::connect(cluster.urls()[0].as_str())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let request = |id: &str| {
+        serde_json::to_vec(&json!({
+            "id": id,
+            "request": ace_model::Request::CreateToken { re: "shop".into() },
+        }))
+        .unwrap_or_else(|e| panic!("{e}"))
+    };
+    // A follower that heard nothing sends the same request again: one token, twice.
+    let first = forward_raw(&client, "_ace.once.rpc", &request("f-1")).await;
+    assert!(first.contains("token"), "{first}");
+    let again = forward_raw(&client, "_ace.once.rpc", &request("f-1")).await;
+    assert_eq!(first, again, "the same id gets the first answer");
+    let other = forward_raw(&client, "_ace.once.rpc", &request("f-2")).await;
+    assert!(other.contains("token"), "{other}");
+    assert_ne!(first, other, "another id is another request");
+}
+
 fn accepted(seq: u64, data: &str) -> Record {
     crate::common::accepted(seq, data, &Arc::new(ResourceKey::new("prod", "orders")))
 }
