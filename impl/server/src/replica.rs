@@ -174,10 +174,8 @@ impl Replica {
     /// replica has read them, before this one serves: from its first request on, no other
     /// replica's proxy reaches its surfaces.
     pub async fn join(&self, own: &Listeners) -> Result<(), StoreError> {
-        let value = serde_json::to_vec(own)
-            .map_err(|e| StoreError::Corrupt(format!("this replica's listeners: {e}")))?;
-        let key = format!("member.{}", member_key(&self.options.name));
-        self.kv.put(&key, value.into()).await.map_err(|e| {
+        let (key, value) = member_entry(&self.options.name, own)?;
+        self.kv.put(&key, value).await.map_err(|e| {
             StoreError::Unavailable(format!("cannot record this replica's listeners: {e}"))
         })?;
         tokio::time::sleep(MEMBERS_EVERY * 2).await;
@@ -256,9 +254,8 @@ impl Replica {
 
 /// Keeps this replica's listeners in the bucket and everyone's in `peers`.
 async fn keep_membership(bucket: Bucket, options: ReplicaOptions, own: Listeners, peers: Peers) {
-    let key = format!("member.{}", member_key(&options.name));
-    let value = match serde_json::to_vec(&own) {
-        Ok(v) => Bytes::from(v),
+    let (key, value) = match member_entry(&options.name, &own) {
+        Ok(entry) => entry,
         Err(e) => {
             tracing::error!(error = %e, "cannot encode this replica's listeners");
             return;
@@ -308,6 +305,13 @@ async fn members(bucket: &Bucket) -> Result<Vec<Listeners>, async_nats::Error> {
         }
     }
     Ok(found)
+}
+
+/// The key and value under which replica `name` records its listeners `own`.
+fn member_entry(name: &str, own: &Listeners) -> Result<(String, Bytes), StoreError> {
+    let value = serde_json::to_vec(own)
+        .map_err(|e| StoreError::Corrupt(format!("this replica's listeners: {e}")))?;
+    Ok((format!("member.{}", member_key(name)), Bytes::from(value)))
 }
 
 /// `name` as one token of a key (letters, digits, `-` and `_`; anything else as `_`).

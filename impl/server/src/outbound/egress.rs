@@ -98,11 +98,6 @@ impl Peers {
         }
     }
 
-    /// The listeners known.
-    pub fn get(&self) -> Vec<Listeners> {
-        self.0.read().map(|p| p.clone()).unwrap_or_default()
-    }
-
     fn check(&self, policy: &EgressPolicy, addr: SocketAddr) -> Result<(), EgressRefusal> {
         let known = self
             .0
