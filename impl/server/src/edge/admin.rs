@@ -35,7 +35,7 @@ pub async fn route(app: &App, req: hyper::Request<Incoming>) -> Response {
     let (kind, namespace, name) = match (segs.as_slice(), &method) {
         (["healthz"], &Method::GET) => return text(200, "ok\n"),
         (["readyz"], &Method::GET) => {
-            return match app.ask(Request::Readiness).await {
+            return match app.readiness().await {
                 Ok(reply) => from_reply(&reply),
                 Err(e) => reply::unavailable(e),
             };

@@ -32,6 +32,10 @@ use crate::driver::{Handle, ProxyTables, Stopped};
 use crate::metrics::Metrics;
 use crate::outbound::forward::Forwarder;
 use crate::pki::Ca;
+
+/// How long a readiness probe waits for the driver.
+const READY_WITHIN: Duration = Duration::from_secs(2);
+
 pub use reply::Response;
 pub use routes::{ROUTES, allowed_methods, matches_template};
 
@@ -131,6 +135,21 @@ impl App {
     /// Sends `request` to the driver and returns the model's reply.
     pub async fn ask(&self, request: Request) -> Result<Reply, Stopped> {
         self.driver.call(request).await
+    }
+
+    /// Whether the server is ready, as the driver says within [`READY_WITHIN`]: a driver
+    /// waiting that long on its log (a replica whose NATS servers are all gone) is not ready,
+    /// and a probe gets its answer in time.
+    pub async fn readiness(&self) -> Result<Reply, Stopped> {
+        match tokio::time::timeout(READY_WITHIN, self.driver.call(Request::Readiness)).await {
+            Ok(answer) => answer,
+            Err(_) => Ok(Reply::Error(ace_model::RequestError::Common(
+                ace_model::error::CommonError::new(
+                    503,
+                    "The server's log did not answer in time; it is not ready.",
+                ),
+            ))),
+        }
     }
 
     /// Sends `request` to the driver and renders the model's reply.

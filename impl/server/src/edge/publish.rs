@@ -37,7 +37,7 @@ pub async fn route(app: &App, req: hyper::Request<Incoming>) -> Response {
             .await
         }
         (["v1", "status", "live"], &Method::GET) => text(200, "live\n"),
-        (["v1", "status", "ready"], &Method::GET) => match app.ask(Request::Readiness).await {
+        (["v1", "status", "ready"], &Method::GET) => match app.readiness().await {
             Ok(reply) => from_reply(&reply),
             Err(_) => text(502, "not ready\n"),
         },

@@ -234,6 +234,20 @@ async fn ace_serve_on_jetstream_keeps_its_resources_and_delivers_after_a_restart
     assert!(ids.contains(&first) && ids.contains(&second), "{ids:?}");
 }
 
+/// The store's budget holds on a stream as on the embedded store: a full stream answers
+/// publishes 507 and never takes an event it then loses; released events leave the stream
+/// (purged), and publishes are taken again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_stream_refuses_publishes_with_507_and_delivers_what_it_took() {
+    let cluster = Cluster::start(3);
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let mut opts = fast_retries(dir.path());
+    let jetstream = options(&cluster, "FULL");
+    drop(open(&jetstream).await);
+    opts.store = StoreKind::JetStream(jetstream);
+    crate::backlog::full_store_refuses_with_507_until_subscribers_catch_up(opts).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_server_with_another_ca_is_refused_by_the_stream() {
     let cluster = Cluster::start(1);

@@ -219,6 +219,34 @@ async fn every_replica_serves_and_reads_back_what_another_acknowledged() {
     }
 }
 
+/// Activates `shop` in `prod` and subscribes a subscriber answering as `behaviour` to
+/// `order.created` (at most 2 pushes at once, 3 s push timeout), through `t`.
+async fn activated_subscriber(
+    t: &TestServer,
+    behaviour: subscriber::Behaviour,
+) -> subscriber::Subscriber {
+    assert_eq!(t.activate("prod", "shop").await.status / 100, 2);
+    let subscriber = subscriber::start(behaviour).await;
+    let r = t
+        .subscribe("prod", "orders", &subscriber.url(), "shop", 2, 3000)
+        .await;
+    assert_eq!(r.status / 100, 2, "{}", r.text());
+    subscriber
+}
+
+/// Asserts that every event of `ids` reaches `subscriber` within 30 s.
+async fn all_delivered(subscriber: &subscriber::Subscriber, ids: &[String]) {
+    assert!(
+        eventually(Duration::from_secs(30), || {
+            let got = subscriber.delivered_ids();
+            ids.iter().all(|id| got.contains(id))
+        })
+        .await,
+        "every acknowledged event is delivered: {:?} of {ids:?}",
+        subscriber.delivered_ids()
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn when_the_leader_dies_another_replica_leads_and_delivers_what_was_acknowledged() {
     let cluster = Cluster::start(3);
@@ -226,19 +254,12 @@ async fn when_the_leader_dies_another_replica_leads_and_delivers_what_was_acknow
     let leader = replicas.leader().await;
     let survivor = 1 - leader;
     let l = replicas.get(leader);
-    assert_eq!(l.activate("prod", "shop").await.status / 100, 2);
     // The subscriber holds every push for a while, so some are in flight at the crash.
-    let subscriber = subscriber::start(Arc::new(|n| {
-        (200, Duration::from_millis(if n < 6 { 500 } else { 0 }))
-    }))
+    let subscriber = activated_subscriber(
+        l,
+        Arc::new(|n| (200, Duration::from_millis(if n < 6 { 500 } else { 0 }))),
+    )
     .await;
-    assert_eq!(
-        l.subscribe("prod", "orders", &subscriber.url(), "shop", 2, 3000)
-            .await
-            .status
-            / 100,
-        2
-    );
     let mut ids = Vec::new();
     for n in 0..6 {
         let (status, id) = l.publish("shop", "order.created", json!({"n": n})).await;
@@ -261,15 +282,7 @@ async fn when_the_leader_dies_another_replica_leads_and_delivers_what_was_acknow
         metric(s, "ace_replica_takeovers_total").await >= Some(1.0),
         "it counted its takeover"
     );
-    assert!(
-        eventually(Duration::from_secs(30), || {
-            let got = subscriber.delivered_ids();
-            ids.iter().all(|id| got.contains(id))
-        })
-        .await,
-        "every acknowledged event is delivered: {:?} of {ids:?}",
-        subscriber.delivered_ids()
-    );
+    all_delivered(&subscriber, &ids).await;
     assert!(
         subscriber.max_concurrent() <= 2 + 2,
         "at most the old leader's and the new leader's max_inflight at once"
@@ -472,4 +485,83 @@ async fn a_follower_answers_a_forwarded_write_only_once_it_applied_it() {
         .unwrap_or_else(|_| panic!("no answer once applied"))
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(reply, ace_model::Reply::NoContent);
+}
+
+/// The status `/readyz` answers on `t`.
+async fn ready(t: &TestServer) -> u16 {
+    t.send(Method::GET, &t.admin("/readyz"), None, None)
+        .await
+        .status
+}
+
+/// Publishes on `t` until one is answered 200 (a replica may answer 503 while it follows a
+/// leader that is not yet known, or while the log cannot be reached), for up to `limit`.
+async fn publish_until_taken(t: &TestServer, n: &str, limit: Duration) -> String {
+    let deadline = Instant::now() + limit;
+    loop {
+        let (status, id) = t.publish("shop", "order.created", json!({"n": n})).await;
+        if status == 200 {
+            return id;
+        }
+        assert!(
+            status == 503 || status == 507,
+            "a publish the log cannot take is refused with 503 or 507, got {status}"
+        );
+        assert!(
+            Instant::now() < deadline,
+            "no publish was taken in {limit:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Chaos scenario: every NATS node is killed with SIGKILL under two replicas with pushes
+/// owed, and started again. While the log is gone no replica is ready and none takes a
+/// publish; afterwards both take publishes again, and every event either acknowledged
+/// (before or after the outage) is delivered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killing_every_nats_node_loses_nothing_the_replicas_acknowledged() {
+    let mut cluster = Cluster::start(3);
+    let replicas = Replicas::start(&cluster, "ALLDOWN", 2).await;
+    let leader = replicas.leader().await;
+    let (l, f) = (replicas.get(leader), replicas.get(1 - leader));
+    // The subscriber refuses its first pushes, so events are owed when the log goes away.
+    let subscriber = activated_subscriber(
+        l,
+        Arc::new(|n| (if n < 4 { 503 } else { 200 }, Duration::ZERO)),
+    )
+    .await;
+    let mut ids = Vec::new();
+    for n in 0..4 {
+        let t = if n % 2 == 0 { l } else { f };
+        let (status, id) = t.publish("shop", "order.created", json!({"n": n})).await;
+        assert_eq!(status, 200, "publish {n} before the outage");
+        ids.push(id);
+    }
+
+    for i in 0..3 {
+        cluster.kill(i);
+    }
+    assert!(
+        {
+            let mut unready = false;
+            for _ in 0..100 {
+                if ready(l).await != 200 && ready(f).await != 200 {
+                    unready = true;
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            unready
+        },
+        "neither replica is ready while no NATS node runs"
+    );
+    for i in 0..3 {
+        cluster.restart(i);
+    }
+
+    ids.push(publish_until_taken(l, "after-a", Duration::from_secs(60)).await);
+    ids.push(publish_until_taken(f, "after-b", Duration::from_secs(60)).await);
+    all_delivered(&subscriber, &ids).await;
+    let _ = &replicas.dirs;
 }
