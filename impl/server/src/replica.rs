@@ -9,8 +9,10 @@
 //!   that dies holding it is replaced once the key expires. The lease decides who should
 //!   lead; the log's guard decides who may append (see [`crate::driver`]).
 //! - **Forwarding**: a follower sends each request, as JSON with an id of its own, to
-//!   `_ace.<stream>.rpc`; only the leader listens there (a queue group, so one leader answers
-//!   even while two think they lead). The leader first says it has the request, then answers
+//!   `_ace.<stream>.rpc.<leader>`, the subject of the replica the lease names; a replica
+//!   listens on its own subject only while it leads (so a paused old leader that wakes up
+//!   gets nothing new, and a follower stops waiting for it as soon as the lease names
+//!   another). The leader first says it has the request, then answers
 //!   the model's reply, after its append is durable, or word that nothing was decided (it
 //!   lost the lead meanwhile). A follower that hears nothing at all soon (the request went
 //!   to a leader that had just died, or that is paused) sends it again with the same id: a
@@ -121,6 +123,8 @@ pub struct Replica {
     rpc: String,
     options: ReplicaOptions,
     lease: watch::Sender<Lease>,
+    /// The name of the replica that holds the lease, when known.
+    holder: watch::Sender<Option<String>>,
     applied: watch::Sender<u64>,
 }
 
@@ -158,6 +162,7 @@ impl Replica {
         })?;
         let (lease, _) = watch::channel(Lease::Follow { leader: false });
         let (applied, _) = watch::channel(0);
+        let (holder, _) = watch::channel(None);
         Ok(Replica {
             client,
             kv,
@@ -166,6 +171,7 @@ impl Replica {
             rpc: format!("_ace.{}.rpc", stream.to_ascii_lowercase()),
             options,
             lease,
+            holder,
             applied,
         })
     }
@@ -192,12 +198,19 @@ impl Replica {
         self.applied.clone()
     }
 
+    /// Where the lease task tells which replica holds the lease (the one requests are
+    /// forwarded to).
+    pub fn holder(&self) -> watch::Sender<Option<String>> {
+        self.holder.clone()
+    }
+
     /// What sends requests to the leader.
     pub fn forwarder(&self) -> Arc<dyn Forward> {
         Arc::new(Forwarder {
             client: self.client.clone(),
             rpc: self.rpc.clone(),
             name: self.options.name.clone(),
+            holder: self.holder.subscribe(),
             sent: AtomicU64::new(0),
             retry_for: self.options.lease + Duration::from_secs(5),
             answer_timeout: self.options.answer_timeout,
@@ -217,7 +230,7 @@ impl Replica {
         let leases = self.lease.subscribe();
         let inbox = tokio::spawn(answer_forwarded(
             self.client.clone(),
-            self.rpc.clone(),
+            subject(&self.rpc, &self.options.name),
             leases,
             self.applied.subscribe(),
             driver,
@@ -247,7 +260,12 @@ impl Replica {
             own,
             peers,
         ));
-        let lease = tokio::spawn(keep_lease(self.kv, self.options, self.lease, held));
+        let lease = tokio::spawn(keep_lease(
+            self.kv,
+            self.options,
+            (self.lease, self.holder),
+            held,
+        ));
         (vec![lease, inbox, members], release)
     }
 }
@@ -327,13 +345,26 @@ fn member_key(name: &str) -> String {
         .collect()
 }
 
-/// Takes the lease when it is free and keeps it while it can, telling `state`.
+/// The subject on which replica `name` answers forwarded requests while it leads.
+fn subject(rpc: &str, name: &str) -> String {
+    format!("{rpc}.{}", member_key(name))
+}
+
+/// Takes the lease when it is free and keeps it while it can, telling `state` and who holds
+/// it.
 async fn keep_lease(
     kv: kv::Store,
     options: ReplicaOptions,
-    state: watch::Sender<Lease>,
+    (state, holder): (watch::Sender<Lease>, watch::Sender<Option<String>>),
     shared: Arc<Mutex<Option<u64>>>,
 ) {
+    let set_holder = |name: Option<String>| {
+        holder.send_if_modified(|h| {
+            let changed = *h != name;
+            *h = name;
+            changed
+        });
+    };
     let name = Bytes::from(options.name.clone());
     let renew_every = options.lease / 6;
     // Stop leading a quarter of the lease before the key can expire on the servers.
@@ -346,13 +377,17 @@ async fn keep_lease(
         match held {
             None => {
                 let leader = match kv.entry(KEY).await {
-                    Ok(Some(entry)) if entry.operation == Operation::Put => true,
+                    Ok(Some(entry)) if entry.operation == Operation::Put => {
+                        set_holder(Some(String::from_utf8_lossy(&entry.value).into_owned()));
+                        true
+                    }
                     Ok(_) => {
                         let sent = Instant::now();
                         match kv.create(KEY, name.clone()).await {
                             Ok(revision) => {
                                 held = Some((revision, sent + valid_for));
                                 tracing::info!(replica = options.name, "took the lease");
+                                set_holder(Some(options.name.clone()));
                                 state.send_replace(Lease::Lead {
                                     until: sent + valid_for,
                                 });
@@ -370,6 +405,9 @@ async fn keep_lease(
                         false
                     }
                 };
+                if !leader {
+                    set_holder(None);
+                }
                 state.send_if_modified(|s| {
                     let new = Lease::Follow { leader };
                     let changed = *s != new;
@@ -394,12 +432,14 @@ async fn keep_lease(
                             "another replica holds the lease now"
                         );
                         held = None;
+                        set_holder(None);
                         state.send_replace(Lease::Follow { leader: true });
                     }
                     Err(e) => {
                         if Instant::now() >= until {
                             tracing::warn!(error = %e, replica = options.name, "the lease lapsed: it could not be renewed in time");
                             held = None;
+                            set_holder(None);
                             state.send_replace(Lease::Follow { leader: false });
                         } else {
                             tracing::warn!(error = %e, "cannot renew the lease; trying again");
@@ -426,7 +466,7 @@ async fn answer_forwarded(
                 return;
             }
         }
-        let mut inbox = match client.queue_subscribe(rpc.clone(), "leader".into()).await {
+        let mut inbox = match client.subscribe(rpc.clone()).await {
             Ok(inbox) => inbox,
             Err(e) => {
                 tracing::warn!(error = %e, "cannot listen for forwarded requests; trying again");
@@ -551,6 +591,8 @@ struct Forwarder {
     rpc: String,
     /// This replica's name, the first part of every forwarded request's id.
     name: String,
+    /// Who holds the lease.
+    holder: watch::Receiver<Option<String>>,
     /// How many requests this replica forwarded (the second part).
     sent: AtomicU64,
     /// How long to keep asking while no leader answers.
@@ -577,6 +619,7 @@ impl Forward for Forwarder {
         let retry_for = self.retry_for;
         let answer_timeout = self.answer_timeout;
         let mut applied = self.applied.clone();
+        let mut holder = self.holder.clone();
         let id = format!(
             "{}-{}",
             self.name,
@@ -601,7 +644,7 @@ impl Forward for Forwarder {
             let deadline = Instant::now() + retry_for;
             let mut wait = Duration::from_millis(25);
             loop {
-                match send(&client, &rpc, &payload, answer_timeout).await {
+                match send(&client, &rpc, &mut holder, &payload, answer_timeout).await {
                     Sent::Answered(reply, position) => {
                         // Read-your-writes here: answer once this replica applied the
                         // change (its proxy decides from what it applied).
@@ -628,13 +671,18 @@ impl Forward for Forwarder {
     }
 }
 
-/// Sends a forwarded request once and waits for what a leader says of it.
+/// Sends a forwarded request once to the replica that holds the lease and waits for what it
+/// says of it.
 async fn send(
     client: &async_nats::Client,
     rpc: &str,
+    holder: &mut watch::Receiver<Option<String>>,
     payload: &Bytes,
     answer_timeout: Duration,
 ) -> Sent {
+    let Some(leader) = holder.borrow_and_update().clone() else {
+        return Sent::Again;
+    };
     let inbox = client.new_inbox();
     let mut answers = match client.subscribe(inbox.clone()).await {
         Ok(s) => s,
@@ -644,7 +692,7 @@ async fn send(
         }
     };
     if let Err(e) = client
-        .publish_with_reply(rpc.to_owned(), inbox, payload.clone())
+        .publish_with_reply(subject(rpc, &leader), inbox, payload.clone())
         .await
     {
         tracing::warn!(error = %e, "cannot forward a request; trying again");
@@ -652,10 +700,21 @@ async fn send(
     }
     // Until a leader says it has the request, nothing was decided: a request that went to
     // a leader that just died is sent again.
+    // Nor if the lease passes to another replica first.
     let mut taken = false;
     loop {
         let within = if taken { answer_timeout } else { TAKEN_WITHIN };
-        let message = match tokio::time::timeout(within, answers.next()).await {
+        let next = async {
+            if taken {
+                answers.next().await
+            } else {
+                tokio::select! {
+                    message = answers.next() => message,
+                    () = moved(holder, &leader) => None,
+                }
+            }
+        };
+        let message = match tokio::time::timeout(within, next).await {
             Ok(Some(message)) => message,
             Ok(None) => return Sent::Again,
             Err(_) if !taken => return Sent::Again,
@@ -681,5 +740,16 @@ async fn send(
                 ));
             }
         }
+    }
+}
+
+/// Resolves once the lease names a replica other than `leader` (or none).
+async fn moved(holder: &mut watch::Receiver<Option<String>>, leader: &str) {
+    if holder
+        .wait_for(|h| h.as_deref() != Some(leader))
+        .await
+        .is_err()
+    {
+        std::future::pending::<()>().await;
     }
 }

@@ -16,7 +16,7 @@ use serde_json::json;
 
 /// `ace serve` on `data` with the `store` flags (none: the embedded store), ready (started
 /// again on other ports if one was taken meanwhile).
-async fn serve(data: &Path, store: &[String]) -> ServeProcess {
+pub(crate) async fn serve(data: &Path, store: &[String]) -> ServeProcess {
     let data = data.to_owned();
     let mut args: Vec<String> = ["--retry-initial", "100ms", "--retry-max", "300ms"]
         .map(String::from)
@@ -134,7 +134,7 @@ async fn kill_9_of_ace_or_of_a_nats_node_loses_no_acknowledged_write_on_jetstrea
 }
 
 #[cfg(feature = "jetstream")]
-fn jetstream_flags(cluster: &crate::common::nats::Cluster, stream: &str) -> Vec<String> {
+pub(crate) fn jetstream_flags(cluster: &crate::common::nats::Cluster, stream: &str) -> Vec<String> {
     [
         "--store",
         "jetstream",

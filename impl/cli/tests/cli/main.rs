@@ -1,6 +1,6 @@
 //! The `ace` command line's tests: the binary as users run it (the seeds' walkthrough with
-//! `openssl` and `curl`, `kill -9` and SIGTERM), its client commands, and the conformance
-//! suite against the embedded target.
+//! `openssl` and `curl`, `kill -9` and SIGTERM, replicas paused with SIGSTOP), its client
+//! commands, and the conformance suite against the embedded target.
 
 mod commands;
 #[path = "../../../server/tests/server/common/mod.rs"]
@@ -8,4 +8,6 @@ mod common;
 mod conformance;
 mod durability;
 mod process;
+#[cfg(feature = "jetstream")]
+mod replicas;
 mod seed_walkthrough;

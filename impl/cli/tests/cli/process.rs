@@ -75,13 +75,18 @@ impl ServeProcess {
         let _ = self.child.wait();
     }
 
-    /// Sends SIGTERM and waits (up to 10 s) for the child to exit; returns its exit status.
-    pub fn terminate(&mut self) -> std::process::ExitStatus {
+    /// Sends the signal `name` (`TERM`, `STOP`, `CONT`) to the child.
+    pub fn signal(&self, name: &str) {
         let sent = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
+            .args([&format!("-{name}"), &self.child.id().to_string()])
             .status()
             .unwrap_or_else(|e| panic!("kill: {e}"));
-        assert!(sent.success(), "kill -TERM failed");
+        assert!(sent.success(), "kill -{name} failed");
+    }
+
+    /// Sends SIGTERM and waits (up to 10 s) for the child to exit; returns its exit status.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        self.signal("TERM");
         let started = Instant::now();
         loop {
             if let Some(status) = self.child.try_wait().unwrap_or_else(|e| panic!("{e}")) {

@@ -17,17 +17,9 @@ use ace_server::store::{Position, Store, StoreError};
 use hyper::Method;
 use serde_json::json;
 
-use crate::common::nats::{Cluster, open};
+use crate::common::nats::{Cluster, IDENTITY, open};
 use crate::common::subscriber::{self, eventually};
 use crate::common::{TestServer, fast_retries, start_with, subject};
-
-const IDENTITY: [&str; 5] = [
-    "ca.crt",
-    "ca.key",
-    "server.crt",
-    "server.key",
-    "admin.token",
-];
 
 fn jetstream(cluster: &Cluster, stream: &str, name: &str) -> JetStreamOptions {
     JetStreamOptions {
@@ -234,19 +226,6 @@ async fn activated_subscriber(
     subscriber
 }
 
-/// Asserts that every event of `ids` reaches `subscriber` within 30 s.
-async fn all_delivered(subscriber: &subscriber::Subscriber, ids: &[String]) {
-    assert!(
-        eventually(Duration::from_secs(30), || {
-            let got = subscriber.delivered_ids();
-            ids.iter().all(|id| got.contains(id))
-        })
-        .await,
-        "every acknowledged event is delivered: {:?} of {ids:?}",
-        subscriber.delivered_ids()
-    );
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn when_the_leader_dies_another_replica_leads_and_delivers_what_was_acknowledged() {
     let cluster = Cluster::start(3);
@@ -282,7 +261,7 @@ async fn when_the_leader_dies_another_replica_leads_and_delivers_what_was_acknow
         metric(s, "ace_replica_takeovers_total").await >= Some(1.0),
         "it counted its takeover"
     );
-    all_delivered(&subscriber, &ids).await;
+    subscriber::all_delivered(&subscriber, &ids).await;
     assert!(
         subscriber.max_concurrent() <= 2 + 2,
         "at most the old leader's and the new leader's max_inflight at once"
@@ -321,7 +300,10 @@ async fn forward_raw(client: &async_nats::Client, rpc: &str, payload: &[u8]) -> 
 async fn a_forwarded_request_sent_again_is_decided_once() {
     let cluster = Cluster::start(3);
     let replicas = Replicas::start(&cluster, "ONCE", 2).await;
-    let l = replicas.get(replicas.leader().await);
+    let leader = replicas.leader().await;
+    let l = replicas.get(leader);
+    // Replica `a`, `b`, ... listens on `_ace.<stream>.rpc.<name>` while it leads.
+    let rpc = format!("_ace.once.rpc.{}", char::from(b'a' + leader as u8));
     assert_eq!(l.apply_re("shop").await.status / 100, 2);
     let client = async_nats::connect(cluster.urls()[0].as_str())
         .await
@@ -334,11 +316,11 @@ async fn a_forwarded_request_sent_again_is_decided_once() {
         .unwrap_or_else(|e| panic!("{e}"))
     };
     // A follower that heard nothing sends the same request again: one token, twice.
-    let first = forward_raw(&client, "_ace.once.rpc", &request("f-1")).await;
+    let first = forward_raw(&client, &rpc, &request("f-1")).await;
     assert!(first.contains("token"), "{first}");
-    let again = forward_raw(&client, "_ace.once.rpc", &request("f-1")).await;
+    let again = forward_raw(&client, &rpc, &request("f-1")).await;
     assert_eq!(first, again, "the same id gets the first answer");
-    let other = forward_raw(&client, "_ace.once.rpc", &request("f-2")).await;
+    let other = forward_raw(&client, &rpc, &request("f-2")).await;
     assert!(other.contains("token"), "{other}");
     assert_ne!(first, other, "another id is another request");
 }
@@ -448,8 +430,9 @@ async fn a_follower_answers_a_forwarded_write_only_once_it_applied_it() {
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     // A leader that answers every forwarded request: done, as of log sequence 100.
+    replica.holder().send_replace(Some("l".into()));
     let mut inbox = client
-        .subscribe("_ace.ryw.rpc")
+        .subscribe("_ace.ryw.rpc.l")
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     let leader = client.clone();
@@ -562,6 +545,6 @@ async fn killing_every_nats_node_loses_nothing_the_replicas_acknowledged() {
 
     ids.push(publish_until_taken(l, "after-a", Duration::from_secs(60)).await);
     ids.push(publish_until_taken(f, "after-b", Duration::from_secs(60)).await);
-    all_delivered(&subscriber, &ids).await;
+    subscriber::all_delivered(&subscriber, &ids).await;
     let _ = &replicas.dirs;
 }

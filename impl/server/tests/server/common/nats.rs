@@ -10,6 +10,15 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// The files every replica of one deployment shares (the first replica makes them).
+pub const IDENTITY: [&str; 5] = [
+    "ca.crt",
+    "ca.key",
+    "server.crt",
+    "server.key",
+    "admin.token",
+];
+
 /// Where the nats-server binary is.
 pub fn binary() -> PathBuf {
     if let Some(path) = std::env::var_os("NATS_SERVER") {
@@ -47,8 +56,22 @@ pub struct Cluster {
 }
 
 impl Cluster {
-    /// Starts `n` nodes (1 or 3) and waits until each accepts connections.
+    /// Starts `n` nodes (1 or 3) and waits until each accepts connections. The ports are
+    /// picked free and then bound by the servers, so another process may take one in between:
+    /// a node that exits (`address already in use`) has the whole cluster started again on
+    /// other ports, up to five times.
     pub fn start(n: usize) -> Cluster {
+        for _ in 0..5 {
+            let mut cluster = Self::configure(n);
+            if (0..n).all(|i| cluster.try_start(i)) {
+                return cluster;
+            }
+        }
+        panic!("a {n}-node NATS cluster did not start in five attempts");
+    }
+
+    /// Picks ports and writes the nodes' configurations.
+    fn configure(n: usize) -> Cluster {
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
         let ports: Vec<(u16, u16)> = (0..n).map(|_| (free_port(), free_port())).collect();
         let routes: Vec<String> = ports
@@ -84,11 +107,7 @@ impl Cluster {
                 child: None,
             });
         }
-        let mut cluster = Cluster { _dir: dir, nodes };
-        for i in 0..n {
-            cluster.restart(i);
-        }
-        cluster
+        Cluster { _dir: dir, nodes }
     }
 
     /// `nats://` URLs of every node.
@@ -109,6 +128,16 @@ impl Cluster {
 
     /// (Re)starts node `i` on its ports and store directory; waits until it listens.
     pub fn restart(&mut self, i: usize) {
+        assert!(
+            self.try_start(i),
+            "nats-server {} exited: {}",
+            self.nodes[i].config.display(),
+            tail(&self.nodes[i].log)
+        );
+    }
+
+    /// Starts node `i` and waits until it listens; `false` if it exited instead.
+    fn try_start(&mut self, i: usize) -> bool {
         self.kill(i);
         let node = &mut self.nodes[i];
         let log = std::fs::File::create(&node.log).unwrap_or_else(|e| panic!("{e}"));
@@ -126,7 +155,15 @@ impl Cluster {
             });
         node.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(20);
+        let exited = |node: &mut Node| {
+            node.child
+                .as_mut()
+                .is_none_or(|c| c.try_wait().ok().flatten().is_some())
+        };
         while std::net::TcpStream::connect(("127.0.0.1", node.port)).is_err() {
+            if exited(node) {
+                return false;
+            }
             assert!(
                 Instant::now() < deadline,
                 "nats-server {} did not listen: {}",
@@ -135,6 +172,26 @@ impl Cluster {
             );
             std::thread::sleep(Duration::from_millis(20));
         }
+        // A node listens for clients before it binds its route port, and exits if that is
+        // taken.
+        let clustered =
+            std::fs::read_to_string(&node.config).is_ok_and(|c| c.contains("cluster {"));
+        while clustered
+            && !std::fs::read_to_string(&node.log)
+                .is_ok_and(|l| l.contains("Listening for route connections"))
+        {
+            if exited(node) {
+                return false;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "nats-server {} did not listen for routes: {}",
+                node.config.display(),
+                tail(&node.log)
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        !exited(node)
     }
 }
 

@@ -158,3 +158,16 @@ pub async fn eventually(limit: Duration, mut check: impl FnMut() -> bool) -> boo
     }
     check()
 }
+
+/// Asserts that every event of `ids` reaches `subscriber` within 30 s.
+pub async fn all_delivered(subscriber: &Subscriber, ids: &[String]) {
+    assert!(
+        eventually(Duration::from_secs(30), || {
+            let got = subscriber.delivered_ids();
+            ids.iter().all(|id| got.contains(id))
+        })
+        .await,
+        "every acknowledged event is delivered: {:?} of {ids:?}",
+        subscriber.delivered_ids()
+    );
+}
