@@ -458,7 +458,8 @@ pub struct ServeArgs {
     #[arg(long, env = "ACE_NATS_CREDS")]
     pub nats_creds: Option<PathBuf>,
     /// Size limit of the stream, when ACE creates it, e.g. 10GiB; at it the servers refuse
-    /// new messages (never dropping old ones) [default: none].
+    /// new messages (never dropping old ones), so ACE refuses publishes with 507 once events
+    /// fill a quarter of it (the log and its snapshots need the rest) [default: none].
     #[arg(long, env = "ACE_NATS_MAX_BYTES", value_parser = parse_size)]
     #[serde(default, deserialize_with = "size_opt")]
     pub nats_max_bytes: Option<u64>,

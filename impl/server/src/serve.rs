@@ -347,7 +347,17 @@ async fn start_inner<N: Net, S: Store>(
     let push_tls = clients::tls(push_roots, opts.push_tls_skip_verify, clock)?;
     let events = store.events();
     let budget = driver::StorageBudget {
-        max_bytes: opts.max_store_bytes,
+        max_bytes: match store.capacity() {
+            Some(capacity) if capacity < opts.max_store_bytes => {
+                tracing::info!(
+                    budget = capacity,
+                    "the stream's size limit leaves room for fewer bytes of events than \
+                     --max-store-bytes: publishes are refused with 507 past a quarter of it"
+                );
+                capacity
+            }
+            _ => opts.max_store_bytes,
+        },
     };
     let mut tasks = Vec::new();
     // The listeners of the deployment's other replicas (none for a server alone).

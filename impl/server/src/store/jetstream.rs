@@ -1006,6 +1006,16 @@ impl Store for JetStreamStore {
     fn stored_bytes(&self) -> u64 {
         lock(&self.events.index).map_or(0, |index| index.bytes)
     }
+
+    /// A quarter of the stream's size limit, if it has one: the log holds a record of about
+    /// an event's metadata for each event, and a compaction writes a snapshot before it
+    /// purges the log it replaces.
+    fn capacity(&self) -> Option<u64> {
+        u64::try_from(self.stream.cached_info().config.max_bytes)
+            .ok()
+            .filter(|b| *b > 0)
+            .map(|b| b / 4)
+    }
 }
 
 impl JetStreamStore {

@@ -165,6 +165,12 @@ pub trait Store: Send + 'static {
     fn events(&self) -> Arc<dyn EventReader>;
     /// Bytes of the events kept apart (metadata and bodies): what the disk budget limits.
     fn stored_bytes(&self) -> u64;
+    /// The most bytes of events the store can take whatever the budget (`None`: no limit of
+    /// its own): a stream with a size limit of its own would refuse appends, records and
+    /// snapshots as well as events, past it, so the budget must fill first.
+    fn capacity(&self) -> Option<u64> {
+        None
+    }
 }
 
 /// Reads accepted events back by sequence number, from any task.
@@ -322,6 +328,15 @@ impl Store for AnyStore {
             AnyStore::Memory(s) => s.stored_bytes(),
             #[cfg(feature = "jetstream")]
             AnyStore::JetStream(s) => s.stored_bytes(),
+        }
+    }
+
+    fn capacity(&self) -> Option<u64> {
+        match self {
+            AnyStore::Embedded(s) => s.capacity(),
+            AnyStore::Memory(s) => s.capacity(),
+            #[cfg(feature = "jetstream")]
+            AnyStore::JetStream(s) => s.capacity(),
         }
     }
 }

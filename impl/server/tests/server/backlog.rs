@@ -219,16 +219,18 @@ async fn over_the_limit_the_oldest_are_dead_letters_listed_in_pages_and_replayed
 #[tokio::test]
 async fn a_full_store_refuses_publishes_with_507_until_subscribers_catch_up() {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-    full_store_refuses_with_507_until_subscribers_catch_up(fast_retries(dir.path())).await;
+    let mut opts = fast_retries(dir.path());
+    opts.max_store_bytes = 4000;
+    full_store_refuses_with_507_until_subscribers_catch_up(opts).await;
 }
 
-/// With a budget of 4000 bytes and a dead subscriber, publishes are taken until the budget is
-/// spent, then refused with 507 (`insufficient_storage`); every event taken is delivered once
-/// the subscriber comes back, and then publishes are taken again. Run on every store.
+/// With room for about 4000 bytes of events and a dead subscriber, publishes are taken until
+/// it is spent, then refused with 507 (`insufficient_storage`); every event taken is
+/// delivered once the subscriber comes back, and then publishes are taken again. Run on
+/// every store.
 pub(crate) async fn full_store_refuses_with_507_until_subscribers_catch_up(
-    mut opts: ace_server::options::ServeOptions,
+    opts: ace_server::options::ServeOptions,
 ) {
-    opts.max_store_bytes = 4000;
     let t = start_with(opts).await;
     let port = dead_port().await;
     t.activate("prod", "ec").await;

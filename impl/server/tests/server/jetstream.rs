@@ -245,6 +245,22 @@ async fn a_full_stream_refuses_publishes_with_507_and_delivers_what_it_took() {
     let jetstream = options(&cluster, "FULL");
     drop(open(&jetstream).await);
     opts.store = StoreKind::JetStream(jetstream);
+    opts.max_store_bytes = 4000;
+    crate::backlog::full_store_refuses_with_507_until_subscribers_catch_up(opts).await;
+}
+
+/// A stream with a size limit of its own (`--nats-max-bytes`) and the default budget: the
+/// server refuses publishes with 507 before the stream would refuse its appends (which would
+/// stop it), and takes them again once subscribers catch up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_with_a_size_limit_refuses_publishes_with_507_before_it_is_full() {
+    let cluster = Cluster::start(3);
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let mut opts = fast_retries(dir.path());
+    let mut jetstream = options(&cluster, "LIMIT");
+    jetstream.max_bytes = Some(16_000);
+    drop(open(&jetstream).await);
+    opts.store = StoreKind::JetStream(jetstream);
     crate::backlog::full_store_refuses_with_507_until_subscribers_catch_up(opts).await;
 }
 
