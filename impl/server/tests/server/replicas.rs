@@ -43,6 +43,16 @@ struct Replicas {
 
 impl Replicas {
     async fn start(cluster: &Cluster, stream: &str, n: usize) -> Replicas {
+        Self::start_with(cluster, stream, n, |_| {}).await
+    }
+
+    /// The same, each replica's options changed by `tweak` first.
+    async fn start_with(
+        cluster: &Cluster,
+        stream: &str,
+        n: usize,
+        tweak: impl Fn(&mut ace_server::options::ServeOptions),
+    ) -> Replicas {
         drop(open(&jetstream(cluster, stream, "setup")).await);
         let mut dirs = Vec::new();
         let mut servers = Vec::new();
@@ -54,6 +64,7 @@ impl Replicas {
             let name = format!("{}", char::from(b'a' + i as u8));
             let mut opts = fast_retries(dir.path());
             opts.store = StoreKind::JetStream(jetstream(cluster, stream, &name));
+            tweak(&mut opts);
             servers.push(Some(start_with(opts).await));
             dirs.push(dir);
         }
@@ -545,6 +556,242 @@ async fn killing_every_nats_node_loses_nothing_the_replicas_acknowledged() {
 
     ids.push(publish_until_taken(l, "after-a", Duration::from_secs(60)).await);
     ids.push(publish_until_taken(f, "after-b", Duration::from_secs(60)).await);
+    subscriber::all_delivered(&subscriber, &ids).await;
+    let _ = &replicas.dirs;
+}
+
+/// The name (`n1`, `n2`, `n3`) of the NATS node that leads `stream`, once one does.
+async fn stream_leader(cluster: &Cluster, stream: &str) -> usize {
+    let client = async_nats::connect(cluster.urls()[0].as_str())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let js = async_nats::jetstream::new(client);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Ok(s) = js.get_stream(stream).await
+            && let Ok(info) = s.get_info().await
+            && let Some(leader) = info.cluster.and_then(|c| c.leader)
+            && let Some(i) = leader
+                .strip_prefix('n')
+                .and_then(|n| n.parse::<usize>().ok())
+        {
+            return i - 1;
+        }
+        assert!(Instant::now() < deadline, "stream {stream} has no leader");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Publishes on `t` every 20 ms until `stop`; returns the ids answered 200, each with whether
+/// `after` was set when its publish was sent. Anything but 200 must be a refusal (503, 507).
+async fn keep_publishing(
+    t: &TestServer,
+    tag: &str,
+    stop: &std::sync::atomic::AtomicBool,
+    after: &std::sync::atomic::AtomicBool,
+) -> Vec<(String, bool)> {
+    use std::sync::atomic::Ordering;
+    let mut taken = Vec::new();
+    let mut n = 0;
+    while !stop.load(Ordering::SeqCst) {
+        let late = after.load(Ordering::SeqCst);
+        let (status, id) = t
+            .publish("shop", "order.created", json!({"n": format!("{tag}-{n}")}))
+            .await;
+        match status {
+            200 => taken.push((id, late)),
+            503 | 507 => {}
+            other => panic!("publish {tag}-{n}: {other}"),
+        }
+        n += 1;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    taken
+}
+
+/// Chaos scenario: the NATS node that leads the stream is killed with SIGKILL while both
+/// replicas take publishes, and started again. Publishes wait or are refused while the
+/// servers elect another stream leader, none is lost: every one answered 200 is delivered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killing_the_stream_leader_loses_nothing_the_replicas_acknowledged() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let mut cluster = Cluster::start(3);
+    let replicas = Replicas::start(&cluster, "SLEAD", 2).await;
+    let leader = replicas.leader().await;
+    let (l, f) = (replicas.get(leader), replicas.get(1 - leader));
+    let subscriber = activated_subscriber(l, subscriber::always(200)).await;
+    let node = stream_leader(&cluster, "SLEAD").await;
+    let (stop, never) = (AtomicBool::new(false), AtomicBool::new(false));
+    let chaos = async {
+        tokio::time::sleep(Duration::from_millis(800)).await;
+        cluster.kill(node);
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        stop.store(true, Ordering::SeqCst);
+    };
+    let ((), on_l, on_f) = tokio::join!(
+        chaos,
+        keep_publishing(l, "l", &stop, &never),
+        keep_publishing(f, "f", &stop, &never),
+    );
+    cluster.restart(node);
+    let ids: Vec<String> = on_l.into_iter().chain(on_f).map(|(id, _)| id).collect();
+    assert!(ids.len() > 20, "too few publishes taken: {}", ids.len());
+    // And both take publishes once the stream has its node back.
+    let mut ids = ids;
+    ids.push(publish_until_taken(l, "after-l", Duration::from_secs(30)).await);
+    ids.push(publish_until_taken(f, "after-f", Duration::from_secs(30)).await);
+    subscriber::all_delivered(&subscriber, &ids).await;
+    let _ = &replicas.dirs;
+}
+
+/// Chaos scenario, racing writes: an activation is deleted through one replica while both
+/// publish. No event published after the delete was acknowledged is pushed (the leader
+/// decides both in one order), and events published before it were delivered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_activation_deleted_while_publishing_stops_every_later_push() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let cluster = Cluster::start(3);
+    let replicas = Replicas::start(&cluster, "RACE", 2).await;
+    let leader = replicas.leader().await;
+    let (l, f) = (replicas.get(leader), replicas.get(1 - leader));
+    let subscriber = activated_subscriber(l, subscriber::always(200)).await;
+    let (stop, deleted) = (AtomicBool::new(false), AtomicBool::new(false));
+    let delete = async {
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        let r = f
+            .send(
+                Method::DELETE,
+                &f.admin("/v1/namespaces/prod/eventactivations/shop"),
+                None,
+                None,
+            )
+            .await;
+        assert_eq!(r.status / 100, 2, "{}", r.text());
+        deleted.store(true, Ordering::SeqCst);
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        stop.store(true, Ordering::SeqCst);
+    };
+    let ((), on_l, on_f) = tokio::join!(
+        delete,
+        keep_publishing(l, "l", &stop, &deleted),
+        keep_publishing(f, "f", &stop, &deleted),
+    );
+    let all: Vec<(String, bool)> = on_l.into_iter().chain(on_f).collect();
+    let before: Vec<String> = all
+        .iter()
+        .filter(|(_, late)| !late)
+        .map(|(id, _)| id.clone())
+        .collect();
+    let after: Vec<String> = all
+        .iter()
+        .filter(|(_, late)| *late)
+        .map(|(id, _)| id.clone())
+        .collect();
+    assert!(
+        before.len() > 5 && after.len() > 5,
+        "{} before, {} after",
+        before.len(),
+        after.len()
+    );
+    // Wait until the subscriber had time to get everything it is owed.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let got = subscriber.delivered_ids();
+    let pushed_late: Vec<&String> = after.iter().filter(|id| got.contains(id)).collect();
+    assert!(
+        pushed_late.is_empty(),
+        "pushed without an activation: {pushed_late:?}"
+    );
+    let delivered_before = before.iter().filter(|id| got.contains(id)).count();
+    assert!(
+        delivered_before > 0,
+        "nothing published before the delete was delivered"
+    );
+    let _ = &replicas.dirs;
+}
+
+/// Chaos scenario, retention expiry: events a dead subscriber does not take within the
+/// retention become dead letters, recorded once by the leader; the leader then dies. The
+/// survivor lists each dead letter once, replays them, and delivers them once the subscriber
+/// takes them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dead_letters_outlive_the_leader_and_are_replayed_from_the_survivor() {
+    use std::sync::atomic::{AtomicU16, Ordering};
+    let cluster = Cluster::start(3);
+    let mut replicas = Replicas::start_with(&cluster, "EXPIRY", 2, |opts| {
+        opts.bus.retention = Duration::from_secs(1);
+    })
+    .await;
+    let leader = replicas.leader().await;
+    let survivor = 1 - leader;
+    let answer = Arc::new(AtomicU16::new(503));
+    let status = Arc::clone(&answer);
+    let subscriber = activated_subscriber(
+        replicas.get(leader),
+        Arc::new(move |_| (status.load(Ordering::SeqCst), Duration::ZERO)),
+    )
+    .await;
+    let mut ids = Vec::new();
+    for (n, i) in [leader, survivor, leader].into_iter().enumerate() {
+        let (status, id) = replicas
+            .get(i)
+            .publish("shop", "order.created", json!({"n": n}))
+            .await;
+        assert_eq!(status, 200);
+        ids.push(id);
+    }
+    let s = replicas.get(survivor);
+    let dead_lettered = async || {
+        s.subscription("prod", "orders").await["status"]["delivery"]["deadLettered"]
+            .as_u64()
+            .unwrap_or(0)
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while dead_lettered().await < 3 {
+        assert!(Instant::now() < deadline, "not dead-lettered within 20 s");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    replicas.crash(leader);
+    let s = replicas.get(survivor);
+
+    let r = s
+        .send(
+            Method::GET,
+            &s.admin("/v1/namespaces/prod/deadletters"),
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let mut listed: Vec<String> = r
+        .json()
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|d| d["event-id"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    listed.sort();
+    let mut expected = ids.clone();
+    expected.sort();
+    assert_eq!(
+        listed, expected,
+        "each dead letter listed once, from the survivor"
+    );
+
+    answer.store(200, Ordering::SeqCst);
+    // A new leader waits one push timeout (3 s) before it pushes to a subscription (so that
+    // `max_inflight` holds across the change); a replay before then would expire again
+    // within the 1 s retention.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let r = s
+        .send(
+            Method::POST,
+            &s.admin("/v1/namespaces/prod/subscriptions/orders/replay"),
+            Some(b"{}"),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json(), json!({"replayed": 3}));
     subscriber::all_delivered(&subscriber, &ids).await;
     let _ = &replicas.dirs;
 }
