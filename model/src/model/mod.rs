@@ -132,6 +132,22 @@ impl Model {
         self.state.bus.hold_after_restart();
     }
 
+    /// The SHA-256 (hex) of the [`snapshot`](Self::snapshot)'s JSON: two models that applied
+    /// the same records have the same digest, whatever else they did (a replica's state
+    /// against the leader's at the same log position).
+    pub fn state_digest(&self) -> String {
+        use sha2::Digest as _;
+        let mut hash = sha2::Sha256::new();
+        for record in self.snapshot() {
+            // Records are plain data: encoding one cannot fail.
+            if let Ok(bytes) = serde_json::to_vec(&record) {
+                hash.update(&bytes);
+            }
+            hash.update(b"\n");
+        }
+        hash.finalize().iter().map(|b| format!("{b:02x}")).collect()
+    }
+
     /// The records that rebuild the current state from nothing: a snapshot, to compact a long
     /// log. Replaying them gives a state equal to this one.
     pub fn snapshot(&self) -> Vec<Record> {
@@ -310,6 +326,10 @@ impl Model {
                 Err(e) => Err(RequestError::Common(e)),
             },
             Request::Readiness => Ok(Reply::Ready),
+            Request::StateDigest => Ok(Reply::Resource {
+                status: 200,
+                body: serde_json::json!({"sha256": self.state_digest()}),
+            }),
         };
         result.unwrap_or_else(Reply::Error)
     }

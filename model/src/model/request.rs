@@ -58,6 +58,9 @@ pub enum Request {
     },
     /// Whether the server is ready to serve (`/readyz`, `/v1/status/ready`).
     Readiness,
+    /// A digest of the durable state (`GET /v1/state`): replicas at the same log position
+    /// must have the same ([`crate::Model::state_digest`]).
+    StateDigest,
     /// A call on the proxy to the registered API `re-<re>-<id>`, with the caller's binding key.
     Proxy {
         /// The service's `re-<re>-<id>` name.

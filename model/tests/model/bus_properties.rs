@@ -478,8 +478,11 @@ proptest! {
         // are owed stay stored.
         let restored = Model::replay(config(), seed.into(), world.log.clone());
         prop_assert!(restored.state() == world.model.state());
+        // What replicas compare: the same records applied, the same digest.
+        prop_assert_eq!(restored.state_digest(), world.model.state_digest());
         let mut from_snapshot = Model::replay(config(), seed.into(), world.model.snapshot());
         prop_assert!(from_snapshot.state() == world.model.state());
+        prop_assert_eq!(from_snapshot.state_digest(), world.model.state_digest());
         prop_assert!(from_snapshot.poll_delivery().is_none());
     }
 }

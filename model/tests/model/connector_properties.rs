@@ -282,6 +282,12 @@ proptest! {
         // A snapshot rebuilds the same state as the full log.
         let compacted = ace_model::Model::replay(run.h.model.config().clone(), 0.into(), run.h.model.snapshot());
         prop_assert_eq!(compacted.state(), run.h.model.state());
+        prop_assert_eq!(compacted.state_digest(), run.h.model.state_digest());
+        // A digest tells states apart: one more record, another digest.
+        let mut more = compacted;
+        let before = more.state_digest();
+        more.apply_record(&ace_model::Record::IncarnationsUsed { last: u64::MAX });
+        prop_assert_ne!(more.state_digest(), before);
     }
 
     #[test]

@@ -164,10 +164,11 @@ fn request_variant(r: &Request) -> &'static str {
         Request::Bus(_) => "Bus",
         Request::Document { .. } => "Document",
         Request::Readiness => "Readiness",
+        Request::StateDigest => "StateDigest",
         Request::Proxy { .. } => "Proxy",
     }
 }
-const REQUEST_VARIANTS: usize = 9;
+const REQUEST_VARIANTS: usize = 10;
 
 fn gateway_call_variant(c: &GatewayCall) -> &'static str {
     match c {
@@ -528,6 +529,7 @@ fn requests() -> Vec<Request> {
             token: None,
         },
         Request::Readiness,
+        Request::StateDigest,
         Request::Proxy {
             service: "re-ec-id".into(),
             binding_key: Some("key".into()),

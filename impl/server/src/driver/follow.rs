@@ -191,6 +191,10 @@ impl<S: Store> Driver<S> {
             // tells the sender nothing was decided.
             return;
         }
+        if let Request::StateDigest = job.request {
+            let _ = job.reply.send(self.state_digest(false));
+            return;
+        }
         if let Request::Readiness = job.request {
             let reply = match *replica.lease.borrow() {
                 Lease::Follow { leader: true } | Lease::Lead { .. } => Reply::Ready,

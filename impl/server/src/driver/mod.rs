@@ -317,6 +317,7 @@ impl<S: Store> Driver<S> {
     async fn lead(&mut self, mut replica: Option<&mut ReplicaPorts>) -> Result<Led, StoreError> {
         let mut batch = Vec::with_capacity(MAX_BATCH);
         let mut replies = Vec::with_capacity(MAX_BATCH);
+        let mut digests = Vec::new();
         let mut records = Vec::new();
         let mut snapshot_len = self.store.len();
         #[cfg(feature = "bug-zoo")]
@@ -375,6 +376,11 @@ impl<S: Store> Driver<S> {
                 }
             }
             for job in batch.drain(..) {
+                if let Request::StateDigest = job.request {
+                    // Answered once this batch is durable, from the state at the log's end.
+                    digests.push(job.reply);
+                    continue;
+                }
                 let reply = self.model.handle_request(now(&self.clock), job.request);
                 replies.push((reply, job.reply, job.forwarded));
             }
@@ -409,6 +415,9 @@ impl<S: Store> Driver<S> {
             }
             // Before any reply of this batch is released, so an acknowledged unbind is in force.
             self.install_proxy_table();
+            for tx in digests.drain(..) {
+                let _ = tx.send(self.state_digest(true));
+            }
             for (reply, tx, _) in replies.drain(..) {
                 // The caller may have gone (client hung up); its change is durable regardless.
                 let _ = tx.send(reply);
@@ -506,6 +515,20 @@ impl<S: Store> Driver<S> {
             }
         }
         Ok(Led::LostLead)
+    }
+
+    /// `GET /v1/state`: where the state is in the log and its digest. Asked between batches,
+    /// when everything the model decided is durable, so that replicas at the same position
+    /// must give the same digest.
+    fn state_digest(&self, leading: bool) -> Reply {
+        Reply::Resource {
+            status: 200,
+            body: serde_json::json!({
+                "applied": self.store.applied_seq(),
+                "leading": leading,
+                "sha256": self.model.state_digest(),
+            }),
+        }
     }
 
     /// Tells the model whether the store is over its budget, when that changes.

@@ -40,6 +40,12 @@ pub async fn route(app: &App, req: hyper::Request<Incoming>) -> Response {
                 Err(e) => reply::unavailable(e),
             };
         }
+        (["v1", "state"], &Method::GET) => {
+            return match app.ask(Request::StateDigest).await {
+                Ok(reply) => from_reply(&reply),
+                Err(e) => reply::unavailable(e),
+            };
+        }
         (["metrics"], &Method::GET) => {
             return respond(
                 200,

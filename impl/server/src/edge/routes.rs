@@ -52,6 +52,7 @@ pub const ROUTES: &[(Surface, &str, &str)] = &[
     (Surface::Admin, "GET", "/healthz"),
     (Surface::Admin, "GET", "/readyz"),
     (Surface::Admin, "GET", "/metrics"),
+    (Surface::Admin, "GET", "/v1/state"),
     (Surface::Admin, "GET", "/v1/api.yaml"),
     (Surface::Admin, "GET", "/v1/remoteenvironments"),
     (Surface::Admin, "GET", "/v1/remoteenvironments/{name}"),

@@ -220,6 +220,7 @@ async fn every_replica_serves_and_reads_back_what_another_acknowledged() {
         let r = t.send(Method::GET, &t.admin("/readyz"), None, None).await;
         assert_eq!(r.status, 200, "{}", r.text());
     }
+    replicas_converge(&replicas).await;
 }
 
 /// Activates `shop` in `prod` and subscribes a subscriber answering as `behaviour` to
@@ -557,15 +558,22 @@ async fn killing_every_nats_node_loses_nothing_the_replicas_acknowledged() {
     ids.push(publish_until_taken(l, "after-a", Duration::from_secs(60)).await);
     ids.push(publish_until_taken(f, "after-b", Duration::from_secs(60)).await);
     subscriber::all_delivered(&subscriber, &ids).await;
+    nodes_agree(&cluster, "ALLDOWN").await;
+    replicas_converge(&replicas).await;
     let _ = &replicas.dirs;
+}
+
+/// The JetStream API of `cluster`, through its first node.
+async fn jetstream_api(cluster: &Cluster) -> async_nats::jetstream::Context {
+    let client = async_nats::connect(cluster.urls()[0].as_str())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    async_nats::jetstream::new(client)
 }
 
 /// The name (`n1`, `n2`, `n3`) of the NATS node that leads `stream`, once one does.
 async fn stream_leader(cluster: &Cluster, stream: &str) -> usize {
-    let client = async_nats::connect(cluster.urls()[0].as_str())
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    let js = async_nats::jetstream::new(client);
+    let js = jetstream_api(cluster).await;
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         if let Ok(s) = js.get_stream(stream).await
@@ -579,6 +587,67 @@ async fn stream_leader(cluster: &Cluster, stream: &str) -> usize {
         }
         assert!(Instant::now() < deadline, "stream {stream} has no leader");
         tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Asserts that every running replica reaches the same log position with the same state
+/// digest (`GET /v1/state`) within 20 s, once nothing more is written.
+async fn replicas_converge(replicas: &Replicas) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let mut states = Vec::new();
+        for t in replicas.servers.iter().flatten() {
+            let r = t.send(Method::GET, &t.admin("/v1/state"), None, None).await;
+            assert_eq!(r.status, 200, "{}", r.text());
+            let state = r.json();
+            let sha = state["sha256"].as_str().unwrap_or_default().to_owned();
+            assert_eq!(sha.len(), 64, "{state}");
+            states.push((state["applied"].as_u64().unwrap_or(0), sha));
+        }
+        if states.windows(2).all(|w| w[0] == w[1]) {
+            return;
+        }
+        // The same position with another digest is a divergence, not a lag.
+        for w in states.windows(2) {
+            assert!(
+                w[0].0 != w[1].0 || w[0].1 == w[1].1,
+                "two replicas at position {} have different states: {states:?}",
+                w[0].0
+            );
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the replicas did not reach the same position: {states:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Asserts that the three NATS nodes agree on `stream` within 20 s: one leads, and both
+/// others are current, online and not behind it.
+async fn nodes_agree(cluster: &Cluster, stream: &str) {
+    let js = jetstream_api(cluster).await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let cluster_info = match js.get_stream(stream).await {
+            Ok(s) => s.get_info().await.ok().and_then(|i| i.cluster),
+            Err(_) => None,
+        };
+        let agreed = cluster_info.as_ref().is_some_and(|c| {
+            c.leader.is_some()
+                && c.replicas.len() == 2
+                && c.replicas
+                    .iter()
+                    .all(|p| p.current && !p.offline && p.lag.unwrap_or(0) == 0)
+        });
+        if agreed {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the NATS nodes do not agree on {stream}: {cluster_info:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
 
@@ -641,6 +710,8 @@ async fn killing_the_stream_leader_loses_nothing_the_replicas_acknowledged() {
     ids.push(publish_until_taken(l, "after-l", Duration::from_secs(30)).await);
     ids.push(publish_until_taken(f, "after-f", Duration::from_secs(30)).await);
     subscriber::all_delivered(&subscriber, &ids).await;
+    nodes_agree(&cluster, "SLEAD").await;
+    replicas_converge(&replicas).await;
     let _ = &replicas.dirs;
 }
 
@@ -696,6 +767,7 @@ async fn an_activation_deleted_while_publishing_stops_every_later_push() {
     // Wait until the subscriber had time to get everything it is owed.
     tokio::time::sleep(Duration::from_secs(2)).await;
     let got = subscriber.delivered_ids();
+    replicas_converge(&replicas).await;
     let pushed_late: Vec<&String> = after.iter().filter(|id| got.contains(id)).collect();
     assert!(
         pushed_late.is_empty(),
@@ -793,5 +865,6 @@ async fn dead_letters_outlive_the_leader_and_are_replayed_from_the_survivor() {
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(r.json(), json!({"replayed": 3}));
     subscriber::all_delivered(&subscriber, &ids).await;
+    replicas_converge(&replicas).await;
     let _ = &replicas.dirs;
 }

@@ -703,3 +703,45 @@ async fn admin_documents_of_the_wrong_shape_are_refused_and_change_nothing() {
     assert_eq!(r.status, 405);
     assert_eq!(r.headers["allow"], "GET");
 }
+
+/// `GET /v1/state` (admin, authenticated): the log position and a digest of the state, which
+/// changes with a write and not with a read.
+#[tokio::test]
+async fn the_state_digest_follows_the_log() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let t = start(dir.path()).await;
+    let state = async || {
+        let r = t.send(Method::GET, &t.admin("/v1/state"), None, None).await;
+        assert_eq!(r.status, 200, "{}", r.text());
+        let body = r.json();
+        assert_eq!(
+            body["leading"],
+            json!(true),
+            "a server alone decides: {body}"
+        );
+        (
+            body["applied"].as_u64().unwrap_or_default(),
+            body["sha256"].as_str().unwrap_or_default().to_owned(),
+        )
+    };
+    let (_, first) = state().await;
+    assert_eq!(first.len(), 64);
+    assert!(first.chars().all(|c| c.is_ascii_hexdigit()), "{first}");
+    assert_eq!(state().await.1, first, "a read changes nothing");
+    assert_eq!(t.apply_re("shop").await.status / 100, 2);
+    let (_, second) = state().await;
+    assert_ne!(second, first, "a write changes the state");
+
+    let anonymous = ace_client::request(
+        &ace_client::TokioNet,
+        Method::GET,
+        &t.admin("/v1/state"),
+        &[],
+        None,
+        None,
+        std::time::Duration::from_secs(5),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(anonymous.status, 401, "the admin token is required");
+}
