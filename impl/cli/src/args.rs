@@ -457,6 +457,16 @@ pub struct ServeArgs {
     /// NATS credentials file (.creds), if the servers require one.
     #[arg(long, env = "ACE_NATS_CREDS")]
     pub nats_creds: Option<PathBuf>,
+    /// PEM file of the CA certificate(s) that sign the NATS servers' certificates: ACE then
+    /// talks to them over TLS only, verifying them against it (`tls://` URLs, or `nats://`).
+    #[arg(long, env = "ACE_NATS_CA")]
+    pub nats_ca: Option<PathBuf>,
+    /// PEM client certificate for NATS servers that verify their clients (with --nats-key).
+    #[arg(long, env = "ACE_NATS_CERT", requires = "nats_key")]
+    pub nats_cert: Option<PathBuf>,
+    /// PEM private key of --nats-cert.
+    #[arg(long, env = "ACE_NATS_KEY", requires = "nats_cert")]
+    pub nats_key: Option<PathBuf>,
     /// Size limit of the stream, when ACE creates it, e.g. 10GiB; at it the servers refuse
     /// new messages (never dropping old ones), so ACE refuses publishes with 507 once events
     /// fill a quarter of it (the log and its snapshots need the rest) [default: none].
@@ -581,6 +591,22 @@ impl ServeArgs {
                     .or(file.nats_replicas)
                     .map_or(d.replicas, |n| usize::try_from(n).unwrap_or(1)),
                 credentials: self.nats_creds.clone().or_else(|| file.nats_creds.clone()),
+                tls: ace_server::store::jetstream::NatsTls {
+                    ca: self.nats_ca.clone().or_else(|| file.nats_ca.clone()),
+                    client: match (
+                        self.nats_cert.clone().or_else(|| file.nats_cert.clone()),
+                        self.nats_key.clone().or_else(|| file.nats_key.clone()),
+                    ) {
+                        (Some(cert), Some(key)) => Some((cert, key)),
+                        (None, None) => None,
+                        _ => {
+                            return Err(
+                                "--nats-cert and --nats-key go together: give both or neither"
+                                    .into(),
+                            );
+                        }
+                    },
+                },
                 max_bytes: self.nats_max_bytes.or(file.nats_max_bytes),
                 unavailable_timeout: self
                     .nats_unavailable_timeout

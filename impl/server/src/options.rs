@@ -13,6 +13,10 @@ use crate::pki::KeyKind;
 
 /// Which store `ace serve` keeps its records in.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "made once per server from its options; its size costs nothing"
+)]
 pub enum StoreKind {
     /// The embedded store: `ace.redb` and its journal in the data directory.
     #[default]

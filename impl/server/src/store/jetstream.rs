@@ -38,7 +38,7 @@
 //! Positions are `(stream sequence of the batch's first message) << 32 | index in batch`.
 
 use std::collections::{BTreeMap, VecDeque};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -71,6 +71,8 @@ pub struct JetStreamOptions {
     pub replicas: usize,
     /// A NATS credentials file (`.creds`), if the servers require one.
     pub credentials: Option<PathBuf>,
+    /// TLS to the servers.
+    pub tls: NatsTls,
     /// The stream's size limit in bytes (when ACE creates it); `None` for none. At it the
     /// servers refuse new messages rather than dropping old ones.
     pub max_bytes: Option<u64>,
@@ -87,11 +89,23 @@ impl Default for JetStreamOptions {
             stream: "ACE".into(),
             replicas: 3,
             credentials: None,
+            tls: NatsTls::default(),
             max_bytes: None,
             unavailable_timeout: Duration::from_secs(30),
             replica: crate::replica::ReplicaOptions::default(),
         }
     }
+}
+
+/// TLS to the NATS servers (`tls://` URLs, or any URL once a CA is given).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct NatsTls {
+    /// PEM file of the CA certificate(s) that sign the servers' certificates: the
+    /// connection is then TLS only, verified against them.
+    pub ca: Option<PathBuf>,
+    /// PEM files of a client certificate and its private key, for servers that verify
+    /// their clients.
+    pub client: Option<(PathBuf, PathBuf)>,
 }
 
 /// The subjects of one stream.
@@ -358,6 +372,16 @@ fn parse_part(value: &str) -> Option<(usize, usize)> {
     (1..=k).contains(&i).then_some((i, k))
 }
 
+/// An error naming `what` unless `path` can be read.
+fn readable(what: &str, path: &Path) -> Result<(), StoreError> {
+    std::fs::File::open(path).map(drop).map_err(|e| {
+        StoreError::Io(std::io::Error::new(
+            e.kind(),
+            format!("{what} {}: {e}", path.display()),
+        ))
+    })
+}
+
 fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers.get(name).map(|v| v.as_str())
 }
@@ -374,6 +398,15 @@ impl JetStreamStore {
             connect = connect.credentials_file(path).await.map_err(|e| {
                 StoreError::Unavailable(format!("NATS credentials {}: {e}", path.display()))
             })?;
+        }
+        if let Some(ca) = &options.tls.ca {
+            readable("the NATS CA file", ca)?;
+            connect = connect.add_root_certificates(ca.clone()).require_tls(true);
+        }
+        if let Some((cert, key)) = &options.tls.client {
+            readable("the NATS client certificate", cert)?;
+            readable("the NATS client key", key)?;
+            connect = connect.add_client_certificate(cert.clone(), key.clone());
         }
         let addrs = options
             .servers

@@ -308,3 +308,88 @@ async fn a_server_with_another_ca_is_refused_by_the_stream() {
         Ok(_) => panic!("a server with another CA must not start on the stream"),
     }
 }
+
+/// A CA, a certificate for a NATS server on 127.0.0.1 and a client certificate, as PEM files
+/// in `dir`: `(ca, server cert, server key, client cert, client key)`.
+fn tls_files(
+    dir: &std::path::Path,
+) -> (
+    std::path::PathBuf,
+    std::path::PathBuf,
+    std::path::PathBuf,
+    std::path::PathBuf,
+    std::path::PathBuf,
+) {
+    use rcgen::{
+        BasicConstraints, CertificateParams, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+    };
+    let fail = |e: rcgen::Error| -> ! { panic!("{e}") };
+    let write = |name: &str, pem: String| {
+        let path = dir.join(name);
+        std::fs::write(&path, pem).unwrap_or_else(|e| panic!("{e}"));
+        path
+    };
+    let ca_key = KeyPair::generate().unwrap_or_else(|e| fail(e));
+    let mut ca = CertificateParams::new(Vec::new()).unwrap_or_else(|e| fail(e));
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca_pem = ca.self_signed(&ca_key).unwrap_or_else(|e| fail(e)).pem();
+    let issuer = Issuer::new(ca, ca_key);
+    let leaf = |names: Vec<String>, usage: ExtendedKeyUsagePurpose| {
+        let key = KeyPair::generate().unwrap_or_else(|e| fail(e));
+        let mut params = CertificateParams::new(names).unwrap_or_else(|e| fail(e));
+        params.extended_key_usages = vec![usage];
+        let cert = params.signed_by(&key, &issuer).unwrap_or_else(|e| fail(e));
+        (cert.pem(), key.serialize_pem())
+    };
+    let (server_pem, server_key) = leaf(
+        vec!["127.0.0.1".into(), "localhost".into()],
+        ExtendedKeyUsagePurpose::ServerAuth,
+    );
+    let (client_pem, client_key) = leaf(vec!["ace".into()], ExtendedKeyUsagePurpose::ClientAuth);
+    (
+        write("ca.pem", ca_pem),
+        write("server.pem", server_pem),
+        write("server-key.pem", server_key),
+        write("client.pem", client_pem),
+        write("client-key.pem", client_key),
+    )
+}
+
+/// NATS servers that require TLS and verify their clients: the store connects with the CA
+/// and a client certificate (`--nats-ca`, `--nats-cert`, `--nats-key`) and works; without the
+/// CA, or without the client certificate, it is refused; a missing file is named.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_store_talks_tls_to_servers_that_require_it_and_verify_clients() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let (ca, server_cert, server_key, client_cert, client_key) = tls_files(dir.path());
+    let cluster = Cluster::start_with(
+        1,
+        &format!(
+            "tls {{\n  cert_file: \"{}\"\n  key_file: \"{}\"\n  ca_file: \"{}\"\n  verify: true\n  timeout: 5\n}}",
+            server_cert.display(),
+            server_key.display(),
+            ca.display()
+        ),
+    );
+    let mut opts = options(&cluster, "TLS");
+    opts.unavailable_timeout = Duration::from_secs(2);
+
+    let refused = |r: Result<JetStreamStore, StoreError>| match r {
+        Ok(_) => panic!("the store connected"),
+        Err(e) => e.to_string(),
+    };
+    refused(JetStreamStore::open(&opts).await);
+    opts.tls.ca = Some(ca.clone());
+    refused(JetStreamStore::open(&opts).await);
+
+    opts.tls.client = Some((client_cert.clone(), client_key));
+    let mut s = open(&opts).await;
+    append(&mut s, vec![record(1)]).await;
+    drop(s);
+    let mut s = open(&opts).await;
+    assert_eq!(load(&mut s).await, vec![record(1)], "read back over TLS");
+
+    opts.tls.client = Some((client_cert, dir.path().join("missing-key.pem")));
+    let e = refused(JetStreamStore::open(&opts).await);
+    assert!(e.contains("missing-key.pem"), "{e}");
+}

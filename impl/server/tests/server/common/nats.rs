@@ -61,8 +61,14 @@ impl Cluster {
     /// a node that exits (`address already in use`) has the whole cluster started again on
     /// other ports, up to five times.
     pub fn start(n: usize) -> Cluster {
+        Self::start_with(n, "")
+    }
+
+    /// The same, with `extra` added to every node's configuration (a `tls { ... }` block,
+    /// say).
+    pub fn start_with(n: usize, extra: &str) -> Cluster {
         for _ in 0..5 {
-            let mut cluster = Self::configure(n);
+            let mut cluster = Self::configure(n, extra);
             if (0..n).all(|i| cluster.try_start(i)) {
                 return cluster;
             }
@@ -71,7 +77,7 @@ impl Cluster {
     }
 
     /// Picks ports and writes the nodes' configurations.
-    fn configure(n: usize) -> Cluster {
+    fn configure(n: usize, extra: &str) -> Cluster {
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
         let ports: Vec<(u16, u16)> = (0..n).map(|_| (free_port(), free_port())).collect();
         let routes: Vec<String> = ports
@@ -95,7 +101,7 @@ impl Cluster {
                 &config,
                 format!(
                     "server_name: {name}\nlisten: 127.0.0.1:{port}\n\
-                     max_payload: 8MB\njetstream {{\n  store_dir: \"{}\"\n  sync_interval: always\n}}\n{cluster}",
+                     max_payload: 8MB\njetstream {{\n  store_dir: \"{}\"\n  sync_interval: always\n}}\n{cluster}{extra}\n",
                     store.display()
                 ),
             )
@@ -192,6 +198,64 @@ impl Cluster {
             std::thread::sleep(Duration::from_millis(20));
         }
         !exited(node)
+    }
+}
+
+#[cfg(feature = "jetstream")]
+impl Cluster {
+    /// The JetStream API of `cluster`, through its first node.
+    pub async fn jetstream_api(&self) -> async_nats::jetstream::Context {
+        let client = async_nats::connect(self.urls()[0].as_str())
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        async_nats::jetstream::new(client)
+    }
+
+    /// Which node (0 for `n1`, ...) leads `stream`, once one does.
+    pub async fn stream_leader(&self, stream: &str) -> usize {
+        let js = self.jetstream_api().await;
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Ok(s) = js.get_stream(stream).await
+                && let Ok(info) = s.get_info().await
+                && let Some(leader) = info.cluster.and_then(|c| c.leader)
+                && let Some(i) = leader
+                    .strip_prefix('n')
+                    .and_then(|n| n.parse::<usize>().ok())
+            {
+                return i - 1;
+            }
+            assert!(Instant::now() < deadline, "stream {stream} has no leader");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Asserts that the three NATS nodes agree on `stream` within 20 s: one leads, and both
+    /// others are current, online and not behind it.
+    pub async fn nodes_agree(&self, stream: &str) {
+        let js = self.jetstream_api().await;
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let cluster_info = match js.get_stream(stream).await {
+                Ok(s) => s.get_info().await.ok().and_then(|i| i.cluster),
+                Err(_) => None,
+            };
+            let agreed = cluster_info.as_ref().is_some_and(|c| {
+                c.leader.is_some()
+                    && c.replicas.len() == 2
+                    && c.replicas
+                        .iter()
+                        .all(|p| p.current && !p.offline && p.lag.unwrap_or(0) == 0)
+            });
+            if agreed {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the NATS nodes do not agree on {stream}: {cluster_info:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
     }
 }
 
