@@ -558,36 +558,9 @@ async fn killing_every_nats_node_loses_nothing_the_replicas_acknowledged() {
     ids.push(publish_until_taken(l, "after-a", Duration::from_secs(60)).await);
     ids.push(publish_until_taken(f, "after-b", Duration::from_secs(60)).await);
     subscriber::all_delivered(&subscriber, &ids).await;
-    nodes_agree(&cluster, "ALLDOWN").await;
+    cluster.nodes_agree("ALLDOWN").await;
     replicas_converge(&replicas).await;
     let _ = &replicas.dirs;
-}
-
-/// The JetStream API of `cluster`, through its first node.
-async fn jetstream_api(cluster: &Cluster) -> async_nats::jetstream::Context {
-    let client = async_nats::connect(cluster.urls()[0].as_str())
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    async_nats::jetstream::new(client)
-}
-
-/// The name (`n1`, `n2`, `n3`) of the NATS node that leads `stream`, once one does.
-async fn stream_leader(cluster: &Cluster, stream: &str) -> usize {
-    let js = jetstream_api(cluster).await;
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        if let Ok(s) = js.get_stream(stream).await
-            && let Ok(info) = s.get_info().await
-            && let Some(leader) = info.cluster.and_then(|c| c.leader)
-            && let Some(i) = leader
-                .strip_prefix('n')
-                .and_then(|n| n.parse::<usize>().ok())
-        {
-            return i - 1;
-        }
-        assert!(Instant::now() < deadline, "stream {stream} has no leader");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 /// Asserts that every running replica reaches the same log position with the same state
@@ -620,34 +593,6 @@ async fn replicas_converge(replicas: &Replicas) {
             "the replicas did not reach the same position: {states:?}"
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-/// Asserts that the three NATS nodes agree on `stream` within 20 s: one leads, and both
-/// others are current, online and not behind it.
-async fn nodes_agree(cluster: &Cluster, stream: &str) {
-    let js = jetstream_api(cluster).await;
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let cluster_info = match js.get_stream(stream).await {
-            Ok(s) => s.get_info().await.ok().and_then(|i| i.cluster),
-            Err(_) => None,
-        };
-        let agreed = cluster_info.as_ref().is_some_and(|c| {
-            c.leader.is_some()
-                && c.replicas.len() == 2
-                && c.replicas
-                    .iter()
-                    .all(|p| p.current && !p.offline && p.lag.unwrap_or(0) == 0)
-        });
-        if agreed {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the NATS nodes do not agree on {stream}: {cluster_info:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
 
@@ -689,7 +634,7 @@ async fn killing_the_stream_leader_loses_nothing_the_replicas_acknowledged() {
     let leader = replicas.leader().await;
     let (l, f) = (replicas.get(leader), replicas.get(1 - leader));
     let subscriber = activated_subscriber(l, subscriber::always(200)).await;
-    let node = stream_leader(&cluster, "SLEAD").await;
+    let node = cluster.stream_leader("SLEAD").await;
     let (stop, never) = (AtomicBool::new(false), AtomicBool::new(false));
     let chaos = async {
         tokio::time::sleep(Duration::from_millis(800)).await;
@@ -710,7 +655,7 @@ async fn killing_the_stream_leader_loses_nothing_the_replicas_acknowledged() {
     ids.push(publish_until_taken(l, "after-l", Duration::from_secs(30)).await);
     ids.push(publish_until_taken(f, "after-f", Duration::from_secs(30)).await);
     subscriber::all_delivered(&subscriber, &ids).await;
-    nodes_agree(&cluster, "SLEAD").await;
+    cluster.nodes_agree("SLEAD").await;
     replicas_converge(&replicas).await;
     let _ = &replicas.dirs;
 }
