@@ -813,3 +813,49 @@ async fn dead_letters_outlive_the_leader_and_are_replayed_from_the_survivor() {
     replicas_converge(&replicas).await;
     let _ = &replicas.dirs;
 }
+
+/// Chaos scenario, racing writes: one service identifier registered through both replicas
+/// at once, ten times over: each time exactly one registration is taken and the other is
+/// refused (identifiers are unique within an RE), and both replicas list each service once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_identifier_registered_through_both_replicas_at_once_is_taken_once() {
+    let cluster = Cluster::start(3);
+    let replicas = Replicas::start(&cluster, "IDENT", 2).await;
+    let leader = replicas.leader().await;
+    let (l, f) = (replicas.get(leader), replicas.get(1 - leader));
+    assert_eq!(l.apply_re("ec").await.status / 100, 2);
+    let me = l.onboard("ec").await;
+    let path = "/ec/v1/metadata/services";
+    let (url_l, url_f) = (l.gateway(path), f.gateway(path));
+    for n in 0..10 {
+        let body = crate::common::service_body(&format!("orders-{n}"));
+        let (a, b) = tokio::join!(
+            l.send(Method::POST, &url_l, Some(&body), Some(&me)),
+            f.send(Method::POST, &url_f, Some(&body), Some(&me)),
+        );
+        let mut statuses = [a.status, b.status];
+        statuses.sort_unstable();
+        assert_eq!(statuses[0], 200, "{} / {}", a.text(), b.text());
+        assert!(
+            (400..500).contains(&statuses[1]),
+            "identifier orders-{n} taken twice: {} / {}",
+            a.text(),
+            b.text()
+        );
+    }
+    for t in [l, f] {
+        let list = t.send(Method::GET, &t.gateway(path), None, Some(&me)).await;
+        let mut identifiers: Vec<String> = list
+            .json()
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|s| s["identifier"].as_str().unwrap_or_default().to_owned())
+            .collect();
+        identifiers.sort();
+        let mut expected: Vec<String> = (0..10).map(|n| format!("orders-{n}")).collect();
+        expected.sort();
+        assert_eq!(identifiers, expected, "each service listed once");
+    }
+    replicas_converge(&replicas).await;
+}
