@@ -5,16 +5,18 @@ use sha1::{Digest, Sha1};
 /// Longest DNS-1123 label.
 pub const DNS1123_LABEL_MAX: usize = 63;
 
-/// Why a name is not a DNS-1123 label.
-pub fn dns1123_label_problem(name: &str) -> Option<String> {
+/// Why a name is empty or longer than `max`.
+fn length_problem(name: &str, max: usize) -> Option<String> {
     if name.is_empty() {
         return Some("must not be empty".to_owned());
     }
-    if name.len() > DNS1123_LABEL_MAX {
-        return Some(format!(
-            "must be no more than {DNS1123_LABEL_MAX} characters, got {}",
-            name.len()
-        ));
+    (name.len() > max).then(|| format!("must be no more than {max} characters, got {}", name.len()))
+}
+
+/// Why a name is not a DNS-1123 label.
+pub fn dns1123_label_problem(name: &str) -> Option<String> {
+    if let Some(problem) = length_problem(name, DNS1123_LABEL_MAX) {
+        return Some(problem);
     }
     let valid_char = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-';
     if let Some(bad) = name.chars().find(|&c| !valid_char(c)) {
@@ -24,6 +26,32 @@ pub fn dns1123_label_problem(name: &str) -> Option<String> {
     }
     if name.starts_with('-') || name.ends_with('-') {
         return Some("must start and end with an alphanumeric character".to_owned());
+    }
+    None
+}
+
+/// Longest DNS-1123 subdomain.
+pub const DNS1123_SUBDOMAIN_MAX: usize = 253;
+
+/// Why a name is not a DNS-1123 subdomain: labels joined by dots, at most 253 characters, as
+/// Kubernetes requires of a custom resource's name (a namespace must be a label).
+pub fn dns1123_subdomain_problem(name: &str) -> Option<String> {
+    if let Some(problem) = length_problem(name, DNS1123_SUBDOMAIN_MAX) {
+        return Some(problem);
+    }
+    let valid_char = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.';
+    if let Some(bad) = name.chars().find(|&c| !valid_char(c)) {
+        return Some(format!(
+            "must consist of lower case alphanumeric characters, '-' or '.', found {bad:?}"
+        ));
+    }
+    let bad_part = |part: &str| part.is_empty() || part.starts_with('-') || part.ends_with('-');
+    if name.split('.').any(bad_part) {
+        return Some(
+            "must start and end with an alphanumeric character, and so must every part \
+             between dots"
+                .to_owned(),
+        );
     }
     None
 }
@@ -85,6 +113,36 @@ mod tests {
             &"a".repeat(64),
         ] {
             assert!(dns1123_label_problem(bad).is_some(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn accepts_dns1123_subdomains() {
+        for ok in [
+            "stage.commerce.kyma.local",
+            "a",
+            "ec-default",
+            "0.1-a.b2",
+            &format!("{}.{}", "a".repeat(63), "b".repeat(189)),
+        ] {
+            assert_eq!(dns1123_subdomain_problem(ok), None, "{ok}");
+        }
+    }
+
+    #[test]
+    fn rejects_names_that_are_not_dns1123_subdomains() {
+        for bad in [
+            "",
+            "Stage.commerce",
+            "sub_1",
+            ".lead",
+            "trail.",
+            "a..b",
+            "a.-b",
+            "a-.b",
+            &"a".repeat(254),
+        ] {
+            assert!(dns1123_subdomain_problem(bad).is_some(), "{bad}");
         }
     }
 

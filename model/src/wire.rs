@@ -62,6 +62,9 @@ const STATIC_NAMES: &[&str] = &[
     // URLs of a service definition (`MetadataError::EgressRefused`).
     "targetUrl",
     "credentials.oauth.url",
+    // What a name must be (`ResourceError::InvalidName`).
+    "label",
+    "subdomain",
 ];
 
 /// A `&'static str` as its text, read back as the entry of [`STATIC_NAMES`] with that text

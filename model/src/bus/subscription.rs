@@ -169,12 +169,15 @@ impl ActivatedCondition {
 /// Why an admin request on an EventActivation or Subscription was refused.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ResourceError {
-    /// A namespace or name is not a DNS-1123 label.
+    /// A namespace is not a DNS-1123 label, or a name not a DNS-1123 subdomain.
     InvalidName {
         /// `namespace` or the kind.
         // `std::primitive::str`, not `str`: see `crate::wire::static_str`.
         #[serde(with = "crate::wire::static_str")]
         kind: &'static std::primitive::str,
+        /// `label` or `subdomain`: what the name must be.
+        #[serde(with = "crate::wire::static_str")]
+        rule: &'static std::primitive::str,
         /// The name.
         name: String,
         /// Why.
@@ -214,9 +217,10 @@ impl ResourceError {
         match self {
             ResourceError::InvalidName {
                 kind,
+                rule,
                 name,
                 problem,
-            } => format!("Invalid {kind} name {name:?}: a DNS-1123 label {problem}."),
+            } => format!("Invalid {kind} name {name:?}: a DNS-1123 {rule} {problem}."),
             ResourceError::InvalidSpec { kind, problem } => format!("Invalid {kind}: {problem}."),
             ResourceError::NotFound { kind, key } => format!("{kind} {key} not found."),
         }
@@ -228,21 +232,36 @@ impl ResourceError {
     }
 }
 
-/// Checks that `namespace` and `name` are DNS-1123 labels.
+/// Checks that `namespace` is a DNS-1123 label and `name` a DNS-1123 subdomain (as
+/// Kubernetes checks a custom resource's name: an EventActivation may be named after its
+/// source id, `stage.commerce.kyma.local`).
 pub(crate) fn check_names(
     kind: &'static str,
     namespace: &str,
     name: &str,
 ) -> Result<(), ResourceError> {
-    for (kind, value) in [("namespace", namespace), (kind, name)] {
-        if let Some(problem) = names::dns1123_label_problem(value) {
-            return Err(ResourceError::InvalidName {
+    let check = |kind: &'static str, rule: &'static str, value: &str, problem: Option<String>| {
+        problem.map_or(Ok(()), |problem| {
+            Err(ResourceError::InvalidName {
                 kind,
+                rule,
                 name: value.to_owned(),
                 problem,
-            });
-        }
-    }
+            })
+        })
+    };
+    check(
+        "namespace",
+        "label",
+        namespace,
+        names::dns1123_label_problem(namespace),
+    )?;
+    check(
+        kind,
+        "subdomain",
+        name,
+        names::dns1123_subdomain_problem(name),
+    )?;
     Ok(())
 }
 

@@ -791,6 +791,43 @@ fn subscription_constraints_are_400_naming_the_field() {
     insta::assert_json_snapshot!("subscription_errors", bodies);
 }
 
+/// Names are checked as Kubernetes checks a custom resource's: an EventActivation named
+/// after its source id (dots) is taken, as is a dotted Subscription name; a namespace must
+/// still be a label, and a name with an empty or dashed part between dots is refused.
+#[test]
+fn activation_and_subscription_names_are_dns1123_subdomains() {
+    let mut h = Harness::new();
+    let activate = |h: &mut Harness, ns: &str, name: &str| {
+        h.req(BusRequest::ApplyActivation {
+            namespace: ns.into(),
+            name: name.into(),
+            spec: ActivationSpec {
+                source_id: "stage.commerce.kyma.local".into(),
+                display_name: "Stage".into(),
+            },
+        })
+    };
+    assert_eq!(
+        activate(&mut h, "prod", "stage.commerce.kyma.local").status(),
+        201
+    );
+    assert_eq!(
+        h.subscribe("prod", "orders.v1", spec("https://x")).status(),
+        201
+    );
+    for (ns, name, says) in [
+        ("prod", "a..b", "a DNS-1123 subdomain must start and end"),
+        ("prod", "-a.b", "a DNS-1123 subdomain must start and end"),
+        ("prod", "Stage.x", "a DNS-1123 subdomain must consist of"),
+        ("prod.eu", "ok", "a DNS-1123 label must consist of"),
+    ] {
+        let reply = activate(&mut h, ns, name);
+        assert_eq!(reply.status(), 400, "{ns}/{name}");
+        let body = reply.body().unwrap_or(Value::Null).to_string();
+        assert!(body.contains(says), "{ns}/{name}: {body}");
+    }
+}
+
 #[test]
 fn subscription_resources_have_the_crd_shape_and_delivery_figures() {
     let mut h = ready();

@@ -759,11 +759,14 @@ fn event_service_errors() -> Vec<EventServiceError> {
 fn resource_errors() -> Vec<ResourceError> {
     let mut out = Vec::new();
     for kind in ["namespace", "EventActivation", "Subscription"] {
-        out.push(ResourceError::InvalidName {
-            kind,
-            name: "Bad".into(),
-            problem: "must be lower case".into(),
-        });
+        for rule in ["label", "subdomain"] {
+            out.push(ResourceError::InvalidName {
+                kind,
+                rule,
+                name: "Bad".into(),
+                problem: "must be lower case".into(),
+            });
+        }
         out.push(ResourceError::InvalidSpec {
             kind,
             problem: "spec.max_inflight must be between 1 and 400, got 0".into(),
