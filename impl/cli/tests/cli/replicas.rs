@@ -63,6 +63,26 @@ async fn leads(server: &ServeProcess) -> bool {
         .any(|l| l.trim() == "ace_replica_leading 1")
 }
 
+/// Through `server`: activates `shop` in `prod` and subscribes `endpoint` to its
+/// `order.created` events (at most 2 pushes at once, 3 s push timeout).
+async fn activate_and_subscribe(server: &ServeProcess, endpoint: &str) {
+    let admin = server.ports.admin_url();
+    let activation = json!({"kind": "EventActivation", "metadata": {"name": "shop"},
+        "spec": {"sourceId": "shop"}});
+    let subscription = json!({"kind": "Subscription", "metadata": {"name": "orders"}, "spec": {
+        "endpoint": endpoint, "include_subscription_name_header": false,
+        "max_inflight": 2, "push_request_timeout_ms": 3000, "event_type": "order.created",
+        "event_type_version": "v1", "source_id": "shop"}});
+    for (path, doc) in [
+        ("eventactivations/shop", activation),
+        ("subscriptions/orders", subscription),
+    ] {
+        let url = format!("{admin}/v1/namespaces/prod/{path}");
+        let r = call(server, Method::PUT, &url, Some(doc)).await;
+        assert_eq!(r.status / 100, 2, "{}", String::from_utf8_lossy(&r.body));
+    }
+}
+
 /// Publishes an `order.created` event from `shop` on `server`: the status and event id.
 async fn publish(server: &ServeProcess, n: &str) -> (u16, String) {
     let body = json!({"event-type": "order.created", "event-type-version": "v1",
@@ -107,29 +127,7 @@ async fn a_leader_paused_longer_than_its_lease_is_replaced_and_loses_nothing() {
 
     // Every push is held 300 ms, so some are in flight when the leader stops.
     let subscriber = subscriber::start(Arc::new(|_| (200, Duration::from_millis(300)))).await;
-    let admin = leader.ports.admin_url();
-    let activation = json!({"kind": "EventActivation", "metadata": {"name": "shop"},
-        "spec": {"sourceId": "shop"}});
-    let r = call(
-        leader,
-        Method::PUT,
-        &format!("{admin}/v1/namespaces/prod/eventactivations/shop"),
-        Some(activation),
-    )
-    .await;
-    assert_eq!(r.status / 100, 2, "{}", String::from_utf8_lossy(&r.body));
-    let subscription = json!({"kind": "Subscription", "metadata": {"name": "orders"}, "spec": {
-        "endpoint": subscriber.url(), "include_subscription_name_header": false,
-        "max_inflight": 2, "push_request_timeout_ms": 3000, "event_type": "order.created",
-        "event_type_version": "v1", "source_id": "shop"}});
-    let r = call(
-        leader,
-        Method::PUT,
-        &format!("{admin}/v1/namespaces/prod/subscriptions/orders"),
-        Some(subscription),
-    )
-    .await;
-    assert_eq!(r.status / 100, 2, "{}", String::from_utf8_lossy(&r.body));
+    activate_and_subscribe(leader, &subscriber.url()).await;
     let mut ids = Vec::new();
     for n in 0..6 {
         let (status, id) = publish(leader, &n.to_string()).await;
@@ -339,19 +337,7 @@ async fn chaos_every_fault_in_turn_under_load_loses_nothing() {
     let mut d = Deployment::start("CHAOS", dir.path()).await;
     let leader = d.leader().await;
     let subscriber = subscriber::start(Arc::new(|_| (200, Duration::from_millis(5)))).await;
-    let admin = d.get(leader).ports.admin_url();
-    let activation = json!({"kind": "EventActivation", "metadata": {"name": "shop"},
-        "spec": {"sourceId": "shop"}});
-    let url = format!("{admin}/v1/namespaces/prod/eventactivations/shop");
-    let r = call(d.get(leader), Method::PUT, &url, Some(activation)).await;
-    assert_eq!(r.status / 100, 2, "{}", String::from_utf8_lossy(&r.body));
-    let subscription = json!({"kind": "Subscription", "metadata": {"name": "orders"}, "spec": {
-        "endpoint": subscriber.url(), "include_subscription_name_header": false,
-        "max_inflight": 2, "push_request_timeout_ms": 3000, "event_type": "order.created",
-        "event_type_version": "v1", "source_id": "shop"}});
-    let url = format!("{admin}/v1/namespaces/prod/subscriptions/orders");
-    let r = call(d.get(leader), Method::PUT, &url, Some(subscription)).await;
-    assert_eq!(r.status / 100, 2, "{}", String::from_utf8_lossy(&r.body));
+    activate_and_subscribe(d.get(leader), &subscriber.url()).await;
 
     let stop = Arc::new(AtomicBool::new(false));
     let load = tokio::spawn(publish_through_the_chaos(
