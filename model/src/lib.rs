@@ -40,6 +40,7 @@ mod effects;
 pub mod egress;
 pub mod error;
 pub mod hex;
+pub mod kube;
 pub mod limits;
 mod model;
 pub mod names;

@@ -140,6 +140,19 @@ pub enum Record {
     },
     /// A change of the Event Bus.
     Bus(BusRecord),
+    /// What the Kubernetes resource API keeps about an object (uid, resourceVersion, labels,
+    /// annotations, ...) was set, or forgotten (`None`).
+    ObjectMeta {
+        /// The object.
+        key: crate::kube::ObjectKey,
+        /// Its metadata.
+        meta: Option<crate::kube::ObjectMeta>,
+    },
+    /// resourceVersions up to `last` are taken (in a snapshot, before the objects' metadata).
+    ResourceVersionsUsed {
+        /// The highest resourceVersion handed out so far.
+        last: u64,
+    },
 }
 
 impl Record {

@@ -6,6 +6,7 @@
 
 mod admin;
 mod gateway;
+mod kube;
 mod onboarding;
 mod reply;
 mod request;
@@ -205,6 +206,18 @@ impl Model {
             });
         }
         out.extend(s.bus.snapshot().into_iter().map(Record::Bus));
+        // Last: each names an object the records above made.
+        if s.kube.revision > 0 {
+            out.push(Record::ResourceVersionsUsed {
+                last: s.kube.revision,
+            });
+        }
+        for (key, meta) in &s.kube.objects {
+            out.push(Record::ObjectMeta {
+                key: key.clone(),
+                meta: Some(meta.clone()),
+            });
+        }
         out
     }
 
@@ -325,6 +338,7 @@ impl Model {
                 Ok(request) => return self.handle_request(now, request),
                 Err(e) => Err(RequestError::Common(e)),
             },
+            Request::Kube(req) => self.kube(now, req).map_err(RequestError::Kube),
             Request::Readiness => Ok(Reply::Ready),
             Request::StateDigest => Ok(Reply::Resource {
                 status: 200,

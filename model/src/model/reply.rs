@@ -109,6 +109,8 @@ pub enum RequestError {
     /// A request the shell could not read, or a document that does not say what it must, in
     /// the common `{code, error}` shape.
     Common(CommonError),
+    /// The Kubernetes resource API refused the request (a `kind: Status` body).
+    Kube(Box<crate::kube::KubeError>),
 }
 
 impl ClientError for RequestError {
@@ -120,6 +122,7 @@ impl ClientError for RequestError {
             RequestError::Admin(e) => e.status(),
             RequestError::Proxy(e) => e.status(),
             RequestError::Common(e) => e.status(),
+            RequestError::Kube(e) => e.code,
         }
     }
     fn body(&self) -> Value {
@@ -130,6 +133,7 @@ impl ClientError for RequestError {
             RequestError::Admin(e) => e.body(),
             RequestError::Proxy(e) => e.body(),
             RequestError::Common(e) => e.body(),
+            RequestError::Kube(e) => e.to_status(),
         }
     }
 }

@@ -56,6 +56,8 @@ pub enum Request {
         #[serde(with = "crate::wire::base64_bytes")]
         body: Vec<u8>,
     },
+    /// A request of the Kubernetes resource API (`/apis/...` on the admin listener).
+    Kube(crate::kube::KubeRequest),
     /// Whether the server is ready to serve (`/readyz`, `/v1/status/ready`).
     Readiness,
     /// A digest of the durable state (`GET /v1/state`): replicas at the same log position

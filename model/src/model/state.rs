@@ -82,10 +82,13 @@ pub struct State {
     /// `(namespace, name)` → (instance, key digest).
     pub(super) bindings: BTreeMap<(String, String), (String, TokenDigest)>,
     pub(super) bus: EventBus,
+    /// What the Kubernetes resource API keeps about the objects it wrote.
+    pub(super) kube: crate::kube::KubeState,
 }
 
 impl State {
     pub(super) fn apply(&mut self, record: &Record) {
+        self.forget_deleted_objects(record);
         match record {
             Record::RemoteEnvironmentCreated {
                 name,
@@ -198,7 +201,42 @@ impl State {
                 self.last_incarnation = self.last_incarnation.max(*last);
             }
             Record::Bus(r) => self.bus.apply(r),
+            Record::ObjectMeta { key, meta } => self.kube.apply(key, meta.as_ref()),
+            Record::ResourceVersionsUsed { last } => {
+                self.kube.revision = self.kube.revision.max(*last);
+            }
         }
+    }
+
+    /// An object deleted through any API loses its Kubernetes metadata: made again, it is a
+    /// new object (new uid, creation time and generation).
+    fn forget_deleted_objects(&mut self, record: &Record) {
+        use crate::bus::BusRecord;
+        use crate::kube::Kind;
+        let (kind, namespace, name) = match record {
+            Record::RemoteEnvironmentDeleted { name } => (Kind::RemoteEnvironment, "", name),
+            Record::MappingDeleted { namespace, re } => {
+                (Kind::EnvironmentMapping, &**namespace, re)
+            }
+            Record::InstanceDeprovisioned { namespace, name } => {
+                (Kind::ServiceInstance, &**namespace, name)
+            }
+            Record::BindingDeleted { namespace, name } => {
+                (Kind::ServiceBinding, &**namespace, name)
+            }
+            Record::Bus(BusRecord::ActivationDeleted { activation, .. }) => (
+                Kind::EventActivation,
+                &*activation.namespace,
+                &activation.name,
+            ),
+            Record::Bus(BusRecord::SubscriptionDeleted { subscription, .. }) => (
+                Kind::Subscription,
+                &*subscription.namespace,
+                &subscription.name,
+            ),
+            _ => return,
+        };
+        self.kube.forget(kind, namespace, name);
     }
 
     /// A live RemoteEnvironment.

@@ -9,6 +9,7 @@ mod common;
 mod connector_flow;
 mod connector_properties;
 mod error_bodies;
+mod kube;
 mod lambda_flow;
 mod variants;
 mod wire;

@@ -20,6 +20,7 @@ use ace_model::connector::{
 };
 use ace_model::documents::DocumentKind;
 use ace_model::error::CommonError;
+use ace_model::kube::{Kind, KubeError, KubeRequest, WriteMode};
 use ace_model::proxy::{ProxyError, ProxyTarget};
 use ace_model::registry::{
     DocEntry, Documentation, MetadataError, OAuthCredentials, RegisteredService, Secret,
@@ -166,9 +167,10 @@ fn request_variant(r: &Request) -> &'static str {
         Request::Readiness => "Readiness",
         Request::StateDigest => "StateDigest",
         Request::Proxy { .. } => "Proxy",
+        Request::Kube(_) => "Kube",
     }
 }
-const REQUEST_VARIANTS: usize = 10;
+const REQUEST_VARIANTS: usize = 11;
 
 fn gateway_call_variant(c: &GatewayCall) -> &'static str {
     match c {
@@ -264,9 +266,10 @@ fn request_error_variant(e: &RequestError) -> &'static str {
         RequestError::Admin(_) => "Admin",
         RequestError::Proxy(_) => "Proxy",
         RequestError::Common(_) => "Common",
+        RequestError::Kube(_) => "Kube",
     }
 }
-const REQUEST_ERROR_VARIANTS: usize = 6;
+const REQUEST_ERROR_VARIANTS: usize = 7;
 
 fn csr_variant(c: &CsrSubmission) -> &'static str {
     match c {
@@ -530,6 +533,29 @@ fn requests() -> Vec<Request> {
         },
         Request::Readiness,
         Request::StateDigest,
+        Request::Kube(KubeRequest::Write {
+            kind: Kind::Subscription,
+            namespace: "stage".into(),
+            name: Some("s".into()),
+            mode: WriteMode::MergePatch,
+            body: b"{\"spec\":null}".to_vec(),
+        }),
+        Request::Kube(KubeRequest::List {
+            kind: Kind::ServiceClass,
+            namespace: None,
+            table: true,
+        }),
+        Request::Kube(KubeRequest::Get {
+            kind: Kind::RemoteEnvironment,
+            namespace: String::new(),
+            name: "ec".into(),
+            table: false,
+        }),
+        Request::Kube(KubeRequest::Delete {
+            kind: Kind::ServiceBinding,
+            namespace: "production".into(),
+            name: "b".into(),
+        }),
         Request::Proxy {
             service: "re-ec-id".into(),
             binding_key: Some("key".into()),
@@ -712,6 +738,11 @@ fn request_errors() -> Vec<RequestError> {
     out.extend(proxy_errors().into_iter().map(RequestError::Proxy));
     out.push(RequestError::Common(CommonError::new(413, "too large")));
     out.push(RequestError::Common(CommonError::route_not_found()));
+    out.push(RequestError::Kube(Box::new(KubeError::conflict(
+        &Kind::EventActivation.info(),
+        "a",
+    ))));
+    out.push(RequestError::Kube(Box::new(KubeError::no_such_path())));
     out
 }
 
