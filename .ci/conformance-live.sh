@@ -18,7 +18,7 @@ sleep 0.2
 "$ace" serve --data-dir "$work/data" --token-ttl 2s --retry-initial 100ms --retry-max 400ms \
   --connector-internal-addr 127.0.0.1:$internal --connector-external-addr 127.0.0.1:$external \
   --gateway-addr 127.0.0.1:$gateway --admin-addr 127.0.0.1:$admin --publish-addr 127.0.0.1:$publish \
-  --proxy-addr 127.0.0.1:$proxy --proxy-url http://127.0.0.1:$proxy \
+  --proxy-addr 127.0.0.1:$proxy --proxy-url http://127.0.0.1:$proxy --kube-addr 127.0.0.1:0 \
   --allow-private-egress --backlog-window 8 --max-backlog-events 50 >>"$work/server.log" 2>&1 &
 echo \$! > "$work/pid"
 START

@@ -47,7 +47,7 @@ for r in a b; do
   --replica-lease 2s --token-ttl 2s --retry-initial 100ms --retry-max 400ms \
   --connector-internal-addr 127.0.0.1:${internal[$r]} --connector-external-addr 127.0.0.1:${external[$r]} \
   --gateway-addr 127.0.0.1:${gateway[$r]} --admin-addr 127.0.0.1:${admin[$r]} \
-  --publish-addr 127.0.0.1:${publish[$r]} --proxy-addr 127.0.0.1:${proxy[$r]} \
+  --publish-addr 127.0.0.1:${publish[$r]} --proxy-addr 127.0.0.1:${proxy[$r]} --kube-addr 127.0.0.1:0 \
   --proxy-url http://127.0.0.1:${proxy[$r]} \
   --connector-url https://localhost:${external[a]} --gateway-url https://localhost:${gateway[a]} \
   --allow-private-egress --backlog-window 8 --max-backlog-events 50 >>"$work/$r.log" 2>&1 &

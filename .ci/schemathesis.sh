@@ -8,11 +8,11 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 work=$(mktemp -d)
 trap 'kill "$pid" 2>/dev/null || true; rm -rf "$work"' EXIT
 port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
-internal=$(port); external=$(port); gateway=$(port); admin=$(port); publish=$(port); proxy=$(port)
+internal=$(port); external=$(port); gateway=$(port); admin=$(port); publish=$(port); proxy=$(port); kube=$(port)
 "$ace" serve --data-dir "$work/data" \
   --connector-internal-addr "127.0.0.1:$internal" --connector-external-addr "127.0.0.1:$external" \
   --gateway-addr "127.0.0.1:$gateway" --admin-addr "127.0.0.1:$admin" \
-  --publish-addr "127.0.0.1:$publish" --proxy-addr "127.0.0.1:$proxy" \
+  --publish-addr "127.0.0.1:$publish" --proxy-addr "127.0.0.1:$proxy" --kube-addr "127.0.0.1:$kube" \
   --egress-allow 0.0.0.0/0,::/0 >"$work/serve.log" 2>&1 &
 # Generated targetUrls name any address (0.0.0.0 among them), which the default egress policy
 # refuses with a 400 the schema cannot express; every address is allowed here (ACE's own
@@ -36,6 +36,9 @@ schemathesis "${common[0]}" "${common[1]}" run specs/connector.yaml -u "http://1
 schemathesis "${common[0]}" "${common[1]}" run specs/gateway.yaml -u "https://localhost:$gateway" "${common[@]:2}" \
   --request-cert "$work/client/chain.pem" --request-cert-key "$work/client/key.pem"
 schemathesis "${common[0]}" "${common[1]}" run specs/publish.yaml -u "http://127.0.0.1:$publish" "${common[@]:4}"
+# The Kubernetes resource API: HTTPS with ACE's CA, the admin token.
+schemathesis "${common[0]}" "${common[1]}" run specs/kubernetes.yaml -u "https://localhost:$kube" "${common[@]:2}" \
+  -H "Authorization: Bearer $admin_token"
 # Last: it creates, changes and deletes resources of every kind.
 schemathesis "${common[0]}" "${common[1]}" run specs/admin.yaml -u "http://127.0.0.1:$admin" "${common[@]:4}" \
   -H "Authorization: Bearer $admin_token"

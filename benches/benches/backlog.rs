@@ -97,6 +97,7 @@ impl Ace {
             .args(["--admin-addr", &addr(ports[3])])
             .args(["--publish-addr", &addr(ports[4])])
             .args(["--proxy-addr", &addr(ports[5])])
+            .args(["--kube-addr", "127.0.0.1:0"])
             // The subscribers are on loopback; the admin API is called without a token:
             // both knowingly, for a benchmark on one machine.
             .args(["--allow-private-egress", "--no-admin-auth"])

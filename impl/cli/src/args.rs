@@ -124,6 +124,14 @@ pub enum Command {
     /// serve` on loopback (temporary data directory) is started and checked. Exits 0 only if
     /// every selected MUST check passed.
     Conformance(Box<ConformanceArgs>),
+    /// Print the kubeconfig `ace serve` wrote into its data directory: kubectl pointed at the
+    /// Kubernetes resource API (HTTPS, ACE's CA, the admin token). Use it with
+    /// `kubectl --kubeconfig <(ace kubeconfig) get re` or save it and set KUBECONFIG.
+    Kubeconfig {
+        /// The server's data directory [default: $XDG_DATA_HOME/ace or ~/.local/share/ace].
+        #[arg(long, env = "ACE_DATA_DIR")]
+        data_dir: Option<PathBuf>,
+    },
     /// Walk through the seeds' flow on the model alone (no server, no network) and print
     /// every request and reply.
     Walkthrough {
@@ -360,6 +368,10 @@ pub struct ServeArgs {
     /// Proxy to registered APIs (plain HTTP) [default: 127.0.0.1:8090].
     #[arg(long, env = "ACE_PROXY_ADDR")]
     pub proxy_addr: Option<String>,
+    /// Kubernetes resource API for kubectl (HTTPS, the admin token) [default: 127.0.0.1:8445].
+    /// `ace serve` writes a kubeconfig for it into the data directory.
+    #[arg(long, env = "ACE_KUBE_ADDR")]
+    pub kube_addr: Option<String>,
     /// Time a registered API or its OAuth server has to answer through the proxy [default: 10s].
     #[arg(long, env = "ACE_PROXY_TIMEOUT", value_parser = humantime::parse_duration)]
     #[serde(default, with = "humantime_serde_opt")]
@@ -693,6 +705,7 @@ impl ServeArgs {
                 .or(file.publish_addr)
                 .unwrap_or(d.publish_addr),
             proxy_addr: self.proxy_addr.or(file.proxy_addr).unwrap_or(d.proxy_addr),
+            kube_addr: self.kube_addr.or(file.kube_addr).unwrap_or(d.kube_addr),
             proxy_timeout: self
                 .proxy_timeout
                 .or(file.proxy_timeout)

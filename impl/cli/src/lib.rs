@@ -188,6 +188,19 @@ pub async fn run(cli: Cli) -> Result<(), String> {
             Ok(())
         }
         Command::Conformance(args) => conformance::run_conformance(*args).await,
+        Command::Kubeconfig { data_dir } => {
+            let path = data_dir
+                .unwrap_or_else(ace_server::options::default_data_dir)
+                .join(ace_server::kubeconfig::FILE);
+            let text = std::fs::read_to_string(&path).map_err(|e| {
+                format!(
+                    "cannot read {}: {e} (ace serve writes it at start; is this its --data-dir?)",
+                    path.display()
+                )
+            })?;
+            print(&text);
+            Ok(())
+        }
         Command::Walkthrough {
             seed,
             re,

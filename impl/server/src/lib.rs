@@ -34,6 +34,7 @@
 pub mod driver;
 pub mod edge;
 pub mod error;
+pub mod kubeconfig;
 pub mod metrics;
 pub mod options;
 pub mod outbound;

@@ -69,6 +69,9 @@ pub struct ServeOptions {
     pub publish_addr: String,
     /// Listen address of the proxy to registered APIs (plain HTTP).
     pub proxy_addr: String,
+    /// Listen address of the Kubernetes resource API, for kubectl (HTTPS with the server
+    /// certificate; the admin API's bearer token).
+    pub kube_addr: String,
     /// Time allowed to a registered API (and its OAuth server) to answer through the proxy.
     pub proxy_timeout: Duration,
     /// Do not verify the certificates of registered APIs and OAuth servers (the seed's
@@ -137,6 +140,7 @@ impl Default for ServeOptions {
             admin_addr: "127.0.0.1:8081".into(),
             publish_addr: "127.0.0.1:8082".into(),
             proxy_addr: "127.0.0.1:8090".into(),
+            kube_addr: "127.0.0.1:8445".into(),
             proxy_timeout: Duration::from_secs(10),
             proxy_skip_verify: false,
             push_tls_skip_verify: false,
@@ -179,8 +183,8 @@ impl ServeOptions {
         options
     }
 
-    /// The six listen addresses, in the order of [`crate::edge::Surface::ALL`].
-    pub fn listen_addrs_mut(&mut self) -> [&mut String; 6] {
+    /// The seven listen addresses, in the order of [`crate::edge::Surface::ALL`].
+    pub fn listen_addrs_mut(&mut self) -> [&mut String; 7] {
         [
             &mut self.connector_internal_addr,
             &mut self.connector_external_addr,
@@ -188,6 +192,7 @@ impl ServeOptions {
             &mut self.admin_addr,
             &mut self.publish_addr,
             &mut self.proxy_addr,
+            &mut self.kube_addr,
         ]
     }
 }

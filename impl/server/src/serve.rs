@@ -37,6 +37,8 @@ pub struct Server {
     pub publish: SocketAddr,
     /// Bound address of the proxy.
     pub proxy: SocketAddr,
+    /// Bound address of the Kubernetes resource API (HTTPS).
+    pub kube: SocketAddr,
     /// The CA certificate clients must trust, PEM.
     pub ca_pem: String,
     /// The model's configuration (URLs handed to clients).
@@ -64,7 +66,7 @@ impl std::fmt::Debug for OnStop {
 
 impl Server {
     /// The bound addresses, in the order of [`Surface::ALL`].
-    pub fn addrs(&self) -> [SocketAddr; 6] {
+    pub fn addrs(&self) -> [SocketAddr; 7] {
         [
             self.connector_internal,
             self.connector_external,
@@ -72,6 +74,7 @@ impl Server {
             self.admin,
             self.publish,
             self.proxy,
+            self.kube,
         ]
     }
 
@@ -435,10 +438,33 @@ async fn start_inner<N: Net, S: Store>(
         handshake_timeout: opts.handshake_timeout,
     };
     let addrs = Surface::ALL.map(bound);
+    let [
+        connector_internal,
+        connector_external,
+        gateway,
+        admin,
+        publish,
+        proxy,
+        kube,
+    ] = addrs;
+    // kubectl's way in: written at every start (the address may have changed), before the
+    // first request is answered.
+    crate::pki::files::write_private(
+        &opts.data_dir.join(crate::kubeconfig::FILE),
+        &crate::kubeconfig::render(
+            kube,
+            &opts.hosts,
+            ca.cert_pem(),
+            admin_token.as_ref().map(|t| t.expose()),
+        ),
+    )?;
     for (surface, listener, _) in listeners {
         let tls = match surface {
             Surface::ConnectorExternal => Some(external_tls.clone()),
             Surface::Gateway => Some(gateway_tls.clone()),
+            // The server certificate, with no client certificate asked: kubectl sends the
+            // admin token, which it only does over TLS.
+            Surface::Kube => Some(external_tls.clone()),
             _ => None,
         };
         tasks.push(tokio::spawn(accept_loop(
@@ -450,14 +476,6 @@ async fn start_inner<N: Net, S: Store>(
             conn,
         )));
     }
-    let [
-        connector_internal,
-        connector_external,
-        gateway,
-        admin,
-        publish,
-        proxy,
-    ] = addrs;
     Ok(Server {
         connector_internal,
         connector_external,
@@ -465,6 +483,7 @@ async fn start_inner<N: Net, S: Store>(
         admin,
         publish,
         proxy,
+        kube,
         ca_pem: ca.cert_pem().to_owned(),
         config,
         replayed,

@@ -283,6 +283,7 @@ pub fn options(dir: &std::path::Path, seed: u64) -> ServeOptions {
         admin_addr: "0.0.0.0:8081".into(),
         publish_addr: "0.0.0.0:8082".into(),
         proxy_addr: "0.0.0.0:8090".into(),
+        kube_addr: "0.0.0.0:8445".into(),
         // Everything on the simulation's runtime, on its clock.
         driver: Placement::Task,
         ..ServeOptions::default()

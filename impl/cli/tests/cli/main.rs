@@ -7,6 +7,7 @@ mod commands;
 mod common;
 mod conformance;
 mod durability;
+mod kubectl;
 mod process;
 #[cfg(feature = "jetstream")]
 mod replicas;

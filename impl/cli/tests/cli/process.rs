@@ -153,6 +153,8 @@ impl ServeProcess {
             .args(["--admin-addr", &addr(ports.admin)])
             .args(["--publish-addr", &addr(ports.publish)])
             .args(["--proxy-addr", &addr(ports.proxy)])
+            // Any free port: its address is in the kubeconfig the server writes.
+            .args(["--kube-addr", "127.0.0.1:0"])
             // The tests' subscribers are on loopback (ACE's own listeners stay refused).
             .arg("--allow-private-egress")
             .args(extra)

@@ -8,6 +8,7 @@ pub mod body;
 pub mod connector;
 pub mod deadletters;
 pub mod gateway;
+pub mod kube;
 pub mod listen;
 pub mod osb;
 pub mod proxy;
@@ -54,17 +55,20 @@ pub enum Surface {
     Publish,
     /// The proxy to registered APIs (plain HTTP, loopback).
     Proxy,
+    /// The Kubernetes resource API, for kubectl (HTTPS, bearer token, loopback).
+    Kube,
 }
 
 impl Surface {
     /// Every surface, in the order of [`crate::ServeOptions::listen_addrs_mut`].
-    pub const ALL: [Surface; 6] = [
+    pub const ALL: [Surface; 7] = [
         Surface::ConnectorInternal,
         Surface::ConnectorExternal,
         Surface::Gateway,
         Surface::Admin,
         Surface::Publish,
         Surface::Proxy,
+        Surface::Kube,
     ];
 
     /// The label used in metrics and logs.
@@ -76,6 +80,7 @@ impl Surface {
             Surface::Admin => "admin",
             Surface::Publish => "publish",
             Surface::Proxy => "proxy",
+            Surface::Kube => "kubernetes",
         }
     }
 }
@@ -120,6 +125,7 @@ impl App {
             Surface::Admin => admin::route(self, req).await,
             Surface::Publish => publish::route(self, req).await,
             Surface::Proxy => proxy::route(self, req).await,
+            Surface::Kube => kube::serve(self, req).await,
         };
         if response.status() == StatusCode::METHOD_NOT_ALLOWED
             && let Ok(allow) = HeaderValue::from_str(&allowed_methods(surface, &path).join(", "))

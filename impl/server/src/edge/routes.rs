@@ -180,6 +180,63 @@ pub const ROUTES: &[(Surface, &str, &str)] = &[
         "DELETE",
         "/broker/{namespace}/v2/service_instances/{instance}/service_bindings/{binding}",
     ),
+    (Surface::Kube, "GET", "/apis"),
+    (Surface::Kube, "GET", "/apis/{group}"),
+    (Surface::Kube, "GET", "/apis/{group}/{version}"),
+    (Surface::Kube, "GET", "/apis/{group}/{version}/{plural}"),
+    (Surface::Kube, "POST", "/apis/{group}/{version}/{plural}"),
+    (
+        Surface::Kube,
+        "GET",
+        "/apis/{group}/{version}/{plural}/{name}",
+    ),
+    (
+        Surface::Kube,
+        "PUT",
+        "/apis/{group}/{version}/{plural}/{name}",
+    ),
+    (
+        Surface::Kube,
+        "DELETE",
+        "/apis/{group}/{version}/{plural}/{name}",
+    ),
+    (
+        Surface::Kube,
+        "PATCH",
+        "/apis/{group}/{version}/{plural}/{name}",
+    ),
+    (
+        Surface::Kube,
+        "GET",
+        "/apis/{group}/{version}/namespaces/{namespace}/{plural}",
+    ),
+    (
+        Surface::Kube,
+        "POST",
+        "/apis/{group}/{version}/namespaces/{namespace}/{plural}",
+    ),
+    (
+        Surface::Kube,
+        "GET",
+        "/apis/{group}/{version}/namespaces/{namespace}/{plural}/{name}",
+    ),
+    (
+        Surface::Kube,
+        "PUT",
+        "/apis/{group}/{version}/namespaces/{namespace}/{plural}/{name}",
+    ),
+    (
+        Surface::Kube,
+        "DELETE",
+        "/apis/{group}/{version}/namespaces/{namespace}/{plural}/{name}",
+    ),
+    (
+        Surface::Kube,
+        "PATCH",
+        "/apis/{group}/{version}/namespaces/{namespace}/{plural}/{name}",
+    ),
+    (Surface::Kube, "GET", "/api/v1/namespaces/{namespace}"),
+    (Surface::Kube, "GET", "/openapi/v2"),
 ];
 
 /// Whether `path` matches `template` (`{...}` matches one non-empty segment).

@@ -15,6 +15,7 @@ fn spec_of(surface: Surface) -> &'static str {
         Surface::Gateway => specs::GATEWAY,
         Surface::Admin => specs::ADMIN,
         Surface::Publish => specs::PUBLISH,
+        Surface::Kube => specs::KUBERNETES,
         // The proxy forwards the registered APIs' own paths; it has no routes of its own.
         Surface::Proxy => "",
     }
@@ -43,6 +44,7 @@ fn every_served_route_is_in_a_spec_and_every_spec_operation_is_served() {
         specs::GATEWAY,
         specs::ADMIN,
         specs::PUBLISH,
+        specs::KUBERNETES,
     ] {
         let declared: BTreeSet<(String, String)> = ROUTES
             .iter()
@@ -64,6 +66,12 @@ fn every_served_route_is_in_a_spec_and_every_spec_operation_is_served() {
 }
 
 fn concrete(template: &str) -> String {
+    // The Kubernetes API's cluster-wide paths name a cluster-wide kind.
+    let (group, plural) = if template.starts_with("/apis/{group}/{version}/{plural}") {
+        ("applicationconnector.kyma-project.io", "remoteenvironments")
+    } else {
+        ("eventing.kyma.cx", "subscriptions")
+    };
     template
         .replace("{reName}", "ec")
         .replace("{serviceId}", "some-id")
@@ -71,10 +79,16 @@ fn concrete(template: &str) -> String {
         .replace("{name}", "ec")
         .replace("{instance}", "inst")
         .replace("{binding}", "bind")
+        .replace("{group}", group)
+        .replace("{version}", "v1alpha1")
+        .replace("{plural}", plural)
 }
 
 fn is_route_miss(status: u16, body: &Value) -> bool {
-    status == 405 || (status == 404 && body["error"] == "Requested resource could not be found.")
+    status == 405
+        || (status == 404
+            && (body["error"] == "Requested resource could not be found."
+                || body["message"] == "the server could not find the requested resource"))
 }
 
 #[tokio::test]
@@ -89,6 +103,7 @@ async fn the_declared_routes_are_exactly_what_the_server_answers() {
             Surface::Admin => s.admin(&concrete(template)),
             Surface::Publish => format!("http://{}{}", s.server.publish, concrete(template)),
             Surface::Proxy => format!("http://{}{}", s.server.proxy, concrete(template)),
+            Surface::Kube => s.kube(&concrete(template)),
         };
         for method in METHODS {
             let declared = ROUTES

@@ -81,6 +81,10 @@ impl TestServer {
     pub fn admin(&self, path: &str) -> String {
         format!("http://{}{path}", self.server.admin)
     }
+    /// The Kubernetes resource API (HTTPS, the admin token).
+    pub fn kube(&self, path: &str) -> String {
+        format!("https://localhost:{}{path}", self.server.kube.port())
+    }
 
     /// The `Authorization` header the admin API wants.
     pub fn admin_authorization(&self) -> String {
@@ -104,7 +108,7 @@ impl TestServer {
         if body.is_some() {
             headers.push(("content-type", "application/json"));
         }
-        if url.starts_with(&self.admin("")) {
+        if url.starts_with(&self.admin("")) || url.starts_with(&self.kube("")) {
             headers.push(("authorization", &authorization));
         }
         client::request(
