@@ -450,6 +450,19 @@ fn the_seeds_kubectl_commands_work_against_ace_serve() {
         "{crds}"
     );
 
+    // kubectl explain, from the OpenAPI v3 documents.
+    let explained = k.ok(&["explain", "subscription.spec"], None);
+    for field in [
+        "max_inflight",
+        "push_request_timeout_ms",
+        "event_type_version",
+    ] {
+        assert!(
+            explained.contains(field),
+            "{field} missing from {explained}"
+        );
+    }
+
     // Missing names, deletes.
     let missing = k.fails(&["get", "sub", "nope", "-n", "stage"], None);
     assert!(

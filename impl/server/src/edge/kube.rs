@@ -83,14 +83,117 @@ fn resource_list(group: &str, version: &str) -> Option<Value> {
     })
 }
 
-/// The CRD of one of ACE's kinds, its schema from `specs/schemas/`.
-fn crd(plural: &str) -> Option<Value> {
+/// A kind's JSON Schema from `specs/schemas/` (without the JSON Schema keywords OpenAPI
+/// does not have), if it has one.
+fn kind_schema(plural: &str) -> Option<Value> {
     let (_, schema) = specs::CRD_SCHEMAS.iter().find(|(p, _)| *p == plural)?;
     let mut schema: Value = serde_json::from_str(schema).ok()?;
     if let Value::Object(s) = &mut schema {
         s.remove("$schema");
         s.remove("$id");
     }
+    Some(schema)
+}
+
+/// `io.k8s`-style schema name: the group reversed, the version, the kind.
+fn schema_name(info: &ace_model::kube::KindInfo) -> String {
+    let mut group: Vec<&str> = info.group.split('.').collect();
+    group.reverse();
+    format!("{}.{}.{}", group.join("."), info.version, info.kind)
+}
+
+/// `GET /openapi/v3/apis/{group}/{version}`: the kinds' schemas (`kubectl explain`), and
+/// their paths with the query parameters kubectl looks for: `fieldValidation` on writes
+/// (kubectl then leaves validation to the server) and, for patches, only the merge and
+/// apply patch types (kubectl then sends merge patches, never strategic ones).
+fn openapi_v3(group: &str, version: &str) -> Option<Value> {
+    let kinds: Vec<Kind> = Kind::of_group_version(group, version).collect();
+    if kinds.is_empty() {
+        return None;
+    }
+    let mut schemas = serde_json::Map::new();
+    let mut paths = serde_json::Map::new();
+    for kind in kinds {
+        let info = kind.info();
+        let gvk = json!({"group": info.group, "version": info.version, "kind": info.kind});
+        let mut schema = kind_schema(info.plural).unwrap_or_else(|| json!({"type": "object"}));
+        schema["x-kubernetes-group-version-kind"] = json!([gvk]);
+        schema["x-kubernetes-preserve-unknown-fields"] = json!(true);
+        let name = schema_name(&info);
+        schemas.insert(name.clone(), schema);
+        let object = json!({"schema": {"$ref": format!("#/components/schemas/{name}")}});
+        let ok = json!({"200": {"description": "OK", "content": {"application/json": object}}});
+        let query = |name: &str| json!({"name": name, "in": "query", "schema": {"type": "string"}});
+        let write_params = json!([
+            query("fieldValidation"),
+            query("fieldManager"),
+            query("dryRun")
+        ]);
+        let op = |action: &str, params: &Value, body: Option<Value>| {
+            let mut op = json!({
+                "parameters": params, "responses": ok,
+                "x-kubernetes-action": action, "x-kubernetes-group-version-kind": gvk,
+            });
+            if let Some(body) = body {
+                op["requestBody"] = json!({"content": body});
+            }
+            op
+        };
+        let base = if info.namespaced {
+            format!(
+                "/apis/{group}/{version}/namespaces/{{namespace}}/{}",
+                info.plural
+            )
+        } else {
+            format!("/apis/{group}/{version}/{}", info.plural)
+        };
+        let json_body = json!({"application/json": object});
+        let patch_body =
+            json!({"application/merge-patch+json": object, "application/apply-patch+yaml": object});
+        let mut collection = json!({"get": op("list", &json!([]), None)});
+        let mut item = json!({"get": op("get", &json!([]), None)});
+        if !info.read_only {
+            collection["post"] = op("post", &write_params, Some(json_body.clone()));
+            item["put"] = op("put", &write_params, Some(json_body));
+            item["patch"] = op("patch", &write_params, Some(patch_body));
+            item["delete"] = op("delete", &json!([]), None);
+        }
+        paths.insert(format!("{base}/{{name}}"), item);
+        paths.insert(base, collection);
+    }
+    Some(json!({
+        "openapi": "3.0.0",
+        "info": {"title": "ACE", "version": env!("CARGO_PKG_VERSION")},
+        "paths": paths,
+        "components": {"schemas": schemas},
+    }))
+}
+
+/// `GET /openapi/v3`: where each group version's document is, with a hash of it (kubectl
+/// caches documents by it).
+fn openapi_v3_index() -> Value {
+    use sha2::Digest as _;
+    let paths: serde_json::Map<String, Value> = groups()
+        .into_iter()
+        .filter_map(|(g, v)| {
+            let doc = openapi_v3(g, v)?;
+            let hash: String = sha2::Sha256::digest(doc.to_string())
+                .iter()
+                .take(16)
+                .map(|b| format!("{b:02X}"))
+                .collect();
+            Some((
+                format!("apis/{g}/{v}"),
+                json!({"serverRelativeURL": format!("/openapi/v3/apis/{g}/{v}?hash={hash}")}),
+            ))
+        })
+        .collect();
+    json!({"paths": paths})
+}
+
+/// The CRD of one of ACE's kinds, its schema from `specs/schemas/`.
+fn crd(plural: &str) -> Option<Value> {
+    let schema = kind_schema(plural)?;
     let info = Kind::ALL
         .into_iter()
         .map(Kind::info)
@@ -197,6 +300,13 @@ pub async fn route(app: &App, req: hyper::Request<Incoming>, segs: &[&str]) -> R
             // An empty protobuf document: kubectl reads it as "no schemas" and leaves
             // validation to the server.
             return respond(200, Some("application/octet-stream"), Bytes::new());
+        }
+        ["openapi", "v3"] if method == Method::GET => return ok(&openapi_v3_index()),
+        ["openapi", "v3", "apis", group, version] if method == Method::GET => {
+            return match openapi_v3(group, version) {
+                Some(doc) => ok(&doc),
+                None => status(&KubeError::no_such_path()),
+            };
         }
         ["openapi", ..] => {
             return if method == Method::GET {

@@ -237,6 +237,8 @@ pub const ROUTES: &[(Surface, &str, &str)] = &[
     ),
     (Surface::Kube, "GET", "/api/v1/namespaces/{namespace}"),
     (Surface::Kube, "GET", "/openapi/v2"),
+    (Surface::Kube, "GET", "/openapi/v3"),
+    (Surface::Kube, "GET", "/openapi/v3/apis/{group}/{version}"),
 ];
 
 /// Whether `path` matches `template` (`{...}` matches one non-empty segment).
