@@ -20,6 +20,7 @@ pub mod check;
 pub mod checks;
 pub mod context;
 pub mod endpoint;
+pub mod kube;
 pub mod oracle;
 pub mod profile;
 pub mod run;
@@ -27,6 +28,7 @@ pub mod target;
 
 pub use check::{Area, Check, Failure, Level};
 pub use context::Ctx;
+pub use kube::KubeApi;
 pub use profile::Profile;
 pub use run::{Report, Selection};
 pub use target::{AdminApi, Resources, Restart, Target};

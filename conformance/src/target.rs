@@ -37,6 +37,14 @@ pub struct Target {
     /// The admin API's bearer token (ACE keeps it in `admin.token` in its data directory).
     #[serde(default)]
     pub admin_token: Option<String>,
+    /// A kubeconfig whose cluster's Kubernetes API manages the resources (a Kyma cluster, or
+    /// ACE's `--kube-addr`), instead of ACE's admin API; the admin API, if given too, still
+    /// answers what has no Kubernetes kind (dead letters).
+    #[serde(default)]
+    pub kubeconfig: Option<String>,
+    /// The kubeconfig's context to use (default: its current context).
+    #[serde(default)]
+    pub kube_context: Option<String>,
     /// The proxy to registered APIs, e.g. `http://127.0.0.1:8090`; proxy checks are skipped
     /// without it.
     #[serde(default)]
@@ -107,6 +115,24 @@ impl RoundRobin {
 }
 
 impl Target {
+    /// The resource adapter the target names: the Kubernetes API of its kubeconfig, else
+    /// ACE's admin API, else none (checks that need resources are skipped).
+    pub fn resources(&self) -> Result<Option<Box<dyn Resources>>, String> {
+        let admin = self
+            .admin
+            .as_deref()
+            .map(|a| AdminApi::new(a, self.admin_token.as_deref()));
+        Ok(match (&self.kubeconfig, admin) {
+            (Some(file), admin) => Some(Box::new(crate::KubeApi::from_kubeconfig(
+                Path::new(file),
+                self.kube_context.as_deref(),
+                admin,
+            )?)),
+            (None, Some(admin)) => Some(Box::new(admin)),
+            (None, None) => None,
+        })
+    }
+
     /// A target for an ACE server on the default loopback ports.
     pub fn local_defaults() -> Target {
         Target {
@@ -116,6 +142,8 @@ impl Target {
             publish: Some("http://127.0.0.1:8082".into()),
             admin: Some("http://127.0.0.1:8081".into()),
             admin_token: None,
+            kubeconfig: None,
+            kube_context: None,
             proxy: Some("http://127.0.0.1:8090".into()),
             ca: None,
             insecure: false,
@@ -196,8 +224,7 @@ pub trait Restart: Send + Sync {
     fn restart(&self) -> BoxFuture<'_, Result<(), String>>;
 }
 
-/// ACE's admin API as the resource adapter. A Kubernetes adapter applying the same
-/// documents to a cluster implements [`Resources`] the same way.
+/// ACE's admin API as the resource adapter ([`crate::KubeApi`] is the Kubernetes one).
 #[derive(Clone)]
 pub struct AdminApi {
     base: String,

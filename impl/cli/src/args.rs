@@ -90,9 +90,12 @@ pub enum Command {
         kind: String,
         /// Name (all when absent).
         name: Option<String>,
-        /// Namespace.
-        #[arg(short, long)]
+        /// Namespace (without one, every namespace).
+        #[arg(short, long, conflicts_with = "all_namespaces")]
         namespace: Option<String>,
+        /// Every namespace (the default without -n; kubectl's flag, for habit).
+        #[arg(short = 'A', long)]
+        all_namespaces: bool,
         /// Output format.
         #[arg(short, long, value_enum, default_value_t = Output::Table)]
         output: Output,
@@ -198,6 +201,15 @@ pub struct ConformanceArgs {
     /// Proxy of a live target.
     #[arg(long, value_name = "URL")]
     pub proxy: Option<String>,
+    /// Manage the target's resources through the Kubernetes API of this kubeconfig's cluster
+    /// (a Kyma cluster, or ACE's own: `ace kubeconfig`) instead of ACE's admin API. Tokens and
+    /// client certificates are supported, exec plugins are not. With the embedded target: the
+    /// word `embedded` uses the embedded server's own kubeconfig.
+    #[arg(long, value_name = "FILE")]
+    pub kubeconfig: Option<String>,
+    /// The kubeconfig's context (default: its current context).
+    #[arg(long, value_name = "NAME", requires = "kubeconfig")]
+    pub context: Option<String>,
     /// CA certificate (PEM file) that signed the live target's server certificates.
     #[arg(long, value_name = "FILE")]
     pub ca: Option<String>,

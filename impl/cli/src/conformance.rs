@@ -9,7 +9,7 @@ use crate::serve::os_seed;
 
 /// Runs the selected checks and reports; fails if a MUST check failed (or any, `--strict`).
 pub async fn run_conformance(args: ConformanceArgs) -> Result<(), String> {
-    use ace_conformance::{AdminApi, Ctx, Resources, Restart, Selection, Target, checks, run};
+    use ace_conformance::{Ctx, Resources, Restart, Selection, Target, checks, run};
     let selection = Selection {
         ids: args.ids.clone(),
         areas: args.areas.clone(),
@@ -80,10 +80,20 @@ pub async fn run_conformance(args: ConformanceArgs) -> Result<(), String> {
         target.endpoint_url.as_deref(),
     )
     .await?;
-    let resources: Option<Box<dyn Resources>> = target
-        .admin
-        .as_deref()
-        .map(|a| Box::new(AdminApi::new(a, target.admin_token.as_deref())) as Box<dyn Resources>);
+    match (args.kubeconfig.as_deref(), &embedded) {
+        (Some("embedded"), Some(e)) => target.kubeconfig = Some(e.kubeconfig()),
+        (Some("embedded"), None) => {
+            return Err(
+                "--kubeconfig embedded names the embedded target's own kubeconfig; give a live target's kubeconfig file".into(),
+            );
+        }
+        (Some(file), _) => target.kubeconfig = Some(file.to_owned()),
+        (None, _) => {}
+    }
+    if args.context.is_some() {
+        target.kube_context.clone_from(&args.context);
+    }
+    let resources: Option<Box<dyn Resources>> = target.resources()?;
     let restart: Option<Box<dyn Restart>> = match (&embedded, &target.restart_command) {
         (Some(e), _) => Some(Box::new(crate::embedded::EmbeddedRestart(e.clone()))),
         (None, Some(command)) => Some(Box::new(ace_conformance::target::CommandRestart {
@@ -96,7 +106,7 @@ pub async fn run_conformance(args: ConformanceArgs) -> Result<(), String> {
         (None, None) => None,
     };
     print(&format!(
-        "ace conformance: {} checks against {} ({}), profile {}\n",
+        "ace conformance: {} checks against {} ({}), profile {}, resources through {}\n",
         selected.len(),
         target.gateway,
         if live {
@@ -104,7 +114,12 @@ pub async fn run_conformance(args: ConformanceArgs) -> Result<(), String> {
         } else {
             "embedded ace serve"
         },
-        args.profile
+        args.profile,
+        match (&target.kubeconfig, &target.admin) {
+            (Some(_), _) => "the Kubernetes API",
+            (None, Some(_)) => "the admin API",
+            (None, None) => "nothing (resource checks skipped)",
+        }
     ));
     let mut cx = Ctx::new(target, endpoint, resources, restart, args.profile)?;
     cx.model_cases = args.cases;

@@ -71,6 +71,15 @@ impl Embedded {
         }))
     }
 
+    /// The kubeconfig the embedded server wrote (its Kubernetes API, CA and token).
+    pub fn kubeconfig(&self) -> String {
+        self.dir
+            .path()
+            .join(ace_server::kubeconfig::FILE)
+            .display()
+            .to_string()
+    }
+
     /// The target the suite checks.
     pub fn target(&self) -> Target {
         let port = |addr: &str| addr.rsplit(':').next().unwrap_or_default().to_owned();
@@ -86,6 +95,8 @@ impl Embedded {
             admin_token: std::fs::read_to_string(self.dir.path().join(TOKEN_FILE))
                 .ok()
                 .map(|t| t.trim().to_owned()),
+            kubeconfig: None,
+            kube_context: None,
             proxy: Some(self.opts.proxy_url.clone()),
             ca: Some(self.dir.path().join("ca.crt").display().to_string()),
             insecure: false,

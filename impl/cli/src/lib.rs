@@ -110,6 +110,7 @@ pub async fn run(cli: Cli) -> Result<(), String> {
             kind,
             name,
             namespace,
+            all_namespaces: _,
             output,
             admin,
         } => {
@@ -121,7 +122,7 @@ pub async fn run(cli: Cli) -> Result<(), String> {
             )
             .await?;
             let text = match output {
-                Output::Table => table::table(&value),
+                Output::Table => table::table(&kind, &value, namespace.is_none()),
                 Output::Json => serde_json::to_string_pretty(&value).unwrap_or_default() + "\n",
                 Output::Yaml => serde_yaml_ng::to_string(&value).unwrap_or_default(),
             };

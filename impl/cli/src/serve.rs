@@ -48,6 +48,7 @@ pub async fn run_serve(args: ServeArgs) -> Result<(), String> {
          admin API               http://{}/v1/api.yaml   (metrics: /metrics, health: /healthz)\n  \
          publish API             http://{}/v1/events\n  \
          proxy                   http://{}/re-{{re}}-{{service id}}/...\n  \
+         Kubernetes API          https://{}   (kubectl: export KUBECONFIG={})\n  \
          CA certificate          {}\n  \
          admin API token         {}",
         data_dir.display(),
@@ -60,6 +61,8 @@ pub async fn run_serve(args: ServeArgs) -> Result<(), String> {
         server.admin,
         server.publish,
         server.proxy,
+        server.kube,
+        data_dir.join(ace_server::kubeconfig::FILE).display(),
         data_dir.join("ca.crt").display(),
         match &server.admin_token {
             Some(_) if admin_token_given => "the one given with --admin-token".to_owned(),

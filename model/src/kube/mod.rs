@@ -181,6 +181,16 @@ impl Kind {
         })
     }
 
+    /// The kind any of kubectl's names for it names (`Subscription`, `subscription`,
+    /// `subscriptions`, `sub`), in any case.
+    pub fn from_name(name: &str) -> Option<Kind> {
+        let name = name.to_ascii_lowercase();
+        Kind::ALL.into_iter().find(|k| {
+            let i = k.info();
+            name == i.singular || name == i.plural || i.short_names.contains(&name.as_str())
+        })
+    }
+
     /// The kinds of one group version, for discovery.
     pub fn of_group_version(group: &str, version: &str) -> impl Iterator<Item = Kind> {
         let (group, version) = (group.to_owned(), version.to_owned());
@@ -421,6 +431,11 @@ mod tests {
             assert_eq!(i.singular, i.kind.to_ascii_lowercase());
         }
         assert_eq!(Kind::by_path(EVENTING, "v1", "subscriptions"), None);
+        for name in ["Subscription", "subscriptions", "SUB"] {
+            assert_eq!(Kind::from_name(name), Some(Kind::Subscription), "{name}");
+        }
+        assert_eq!(Kind::from_name("em"), Some(Kind::EnvironmentMapping));
+        assert_eq!(Kind::from_name("function"), None);
         assert_eq!(
             Kind::of_group_version(APPLICATION_CONNECTOR, "v1alpha1").count(),
             3

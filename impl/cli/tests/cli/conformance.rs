@@ -6,7 +6,7 @@ use ace::embedded::{Embedded, EmbeddedRestart};
 use ace_client::Clock;
 use ace_conformance::endpoint::Endpoint;
 use ace_conformance::run::{self, Status};
-use ace_conformance::{AdminApi, Ctx, Profile, Selection, checks};
+use ace_conformance::{Ctx, Profile, Selection, checks};
 
 fn now_ms() -> u64 {
     std::time::SystemTime::now()
@@ -23,22 +23,36 @@ async fn run_suite_with(
     profile: Profile,
     tune: impl FnOnce(&mut ace_server::ServeOptions),
 ) -> ace_conformance::Report {
+    run_suite_through(selection, profile, tune, false).await
+}
+
+/// The suite against the embedded target, its resources through the admin API or (with
+/// `kubernetes`) through the Kubernetes API and the kubeconfig the server wrote.
+async fn run_suite_through(
+    selection: Selection,
+    profile: Profile,
+    tune: impl FnOnce(&mut ace_server::ServeOptions),
+    kubernetes: bool,
+) -> ace_conformance::Report {
     let embedded = Embedded::start(Clock::new(now_ms()), 5u64.into(), tune)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     let mut target = embedded.target();
     target.delivery_timeout_seconds = Some(5);
+    if kubernetes {
+        target.kubeconfig = Some(embedded.kubeconfig());
+    }
     let endpoint = Endpoint::start("127.0.0.1:0", None)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
-    let admin = AdminApi::new(
-        target.admin.as_deref().unwrap_or_default(),
-        target.admin_token.as_deref(),
-    );
+    let resources = target
+        .resources()
+        .unwrap_or_else(|e| panic!("{e}"))
+        .unwrap_or_else(|| panic!("the embedded target has a resource adapter"));
     let cx = Ctx::new(
         target,
         endpoint,
-        Some(Box::new(admin)),
+        Some(resources),
         Some(Box::new(EmbeddedRestart(embedded.clone()))),
         profile,
     )
@@ -48,9 +62,8 @@ async fn run_suite_with(
     report
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn ace_passes_every_check() {
-    let report = run_suite(Selection::default(), Profile::Ace).await;
+/// Every check of the suite ran and passed.
+fn assert_every_check_passed(report: &ace_conformance::Report) {
     for o in &report.outcomes {
         assert!(
             matches!(o.status, Status::Passed),
@@ -60,6 +73,19 @@ async fn ace_passes_every_check() {
     }
     assert_eq!(report.outcomes.len(), checks::all().len());
     assert!(report.passed());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ace_passes_every_check() {
+    assert_every_check_passed(&run_suite(Selection::default(), Profile::Ace).await);
+}
+
+/// The same suite with every resource made, read and deleted through the Kubernetes API (the
+/// adapter that checks a Kyma cluster): every check passes, as through the admin API.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ace_passes_every_check_through_the_kubernetes_api() {
+    let report = run_suite_through(Selection::default(), Profile::Ace, |_| {}, true).await;
+    assert_every_check_passed(&report);
 }
 
 /// Under the Kyma 0.5 profile, ACE fails exactly the SHOULD checks where it does better than

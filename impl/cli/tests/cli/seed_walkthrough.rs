@@ -396,5 +396,33 @@ apiVersion: eventing.kyma.cx/v1alpha1\nkind: Subscription\nmetadata:\n  labels:\
         "--admin-url",
         &format!("http://127.0.0.1:{admin}"),
     ]));
-    assert!(listed.contains("events-activated=True"), "{listed}");
+    let header: Vec<&str> = listed
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .split("   ")
+        .map(str::trim)
+        .filter(|c| !c.is_empty())
+        .collect();
+    assert_eq!(
+        header,
+        [
+            "NAME",
+            "EVENT TYPE",
+            "VERSION",
+            "SOURCE",
+            "ACTIVATED",
+            "DELIVERED",
+            "PENDING",
+            "DEAD LETTERS"
+        ],
+        "{listed}"
+    );
+    let row: Vec<&str> = listed
+        .lines()
+        .nth(1)
+        .unwrap_or_default()
+        .split_whitespace()
+        .collect();
+    assert_eq!(row.get(4), Some(&"True"), "events activated: {listed}");
 }
