@@ -34,8 +34,11 @@ pub struct ProxyTarget {
 pub struct ProxyTable {
     /// By `re-<re>-<id>` name: the target and the digests of the keys that open it, or why
     /// it cannot be called.
-    pub(crate) services: BTreeMap<String, Result<(ProxyTarget, Vec<TokenDigest>), ProxyError>>,
+    pub(crate) services: BTreeMap<String, Result<Openable, ProxyError>>,
 }
+
+/// A callable service: its target, and the digests of the keys that open it.
+pub(crate) type Openable = (std::sync::Arc<ProxyTarget>, Vec<TokenDigest>);
 
 impl ProxyTable {
     /// The decision for a call on `service` with `binding_key`: unknown service 404, service
@@ -44,7 +47,7 @@ impl ProxyTable {
         &self,
         service: &str,
         binding_key: Option<&str>,
-    ) -> Result<ProxyTarget, ProxyError> {
+    ) -> Result<std::sync::Arc<ProxyTarget>, ProxyError> {
         let entry = self
             .services
             .get(service)
@@ -57,7 +60,8 @@ impl ProxyTable {
         // Every key is compared, in constant time, so that timing does not tell which matched.
         let allowed = keys.iter().fold(false, |found, k| k.ct_eq(&digest) | found);
         if allowed {
-            Ok(target.clone())
+            // Shared, not copied: the proxy decides every call with it.
+            Ok(std::sync::Arc::clone(target))
         } else {
             Err(ProxyError::NotAllowed)
         }

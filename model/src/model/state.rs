@@ -313,7 +313,9 @@ impl State {
         service: &str,
         binding_key: Option<&str>,
     ) -> Result<crate::proxy::ProxyTarget, crate::proxy::ProxyError> {
-        self.proxy_table().decide(service, binding_key)
+        self.proxy_table()
+            .decide(service, binding_key)
+            .map(|target| (*target).clone())
     }
 
     /// The proxy's decisions for every registered service in this state.
@@ -342,7 +344,7 @@ impl State {
                             oauth: api.oauth.clone(),
                             skip_verify: re.skip_verify,
                         };
-                        Ok((target, keys))
+                        Ok((std::sync::Arc::new(target), keys))
                     }
                 };
                 table

@@ -117,7 +117,8 @@ impl App {
         req: hyper::Request<Incoming>,
     ) -> Result<Response, Infallible> {
         let method = req.method().clone();
-        let path = req.uri().path().to_owned();
+        // Shares the request's bytes: no copy of the path per request.
+        let uri = req.uri().clone();
         let mut response = match surface {
             Surface::ConnectorInternal => connector::internal(self, req).await,
             Surface::ConnectorExternal => connector::external(self, req).await,
@@ -128,13 +129,14 @@ impl App {
             Surface::Kube => kube::serve(self, req).await,
         };
         if response.status() == StatusCode::METHOD_NOT_ALLOWED
-            && let Ok(allow) = HeaderValue::from_str(&allowed_methods(surface, &path).join(", "))
+            && let Ok(allow) =
+                HeaderValue::from_str(&allowed_methods(surface, uri.path()).join(", "))
         {
             response.headers_mut().insert(hyper::header::ALLOW, allow);
         }
         let status = response.status().as_u16();
         self.metrics.request(surface.name(), status);
-        tracing::debug!(surface = surface.name(), %method, path, status, "request");
+        tracing::debug!(surface = surface.name(), %method, path = uri.path(), status, "request");
         Ok(response)
     }
 

@@ -6,9 +6,10 @@
 use ace_model::error::CommonError;
 use ace_model::limits::BodyKind;
 use ace_model::{Reply, RequestError};
+use bytes::Bytes;
 use http_body_util::BodyExt;
-use hyper::body::Incoming;
-use hyper::header::HOST;
+use hyper::body::{Body as _, Incoming};
+use hyper::header::{CONTENT_LENGTH, HOST};
 
 use super::App;
 use super::reply::{Response, error, from_reply};
@@ -40,30 +41,34 @@ pub async fn route(app: &App, req: hyper::Request<Incoming>) -> Response {
     let binding_key = req
         .headers()
         .get(BINDING_KEY_HEADER)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
+        .and_then(|v| v.to_str().ok());
     // The model's decision, from the table the driver published after the last change (no
     // round trip through the driver per call).
-    let decision = app
-        .proxy_tables
-        .borrow()
-        .decide(&service, binding_key.as_deref());
+    let decision = app.proxy_tables.borrow().decide(&service, binding_key);
     let target = match decision {
         Ok(target) => target,
         Err(e) => return from_reply(&Reply::Error(RequestError::Proxy(e))),
     };
-    let method = req.method().clone();
-    let query = req.uri().query().map(str::to_owned);
-    let headers = req.headers().clone();
-    let body = match app.read(req, BodyKind::Proxy).await {
-        Ok(body) => body,
-        Err(r) => return r,
+    // The caller's headers are moved into the call, not copied.
+    let (parts, body) = req.into_parts();
+    let body = if body.is_end_stream() {
+        // No body (a GET, say): nothing to read, no timer to arm.
+        Bytes::new()
+    } else {
+        let mut sized = hyper::Request::new(body);
+        if let Some(length) = parts.headers.get(CONTENT_LENGTH) {
+            sized.headers_mut().insert(CONTENT_LENGTH, length.clone());
+        }
+        match app.read(sized, BodyKind::Proxy).await {
+            Ok(body) => body,
+            Err(r) => return r,
+        }
     };
     let call = Call {
-        method,
+        method: parts.method,
         path,
-        query,
-        headers,
+        query: parts.uri.query().map(str::to_owned),
+        headers: parts.headers,
         body,
     };
     match app.forwarder.forward(&target, call).await {
