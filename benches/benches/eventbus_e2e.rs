@@ -826,7 +826,12 @@ fn eventbus_e2e(c: &mut Criterion) {
                     run: Box::new(|n| s.run(&clients, &counts, n)),
                 })
                 .collect();
-            paired::run(&format!("{publishers}_publishers"), rounds, &mut systems);
+            paired::run(
+                &format!("{publishers}_publishers"),
+                rounds,
+                &mut systems,
+                0.5,
+            );
             for s in &scenarios {
                 s.report();
             }

@@ -7,9 +7,15 @@
 //! hyper-util's pooled client (as ACE's proxy), one over an upstream connection of its own per
 //! caller's connection. They show how close any proxy can get to direct calls on the machine.
 //!
+//! The peer: nginx, the reverse proxy users run in front of their APIs (Kyma put one in front
+//! of the Application Connector), started by the benchmark on loopback with keep-alive
+//! upstream connections and an `Authorization` header added, as ACE adds a cached token.
+//! Skipped, with a message, where there is no `nginx` (Debian: `apt-get install nginx-light`).
+//!
 //! `ACE_BENCH_ROUNDS=R` replaces criterion's measurements with R paired rounds: every system
 //! in turn for about a second each, round after round, with each ratio taken to the same
-//! round's baseline and the median, lowest and highest ratio printed (`paired/mod.rs`).
+//! round's nginx figure (direct calls without nginx) and the median, lowest and highest ratio
+//! printed (`paired/mod.rs`).
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -129,6 +135,82 @@ async fn trivial_proxy(target: SocketAddr, upstream: Upstream) -> SocketAddr {
     addr
 }
 
+/// nginx as a child process, killed when dropped.
+struct Nginx {
+    child: std::process::Child,
+    addr: SocketAddr,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// nginx in front of `target`: one worker per core, keep-alive connections to the target,
+/// `Authorization` added. `None`, said on stderr, when nginx is not installed.
+fn nginx(target: SocketAddr) -> Option<Nginx> {
+    let binary = ["nginx", "/usr/sbin/nginx"].into_iter().find(|b| {
+        std::process::Command::new(b)
+            .arg("-v")
+            .output()
+            .is_ok_and(|o| o.status.success())
+    });
+    let Some(binary) = binary else {
+        eprintln!(
+            "proxy benchmark: no nginx here, so the nginx peer is skipped (Debian: apt-get install nginx-light)"
+        );
+        return None;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port();
+    let p = dir.path().display();
+    let config = format!(
+        "worker_processes auto;\nerror_log {p}/error.log;\npid {p}/nginx.pid;\n\
+         events {{ worker_connections 1024; }}\n\
+         http {{\n  access_log off;\n  client_body_temp_path {p}/body;\n  proxy_temp_path {p}/proxy;\n\
+           keepalive_requests 100000000;\n  keepalive_timeout 300s;\n\
+           upstream target {{ server {target}; keepalive 64; keepalive_requests 100000000; }}\n\
+           server {{\n    listen 127.0.0.1:{port};\n    location / {{\n\
+               proxy_pass http://target;\n      proxy_http_version 1.1;\n\
+               proxy_set_header Connection \"\";\n\
+               proxy_set_header Authorization \"Bearer bench-token\";\n    }}\n  }}\n}}\n"
+    );
+    std::fs::write(dir.path().join("nginx.conf"), config).expect("nginx.conf");
+    let child = std::process::Command::new(binary)
+        .arg("-p")
+        .arg(dir.path())
+        .arg("-e")
+        .arg(dir.path().join("error.log"))
+        .arg("-c")
+        .arg(dir.path().join("nginx.conf"))
+        .args(["-g", "daemon off;"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("nginx starts");
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
+    let started = Instant::now();
+    while std::net::TcpStream::connect(addr).is_err() {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "nginx did not listen on {addr}: {}",
+            std::fs::read_to_string(dir.path().join("error.log")).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Some(Nginx {
+        child,
+        addr,
+        _dir: dir,
+    })
+}
+
 async fn admin(url: String, body: serde_json::Value) -> serde_json::Value {
     let r = client::request(
         &TokioNet,
@@ -191,7 +273,7 @@ fn benchmarks(c: &mut Criterion) {
         .build()
         .expect("runtime");
     let dir = tempfile::tempdir().expect("tempdir");
-    let (proxy_addr, target_addr, path, key) = rt.block_on(async {
+    let (proxy_addr, target_addr, path, key, plain_path, plain_key) = rt.block_on(async {
         let target = target().await;
         // The subscribers and API targets are on loopback and the admin API is called
         // without a token: both opened knowingly, for a benchmark on one machine.
@@ -218,12 +300,19 @@ fn benchmarks(c: &mut Criterion) {
             "credentials": {"oauth": {"url": format!("http://{target}/token"), "clientId": "c", "clientSecret": "s"}}}});
         let r = client::request(&TokioNet, Method::POST, &conn.metadata_url, &[], Some(service.to_string().into_bytes()), Some(&tls), Duration::from_secs(10)).await.expect("register");
         let id = r.json()["id"].as_str().expect("id").to_owned();
+        // The same API without OAuth: the binding key is all the proxy checks.
+        let plain = json!({"provider": "p", "name": "plain", "description": "d", "api": {"targetUrl": format!("http://{target}/api")}});
+        let r = client::request(&TokioNet, Method::POST, &conn.metadata_url, &[], Some(plain.to_string().into_bytes()), Some(&tls), Duration::from_secs(10)).await.expect("register");
+        let plain_id = r.json()["id"].as_str().expect("id").to_owned();
         client::request(&TokioNet, Method::PUT, &format!("{a}/v1/namespaces/ns/environmentmappings/ec"), &[], None, None, Duration::from_secs(10)).await.expect("map");
-        admin(format!("{a}/v1/namespaces/ns/serviceinstances/bench"), json!({"spec": {"serviceClassName": format!("re-ec-{id}")}})).await;
-        let binding = admin(format!("{a}/v1/namespaces/ns/servicebindings/bench"), json!({"spec": {"instanceRef": {"name": "bench"}}})).await;
-        let key = binding["credentials"]["ACCESS_KEY"].as_str().expect("key").to_owned();
+        let mut bound = Vec::new();
+        for (name, id) in [("bench", &id), ("plain", &plain_id)] {
+            admin(format!("{a}/v1/namespaces/ns/serviceinstances/{name}"), json!({"spec": {"serviceClassName": format!("re-ec-{id}")}})).await;
+            bound.push(admin(format!("{a}/v1/namespaces/ns/servicebindings/{name}"), json!({"spec": {"instanceRef": {"name": name}}})).await);
+        }
+        let key = |b: &serde_json::Value| b["credentials"]["ACCESS_KEY"].as_str().expect("key").to_owned();
         std::mem::forget(server); // keep serving until the process ends
-        (proxy_addr_of(&binding), target, format!("/re-ec-{id}/uuid"), key)
+        (proxy_addr_of(&bound[0]), target, format!("/re-ec-{id}/uuid"), key(&bound[0]), format!("/re-ec-{plain_id}/uuid"), key(&bound[1]))
     });
     let (pooled, dedicated) = rt.block_on(async {
         (
@@ -232,8 +321,11 @@ fn benchmarks(c: &mut Criterion) {
         )
     });
     let headers = vec![("ace-binding-key".to_owned(), key)];
+    let plain_headers = vec![("ace-binding-key".to_owned(), plain_key)];
+    let peer = nginx(target_addr);
     if let Some(rounds) = paired::rounds() {
-        // Interleaved rounds instead of criterion; direct calls are the baseline.
+        // Interleaved rounds instead of criterion; nginx is the baseline (direct calls
+        // without it).
         let calls = |addr: SocketAddr, path: String, headers: Vec<(String, String)>| {
             let rt = &rt;
             Box::new(move |n: u64| {
@@ -241,14 +333,30 @@ fn benchmarks(c: &mut Criterion) {
             }) as Box<dyn FnMut(u64) -> Duration + '_>
         };
         let api = || "/api/uuid".to_owned();
-        let mut systems = [
+        let mut systems: Vec<paired::System<'_>> = Vec::new();
+        if let Some(n) = &peer {
+            systems.push(paired::System {
+                name: "nginx",
+                run: calls(n.addr, api(), Vec::new()),
+            });
+        }
+        for (name, run) in [
             ("direct", calls(target_addr, api(), Vec::new())),
             ("trivial_pooled", calls(pooled, api(), Vec::new())),
             ("trivial_dedicated", calls(dedicated, api(), Vec::new())),
-            ("ace", calls(proxy_addr, path.clone(), headers.clone())),
-        ]
-        .map(|(name, run)| paired::System { name, run });
-        paired::run("proxy_16_clients", rounds, &mut systems);
+            (
+                "ace_no_oauth",
+                calls(proxy_addr, plain_path.clone(), plain_headers.clone()),
+            ),
+            (
+                "ace_cached_oauth",
+                calls(proxy_addr, path.clone(), headers.clone()),
+            ),
+        ] {
+            systems.push(paired::System { name, run });
+        }
+        let bar = if peer.is_some() { 0.9 } else { 0.5 };
+        paired::run("proxy_16_clients", rounds, &mut systems, bar);
         return;
     }
     let mut group = c.benchmark_group("proxy");
@@ -274,6 +382,23 @@ fn benchmarks(c: &mut Criterion) {
             })
         });
     }
+    if let Some(n) = &peer {
+        group.bench_function("peer_nginx_16_clients", |b| {
+            b.iter_custom(|k| {
+                rt.block_on(run(n.addr, "/api/uuid".into(), Vec::new(), k.max(CLIENTS)))
+            })
+        });
+    }
+    group.bench_function("proxied_calls_no_oauth_16_clients", |b| {
+        b.iter_custom(|n| {
+            rt.block_on(run(
+                proxy_addr,
+                plain_path.clone(),
+                plain_headers.clone(),
+                n.max(CLIENTS),
+            ))
+        })
+    });
     group.bench_function("proxied_calls_cached_token_16_clients", |b| {
         b.iter_custom(|n| {
             rt.block_on(run(

@@ -60,8 +60,9 @@ fn spread(v: &[f64]) -> (f64, f64, f64) {
 }
 
 /// Runs `systems` in turn for `rounds` rounds; the first is the baseline every ratio is to.
-/// Prints each round's rates and ratios, and their median, lowest and highest, to stderr.
-pub fn run(label: &str, rounds: usize, systems: &mut [System<'_>]) {
+/// Prints each round's rates and ratios, their median, lowest and highest, and in how many
+/// rounds each ratio reached `bar`, to stderr.
+pub fn run(label: &str, rounds: usize, systems: &mut [System<'_>], bar: f64) {
     let slice = slice();
     // Calibrate: how many operations fill a slice, system by system (this also warms up).
     let sizes: Vec<u64> = systems
@@ -92,11 +93,11 @@ pub fn run(label: &str, rounds: usize, systems: &mut [System<'_>]) {
         let (median, low, high) = spread(&ratios);
         let (rate, _, _) = spread(&rates[i]);
         eprintln!(
-            "paired {label} {}: median {:.1} K/s; ratio to {} median {median:.2}, lowest {low:.2}, highest {high:.2}, at least 0.5 in {} of {rounds} rounds",
+            "paired {label} {}: median {:.1} K/s; ratio to {} median {median:.2}, lowest {low:.2}, highest {high:.2}, at least {bar} in {} of {rounds} rounds",
             s.name,
             rate / 1e3,
             systems[0].name,
-            ratios.iter().filter(|r| **r >= 0.5).count(),
+            ratios.iter().filter(|r| **r >= bar).count(),
         );
     }
 }
