@@ -159,6 +159,45 @@ async fn the_token_is_fetched_once_and_reused_and_the_call_is_forwarded() {
     }
 }
 
+/// An API with OAuth gets the proxy's token only: an `Authorization` the caller sent is
+/// replaced, never sent beside it.
+#[tokio::test]
+async fn the_proxys_token_replaces_the_callers_authorization() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let w = world(dir.path(), true, Duration::from_secs(5)).await;
+    Mock::given(method("POST"))
+        .and(path("/token"))
+        .respond_with(token_reply("tok-1", json!(3600)))
+        .mount(&w.oauth)
+        .await;
+    Mock::given(method("GET"))
+        .respond_with(ResponseTemplate::new(200))
+        .mount(&w.target)
+        .await;
+    let r = call(
+        &format!("{}/uuid", w.gateway_url),
+        &[
+            ("ace-binding-key", &w.key),
+            ("authorization", "Basic Y2FsbGVyOnB3"),
+        ],
+        None,
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let received = w.target.received_requests().await.unwrap_or_default();
+    assert_eq!(received.len(), 1);
+    let sent: Vec<_> = received[0]
+        .headers
+        .get_all("authorization")
+        .iter()
+        .collect();
+    assert_eq!(
+        sent,
+        ["Bearer tok-1"],
+        "only the proxy's token reaches the API"
+    );
+}
+
 #[tokio::test]
 async fn hop_by_hop_headers_and_the_binding_key_are_not_forwarded() {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
