@@ -37,36 +37,74 @@ mod paired;
 
 const CLIENTS: u64 = 16;
 
-/// A target API and an OAuth server in one: `POST /token` gives a token for an hour, anything
-/// else answers 200 with a small body.
-async fn target() -> SocketAddr {
+/// What the target answers: `POST /token` gives a token for an hour, anything else 200 with a
+/// small body.
+fn target_service() -> impl hyper::service::Service<
+    hyper::Request<hyper::body::Incoming>,
+    Response = hyper::Response<Full<Bytes>>,
+    Error = Infallible,
+    Future = impl Send,
+> + Clone {
+    hyper::service::service_fn(|req: hyper::Request<hyper::body::Incoming>| async move {
+        let body = if req.uri().path() == "/token" {
+            Bytes::from_static(
+                br#"{"access_token":"bench-token","token_type":"bearer","expires_in":3600}"#,
+            )
+        } else {
+            Bytes::from_static(br#"{"uuid":"d44cc373-b26e-4a36-9890-6418d131a285"}"#)
+        };
+        Ok::<_, Infallible>(hyper::Response::new(Full::new(body)))
+    })
+}
+
+/// A target API and an OAuth server in one (see [`target_service`]), over plain HTTP, or over
+/// TLS with a self-signed certificate for 127.0.0.1 when `tls`.
+async fn target_on(tls: bool) -> SocketAddr {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
     let addr = listener.local_addr().expect("addr");
+    let acceptor = tls.then(|| {
+        let cert = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()]).expect("cert");
+        let key = rustls::pki_types::PrivateKeyDer::Pkcs8(cert.signing_key.serialize_der().into());
+        let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .expect("versions")
+        .with_no_client_auth()
+        .with_single_cert(vec![cert.cert.der().clone()], key)
+        .expect("server config");
+        tokio_rustls::TlsAcceptor::from(Arc::new(config))
+    });
     tokio::spawn(async move {
         while let Ok((tcp, _)) = listener.accept().await {
             let _ = tcp.set_nodelay(true);
+            let acceptor = acceptor.clone();
             tokio::spawn(async move {
-                let service = hyper::service::service_fn(
-                    |req: hyper::Request<hyper::body::Incoming>| async move {
-                        let body = if req.uri().path() == "/token" {
-                            Bytes::from_static(br#"{"access_token":"bench-token","token_type":"bearer","expires_in":3600}"#)
-                        } else {
-                            Bytes::from_static(
-                                br#"{"uuid":"d44cc373-b26e-4a36-9890-6418d131a285"}"#,
-                            )
-                        };
-                        Ok::<_, Infallible>(hyper::Response::new(Full::new(body)))
+                let http = hyper::server::conn::http1::Builder::new();
+                let _ = match acceptor {
+                    None => {
+                        http.serve_connection(TokioIo::new(tcp), target_service())
+                            .await
+                    }
+                    Some(acceptor) => match acceptor.accept(tcp).await {
+                        Ok(tls) => {
+                            http.serve_connection(TokioIo::new(tls), target_service())
+                                .await
+                        }
+                        Err(_) => return,
                     },
-                );
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(tcp), service)
-                    .await;
+                };
             });
         }
     });
     addr
+}
+
+/// The plain HTTP target.
+async fn target() -> SocketAddr {
+    target_on(false).await
 }
 
 /// How the trivial proxies reach the target.
@@ -149,9 +187,11 @@ impl Drop for Nginx {
     }
 }
 
-/// nginx in front of `target`: one worker per core, keep-alive connections to the target,
-/// `Authorization` added. `None`, said on stderr, when nginx is not installed.
-fn nginx(target: SocketAddr) -> Option<Nginx> {
+/// nginx in front of `target` (over TLS when `tls`, its certificate not verified, sessions
+/// reused): one worker per core, keep-alive connections to the target, `Authorization` added.
+/// `None`, said on stderr, when nginx is not installed.
+fn nginx(target: SocketAddr, tls: bool) -> Option<Nginx> {
+    let scheme = if tls { "https" } else { "http" };
     let binary = ["nginx", "/usr/sbin/nginx"].into_iter().find(|b| {
         std::process::Command::new(b)
             .arg("-v")
@@ -177,7 +217,7 @@ fn nginx(target: SocketAddr) -> Option<Nginx> {
            keepalive_requests 100000000;\n  keepalive_timeout 300s;\n\
            upstream target {{ server {target}; keepalive 64; keepalive_requests 100000000; }}\n\
            server {{\n    listen 127.0.0.1:{port};\n    location / {{\n\
-               proxy_pass http://target;\n      proxy_http_version 1.1;\n\
+               proxy_pass {scheme}://target;\n      proxy_http_version 1.1;\n\
                proxy_set_header Connection \"\";\n\
                proxy_set_header Authorization \"Bearer bench-token\";\n    }}\n  }}\n}}\n"
     );
@@ -273,13 +313,16 @@ fn benchmarks(c: &mut Criterion) {
         .build()
         .expect("runtime");
     let dir = tempfile::tempdir().expect("tempdir");
-    let (proxy_addr, target_addr, path, key, plain_path, plain_key) = rt.block_on(async {
+    let (proxy_addr, target_addr, tls_target_addr, path, key, plain_path, plain_key, tls_path, tls_key) = rt.block_on(async {
         let target = target().await;
+        let tls_target = target_on(true).await;
         // The subscribers and API targets are on loopback and the admin API is called
         // without a token: both opened knowingly, for a benchmark on one machine.
         let mut opts = ServeOptions::loopback(dir.path());
         opts.egress.allow_private = true;
         opts.admin_auth = ace_server::options::AdminAuth::Off;
+        // The https target's certificate is self-signed (nginx does not verify it either).
+        opts.proxy_skip_verify = true;
         let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
         let server = ace_server::start(TokioNet, opts, Clock::new(now), 7.into()).await.expect("serve");
         let a = format!("http://{}", server.admin);
@@ -304,15 +347,19 @@ fn benchmarks(c: &mut Criterion) {
         let plain = json!({"provider": "p", "name": "plain", "description": "d", "api": {"targetUrl": format!("http://{target}/api")}});
         let r = client::request(&TokioNet, Method::POST, &conn.metadata_url, &[], Some(plain.to_string().into_bytes()), Some(&tls), Duration::from_secs(10)).await.expect("register");
         let plain_id = r.json()["id"].as_str().expect("id").to_owned();
+        // The same API over https.
+        let secure = json!({"provider": "p", "name": "secure", "description": "d", "api": {"targetUrl": format!("https://{tls_target}/api")}});
+        let r = client::request(&TokioNet, Method::POST, &conn.metadata_url, &[], Some(secure.to_string().into_bytes()), Some(&tls), Duration::from_secs(10)).await.expect("register");
+        let tls_id = r.json()["id"].as_str().expect("id").to_owned();
         client::request(&TokioNet, Method::PUT, &format!("{a}/v1/namespaces/ns/environmentmappings/ec"), &[], None, None, Duration::from_secs(10)).await.expect("map");
         let mut bound = Vec::new();
-        for (name, id) in [("bench", &id), ("plain", &plain_id)] {
+        for (name, id) in [("bench", &id), ("plain", &plain_id), ("secure", &tls_id)] {
             admin(format!("{a}/v1/namespaces/ns/serviceinstances/{name}"), json!({"spec": {"serviceClassName": format!("re-ec-{id}")}})).await;
             bound.push(admin(format!("{a}/v1/namespaces/ns/servicebindings/{name}"), json!({"spec": {"instanceRef": {"name": name}}})).await);
         }
         let key = |b: &serde_json::Value| b["credentials"]["ACCESS_KEY"].as_str().expect("key").to_owned();
         std::mem::forget(server); // keep serving until the process ends
-        (proxy_addr_of(&bound[0]), target, format!("/re-ec-{id}/uuid"), key(&bound[0]), format!("/re-ec-{plain_id}/uuid"), key(&bound[1]))
+        (proxy_addr_of(&bound[0]), target, tls_target, format!("/re-ec-{id}/uuid"), key(&bound[0]), format!("/re-ec-{plain_id}/uuid"), key(&bound[1]), format!("/re-ec-{tls_id}/uuid"), key(&bound[2]))
     });
     let (pooled, dedicated) = rt.block_on(async {
         (
@@ -322,7 +369,9 @@ fn benchmarks(c: &mut Criterion) {
     });
     let headers = vec![("ace-binding-key".to_owned(), key)];
     let plain_headers = vec![("ace-binding-key".to_owned(), plain_key)];
-    let peer = nginx(target_addr);
+    let tls_headers = vec![("ace-binding-key".to_owned(), tls_key)];
+    let peer = nginx(target_addr, false);
+    let tls_peer = nginx(tls_target_addr, true);
     if let Some(rounds) = paired::rounds() {
         // Interleaved rounds instead of criterion; nginx is the baseline (direct calls
         // without it).
@@ -357,6 +406,21 @@ fn benchmarks(c: &mut Criterion) {
         }
         let bar = if peer.is_some() { 0.9 } else { 0.5 };
         paired::run("proxy_16_clients", rounds, &mut systems, bar);
+        // The same API over https, against nginx over https.
+        let mut secure: Vec<paired::System<'_>> = Vec::new();
+        if let Some(n) = &tls_peer {
+            secure.push(paired::System {
+                name: "nginx_https",
+                run: calls(n.addr, api(), Vec::new()),
+            });
+        }
+        secure.push(paired::System {
+            name: "ace_https",
+            run: calls(proxy_addr, tls_path.clone(), tls_headers.clone()),
+        });
+        if secure.len() > 1 {
+            paired::run("proxy_https_target_16_clients", rounds, &mut secure, 0.9);
+        }
         return;
     }
     let mut group = c.benchmark_group("proxy");
@@ -389,6 +453,23 @@ fn benchmarks(c: &mut Criterion) {
             })
         });
     }
+    if let Some(n) = &tls_peer {
+        group.bench_function("peer_nginx_https_target_16_clients", |b| {
+            b.iter_custom(|k| {
+                rt.block_on(run(n.addr, "/api/uuid".into(), Vec::new(), k.max(CLIENTS)))
+            })
+        });
+    }
+    group.bench_function("proxied_calls_https_target_16_clients", |b| {
+        b.iter_custom(|n| {
+            rt.block_on(run(
+                proxy_addr,
+                tls_path.clone(),
+                tls_headers.clone(),
+                n.max(CLIENTS),
+            ))
+        })
+    });
     group.bench_function("proxied_calls_no_oauth_16_clients", |b| {
         b.iter_custom(|n| {
             rt.block_on(run(
