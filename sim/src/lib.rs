@@ -25,5 +25,6 @@ pub mod disk;
 pub mod faults;
 pub mod net;
 pub mod oracle;
+pub mod sweep;
 pub mod timeline;
 pub mod world;

@@ -10,6 +10,7 @@ use std::process::ExitCode;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use ace_sim::sweep::{Failure, Shard, Summary};
 use ace_sim::timeline::{self, Header};
 use ace_sim::world::Report;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -72,6 +73,30 @@ enum Command {
         /// Needs a build with `--features bug-zoo`.
         #[arg(long = "bug", value_name = "NAME")]
         bugs: Vec<Bug>,
+        /// Run only shard I of N of the sweep (seeds `from + k` with `k % N == I - 1`), for
+        /// sweeps spread over machines: a CI matrix or a batch of jobs each runs one shard with
+        /// the same `--seeds` and `--from`, and `ace-sim merge` adds up their summaries.
+        #[arg(long, value_name = "I/N", value_parser = Shard::parse, default_value = "1/1")]
+        shard: Shard,
+        /// Write the summary as JSON to FILE too (failures with replay commands, faults,
+        /// rare paths), for `ace-sim merge`.
+        #[arg(long, value_name = "FILE")]
+        summary: Option<PathBuf>,
+    },
+    /// Add up the JSON summaries of a sweep's shards (`sweep --shard I/N --summary FILE`) and
+    /// print the whole sweep's summary. Fails on a failed world, on a shard given twice or
+    /// missing, on summaries of different sweeps, and with `--require-rare` on a rare path no
+    /// shard took.
+    Merge {
+        /// The shards' summaries.
+        #[arg(required = true, value_name = "FILE")]
+        files: Vec<PathBuf>,
+        /// Fail if some rare path was never taken in the whole sweep.
+        #[arg(long)]
+        require_rare: bool,
+        /// Write the merged summary as JSON to FILE too.
+        #[arg(long, value_name = "FILE")]
+        summary: Option<PathBuf>,
     },
     /// List the bug zoo: deliberately wrong behaviours the server can be run with, to prove
     /// that the checks catch them.
@@ -184,8 +209,24 @@ enum Outcome {
     Broke(String),
 }
 
-fn sweep(seeds: Range<u64>, jobs: usize, require_rare: bool, out: &Path, bugs: Bugs) -> ExitCode {
-    let total = seeds.end - seeds.start;
+/// Where a sweep runs and what it reports.
+struct SweepPlan<'a> {
+    seeds: Range<u64>,
+    shard: Shard,
+    jobs: usize,
+    require_rare: bool,
+    out: &'a Path,
+    summary: Option<&'a Path>,
+}
+
+fn sweep(plan: &SweepPlan<'_>, bugs: Bugs) -> ExitCode {
+    let SweepPlan {
+        seeds, shard, jobs, ..
+    } = plan;
+    let total = seeds
+        .clone()
+        .filter(|s| shard.takes(seeds.start, *s))
+        .count() as u64;
     let bar = ProgressBar::new(total).with_style(
         ProgressStyle::with_template("{bar:40} {pos}/{len} worlds, {elapsed} ({eta} left) {msg}")
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
@@ -194,17 +235,20 @@ fn sweep(seeds: Range<u64>, jobs: usize, require_rare: bool, out: &Path, bugs: B
     let failures = AtomicU64::new(0);
     let outcomes: Mutex<BTreeMap<u64, Outcome>> = Mutex::new(BTreeMap::new());
     std::thread::scope(|scope| {
-        for _ in 0..jobs.max(1) {
+        for _ in 0..(*jobs).max(1) {
             scope.spawn(|| {
                 loop {
                     let seed = next.fetch_add(1, Ordering::SeqCst);
                     if seed >= seeds.end {
                         break;
                     }
+                    if !shard.takes(seeds.start, seed) {
+                        continue;
+                    }
                     let outcome = match ace_sim::world::run_with(seed, bugs) {
                         Ok(r) if r.violations.is_empty() => Outcome::Passed(r),
                         Ok(r) => {
-                            let files = write_timeline(out, &r, bugs);
+                            let files = write_timeline(plan.out, &r, bugs);
                             Outcome::Failed(r, files)
                         }
                         Err(e) => Outcome::Broke(e),
@@ -223,75 +267,125 @@ fn sweep(seeds: Range<u64>, jobs: usize, require_rare: bool, out: &Path, bugs: B
     });
     bar.finish_and_clear();
     let outcomes = outcomes.into_inner().unwrap_or_default();
-    let mut stdout = std::io::stdout().lock();
-    let mut faults: BTreeMap<&str, u64> = BTreeMap::new();
-    let mut rare: BTreeMap<&str, u64> = ace_sim::world::RARE
-        .iter()
-        .map(|(name, _)| (*name, 0))
-        .collect();
-    let mut failed = Vec::new();
+    let mut summary = Summary::new(
+        seeds.start,
+        seeds.end - seeds.start,
+        *shard,
+        bugs.iter().map(|b| b.name().to_owned()).collect(),
+    );
+    let mut timelines = Vec::new();
     for (seed, outcome) in &outcomes {
+        summary.worlds += 1;
         let report = match outcome {
             Outcome::Passed(r) => r,
             Outcome::Failed(r, files) => {
-                failed.push(*seed);
-                let _ = writeln!(stdout, "seed={seed} FAILED: {}", r.violations.join("; "));
-                let _ = writeln!(stdout, "  replay with: {}\n  {files}", replay(*seed, bugs));
+                summary.failures.push(Failure {
+                    seed: *seed,
+                    broke: false,
+                    what: r.violations.join("; "),
+                    replay: replay(*seed, bugs),
+                });
+                timelines.push(format!("seed={seed} {files}"));
                 r
             }
             Outcome::Broke(e) => {
-                failed.push(*seed);
-                let _ = writeln!(
-                    stdout,
-                    "seed={seed} BROKE: {e}\n  replay with: {}",
-                    replay(*seed, bugs)
-                );
+                summary.failures.push(Failure {
+                    seed: *seed,
+                    broke: true,
+                    what: e.clone(),
+                    replay: replay(*seed, bugs),
+                });
                 continue;
             }
         };
         for kind in report.faults.kinds() {
-            *faults.entry(kind).or_default() += 1;
+            *summary.faults.entry(kind.to_owned()).or_default() += 1;
         }
         for (path, n) in &report.rare {
-            *rare.entry(path).or_default() += u64::from(*n > 0);
+            *summary.rare.entry((*path).to_owned()).or_default() += u64::from(*n > 0);
         }
     }
-    let _ = writeln!(
-        stdout,
-        "seeds run: {total} ({}..{}); bugs: {bugs}",
-        seeds.start,
-        seeds.end - 1
-    );
-    let _ = writeln!(stdout, "faults (worlds with each on):");
-    for (kind, n) in &faults {
-        let _ = writeln!(stdout, "  {kind:<28} {n}");
+    let mut stdout = std::io::stdout().lock();
+    let _ = write!(stdout, "{}", summary.render());
+    for line in &timelines {
+        let _ = writeln!(stdout, "{line}");
     }
-    let _ = writeln!(stdout, "rare paths (worlds that took each):");
-    let mut never = Vec::new();
-    for (path, description) in ace_sim::world::RARE {
-        let n = rare.get(path).copied().unwrap_or(0);
-        if n == 0 {
-            never.push(path);
+    finish(&summary, plan.require_rare, plan.summary)
+}
+
+/// Writes `summary` to `file` if asked, says what is wrong with it, and gives the exit code:
+/// failure on a failed world, or a rare path never taken when `require_rare`.
+fn finish(summary: &Summary, require_rare: bool, file: Option<&Path>) -> ExitCode {
+    let mut stdout = std::io::stdout().lock();
+    let mut ok = summary.failures.is_empty();
+    if let Some(file) = file {
+        let written = serde_json::to_string_pretty(summary)
+            .map_err(|e| e.to_string())
+            .and_then(|json| std::fs::write(file, json + "\n").map_err(|e| e.to_string()));
+        match written {
+            Ok(()) => {
+                let _ = writeln!(stdout, "summary written to {}", file.display());
+            }
+            Err(e) => {
+                let _ = writeln!(stdout, "summary not written to {}: {e}", file.display());
+                ok = false;
+            }
         }
-        let mark = if n == 0 { "  NEVER TAKEN" } else { "" };
-        let _ = writeln!(stdout, "  {path:<28} {n:>5}  {description}{mark}");
     }
-    let _ = writeln!(stdout, "failures: {} {:?}", failed.len(), failed);
-    if !failed.is_empty() || (require_rare && !never.is_empty()) {
-        if require_rare && !never.is_empty() {
-            let _ = writeln!(stdout, "rare paths never taken: {}", never.join(", "));
-        }
-        ExitCode::FAILURE
-    } else {
+    let never = summary.never_taken();
+    if require_rare && !never.is_empty() {
+        let _ = writeln!(stdout, "rare paths never taken: {}", never.join(", "));
+        ok = false;
+    }
+    if ok {
         ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
     }
+}
+
+/// `ace-sim merge`: the summaries in `files`, added up.
+fn merge(files: &[PathBuf], require_rare: bool, out: Option<&Path>) -> ExitCode {
+    let mut stderr = std::io::stderr().lock();
+    let mut parts = Vec::new();
+    for file in files {
+        let read = std::fs::read_to_string(file)
+            .map_err(|e| e.to_string())
+            .and_then(|text| serde_json::from_str::<Summary>(&text).map_err(|e| e.to_string()));
+        match read {
+            Ok(summary) => parts.push(summary),
+            Err(e) => {
+                let _ = writeln!(stderr, "ace-sim merge: {}: {e}", file.display());
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+    let summary = match Summary::merge(parts) {
+        Ok(summary) => summary,
+        Err(e) => {
+            let _ = writeln!(stderr, "ace-sim merge: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let _ = write!(std::io::stdout().lock(), "{}", summary.render());
+    let missing = summary.missing_shards();
+    if !missing.is_empty() {
+        let _ = writeln!(
+            std::io::stdout().lock(),
+            "shards missing: {missing:?} of {}",
+            summary.shard_count
+        );
+        let _ = finish(&summary, require_rare, out);
+        return ExitCode::FAILURE;
+    }
+    finish(&summary, require_rare, out)
 }
 
 fn main() -> ExitCode {
     let command = Cli::parse().command;
     let bugs = match &command {
         Command::Run { bugs, .. } | Command::Sweep { bugs, .. } => bug_set(bugs),
-        Command::Bugs => Ok(Bugs::NONE),
+        Command::Bugs | Command::Merge { .. } => Ok(Bugs::NONE),
     };
     let bugs = match bugs {
         Ok(bugs) => bugs,
@@ -336,17 +430,26 @@ fn main() -> ExitCode {
             jobs,
             require_rare,
             out,
+            shard,
+            summary,
             ..
         } => {
             let jobs =
                 jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from));
-            sweep(
-                from..from.saturating_add(seeds),
+            let plan = SweepPlan {
+                seeds: from..from.saturating_add(seeds),
+                shard,
                 jobs,
                 require_rare,
-                &out,
-                bugs,
-            )
+                out: &out,
+                summary: summary.as_deref(),
+            };
+            sweep(&plan, bugs)
         }
+        Command::Merge {
+            files,
+            require_rare,
+            summary,
+        } => merge(&files, require_rare, summary.as_deref()),
     }
 }

@@ -39,7 +39,7 @@ fn run_prints_the_seed_first_and_ends_with_its_trace_hash_and_can_write_the_time
 fn a_sweep_summarizes_faults_and_rare_paths_and_fails_when_asked_about_untaken_ones() {
     let (ok, stdout) = ace_sim(&["sweep", "--seeds", "2", "--jobs", "2"]);
     assert!(ok, "{stdout}");
-    assert!(stdout.contains("seeds run: 2 (1..2)"), "{stdout}");
+    assert!(stdout.contains("seeds run: 2 (of 1..2)"), "{stdout}");
     assert!(stdout.contains("failures: 0 []"), "{stdout}");
     for (path, _) in ace_sim::world::RARE {
         assert!(stdout.contains(path), "{path} in {stdout}");
@@ -48,6 +48,55 @@ fn a_sweep_summarizes_faults_and_rare_paths_and_fails_when_asked_about_untaken_o
     let (ok, stdout) = ace_sim(&["sweep", "--seeds", "2", "--require-rare"]);
     assert!(!ok, "{stdout}");
     assert!(stdout.contains("rare paths never taken:"), "{stdout}");
+}
+
+/// A sweep cut into shards, each writing its summary, and the merge of the summaries: the
+/// same worlds as the whole sweep, each run once; a missing or repeated shard is refused.
+#[test]
+fn sharded_sweeps_merge_into_the_whole_sweep() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let file = |name: &str| dir.path().join(name).to_str().expect("UTF-8").to_owned();
+    let (a, b) = (file("a.json"), file("b.json"));
+    for (shard, summary) in [("1/2", &a), ("2/2", &b)] {
+        let (ok, stdout) = ace_sim(&[
+            "sweep",
+            "--seeds",
+            "3",
+            "--from",
+            "5",
+            "--jobs",
+            "2",
+            "--shard",
+            shard,
+            "--summary",
+            summary,
+        ]);
+        assert!(ok, "{stdout}");
+    }
+    let first: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&a).expect("summary")).expect("JSON");
+    assert_eq!(
+        (first["worlds"].as_u64(), first["shards"].clone()),
+        (Some(2), serde_json::json!([1]))
+    );
+    let merged = file("all.json");
+    let (ok, stdout) = ace_sim(&["merge", &a, &b, "--summary", &merged]);
+    assert!(ok, "{stdout}");
+    assert!(
+        stdout.contains("seeds run: 3 (of 5..7); shards [1, 2] of 2"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("failures: 0 []"), "{stdout}");
+    let all: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&merged).expect("merged")).expect("JSON");
+    assert_eq!(all["worlds"], 3);
+    let (ok, stdout) = ace_sim(&["merge", &a]);
+    assert!(
+        !ok && stdout.contains("shards missing: [2] of 2"),
+        "{stdout}"
+    );
+    let (ok, _) = ace_sim(&["merge", &a, &a]);
+    assert!(!ok, "a shard given twice is refused");
 }
 
 #[test]
