@@ -219,6 +219,17 @@ pub struct ObjectKey {
     pub name: String,
 }
 
+impl ObjectKey {
+    /// The key of `kind`'s object `name` in `namespace` ("" for a cluster-wide kind).
+    pub fn new(kind: Kind, namespace: &str, name: &str) -> ObjectKey {
+        ObjectKey {
+            kind,
+            namespace: namespace.to_owned(),
+            name: name.to_owned(),
+        }
+    }
+}
+
 /// What Kubernetes keeps about every object besides its spec and status.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ObjectMeta {
@@ -264,11 +275,7 @@ impl KubeState {
 
     /// Forgets the metadata of an object that was deleted (by any API).
     pub fn forget(&mut self, kind: Kind, namespace: &str, name: &str) {
-        self.objects.remove(&ObjectKey {
-            kind,
-            namespace: namespace.to_owned(),
-            name: name.to_owned(),
-        });
+        self.objects.remove(&ObjectKey::new(kind, namespace, name));
     }
 }
 

@@ -26,11 +26,7 @@ impl Model {
                 name,
                 table,
             } => {
-                let key = ObjectKey {
-                    kind,
-                    namespace,
-                    name,
-                };
+                let key = ObjectKey::new(kind, &namespace, &name);
                 let object = self
                     .kube_object(now, &key)
                     .ok_or_else(|| KubeError::not_found(&kind.info(), &key.name))?;
@@ -75,11 +71,7 @@ impl Model {
                 if info.read_only {
                     return Err(Box::new(KubeError::method_not_allowed(info.plural)));
                 }
-                let key = ObjectKey {
-                    kind,
-                    namespace,
-                    name,
-                };
+                let key = ObjectKey::new(kind, &namespace, &name);
                 let object = self
                     .kube_object(now, &key)
                     .ok_or_else(|| KubeError::not_found(&info, &key.name))?;
@@ -252,16 +244,20 @@ impl Model {
                     BusReply::Resource { body, .. } => body,
                     other => other.body().unwrap_or(Value::Null),
                 };
-                items
-                    .as_array()
+                // The listed objects are the objects: decorated as they are, not read again.
+                let Value::Array(items) = items else {
+                    return Vec::new();
+                };
+                return items
                     .into_iter()
-                    .flatten()
                     .filter_map(|o| {
                         let ns = o.pointer("/metadata/namespace")?.as_str()?;
                         let name = o.pointer("/metadata/name")?.as_str()?;
-                        Some((ns.to_owned(), name.to_owned()))
+                        let key = ObjectKey::new(kind, ns, name);
+                        let meta = self.state.kube.objects.get(&key);
+                        Some(kube::decorate(&key, o, meta))
                     })
-                    .collect()
+                    .collect();
             }
             Kind::ServiceInstance => self
                 .state
@@ -310,14 +306,7 @@ impl Model {
         };
         keys.into_iter()
             .filter_map(|(namespace, name)| {
-                self.kube_object(
-                    now,
-                    &ObjectKey {
-                        kind,
-                        namespace,
-                        name,
-                    },
-                )
+                self.kube_object(now, &ObjectKey::new(kind, &namespace, &name))
             })
             .collect()
     }
@@ -402,11 +391,7 @@ impl Model {
                 &format!("Invalid value: {namespace:?}: a lowercase RFC 1123 label {problem}"),
             )));
         }
-        let key = ObjectKey {
-            kind,
-            namespace: namespace.clone(),
-            name: name.clone(),
-        };
+        let key = ObjectKey::new(kind, &namespace, &name);
         let current = self.kube_object(now, &key);
         let current_version = current
             .as_ref()
