@@ -36,10 +36,10 @@ pub mod edge;
 pub mod error;
 pub mod kubeconfig;
 pub mod metrics;
+pub mod nats;
 pub mod options;
 pub mod outbound;
 pub mod pki;
-#[cfg(feature = "jetstream")]
 pub mod replica;
 pub mod serve;
 pub mod specs;

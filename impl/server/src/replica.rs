@@ -35,15 +35,14 @@ use std::time::Duration;
 
 use ace_model::error::CommonError;
 use ace_model::{Reply, Request, RequestError};
-use async_nats::jetstream::kv::{self, CreateErrorKind, Operation, UpdateErrorKind};
-use async_nats::jetstream::stream::StorageType;
 use bytes::Bytes;
-use futures_util::{StreamExt, TryStreamExt};
+use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
 use crate::driver::{Forward, Handle, Lease};
+use crate::nats::{KvConfig, Nats, NatsError};
 use crate::outbound::egress::{Listeners, Peers};
 use crate::store::StoreError;
 
@@ -115,10 +114,8 @@ enum Answer {
 /// The lease and the forwarding of one replica.
 #[derive(Debug)]
 pub struct Replica {
-    client: async_nats::Client,
-    kv: kv::Store,
-    /// The bucket's stream, to list the members' keys.
-    kv_stream: async_nats::jetstream::stream::Stream,
+    nats: Arc<dyn Nats>,
+    /// The lease bucket.
     bucket: String,
     rpc: String,
     options: ReplicaOptions,
@@ -131,42 +128,27 @@ pub struct Replica {
 impl Replica {
     /// Opens (or makes) the lease bucket of `stream`, kept on `replicas` servers.
     pub async fn open(
-        client: async_nats::Client,
+        nats: Arc<dyn Nats>,
         stream: &str,
         replicas: usize,
         options: ReplicaOptions,
     ) -> Result<Self, StoreError> {
-        let js = async_nats::jetstream::new(client.clone());
         let bucket = format!("{stream}_LEASE");
-        let kv = match js.get_key_value(&bucket).await {
-            Ok(kv) => kv,
-            Err(_) => js
-                .create_key_value(kv::Config {
-                    bucket: bucket.clone(),
-                    description: format!(
-                        "Which ACE replica leads the deployment on stream {stream}"
-                    ),
-                    history: 1,
-                    max_age: options.lease,
-                    storage: StorageType::File,
-                    num_replicas: replicas,
-                    ..Default::default()
-                })
-                .await
-                .map_err(|e| {
-                    StoreError::Unavailable(format!("cannot open the lease bucket {bucket}: {e}"))
-                })?,
-        };
-        let kv_stream = js.get_stream(format!("KV_{bucket}")).await.map_err(|e| {
+        nats.kv_open(KvConfig {
+            bucket: bucket.clone(),
+            description: format!("Which ACE replica leads the deployment on stream {stream}"),
+            max_age: options.lease,
+            replicas,
+        })
+        .await
+        .map_err(|e| {
             StoreError::Unavailable(format!("cannot open the lease bucket {bucket}: {e}"))
         })?;
         let (lease, _) = watch::channel(Lease::Follow { leader: false });
         let (applied, _) = watch::channel(0);
         let (holder, _) = watch::channel(None);
         Ok(Replica {
-            client,
-            kv,
-            kv_stream,
+            nats,
             bucket,
             rpc: format!("_ace.{}.rpc", stream.to_ascii_lowercase()),
             options,
@@ -181,9 +163,12 @@ impl Replica {
     /// replica's proxy reaches its surfaces.
     pub async fn join(&self, own: &Listeners) -> Result<(), StoreError> {
         let (key, value) = member_entry(&self.options.name, own)?;
-        self.kv.put(&key, value).await.map_err(|e| {
-            StoreError::Unavailable(format!("cannot record this replica's listeners: {e}"))
-        })?;
+        self.nats
+            .kv_put(&self.bucket, &key, value)
+            .await
+            .map_err(|e| {
+                StoreError::Unavailable(format!("cannot record this replica's listeners: {e}"))
+            })?;
         tokio::time::sleep(MEMBERS_EVERY * 2).await;
         Ok(())
     }
@@ -207,7 +192,7 @@ impl Replica {
     /// What sends requests to the leader.
     pub fn forwarder(&self) -> Arc<dyn Forward> {
         Arc::new(Forwarder {
-            client: self.client.clone(),
+            nats: Arc::clone(&self.nats),
             rpc: self.rpc.clone(),
             name: self.options.name.clone(),
             holder: self.holder.subscribe(),
@@ -229,19 +214,23 @@ impl Replica {
     ) -> (Vec<tokio::task::JoinHandle<()>>, Release) {
         let leases = self.lease.subscribe();
         let inbox = tokio::spawn(answer_forwarded(
-            self.client.clone(),
+            Arc::clone(&self.nats),
             subject(&self.rpc, &self.options.name),
             leases,
             self.applied.subscribe(),
             driver,
         ));
         let held = Arc::new(Mutex::new(None));
+        let bucket = Bucket {
+            nats: self.nats,
+            name: self.bucket,
+        };
         let release = {
-            let (kv, held) = (self.kv.clone(), Arc::clone(&held));
+            let (bucket, held) = (bucket.clone(), Arc::clone(&held));
             Box::pin(async move {
                 let revision = held.lock().ok().and_then(|mut h| h.take());
                 if let Some(revision) = revision {
-                    match kv.delete_expect_revision(KEY, Some(revision)).await {
+                    match bucket.nats.kv_delete(&bucket.name, KEY, revision).await {
                         Ok(()) => tracing::info!("gave the lease back"),
                         Err(e) => {
                             tracing::warn!(error = %e, "cannot give the lease back; it expires by itself")
@@ -251,17 +240,13 @@ impl Replica {
             }) as Release
         };
         let members = tokio::spawn(keep_membership(
-            Bucket {
-                kv: self.kv.clone(),
-                stream: self.kv_stream,
-                name: self.bucket,
-            },
+            bucket.clone(),
             self.options.clone(),
             own,
             peers,
         ));
         let lease = tokio::spawn(keep_lease(
-            self.kv,
+            bucket,
             self.options,
             (self.lease, self.holder),
             held,
@@ -280,7 +265,7 @@ async fn keep_membership(bucket: Bucket, options: ReplicaOptions, own: Listeners
         }
     };
     loop {
-        if let Err(e) = bucket.kv.put(&key, value.clone()).await {
+        if let Err(e) = bucket.nats.kv_put(&bucket.name, &key, value.clone()).await {
             tracing::warn!(error = %e, "cannot record this replica's listeners");
         }
         match tokio::time::timeout(options.lease, members(&bucket)).await {
@@ -292,32 +277,19 @@ async fn keep_membership(bucket: Bucket, options: ReplicaOptions, own: Listeners
     }
 }
 
-/// The lease bucket, with its stream and name.
+/// The lease bucket on a connection.
+#[derive(Clone, Debug)]
 struct Bucket {
-    kv: kv::Store,
-    stream: async_nats::jetstream::stream::Stream,
+    nats: Arc<dyn Nats>,
     name: String,
 }
 
-/// Every replica's listeners, as the bucket has them. The keys are listed from the stream's
-/// subjects (a list that ends, unlike a consumer over a bucket whose lease key keeps
-/// changing).
-async fn members(bucket: &Bucket) -> Result<Vec<Listeners>, async_nats::Error> {
-    let prefix = format!("$KV.{}.", bucket.name);
-    let mut subjects = bucket
-        .stream
-        .info_with_subjects(format!("{prefix}member.>"))
-        .await?;
-    let mut keys = Vec::new();
-    while let Some((subject, _)) = subjects.try_next().await? {
-        if let Some(key) = subject.strip_prefix(&prefix) {
-            keys.push(key.to_owned());
-        }
-    }
+/// Every replica's listeners, as the bucket has them.
+async fn members(bucket: &Bucket) -> Result<Vec<Listeners>, NatsError> {
     let mut found = Vec::new();
-    for key in keys {
-        if let Some(value) = bucket.kv.get(&key).await?
-            && let Ok(listeners) = serde_json::from_slice::<Listeners>(&value)
+    for key in bucket.nats.kv_keys(&bucket.name, "member.").await? {
+        if let Some(entry) = bucket.nats.kv_get(&bucket.name, &key).await?
+            && let Ok(listeners) = serde_json::from_slice::<Listeners>(&entry.value)
         {
             found.push(listeners);
         }
@@ -353,7 +325,7 @@ fn subject(rpc: &str, name: &str) -> String {
 /// Takes the lease when it is free and keeps it while it can, telling `state` and who holds
 /// it.
 async fn keep_lease(
-    kv: kv::Store,
+    kv: Bucket,
     options: ReplicaOptions,
     (state, holder): (watch::Sender<Lease>, watch::Sender<Option<String>>),
     shared: Arc<Mutex<Option<u64>>>,
@@ -376,14 +348,14 @@ async fn keep_lease(
         }
         match held {
             None => {
-                let leader = match kv.entry(KEY).await {
-                    Ok(Some(entry)) if entry.operation == Operation::Put => {
+                let leader = match kv.nats.kv_get(&kv.name, KEY).await {
+                    Ok(Some(entry)) => {
                         set_holder(Some(String::from_utf8_lossy(&entry.value).into_owned()));
                         true
                     }
                     Ok(_) => {
                         let sent = Instant::now();
-                        match kv.create(KEY, name.clone()).await {
+                        match kv.nats.kv_create(&kv.name, KEY, name.clone()).await {
                             Ok(revision) => {
                                 held = Some((revision, sent + valid_for));
                                 tracing::info!(replica = options.name, "took the lease");
@@ -393,7 +365,7 @@ async fn keep_lease(
                                 });
                                 continue;
                             }
-                            Err(e) if e.kind() == CreateErrorKind::AlreadyExists => true,
+                            Err(NatsError::AlreadyExists) => true,
                             Err(e) => {
                                 tracing::warn!(error = %e, "cannot take the lease");
                                 false
@@ -419,14 +391,18 @@ async fn keep_lease(
             Some((revision, until)) => {
                 tokio::time::sleep(renew_every).await;
                 let sent = Instant::now();
-                match kv.update(KEY, name.clone(), revision).await {
+                match kv
+                    .nats
+                    .kv_update(&kv.name, KEY, name.clone(), revision)
+                    .await
+                {
                     Ok(revision) => {
                         held = Some((revision, sent + valid_for));
                         state.send_replace(Lease::Lead {
                             until: sent + valid_for,
                         });
                     }
-                    Err(e) if e.kind() == UpdateErrorKind::WrongLastRevision => {
+                    Err(NatsError::WrongLastSequence(_)) => {
                         tracing::warn!(
                             replica = options.name,
                             "another replica holds the lease now"
@@ -453,7 +429,7 @@ async fn keep_lease(
 
 /// While this replica leads, answers the requests followers forward.
 async fn answer_forwarded(
-    client: async_nats::Client,
+    client: Arc<dyn Nats>,
     rpc: String,
     mut lease: watch::Receiver<Lease>,
     applied: watch::Receiver<u64>,
@@ -466,7 +442,7 @@ async fn answer_forwarded(
                 return;
             }
         }
-        let mut inbox = match client.subscribe(rpc.clone()).await {
+        let mut inbox = match client.subscribe(&rpc).await {
             Ok(inbox) => inbox,
             Err(e) => {
                 tracing::warn!(error = %e, "cannot listen for forwarded requests; trying again");
@@ -487,11 +463,11 @@ async fn answer_forwarded(
                 message = inbox.next() => {
                     let Some(message) = message else { break };
                     let Some(reply_to) = message.reply.clone() else { continue };
-                    let (driver, client, applied) = (driver.clone(), client.clone(), applied.clone());
+                    let (driver, client, applied) = (driver.clone(), Arc::clone(&client), applied.clone());
                     let answers = Arc::clone(&answers);
                     tokio::spawn(async move {
-                        let body = answer(&driver, &client, &applied, &answers, reply_to.clone(), &message.payload).await;
-                        if let Err(e) = client.publish(reply_to, body).await {
+                        let body = answer(&driver, client.as_ref(), &applied, &answers, &reply_to, &message.payload).await;
+                        if let Err(e) = client.send(&reply_to, None, body).await {
                             tracing::warn!(error = %e, "cannot answer a forwarded request");
                         }
                     });
@@ -512,10 +488,10 @@ struct Answers {
 /// Says the request was taken, decides it (once per id) and returns the encoded answer.
 async fn answer(
     driver: &Handle,
-    client: &async_nats::Client,
+    client: &dyn Nats,
     applied: &watch::Receiver<u64>,
     answers: &Mutex<Answers>,
-    reply_to: async_nats::Subject,
+    reply_to: &str,
     payload: &[u8],
 ) -> Bytes {
     let forwarded = match serde_json::from_slice::<Forwarded>(payload) {
@@ -525,7 +501,7 @@ async fn answer(
             return encode(&Answer::Reply(Box::new(reply), 0));
         }
     };
-    if let Err(e) = client.publish(reply_to, encode(&Answer::Taken)).await {
+    if let Err(e) = client.send(reply_to, None, encode(&Answer::Taken)).await {
         tracing::warn!(error = %e, "cannot tell a follower its request was taken");
     }
     let (earlier, tx) = {
@@ -587,7 +563,7 @@ fn error(status: u16, message: &str) -> Reply {
 /// Sends requests to the leader.
 #[derive(Debug)]
 struct Forwarder {
-    client: async_nats::Client,
+    nats: Arc<dyn Nats>,
     rpc: String,
     /// This replica's name, the first part of every forwarded request's id.
     name: String,
@@ -614,7 +590,7 @@ enum Sent {
 
 impl Forward for Forwarder {
     fn forward(&self, request: Request) -> Pin<Box<dyn Future<Output = Reply> + Send>> {
-        let client = self.client.clone();
+        let client = Arc::clone(&self.nats);
         let rpc = self.rpc.clone();
         let retry_for = self.retry_for;
         let answer_timeout = self.answer_timeout;
@@ -644,7 +620,7 @@ impl Forward for Forwarder {
             let deadline = Instant::now() + retry_for;
             let mut wait = Duration::from_millis(25);
             loop {
-                match send(&client, &rpc, &mut holder, &payload, answer_timeout).await {
+                match send(client.as_ref(), &rpc, &mut holder, &payload, answer_timeout).await {
                     Sent::Answered(reply, position) => {
                         // Read-your-writes here: answer once this replica applied the
                         // change (its proxy decides from what it applied).
@@ -674,7 +650,7 @@ impl Forward for Forwarder {
 /// Sends a forwarded request once to the replica that holds the lease and waits for what it
 /// says of it.
 async fn send(
-    client: &async_nats::Client,
+    client: &dyn Nats,
     rpc: &str,
     holder: &mut watch::Receiver<Option<String>>,
     payload: &Bytes,
@@ -684,7 +660,7 @@ async fn send(
         return Sent::Again;
     };
     let inbox = client.new_inbox();
-    let mut answers = match client.subscribe(inbox.clone()).await {
+    let mut answers = match client.subscribe(&inbox).await {
         Ok(s) => s,
         Err(e) => {
             tracing::warn!(error = %e, "cannot forward a request; trying again");
@@ -692,7 +668,7 @@ async fn send(
         }
     };
     if let Err(e) = client
-        .publish_with_reply(subject(rpc, &leader), inbox, payload.clone())
+        .send(&subject(rpc, &leader), Some(&inbox), payload.clone())
         .await
     {
         tracing::warn!(error = %e, "cannot forward a request; trying again");
@@ -726,7 +702,7 @@ async fn send(
                 ));
             }
         };
-        if message.status == Some(async_nats::StatusCode::NO_RESPONDERS) {
+        if message.no_responders {
             return Sent::Again;
         }
         match serde_json::from_slice::<Answer>(&message.payload) {

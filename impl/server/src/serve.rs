@@ -220,37 +220,37 @@ pub async fn start<N: Net>(
         StoreKind::Memory => AnyStore::Memory(MemoryStore::default()),
         #[cfg(feature = "jetstream")]
         StoreKind::JetStream(options) => {
-            let store = store::jetstream::JetStreamStore::open(options).await?;
-            let replica = crate::replica::Replica::open(
-                store.client(),
-                &store.stream_name(),
-                options.replicas,
-                options.replica.clone(),
-            )
-            .await?;
-            return start_inner(
-                net,
-                opts,
-                clock,
-                seed,
-                AnyStore::JetStream(Box::new(store)),
-                Some(replica),
-            )
-            .await;
+            let options = options.clone();
+            let nats = crate::nats::client::NatsClient::connect(&options).await?;
+            return start_replica(net, opts, clock, seed, nats, &options).await;
         }
     };
     start_inner(net, opts, clock, seed, store, None).await
 }
 
-/// A replica's lease and forwarding (none without a shared log).
-#[cfg(feature = "jetstream")]
-type ReplicaSetup = crate::replica::Replica;
-#[cfg(not(feature = "jetstream"))]
-type ReplicaSetup = std::convert::Infallible;
+/// Starts `ace serve` as a replica on the JetStream `nats` connects to (a simulation brings
+/// its stand-in).
+pub async fn start_replica<N: Net>(
+    net: N,
+    opts: ServeOptions,
+    clock: Clock,
+    seed: Seed,
+    nats: Arc<dyn crate::nats::Nats>,
+    options: &store::jetstream::JetStreamOptions,
+) -> Result<Server, StartError> {
+    let store = store::jetstream::JetStreamStore::open_on(nats, options).await?;
+    let replica = crate::replica::Replica::open(
+        store.nats(),
+        &store.stream_name(),
+        options.replicas,
+        options.replica.clone(),
+    )
+    .await?;
+    start_inner(net, opts, clock, seed, store, Some(replica)).await
+}
 
 /// Models with nothing applied, each with a generator seeded afresh from `seed` (a replica
 /// rebuilding its state must not draw the tokens and ids it drew before).
-#[cfg(feature = "jetstream")]
 fn fresh_models(config: Config, seed: Seed) -> Box<dyn FnMut() -> Model + Send> {
     use sha2::Digest;
     let mut rebuilds = 0u64;
@@ -280,7 +280,7 @@ async fn start_inner<N: Net, S: Store>(
     clock: Clock,
     seed: Seed,
     mut store: S,
-    replica: Option<ReplicaSetup>,
+    replica: Option<crate::replica::Replica>,
 ) -> Result<Server, StartError> {
     for bug in opts.bugs.iter() {
         tracing::warn!(
@@ -365,12 +365,10 @@ async fn start_inner<N: Net, S: Store>(
     let mut tasks = Vec::new();
     // The listeners of the deployment's other replicas (none for a server alone).
     let peers = crate::outbound::egress::Peers::default();
-    #[cfg_attr(not(feature = "jetstream"), allow(unused_mut))]
     let mut on_stop = None;
     let (handle, ports, driver) = match replica {
         None => driver::spawn(opts.driver, model, store, clock, metrics.clone(), budget)
             .map_err(StartError::Driver)?,
-        #[cfg(feature = "jetstream")]
         Some(replica) => {
             let ports = driver::ReplicaPorts {
                 lease: replica.lease(),
@@ -398,8 +396,6 @@ async fn start_inner<N: Net, S: Store>(
             on_stop = Some(release);
             (handle, driver_ports, running)
         }
-        #[cfg(not(feature = "jetstream"))]
-        Some(never) => match never {},
     };
     let outbound_net = EgressNet::new(net.clone(), egress).with_peers(peers);
     tasks.push(tokio::spawn(crate::outbound::push::run(

@@ -38,23 +38,19 @@
 //! Positions are `(stream sequence of the batch's first message) << 32 | index in batch`.
 
 use std::collections::{BTreeMap, VecDeque};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use ace_model::Record;
 use ace_model::bus::{SeqSet, StoredEvent};
-use async_nats::HeaderMap;
-use async_nats::jetstream::context::PublishErrorKind;
-use async_nats::jetstream::message::PublishMessage as Publish;
-use async_nats::jetstream::stream::{DiscardPolicy, LastRawMessageErrorKind, StorageType};
-use async_nats::jetstream::{self, Context};
 use bytes::Bytes;
-use futures_util::{StreamExt, TryStreamExt};
+use futures_util::StreamExt;
 use tokio::sync::mpsc;
 
 use super::codec::{self, Encoded, held_events, journal_entries, journal_payload};
 use super::{Entry, EventReader, Position, Store, StoreError, StoreFuture};
+use crate::nats::{Message, Nats, NatsError, Publish, StreamConfig, Subscription};
 
 /// The oldest nats-server the store runs on: older ones have no `sync_interval: always`,
 /// no subject guard on another subject, and diverged under `kill -9` in ACE's tests.
@@ -134,9 +130,9 @@ impl Subjects {
 /// A log on a JetStream stream (see the module documentation).
 #[derive(Debug)]
 pub struct JetStreamStore {
-    client: async_nats::Client,
-    js: Context,
-    stream: jetstream::stream::Stream,
+    log: Log,
+    /// The stream's size limit, if it has one.
+    max_bytes: Option<u64>,
     subjects: Arc<Subjects>,
     /// Stream sequence of the last message on the log subject this store wrote or read: what
     /// the next append expects.
@@ -148,7 +144,7 @@ pub struct JetStreamStore {
     /// that purged what this reader had not read yet) from a continuation (`Ace-Prev`).
     chain: Option<u64>,
     /// A subscription to the log subject, telling a follower that something was published.
-    hints: Option<async_nats::Subscriber>,
+    hints: Option<Hints>,
     /// Stream sequence of the first message of the snapshot the log starts from (0: none).
     snapshot_from: u64,
     /// Records kept since the snapshot (counted as they are read back and appended).
@@ -159,6 +155,15 @@ pub struct JetStreamStore {
     /// The batch read last (a snapshot is read a page at a time).
     last_batch: Option<Batch>,
     unavailable_timeout: Duration,
+}
+
+/// A subscription to the log subject.
+struct Hints(Subscription);
+
+impl std::fmt::Debug for Hints {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Hints")
+    }
 }
 
 /// One batch of records read back.
@@ -182,7 +187,7 @@ struct Batch {
 /// The event messages: what the store keeps apart, shared with the readers.
 #[derive(Debug)]
 struct Events {
-    stream: jetstream::stream::Stream,
+    log: Log,
     index: Mutex<EventIndex>,
     /// Subjects whose messages no subscription holds any more, to purge.
     forget: mpsc::UnboundedSender<String>,
@@ -315,35 +320,63 @@ fn lock(index: &Mutex<EventIndex>) -> Result<MutexGuard<'_, EventIndex>, StoreEr
         .map_err(|_| StoreError::Corrupt("a thread panicked while holding the event index".into()))
 }
 
-/// Opens the stream, or makes it. A timeout or "temporarily unavailable" is
-/// [`StoreError::Unavailable`] (the caller retries it); any other refusal is
-/// [`StoreError::Io`] with the server's reason.
-async fn create_stream(
-    js: &jetstream::Context,
-    config: jetstream::stream::Config,
-    options: &JetStreamOptions,
-) -> Result<jetstream::stream::Stream, StoreError> {
-    use jetstream::context::CreateStreamErrorKind as Kind;
-    let error = match js.get_or_create_stream(config).await {
-        Ok(stream) => return Ok(stream),
-        Err(e) => e,
-    };
-    let what = format!(
-        "cannot open or create stream {} with {} replicas (is JetStream enabled on enough \
-         servers?)",
-        options.stream, options.replicas
-    );
-    let transient = match error.kind() {
-        Kind::TimedOut | Kind::JetStreamUnavailable | Kind::Response => true,
-        Kind::JetStream(e) => e.error_code() == jetstream::ErrorCode::CLUSTER_NOT_AVAILABLE,
-        _ => false,
-    };
-    if transient {
-        Err(unavailable(&what, error))
-    } else {
-        Err(StoreError::Io(std::io::Error::other(format!(
-            "{what}: {error}"
-        ))))
+/// The stream on a connection, and the reads and purges the store makes of it.
+#[derive(Clone, Debug)]
+struct Log {
+    nats: Arc<dyn Nats>,
+    stream: String,
+}
+
+impl Log {
+    async fn last_message(&self, subject: &str) -> Result<Option<Message>, StoreError> {
+        self.nats
+            .last_message(&self.stream, subject)
+            .await
+            .map_err(|e| unavailable(&format!("cannot read {subject}"), e))
+    }
+
+    async fn last_seq(&self, subject: &str) -> Result<u64, StoreError> {
+        Ok(self.last_message(subject).await?.map_or(0, |m| m.seq))
+    }
+
+    async fn next_message(&self, subject: &str, seq: u64) -> Result<Option<Message>, StoreError> {
+        self.nats
+            .next_message(&self.stream, subject, seq)
+            .await
+            .map_err(|e| unavailable(&format!("cannot read {subject}"), e))
+    }
+
+    /// Removes the messages on `subject` (`below`: only those before that sequence).
+    async fn purge(&self, subject: &str, below: Option<u64>) -> Result<(), StoreError> {
+        self.nats
+            .purge(&self.stream, subject, below)
+            .await
+            .map_err(|e| unavailable(&format!("cannot purge {subject}"), e))
+    }
+
+    /// Where the latest complete snapshot starts (0: there is none).
+    async fn snapshot_pointer(&self, subject: &str) -> Result<u64, StoreError> {
+        match self.last_message(subject).await? {
+            Some(message) => serde_json::from_slice::<serde_json::Value>(&message.payload)
+                .ok()
+                .and_then(|v| v.get("from").and_then(serde_json::Value::as_u64))
+                .ok_or_else(|| StoreError::Corrupt("the snapshot pointer is unreadable".into())),
+            None => Ok(0),
+        }
+    }
+
+    /// The event messages the stream keeps, each taken as holding every event in its range.
+    async fn list_events(&self, prefix: &str) -> Result<EventIndex, StoreError> {
+        let mut index = EventIndex::default();
+        let subjects = self
+            .nats
+            .subjects(&self.stream, &format!("{prefix}.>"))
+            .await
+            .map_err(|e| unavailable("cannot list the event messages", e))?;
+        for subject in subjects {
+            index.add_listed(&subject, prefix);
+        }
+        Ok(index)
     }
 }
 
@@ -372,59 +405,22 @@ fn parse_part(value: &str) -> Option<(usize, usize)> {
     (1..=k).contains(&i).then_some((i, k))
 }
 
-/// An error naming `what` unless `path` can be read.
-fn readable(what: &str, path: &Path) -> Result<(), StoreError> {
-    std::fs::File::open(path).map(drop).map_err(|e| {
-        StoreError::Io(std::io::Error::new(
-            e.kind(),
-            format!("{what} {}: {e}", path.display()),
-        ))
-    })
-}
-
-fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
-    headers.get(name).map(|v| v.as_str())
-}
-
 impl JetStreamStore {
-    /// Connects to the servers, refuses ones older than [`MIN_SERVER_VERSION`], makes the
-    /// stream unless it exists, and finds the log's end, its snapshot and its event messages.
+    /// Connects to the servers `options` names and opens the log on them.
+    #[cfg(feature = "jetstream")]
     pub async fn open(options: &JetStreamOptions) -> Result<Self, StoreError> {
+        let nats = crate::nats::client::NatsClient::connect(options).await?;
+        Self::open_on(nats, options).await
+    }
+
+    /// On `nats`: refuses servers older than [`MIN_SERVER_VERSION`], makes the stream unless
+    /// it exists, and finds the log's end, its snapshot and its event messages.
+    pub async fn open_on(
+        nats: Arc<dyn Nats>,
+        options: &JetStreamOptions,
+    ) -> Result<Self, StoreError> {
         let servers = options.servers.join(",");
-        let mut connect = async_nats::ConnectOptions::new()
-            .name("ace")
-            .connection_timeout(Duration::from_secs(5));
-        if let Some(path) = &options.credentials {
-            connect = connect.credentials_file(path).await.map_err(|e| {
-                StoreError::Unavailable(format!("NATS credentials {}: {e}", path.display()))
-            })?;
-        }
-        if let Some(ca) = &options.tls.ca {
-            readable("the NATS CA file", ca)?;
-            connect = connect.add_root_certificates(ca.clone()).require_tls(true);
-        }
-        if let Some((cert, key)) = &options.tls.client {
-            readable("the NATS client certificate", cert)?;
-            readable("the NATS client key", key)?;
-            connect = connect.add_client_certificate(cert.clone(), key.clone());
-        }
-        let addrs = options
-            .servers
-            .iter()
-            .map(|url| {
-                url.parse::<async_nats::ServerAddr>().map_err(|e| {
-                    StoreError::Io(std::io::Error::new(
-                        std::io::ErrorKind::InvalidInput,
-                        format!("{url:?} is not a NATS server URL: {e}"),
-                    ))
-                })
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        let client = connect
-            .connect(addrs)
-            .await
-            .map_err(|e| unavailable(&format!("cannot reach NATS at {servers}"), e))?;
-        let info = client.server_info();
+        let info = nats.server_info();
         match parse_version(&info.version) {
             Some(v) if v >= MIN_SERVER_VERSION => {}
             _ => {
@@ -436,34 +432,40 @@ impl JetStreamStore {
             }
         }
         let part_bytes = info.max_payload.saturating_sub(4096).max(4096);
-        let js = jetstream::ContextBuilder::new()
-            .timeout(Duration::from_secs(5))
-            .build(client.clone());
         let subjects = Subjects::new(&options.stream);
-        let config = jetstream::stream::Config {
+        let config = StreamConfig {
             name: options.stream.clone(),
             subjects: vec![format!("{}.>", options.stream.to_ascii_lowercase())],
-            storage: StorageType::File,
-            num_replicas: options.replicas,
-            discard: DiscardPolicy::New,
-            max_bytes: options
-                .max_bytes
-                .map_or(-1, |b| i64::try_from(b).unwrap_or(i64::MAX)),
+            replicas: options.replicas,
+            max_bytes: options.max_bytes,
             duplicate_window: Duration::from_secs(120),
-            ..Default::default()
+        };
+        let log = Log {
+            nats,
+            stream: options.stream.clone(),
         };
         // A cluster that has just started has no JetStream meta leader for a moment, and a
         // stream just made (by a replica started at the same time) may have no leader yet:
         // both answer with timeouts, retried for up to `unavailable_timeout`. Other refusals
         // (a bad name, too few servers) are reported at once.
         let deadline = tokio::time::Instant::now() + options.unavailable_timeout;
-        let (stream, last_log, snapshot_from, index) = loop {
+        let (max_bytes, last_log, snapshot_from, index) = loop {
             let attempt = async {
-                let stream = create_stream(&js, config.clone(), options).await?;
-                let last_log = last_seq(&stream, &subjects.log).await?;
-                let snapshot_from = snapshot_pointer(&stream, &subjects.snap).await?;
-                let index = list_events(&stream, &subjects.ev).await?;
-                Ok::<_, StoreError>((stream, last_log, snapshot_from, index))
+                let max_bytes = log.nats.create_stream(config.clone()).await.map_err(|e| {
+                    let what = format!(
+                        "cannot open or create stream {} with {} replicas (is JetStream enabled \
+                         on enough servers?)",
+                        options.stream, options.replicas
+                    );
+                    match e {
+                        NatsError::Unavailable(_) => unavailable(&what, e),
+                        e => StoreError::Io(std::io::Error::other(format!("{what}: {e}"))),
+                    }
+                })?;
+                let last_log = log.last_seq(&subjects.log).await?;
+                let snapshot_from = log.snapshot_pointer(&subjects.snap).await?;
+                let index = log.list_events(&subjects.ev).await?;
+                Ok::<_, StoreError>((max_bytes, last_log, snapshot_from, index))
             };
             match attempt.await {
                 Ok(opened) => break opened,
@@ -475,16 +477,15 @@ impl JetStreamStore {
             }
         };
         let (forget, forgotten) = mpsc::unbounded_channel();
-        tokio::spawn(purge_forgotten(stream.clone(), forgotten));
+        tokio::spawn(purge_forgotten(log.clone(), forgotten));
         let events = Arc::new(Events {
-            stream: stream.clone(),
+            log: log.clone(),
             index: Mutex::new(index),
             forget,
         });
         Ok(JetStreamStore {
-            client,
-            js,
-            stream,
+            log,
+            max_bytes,
             subjects: Arc::new(subjects),
             last_log,
             opened_at: last_log,
@@ -510,26 +511,26 @@ impl JetStreamStore {
         // may say came before it.
         let mut skipped = None;
         'batch: loop {
-            let Some(message) = next_message(&self.stream, &self.subjects.log, seq).await? else {
+            let Some(message) = self.log.next_message(&self.subjects.log, seq).await? else {
                 return Ok(None);
             };
-            let id = header(&message.headers, "Ace-Batch")
-                .unwrap_or_default()
-                .to_owned();
-            let (part, parts) = header(&message.headers, "Ace-Part")
+            let id = message.header("Ace-Batch").unwrap_or_default().to_owned();
+            let (part, parts) = message
+                .header("Ace-Part")
                 .map_or(Some((1, 1)), parse_part)
                 .ok_or_else(|| {
-                    StoreError::Corrupt(format!("log message {} has a bad part", message.sequence))
+                    StoreError::Corrupt(format!("log message {} has a bad part", message.seq))
                 })?;
             if part != 1 {
                 // The rest of a batch whose first part was purged or broken off.
-                skipped = Some(message.sequence);
-                seq = message.sequence + 1;
+                skipped = Some(message.seq);
+                seq = message.seq + 1;
                 continue;
             }
-            let snapshot = header(&message.headers, "Ace-Snapshot").is_some();
-            let prev = header(&message.headers, "Ace-Prev").and_then(|v| v.parse().ok());
-            let events = header(&message.headers, "Ace-Events")
+            let snapshot = message.header("Ace-Snapshot").is_some();
+            let prev = message.header("Ace-Prev").and_then(|v| v.parse().ok());
+            let events = message
+                .header("Ace-Events")
                 .map(|v| {
                     v.split(',')
                         .filter(|s| !s.is_empty())
@@ -537,24 +538,23 @@ impl JetStreamStore {
                         .collect()
                 })
                 .unwrap_or_default();
-            let first = message.sequence;
+            let first = message.seq;
             let mut last = first;
             let mut payload = message.payload.to_vec();
             for i in 2..=parts {
-                let Some(next) = next_message(&self.stream, &self.subjects.log, last + 1).await?
-                else {
+                let Some(next) = self.log.next_message(&self.subjects.log, last + 1).await? else {
                     // A batch cut short at the end of the log: it never completed.
                     return Ok(None);
                 };
-                let same = header(&next.headers, "Ace-Batch") == Some(id.as_str())
-                    && header(&next.headers, "Ace-Part").and_then(parse_part) == Some((i, parts));
+                let same = next.header("Ace-Batch") == Some(id.as_str())
+                    && next.header("Ace-Part").and_then(parse_part) == Some((i, parts));
                 if !same {
                     // Cut short by a crash; another batch follows.
                     skipped = Some(last);
-                    seq = next.sequence;
+                    seq = next.seq;
                     continue 'batch;
                 }
-                last = next.sequence;
+                last = next.seq;
                 payload.extend_from_slice(&next.payload);
             }
             let records = journal_entries(&payload)?
@@ -592,24 +592,23 @@ impl JetStreamStore {
         let k = parts.len();
         let mut first = None;
         for (i, part) in parts.into_iter().enumerate() {
-            let mut message = Publish::build()
-                .payload(Bytes::copy_from_slice(part))
-                .message_id(format!("{batch_id}-{}", i + 1))
-                .expected_last_subject_sequence(self.last_log)
+            let mut message = Publish::new(&self.subjects.log, Bytes::copy_from_slice(part))
+                .id(format!("{batch_id}-{}", i + 1))
+                .expect_last(self.last_log)
                 .header("Ace-Batch", batch_id);
             if k > 1 {
-                message = message.header("Ace-Part", format!("{}/{k}", i + 1).as_str());
+                message = message.header("Ace-Part", format!("{}/{k}", i + 1));
             }
             if snapshot {
                 message = message.header("Ace-Snapshot", "1");
             }
             if i == 0 {
-                message = message.header("Ace-Prev", self.last_log.to_string().as_str());
+                message = message.header("Ace-Prev", self.last_log.to_string());
                 if !events.is_empty() {
-                    message = message.header("Ace-Events", events.join(",").as_str());
+                    message = message.header("Ace-Events", events.join(","));
                 }
             }
-            let seq = self.publish(self.subjects.log.clone(), message).await?;
+            let seq = self.publish(message).await?;
             self.last_log = seq;
             first.get_or_insert(seq);
         }
@@ -618,53 +617,35 @@ impl JetStreamStore {
 
     /// Publishes one message and waits for JetStream to acknowledge it, retrying while the
     /// servers cannot take it; returns its stream sequence.
-    async fn publish(&self, subject: String, message: Publish) -> Result<u64, StoreError> {
+    async fn publish(&self, message: Publish) -> Result<u64, StoreError> {
         let deadline = tokio::time::Instant::now() + self.unavailable_timeout;
         let mut wait = Duration::from_millis(50);
+        let subject = message.subject.clone();
         loop {
-            let attempt = async {
-                self.js
-                    .send_publish(subject.clone(), message.clone())
-                    .await?
-                    .await
-            };
-            let error = match attempt.await {
-                Ok(ack) => return Ok(ack.sequence),
+            let error = match self
+                .log
+                .nats
+                .publish(&self.log.stream, message.clone())
+                .await
+            {
+                Ok(ack) => return Ok(ack.seq),
                 Err(e) => e,
             };
-            let retry = match error.kind() {
-                PublishErrorKind::WrongLastSequence => {
+            match &error {
+                NatsError::WrongLastSequence(_) => {
                     return Err(StoreError::Fenced(format!(
                         "another writer appended to the log {subject} (this one expected it \
                          to end at {}): {error}",
                         self.last_log
                     )));
                 }
-                PublishErrorKind::TimedOut
-                | PublishErrorKind::BrokenPipe
-                | PublishErrorKind::StreamNotFound
-                | PublishErrorKind::MaxAckPending => true,
-                PublishErrorKind::Other => {
-                    let text = error.to_string();
-                    // 10077 message size exceeds maximum bytes, 10047 insufficient resources.
-                    if text.contains("10077")
-                        || text.contains("maximum bytes")
-                        || text.contains("10047")
-                    {
-                        return Err(StoreError::Full(format!(
-                            "the stream refused a message: {text}"
-                        )));
-                    }
-                    // A leader election answers "no suitable peers" or "leader not known".
-                    true
+                NatsError::Full(e) => {
+                    return Err(StoreError::Full(format!(
+                        "the stream refused a message: {e}"
+                    )));
                 }
-                _ => false,
-            };
-            if !retry || tokio::time::Instant::now() + wait > deadline {
-                return Err(unavailable(
-                    &format!("cannot publish to {subject}"),
-                    format_args!("{error} (kind {:?})", error.kind()),
-                ));
+                NatsError::Unavailable(_) if tokio::time::Instant::now() + wait <= deadline => {}
+                _ => return Err(unavailable(&format!("cannot publish to {subject}"), error)),
             }
             tracing::warn!(subject, error = %error, "the log cannot take an append now; retrying");
             tokio::time::sleep(wait).await;
@@ -675,7 +656,7 @@ impl JetStreamStore {
     /// Appends `records` (a snapshot if `snapshot`): events first, then the records.
     async fn write(&mut self, records: &[Record], snapshot: bool) -> Result<u64, StoreError> {
         let encoded = codec::encode(records)?;
-        let batch_id = batch_id();
+        let batch_id = format!("{:016x}", self.log.nats.nonce());
         // The events, in messages of at most `part_bytes`, each of consecutive entries.
         let mut groups: Vec<Vec<Encoded>> = Vec::new();
         let mut size = 0;
@@ -715,11 +696,7 @@ impl JetStreamStore {
             };
             for subject in stale {
                 tracing::info!(subject, "removing events a crashed writer left unrecorded");
-                self.stream
-                    .purge()
-                    .filter(subject.as_str())
-                    .await
-                    .map_err(|e| unavailable("cannot purge stale events", e))?;
+                self.log.purge(&subject, None).await?;
             }
         }
         let mut written = Vec::new();
@@ -728,15 +705,10 @@ impl JetStreamStore {
             let payload = journal_payload(&group)?;
             let bytes = payload.len() as u64;
             let subject = format!("{}.{first}.{last}.{bytes}", self.subjects.ev);
-            let message = Publish::build()
-                .payload(Bytes::from(payload))
-                .message_id(format!("{batch_id}-ev-{first}"))
-                .expected_last_subject_sequence(self.last_log)
-                .header(
-                    "Nats-Expected-Last-Subject-Sequence-Subject",
-                    self.subjects.log.as_str(),
-                );
-            self.publish(subject.clone(), message).await?;
+            let message = Publish::new(subject.clone(), payload)
+                .id(format!("{batch_id}-ev-{first}"))
+                .expect_last_of(self.last_log, self.subjects.log.as_str());
+            self.publish(message).await?;
             written.push((first, last, subject, bytes, group));
         }
         let payload = journal_payload(&logged)?;
@@ -761,11 +733,6 @@ impl JetStreamStore {
     }
 }
 
-/// A fresh id for the messages of one append (also their `Nats-Msg-Id` prefix).
-fn batch_id() -> String {
-    format!("{:016x}", rand::random::<u64>())
-}
-
 fn seq_range(group: &[Encoded]) -> (u64, u64) {
     let seqs = group
         .iter()
@@ -779,83 +746,11 @@ fn seq_range(group: &[Encoded]) -> (u64, u64) {
 }
 
 /// Purges the subjects it is sent; a failure leaves the messages to the next compaction.
-async fn purge_forgotten(
-    stream: jetstream::stream::Stream,
-    mut subjects: mpsc::UnboundedReceiver<String>,
-) {
+async fn purge_forgotten(log: Log, mut subjects: mpsc::UnboundedReceiver<String>) {
     while let Some(subject) = subjects.recv().await {
-        if let Err(e) = stream.purge().filter(subject.as_str()).await {
+        if let Err(e) = log.purge(&subject, None).await {
             tracing::warn!(subject, error = %e, "cannot purge released events (the next compaction will)");
         }
-    }
-}
-
-async fn last_message(
-    stream: &jetstream::stream::Stream,
-    subject: &str,
-) -> Result<Option<jetstream::message::StreamMessage>, StoreError> {
-    match stream.get_last_raw_message_by_subject(subject).await {
-        Ok(message) => Ok(Some(message)),
-        Err(e) if e.kind() == LastRawMessageErrorKind::NoMessageFound => Ok(None),
-        Err(e) => Err(unavailable(&format!("cannot read {subject}"), e)),
-    }
-}
-
-async fn last_seq(stream: &jetstream::stream::Stream, subject: &str) -> Result<u64, StoreError> {
-    Ok(last_message(stream, subject)
-        .await?
-        .map_or(0, |m| m.sequence))
-}
-
-/// Where the latest complete snapshot starts (0: there is none).
-async fn snapshot_pointer(
-    stream: &jetstream::stream::Stream,
-    subject: &str,
-) -> Result<u64, StoreError> {
-    match last_message(stream, subject).await? {
-        Some(message) => serde_json::from_slice::<serde_json::Value>(&message.payload)
-            .ok()
-            .and_then(|v| v.get("from").and_then(serde_json::Value::as_u64))
-            .ok_or_else(|| StoreError::Corrupt("the snapshot pointer is unreadable".into())),
-        None => Ok(0),
-    }
-}
-
-/// The event messages the stream keeps, each taken as holding every event in its range.
-async fn list_events(
-    stream: &jetstream::stream::Stream,
-    prefix: &str,
-) -> Result<EventIndex, StoreError> {
-    let mut index = EventIndex::default();
-    let mut listed = stream
-        .info_with_subjects(format!("{prefix}.>"))
-        .await
-        .map_err(|e| unavailable("cannot list the event messages", e))?;
-    while let Some((subject, _)) = listed
-        .try_next()
-        .await
-        .map_err(|e| unavailable("cannot list the event messages", e))?
-    {
-        index.add_listed(&subject, prefix);
-    }
-    Ok(index)
-}
-
-async fn next_message(
-    stream: &jetstream::stream::Stream,
-    subject: &str,
-    seq: u64,
-) -> Result<Option<jetstream::message::StreamMessage>, StoreError> {
-    match stream
-        .raw_message_builder()
-        .sequence(seq.max(1))
-        .next_by_subject(subject.to_owned())
-        .send()
-        .await
-    {
-        Ok(message) => Ok(Some(message)),
-        Err(e) if e.kind() == LastRawMessageErrorKind::NoMessageFound => Ok(None),
-        Err(e) => Err(unavailable(&format!("cannot read {subject}"), e)),
     }
 }
 
@@ -915,26 +810,13 @@ impl Store for JetStreamStore {
         let held = held_events(&snapshot);
         let from = self.write(&snapshot, true).await?;
         let pointer = serde_json::json!({ "from": from }).to_string();
-        let message = Publish::build()
-            .payload(Bytes::from(pointer))
-            .message_id(format!("snap-{from}"));
-        self.publish(self.subjects.snap.clone(), message).await?;
+        let message = Publish::new(&self.subjects.snap, pointer).id(format!("snap-{from}"));
+        self.publish(message).await?;
         self.snapshot_from = from;
         self.len = snapshot.len() as u64;
-        let purge = |filter: &str, below: u64| {
-            let stream = self.stream.clone();
-            let filter = filter.to_owned();
-            async move {
-                stream
-                    .purge()
-                    .filter(filter.as_str())
-                    .sequence(below)
-                    .await
-                    .map_err(|e| unavailable(&format!("cannot purge {filter}"), e))
-            }
-        };
-        purge(&self.subjects.log, from).await?;
-        purge(&self.subjects.snap, self.last_snap_seq().await?).await?;
+        self.log.purge(&self.subjects.log, Some(from)).await?;
+        let last_snap = self.log.last_seq(&self.subjects.snap).await?;
+        self.log.purge(&self.subjects.snap, Some(last_snap)).await?;
         // The events the snapshot no longer holds.
         let gone: Vec<String> = {
             let mut index = lock(&self.events.index)?;
@@ -970,20 +852,21 @@ impl Store for JetStreamStore {
         let seq = (after.0 >> INDEX_BITS).max(self.last_log + 1);
         if self.hints.is_none() {
             let hints = self
-                .client
-                .subscribe(self.subjects.log.clone())
+                .log
+                .nats
+                .subscribe(&self.subjects.log)
                 .await
                 .map_err(|e| unavailable("cannot watch the log", e))?;
-            self.hints = Some(hints);
+            self.hints = Some(Hints(hints));
         }
         loop {
             // The subscription only hints (it also sees publishes the stream refused); the
             // stream says.
-            if last_seq(&self.stream, &self.subjects.log).await? >= seq {
+            if self.log.last_seq(&self.subjects.log).await? >= seq {
                 return Ok(());
             }
             if let Some(hints) = &mut self.hints {
-                let _ = tokio::time::timeout(FOLLOW_POLL, hints.next()).await;
+                let _ = tokio::time::timeout(FOLLOW_POLL, hints.0.next()).await;
             }
         }
     }
@@ -998,7 +881,7 @@ impl Store for JetStreamStore {
     }
 
     async fn latest_seq(&mut self) -> Result<u64, StoreError> {
-        last_seq(&self.stream, &self.subjects.log).await
+        self.log.last_seq(&self.subjects.log).await
     }
 
     async fn bind_identity(&mut self, ca_sha256: &str) -> Result<(), StoreError> {
@@ -1006,7 +889,7 @@ impl Store for JetStreamStore {
         // Twice at most: if another server records its CA between the read and the write,
         // the second round checks against that one.
         for _ in 0..2 {
-            if let Some(message) = last_message(&self.stream, &subject).await? {
+            if let Some(message) = self.log.last_message(&subject).await? {
                 let recorded = String::from_utf8_lossy(&message.payload);
                 if recorded != ca_sha256 {
                     return Err(StoreError::Fenced(format!(
@@ -1014,15 +897,13 @@ impl Store for JetStreamStore {
                          {recorded}, and this server's CA has {ca_sha256}: every replica needs \
                          the same identity files (ca.crt, ca.key; made once by `ace init`, then \
                          copied)",
-                        self.stream.cached_info().config.name
+                        self.log.stream
                     )));
                 }
                 return Ok(());
             }
-            let message = Publish::build()
-                .payload(Bytes::from(ca_sha256.to_owned()))
-                .expected_last_subject_sequence(0);
-            match self.publish(subject.clone(), message).await {
+            let message = Publish::new(subject.clone(), ca_sha256.to_owned()).expect_last(0);
+            match self.publish(message).await {
                 Err(StoreError::Fenced(_)) => continue,
                 other => return other.map(|_| ()),
             }
@@ -1044,34 +925,27 @@ impl Store for JetStreamStore {
     /// an event's metadata for each event, and a compaction writes a snapshot before it
     /// purges the log it replaces.
     fn capacity(&self) -> Option<u64> {
-        u64::try_from(self.stream.cached_info().config.max_bytes)
-            .ok()
-            .filter(|b| *b > 0)
-            .map(|b| b / 4)
+        self.max_bytes.map(|b| b / 4)
     }
 }
 
 impl JetStreamStore {
-    async fn last_snap_seq(&self) -> Result<u64, StoreError> {
-        last_seq(&self.stream, &self.subjects.snap).await
-    }
-
     /// The connection to the servers (for a replica's lease and its forwarded requests).
-    pub fn client(&self) -> async_nats::Client {
-        self.client.clone()
+    pub fn nats(&self) -> Arc<dyn Nats> {
+        Arc::clone(&self.log.nats)
     }
 
     /// The stream's name.
     pub fn stream_name(&self) -> String {
-        self.stream.cached_info().config.name.clone()
+        self.log.stream.clone()
     }
 
     /// Forgets what was read and finds the log's end, snapshot and event messages again.
     async fn reopen(&mut self) -> Result<(), StoreError> {
-        self.last_log = last_seq(&self.stream, &self.subjects.log).await?;
+        self.last_log = self.log.last_seq(&self.subjects.log).await?;
         self.opened_at = self.last_log;
-        self.snapshot_from = snapshot_pointer(&self.stream, &self.subjects.snap).await?;
-        let index = list_events(&self.stream, &self.subjects.ev).await?;
+        self.snapshot_from = self.log.snapshot_pointer(&self.subjects.snap).await?;
+        let index = self.log.list_events(&self.subjects.ev).await?;
         *lock(&self.events.index)? = index;
         self.chain = None;
         self.last_batch = None;
@@ -1128,7 +1002,7 @@ impl Events {
             }
             (first, range.subject.clone())
         };
-        let Some(message) = last_message(&self.stream, &subject).await? else {
+        let Some(message) = self.log.last_message(&subject).await? else {
             return Ok(None);
         };
         let entries = Arc::new(journal_entries(&message.payload)?);

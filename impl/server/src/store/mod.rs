@@ -9,8 +9,9 @@
 //! - [`redb::RedbStore`], the embedded default: a redb file and its write-ahead
 //!   [`journal`] in the data directory;
 //! - [`memory::MemoryStore`]: in memory, for tests and simulations (clones share one log);
-//! - `jetstream::JetStreamStore` (feature `jetstream`): a stream on a NATS JetStream cluster,
-//!   for a log that outlives the machine.
+//! - [`jetstream::JetStreamStore`]: a stream on a NATS JetStream cluster, for a log that
+//!   outlives the machine (through [`crate::nats::Nats`]: a real cluster with feature
+//!   `jetstream`, the simulation's stand-in in a simulated world).
 //!
 //! Accepted events are kept apart from the records, by sequence number, and written with the
 //! same append: their metadata (the logged acceptance) and their body. The model reads the
@@ -20,7 +21,6 @@
 //! the store forgets it in the same write, so disk use follows the backlog.
 
 pub mod codec;
-#[cfg(feature = "jetstream")]
 pub mod jetstream;
 pub mod journal;
 pub mod memory;
