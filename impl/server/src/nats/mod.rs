@@ -7,12 +7,13 @@
 //! keys); and core publish/subscribe with replies for forwarded requests.
 //!
 //! Two implementations: [`client::NatsClient`] (feature `jetstream`) on a real cluster
-//! through `async-nats`, and the simulation's stand-in (`ace-sim`), which runs inside a
+//! through `async-nats`, and [`standin::StandIn`], which runs inside a simulation's
 //! deterministic world where `async-nats` cannot. A differential test runs one script of
 //! operations against both and compares the answers.
 
 #[cfg(feature = "jetstream")]
 pub mod client;
+pub mod standin;
 
 use std::future::Future;
 use std::pin::Pin;

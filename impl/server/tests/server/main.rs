@@ -6,6 +6,8 @@ mod backlog;
 mod bug_zoo;
 mod common;
 mod delivery;
+#[cfg(feature = "jetstream")]
+mod differential;
 mod egress;
 #[cfg(feature = "jetstream")]
 mod jetstream;
