@@ -29,7 +29,6 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use tokio::sync::mpsc;
-use tokio::time::Instant;
 
 use super::{
     CoreMessage, KvConfig, KvEntry, Message, Nats, NatsError, NatsFuture, PubAck, Publish,
@@ -57,7 +56,7 @@ impl Default for StandInOptions {
         StandInOptions {
             seed: 0,
             max_payload: 1024 * 1024,
-            latency: Duration::from_micros(500),
+            latency: Duration::from_millis(1),
             replication: Duration::from_millis(1),
             timeout: Duration::from_secs(5),
         }
@@ -81,12 +80,29 @@ pub struct StandInStats {
     pub publishes: u64,
 }
 
+/// The cluster's clock: time since some fixed start. Hosts of a simulated world each run
+/// their own runtime, whose `tokio::time::Instant`s cannot be compared with another's, so
+/// the world gives the stand-in its own clock.
+pub type StandInClock = Arc<dyn Fn() -> Duration + Send + Sync>;
+
 /// A simulated JetStream cluster (see the module documentation).
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct StandIn {
     cluster: Arc<Mutex<Cluster>>,
     options: StandInOptions,
+    clock: StandInClock,
 }
+
+impl std::fmt::Debug for StandIn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StandIn")
+            .field("options", &self.options)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A point on the cluster's clock.
+type Instant = Duration;
 
 #[derive(Debug)]
 struct Cluster {
@@ -169,7 +185,7 @@ impl StreamState {
             let old: Vec<u64> = self
                 .messages
                 .iter()
-                .filter(|(_, m)| now.duration_since(m.at) >= age)
+                .filter(|(_, m)| now.saturating_sub(m.at) >= age)
                 .map(|(s, _)| *s)
                 .collect();
             for seq in old {
@@ -178,7 +194,7 @@ impl StreamState {
         }
         let window = self.config.duplicate_window;
         self.seen
-            .retain(|_, (_, at)| now.duration_since(*at) < window);
+            .retain(|_, (_, at)| now.saturating_sub(*at) < window);
     }
 
     fn remove(&mut self, seq: u64) {
@@ -290,6 +306,27 @@ impl Cluster {
             .ok_or_else(|| NatsError::Refused(format!("stream not found: {name} (10059)")))
     }
 
+    /// Sends a core message to the subscriptions on `subject` of every client not cut off;
+    /// whether any heard it.
+    fn deliver(&mut self, subject: &str, reply: Option<&str>, payload: &Bytes) -> bool {
+        self.subscriptions.retain(|_, s| !s.tx.is_closed());
+        let mut heard = false;
+        for sub in self.subscriptions.values() {
+            if matches(&sub.filter, subject) && !self.cut.contains(&sub.client) {
+                heard |= sub
+                    .tx
+                    .send(CoreMessage {
+                        subject: subject.to_owned(),
+                        reply: reply.map(str::to_owned),
+                        payload: payload.clone(),
+                        no_responders: false,
+                    })
+                    .is_ok();
+            }
+        }
+        heard
+    }
+
     fn electing(&self, now: Instant) -> bool {
         self.electing_until.is_some_and(|until| now < until)
     }
@@ -311,7 +348,14 @@ fn deleted(m: &Stored) -> bool {
 }
 
 impl StandIn {
+    /// A cluster on the runtime's clock (one runtime: a test).
     pub fn new(options: StandInOptions) -> Self {
+        let start = tokio::time::Instant::now();
+        Self::with_clock(options, Arc::new(move || start.elapsed()))
+    }
+
+    /// A cluster on `clock`.
+    pub fn with_clock(options: StandInOptions, clock: StandInClock) -> Self {
         StandIn {
             cluster: Arc::new(Mutex::new(Cluster {
                 streams: BTreeMap::new(),
@@ -324,7 +368,12 @@ impl StandIn {
                 stats: StandInStats::default(),
             })),
             options,
+            clock,
         }
+    }
+
+    fn now(&self) -> Instant {
+        (self.clock)()
     }
 
     fn lock(&self) -> MutexGuard<'_, Cluster> {
@@ -345,7 +394,7 @@ impl StandIn {
         let mut cluster = self.lock();
         cluster.epoch += 1;
         cluster.stats.leader_moves += 1;
-        cluster.electing_until = Some(Instant::now() + election);
+        cluster.electing_until = Some(self.now() + election);
     }
 
     /// Cuts client `name` off the cluster (`true`) or heals it (`false`).
@@ -356,6 +405,18 @@ impl StandIn {
         } else {
             cluster.cut.remove(name);
         }
+    }
+
+    /// A bucket key's value now (deleted and expired keys have none).
+    pub fn kv_value(&self, bucket: &str, key: &str) -> Option<Bytes> {
+        let now = self.now();
+        let mut cluster = self.lock();
+        let stream = cluster.streams.get_mut(&kv_stream(bucket))?;
+        stream.expire(now);
+        stream
+            .last_on(&kv_subject(bucket, key))
+            .filter(|(_, m)| !deleted(m))
+            .map(|(_, m)| m.payload.clone())
     }
 
     pub fn stats(&self) -> StandInStats {
@@ -394,7 +455,7 @@ impl Connection {
             let cluster = self.standin.lock();
             if cluster.cut.contains(&self.name) {
                 Some("timed out: the connection to the cluster is cut")
-            } else if stream_op && cluster.electing(Instant::now()) {
+            } else if stream_op && cluster.electing(self.standin.now()) {
                 Some("timed out: the stream has no leader (an election)")
             } else {
                 None
@@ -416,8 +477,9 @@ impl Connection {
         f: impl FnOnce(&mut Cluster, Instant) -> Result<T, NatsError>,
     ) -> Result<T, NatsError> {
         self.reach(stream_op).await?;
+        let now = self.standin.now();
         let mut cluster = self.standin.lock();
-        f(&mut cluster, Instant::now())
+        f(&mut cluster, now)
     }
 
     async fn publish_to(&self, stream: &str, message: Publish) -> Result<PubAck, NatsError> {
@@ -425,9 +487,16 @@ impl Connection {
             return Err(NatsError::Refused("maximum payload exceeded".into()));
         }
         self.reach(true).await?;
-        let epoch = self.standin.lock().epoch;
+        let epoch = {
+            let mut cluster = self.standin.lock();
+            // A publish to a stream is a core message too: subscribers on its subject hear
+            // it, whether the stream takes it or not.
+            cluster.deliver(&message.subject, None, &message.payload);
+            cluster.epoch
+        };
         tokio::time::sleep(self.standin.options.replication).await;
         let interrupted = {
+            let now = self.standin.now();
             let mut cluster = self.standin.lock();
             let moved = cluster.epoch != epoch;
             if moved && cluster.draw().is_multiple_of(2) {
@@ -435,7 +504,7 @@ impl Connection {
             } else {
                 let c = &mut *cluster;
                 let result = match c.streams.get_mut(stream) {
-                    Some(s) => s.apply(&message, Instant::now(), &mut c.stats),
+                    Some(s) => s.apply(&message, now, &mut c.stats),
                     None => Err(NatsError::Refused(format!(
                         "stream not found: {stream} (10059)"
                     ))),
@@ -693,22 +762,7 @@ impl Nats for Connection {
                 // Lost on the way; a real client only notices much later.
                 return Ok(());
             }
-            let cut = cluster.cut.clone();
-            cluster.subscriptions.retain(|_, s| !s.tx.is_closed());
-            let mut heard = false;
-            for sub in cluster.subscriptions.values() {
-                if matches(&sub.filter, &subject) && !cut.contains(&sub.client) {
-                    heard |= sub
-                        .tx
-                        .send(CoreMessage {
-                            subject: subject.clone(),
-                            reply: reply.clone(),
-                            payload: payload.clone(),
-                            no_responders: false,
-                        })
-                        .is_ok();
-                }
-            }
+            let heard = cluster.deliver(&subject, reply.as_deref(), &payload);
             if !heard && let Some(reply) = reply {
                 for sub in cluster.subscriptions.values() {
                     if matches(&sub.filter, &reply) && sub.client == self.name {
