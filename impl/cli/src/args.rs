@@ -497,8 +497,8 @@ pub struct ServeArgs {
     #[arg(long, env = "ACE_NATS_MAX_BYTES", value_parser = parse_size)]
     #[serde(default, deserialize_with = "size_opt")]
     pub nats_max_bytes: Option<u64>,
-    /// How long an append keeps trying while the JetStream cluster cannot take it (a leader
-    /// election, say) before the server stops [default: 30s].
+    /// How long an append or a read of the log keeps trying while the JetStream cluster
+    /// cannot answer (a leader election, say) before the server stops [default: 30s].
     #[arg(long, env = "ACE_NATS_UNAVAILABLE_TIMEOUT", value_parser = humantime::parse_duration)]
     #[serde(default, with = "humantime_serde_opt")]
     pub nats_unavailable_timeout: Option<Duration>,

@@ -115,6 +115,8 @@ enum Answer {
 #[derive(Debug)]
 pub struct Replica {
     nats: Arc<dyn Nats>,
+    /// How long it waits out servers that cannot answer while it starts.
+    patience: Duration,
     /// The lease bucket.
     bucket: String,
     rpc: String,
@@ -127,18 +129,24 @@ pub struct Replica {
 
 impl Replica {
     /// Opens (or makes) the lease bucket of `stream`, kept on `replicas` servers.
+    /// Waits out servers that cannot answer (an election) for up to `patience`, here and when
+    /// it [joins](Self::join).
     pub async fn open(
         nats: Arc<dyn Nats>,
         stream: &str,
         replicas: usize,
         options: ReplicaOptions,
+        patience: Duration,
     ) -> Result<Self, StoreError> {
         let bucket = format!("{stream}_LEASE");
-        nats.kv_open(KvConfig {
+        let config = KvConfig {
             bucket: bucket.clone(),
             description: format!("Which ACE replica leads the deployment on stream {stream}"),
             max_age: options.lease,
             replicas,
+        };
+        crate::nats::patiently(patience, "cannot open the lease bucket", || {
+            nats.kv_open(config.clone())
         })
         .await
         .map_err(|e| {
@@ -149,6 +157,7 @@ impl Replica {
         let (holder, _) = watch::channel(None);
         Ok(Replica {
             nats,
+            patience,
             bucket,
             rpc: format!("_ace.{}.rpc", stream.to_ascii_lowercase()),
             options,
@@ -163,12 +172,15 @@ impl Replica {
     /// replica's proxy reaches its surfaces.
     pub async fn join(&self, own: &Listeners) -> Result<(), StoreError> {
         let (key, value) = member_entry(&self.options.name, own)?;
-        self.nats
-            .kv_put(&self.bucket, &key, value)
-            .await
-            .map_err(|e| {
-                StoreError::Unavailable(format!("cannot record this replica's listeners: {e}"))
-            })?;
+        crate::nats::patiently(
+            self.patience,
+            "cannot record this replica's listeners",
+            || self.nats.kv_put(&self.bucket, &key, value.clone()),
+        )
+        .await
+        .map_err(|e| {
+            StoreError::Unavailable(format!("cannot record this replica's listeners: {e}"))
+        })?;
         tokio::time::sleep(MEMBERS_EVERY * 2).await;
         Ok(())
     }
@@ -194,7 +206,9 @@ impl Replica {
         Arc::new(Forwarder {
             nats: Arc::clone(&self.nats),
             rpc: self.rpc.clone(),
-            name: self.options.name.clone(),
+            // A replica started again under the same name must not send ids the leader
+            // still keeps answers for: they would be answered with the old answers.
+            name: format!("{}-{:016x}", self.options.name, self.nats.nonce()),
             holder: self.holder.subscribe(),
             sent: AtomicU64::new(0),
             retry_for: self.options.lease + Duration::from_secs(5),
@@ -452,6 +466,7 @@ async fn answer_forwarded(
         };
         loop {
             tokio::select! {
+                biased;
                 changed = lease.changed() => {
                     if changed.is_err() {
                         return;
@@ -565,7 +580,8 @@ fn error(status: u16, message: &str) -> Reply {
 struct Forwarder {
     nats: Arc<dyn Nats>,
     rpc: String,
-    /// This replica's name, the first part of every forwarded request's id.
+    /// This replica's name and a value drawn when it started: the first part of every
+    /// forwarded request's id.
     name: String,
     /// Who holds the lease.
     holder: watch::Receiver<Option<String>>,
@@ -685,6 +701,7 @@ async fn send(
                 answers.next().await
             } else {
                 tokio::select! {
+                    biased;
                     message = answers.next() => message,
                     () = moved(holder, &leader) => None,
                 }
@@ -727,5 +744,70 @@ async fn moved(holder: &mut watch::Receiver<Option<String>>, leader: &str) {
         .is_err()
     {
         std::future::pending::<()>().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::nats::standin::{StandIn, StandInOptions};
+
+    /// The ids of the requests `replica` forwards to a leader `l` that records them.
+    async fn forwarded_id(standin: &StandIn, replica: &Replica) -> String {
+        let leader = standin.connect("l");
+        let mut inbox = leader
+            .subscribe("_ace.s.rpc.l")
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        replica.holder().send_replace(Some("l".into()));
+        let forward = replica.forwarder();
+        let asked = tokio::spawn(async move {
+            forward
+                .forward(Request::Admin(
+                    ace_model::AdminRequest::DeleteRemoteEnvironment { name: "x".into() },
+                ))
+                .await
+        });
+        let message = inbox
+            .next()
+            .await
+            .unwrap_or_else(|| panic!("nothing forwarded"));
+        let forwarded: Forwarded =
+            serde_json::from_slice(&message.payload).unwrap_or_else(|e| panic!("{e}"));
+        let reply = message.reply.unwrap_or_default();
+        let answer = encode(&Answer::Reply(Box::new(Reply::NoContent), 0));
+        leader
+            .send(&reply, None, answer)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(asked.await.ok(), Some(Reply::NoContent));
+        forwarded.id
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_replica_started_again_under_its_name_forwards_new_ids() {
+        let standin = StandIn::new(StandInOptions::default());
+        let options = ReplicaOptions {
+            name: "f".into(),
+            ..ReplicaOptions::default()
+        };
+        let open = || async {
+            Replica::open(
+                standin.connect("f"),
+                "S",
+                3,
+                options.clone(),
+                Duration::ZERO,
+            )
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+        };
+        let first = forwarded_id(&standin, &open().await).await;
+        let again = forwarded_id(&standin, &open().await).await;
+        assert!(first.starts_with("f-"), "{first}");
+        assert_ne!(
+            first, again,
+            "a restarted replica reused a forwarded request's id"
+        );
     }
 }

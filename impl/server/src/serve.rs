@@ -244,6 +244,7 @@ pub async fn start_replica<N: Net>(
         &store.stream_name(),
         options.replicas,
         options.replica.clone(),
+        options.unavailable_timeout,
     )
     .await?;
     start_inner(net, opts, clock, seed, store, Some(replica)).await

@@ -58,6 +58,32 @@ impl std::fmt::Display for NatsError {
 
 impl std::error::Error for NatsError {}
 
+/// Runs `op` until it answers, trying again while the servers cannot answer (an election)
+/// for up to `patience`; `what` names it in the log.
+pub async fn patiently<T, F>(
+    patience: Duration,
+    what: &str,
+    op: impl Fn() -> F,
+) -> Result<T, NatsError>
+where
+    F: Future<Output = Result<T, NatsError>>,
+{
+    let deadline = tokio::time::Instant::now() + patience;
+    let mut wait = Duration::from_millis(50);
+    loop {
+        match op().await {
+            Err(e @ NatsError::Unavailable(_))
+                if tokio::time::Instant::now() + wait <= deadline =>
+            {
+                tracing::warn!(error = %e, "{what}: the servers cannot answer now; retrying");
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(Duration::from_secs(1));
+            }
+            other => return other,
+        }
+    }
+}
+
 /// A stream as ACE makes it: file storage, new messages refused at the size limit.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StreamConfig {

@@ -72,7 +72,7 @@ pub struct JetStreamOptions {
     /// The stream's size limit in bytes (when ACE creates it); `None` for none. At it the
     /// servers refuse new messages rather than dropping old ones.
     pub max_bytes: Option<u64>,
-    /// How long an append keeps trying while the servers cannot take it.
+    /// How long an append or a read keeps trying while the servers cannot answer.
     pub unavailable_timeout: Duration,
     /// How this server takes part among the replicas on the stream.
     pub replica: crate::replica::ReplicaOptions,
@@ -325,14 +325,28 @@ fn lock(index: &Mutex<EventIndex>) -> Result<MutexGuard<'_, EventIndex>, StoreEr
 struct Log {
     nats: Arc<dyn Nats>,
     stream: String,
+    /// How long a read keeps trying while the servers cannot answer (an election).
+    patience: Duration,
 }
 
 impl Log {
-    async fn last_message(&self, subject: &str) -> Result<Option<Message>, StoreError> {
-        self.nats
-            .last_message(&self.stream, subject)
+    /// Runs `read` until it answers, retrying while the servers cannot answer for up to
+    /// `patience`, as an append does: a replica starting during an election replays the log
+    /// once it has a leader rather than giving up.
+    async fn patiently<T, F>(&self, what: &str, read: impl Fn() -> F) -> Result<T, StoreError>
+    where
+        F: std::future::Future<Output = Result<T, NatsError>>,
+    {
+        crate::nats::patiently(self.patience, what, read)
             .await
-            .map_err(|e| unavailable(&format!("cannot read {subject}"), e))
+            .map_err(|e| unavailable(what, e))
+    }
+
+    async fn last_message(&self, subject: &str) -> Result<Option<Message>, StoreError> {
+        self.patiently(&format!("cannot read {subject}"), || {
+            self.nats.last_message(&self.stream, subject)
+        })
+        .await
     }
 
     async fn last_seq(&self, subject: &str) -> Result<u64, StoreError> {
@@ -340,10 +354,10 @@ impl Log {
     }
 
     async fn next_message(&self, subject: &str, seq: u64) -> Result<Option<Message>, StoreError> {
-        self.nats
-            .next_message(&self.stream, subject, seq)
-            .await
-            .map_err(|e| unavailable(&format!("cannot read {subject}"), e))
+        self.patiently(&format!("cannot read {subject}"), || {
+            self.nats.next_message(&self.stream, subject, seq)
+        })
+        .await
     }
 
     /// Removes the messages on `subject` (`below`: only those before that sequence).
@@ -368,11 +382,12 @@ impl Log {
     /// The event messages the stream keeps, each taken as holding every event in its range.
     async fn list_events(&self, prefix: &str) -> Result<EventIndex, StoreError> {
         let mut index = EventIndex::default();
+        let filter = format!("{prefix}.>");
         let subjects = self
-            .nats
-            .subjects(&self.stream, &format!("{prefix}.>"))
-            .await
-            .map_err(|e| unavailable("cannot list the event messages", e))?;
+            .patiently("cannot list the event messages", || {
+                self.nats.subjects(&self.stream, &filter)
+            })
+            .await?;
         for subject in subjects {
             index.add_listed(&subject, prefix);
         }
@@ -443,6 +458,7 @@ impl JetStreamStore {
         let log = Log {
             nats,
             stream: options.stream.clone(),
+            patience: options.unavailable_timeout,
         };
         // A cluster that has just started has no JetStream meta leader for a moment, and a
         // stream just made (by a replica started at the same time) may have no leader yet:

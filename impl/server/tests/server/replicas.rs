@@ -441,9 +441,10 @@ async fn a_follower_answers_a_forwarded_write_only_once_it_applied_it() {
     let nats = ace_server::nats::client::NatsClient::connect(&options)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
-    let replica = ace_server::replica::Replica::open(nats, "RYW", 1, options.replica)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let replica =
+        ace_server::replica::Replica::open(nats, "RYW", 1, options.replica, Duration::ZERO)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
     // A leader that answers every forwarded request: done, as of log sequence 100.
     replica.holder().send_replace(Some("l".into()));
     let mut inbox = client
