@@ -98,6 +98,7 @@ pub async fn lease_lost(lease: Option<&mut watch::Receiver<Lease>>) {
             return;
         }
         tokio::select! {
+            biased;
             () = tokio::time::sleep_until(until) => {}
             changed = lease.changed() => {
                 if changed.is_err() {

@@ -238,6 +238,7 @@ fn spawn_inner<S: Store>(
     // `done` is told.
     let task = async move {
         let result = tokio::select! {
+            biased;
             result = driver.run() => result,
             Ok(()) = stopped => Ok(()),
         };
