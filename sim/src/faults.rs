@@ -356,3 +356,50 @@ impl fmt::Display for Faults {
         Ok(())
     }
 }
+
+/// What a replicated world adds to [`Faults`], drawn from the seed apart so that a seed's
+/// other faults stay what they are in the single-node world.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReplicaFaults {
+    /// The replica that the partition, the clog and the crashes of [`Faults`] strike.
+    pub target: usize,
+    /// The replica holding the lease then crashes and restarts (pushes in flight).
+    pub leader_crash: Option<Duration>,
+    /// The stream's leader moves at these times; each election takes the second value.
+    pub leader_moves: Vec<(Duration, Duration)>,
+    /// A replica cut off the log (and the lease) for a while: (replica, from, for).
+    pub cut: Option<(usize, Duration, Duration)>,
+}
+
+impl ReplicaFaults {
+    /// The replicated faults of `seed` for `replicas` replicas.
+    pub fn of(seed: u64, replicas: usize) -> ReplicaFaults {
+        let mut s = seed ^ 0x7265_706c_6963_6173;
+        let mut pick = |lo: u64, hi: u64| lo + mix(&mut s) % (hi - lo + 1);
+        let n = replicas.max(1) as u64;
+        let target = pick(0, n - 1) as usize;
+        // Once a replica leads and traffic flows (the lease is taken at about 0.5 s).
+        let leader_crash = (pick(0, 2) > 0).then(|| Duration::from_millis(pick(700, 1800)));
+        let leader_moves = (0..pick(0, 2))
+            .map(|_| {
+                (
+                    Duration::from_millis(pick(WINDOW.0, WINDOW.1)),
+                    Duration::from_millis(pick(200, 3000)),
+                )
+            })
+            .collect();
+        let cut = (pick(0, 2) == 0).then(|| {
+            (
+                pick(0, n - 1) as usize,
+                Duration::from_millis(pick(WINDOW.0, WINDOW.1)),
+                Duration::from_millis(pick(500, 4000)),
+            )
+        });
+        ReplicaFaults {
+            target,
+            leader_crash,
+            leader_moves,
+            cut,
+        }
+    }
+}

@@ -36,6 +36,10 @@ enum Command {
         /// The seed: it decides the faults and every random choice.
         #[arg(long)]
         seed: u64,
+        /// ACE's replicas: 1, the single node on its local disk; 2 or 3, replicas on a
+        /// simulated JetStream, reached in turn under the name `ace`.
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=3))]
+        replicas: u64,
         /// Print the trace (per host: requests and outcomes, pushes, faults, in simulated
         /// order).
         #[arg(long)]
@@ -60,6 +64,9 @@ enum Command {
         /// The first seed (the sweep runs `from..from+seeds`).
         #[arg(long, default_value_t = 1)]
         from: u64,
+        /// ACE's replicas in each world (see `run --replicas`).
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=3))]
+        replicas: u64,
         /// Worlds run at once (default: one per CPU).
         #[arg(long)]
         jobs: Option<usize>,
@@ -136,15 +143,22 @@ fn bug_flags(bugs: Bugs) -> (String, String) {
     (" --features bug-zoo".to_owned(), flags)
 }
 
-/// The command that replays `seed` with `bugs`.
-fn replay(seed: u64, bugs: Bugs) -> String {
+/// The command that replays `seed` with `bugs` on `replicas` replicas.
+fn replay(seed: u64, bugs: Bugs, replicas: usize) -> String {
     let (features, flags) = bug_flags(bugs);
-    format!("cargo run -p ace-sim --release{features} -- run --seed {seed} --trace{flags}")
+    let replicas = if replicas > 1 {
+        format!(" --replicas {replicas}")
+    } else {
+        String::new()
+    };
+    format!(
+        "cargo run -p ace-sim --release{features} -- run --seed {seed}{replicas} --trace{flags}"
+    )
 }
 
 /// Writes the timeline of `report`; returns a line naming the files (or why they are not).
 fn write_timeline(out: &Path, report: &Report, bugs: Bugs) -> String {
-    let replay = replay(report.seed, bugs);
+    let replay = replay(report.seed, bugs, report.replicas);
     let header = Header {
         seed: report.seed,
         faults: report.faults.to_string(),
@@ -157,16 +171,16 @@ fn write_timeline(out: &Path, report: &Report, bugs: Bugs) -> String {
     }
 }
 
-fn run(seed: u64, trace: bool, always: bool, out: &Path, bugs: Bugs) -> ExitCode {
+fn run(seed: u64, replicas: usize, trace: bool, always: bool, out: &Path, bugs: Bugs) -> ExitCode {
     let mut stdout = std::io::stdout().lock();
     let _ = writeln!(stdout, "seed={seed}");
     if !bugs.is_empty() {
         let _ = writeln!(stdout, "bugs: {bugs}");
     }
-    let report = match ace_sim::world::run_with(seed, bugs) {
+    let report = match ace_sim::world::run_deployment(seed, bugs, replicas) {
         Ok(report) => report,
         Err(e) => {
-            let _ = writeln!(stdout, "{e}\nreplay with: {}", replay(seed, bugs));
+            let _ = writeln!(stdout, "{e}\nreplay with: {}", replay(seed, bugs, replicas));
             return ExitCode::FAILURE;
         }
     };
@@ -196,7 +210,7 @@ fn run(seed: u64, trace: bool, always: bool, out: &Path, bugs: Bugs) -> ExitCode
             stdout,
             "seed={seed} trace={} FAILED; replay with: {}",
             report.trace_hash(),
-            replay(seed, bugs)
+            replay(seed, bugs, replicas)
         );
         ExitCode::FAILURE
     }
@@ -212,6 +226,7 @@ enum Outcome {
 /// Where a sweep runs and what it reports.
 struct SweepPlan<'a> {
     seeds: Range<u64>,
+    replicas: usize,
     shard: Shard,
     jobs: usize,
     require_rare: bool,
@@ -245,7 +260,7 @@ fn sweep(plan: &SweepPlan<'_>, bugs: Bugs) -> ExitCode {
                     if !shard.takes(seeds.start, seed) {
                         continue;
                     }
-                    let outcome = match ace_sim::world::run_with(seed, bugs) {
+                    let outcome = match ace_sim::world::run_deployment(seed, bugs, plan.replicas) {
                         Ok(r) if r.violations.is_empty() => Outcome::Passed(r),
                         Ok(r) => {
                             let files = write_timeline(plan.out, &r, bugs);
@@ -272,6 +287,7 @@ fn sweep(plan: &SweepPlan<'_>, bugs: Bugs) -> ExitCode {
         seeds.end - seeds.start,
         *shard,
         bugs.iter().map(|b| b.name().to_owned()).collect(),
+        plan.replicas as u64,
     );
     let mut timelines = Vec::new();
     for (seed, outcome) in &outcomes {
@@ -283,7 +299,7 @@ fn sweep(plan: &SweepPlan<'_>, bugs: Bugs) -> ExitCode {
                     seed: *seed,
                     broke: false,
                     what: r.violations.join("; "),
-                    replay: replay(*seed, bugs),
+                    replay: replay(*seed, bugs, plan.replicas),
                 });
                 timelines.push(format!("seed={seed} {files}"));
                 r
@@ -293,7 +309,7 @@ fn sweep(plan: &SweepPlan<'_>, bugs: Bugs) -> ExitCode {
                     seed: *seed,
                     broke: true,
                     what: e.clone(),
-                    replay: replay(*seed, bugs),
+                    replay: replay(*seed, bugs, plan.replicas),
                 });
                 continue;
             }
@@ -419,11 +435,12 @@ fn main() -> ExitCode {
         }
         Command::Run {
             seed,
+            replicas,
             trace,
             timeline,
             out,
             ..
-        } => run(seed, trace, timeline, &out, bugs),
+        } => run(seed, replicas as usize, trace, timeline, &out, bugs),
         Command::Sweep {
             seeds,
             from,
@@ -432,12 +449,14 @@ fn main() -> ExitCode {
             out,
             shard,
             summary,
+            replicas,
             ..
         } => {
             let jobs =
                 jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from));
             let plan = SweepPlan {
                 seeds: from..from.saturating_add(seeds),
+                replicas: replicas as usize,
                 shard,
                 jobs,
                 require_rare,

@@ -76,6 +76,9 @@ pub struct Summary {
     pub shards: Vec<u64>,
     /// The bugs switched on, by name.
     pub bugs: Vec<String>,
+    /// ACE's replicas in each world (1: the single node).
+    #[serde(default = "one")]
+    pub replicas: u64,
     /// Worlds run.
     pub worlds: u64,
     /// The worlds that failed, by seed.
@@ -86,9 +89,14 @@ pub struct Summary {
     pub rare: BTreeMap<String, u64>,
 }
 
+fn one() -> u64 {
+    1
+}
+
 impl Summary {
-    /// An empty summary of shard `shard` of the sweep `from..from + seeds` with `bugs`.
-    pub fn new(from: u64, seeds: u64, shard: Shard, bugs: Vec<String>) -> Summary {
+    /// An empty summary of shard `shard` of the sweep `from..from + seeds` with `bugs`, on
+    /// `replicas` replicas.
+    pub fn new(from: u64, seeds: u64, shard: Shard, bugs: Vec<String>, replicas: u64) -> Summary {
         Summary {
             format: FORMAT,
             from,
@@ -96,10 +104,11 @@ impl Summary {
             shard_count: shard.count,
             shards: vec![shard.index],
             bugs,
+            replicas,
             worlds: 0,
             failures: Vec::new(),
             faults: BTreeMap::new(),
-            rare: crate::world::RARE
+            rare: crate::world::rare_paths(replicas as usize)
                 .iter()
                 .map(|(path, _)| ((*path).to_owned(), 0))
                 .collect(),
@@ -118,19 +127,31 @@ impl Summary {
                     all.format, part.format
                 ));
             }
-            if (part.from, part.seeds, part.shard_count, &part.bugs)
-                != (all.from, all.seeds, all.shard_count, &all.bugs)
-            {
+            if (
+                part.from,
+                part.seeds,
+                part.shard_count,
+                &part.bugs,
+                part.replicas,
+            ) != (
+                all.from,
+                all.seeds,
+                all.shard_count,
+                &all.bugs,
+                all.replicas,
+            ) {
                 return Err(format!(
-                    "these summaries are of different sweeps: seeds {}..+{} in {} shards with bugs {:?}, and seeds {}..+{} in {} shards with bugs {:?}",
+                    "these summaries are of different sweeps: seeds {}..+{} in {} shards with bugs {:?} on {} replicas, and seeds {}..+{} in {} shards with bugs {:?} on {} replicas",
                     all.from,
                     all.seeds,
                     all.shard_count,
                     all.bugs,
+                    all.replicas,
                     part.from,
                     part.seeds,
                     part.shard_count,
-                    part.bugs
+                    part.bugs,
+                    part.replicas
                 ));
             }
             if let Some(twice) = part.shards.iter().find(|s| all.shards.contains(s)) {
@@ -187,8 +208,13 @@ impl Summary {
         } else {
             self.bugs.join(", ")
         };
+        let replicas = if self.replicas > 1 {
+            format!("; {} replicas", self.replicas)
+        } else {
+            String::new()
+        };
         out += &format!(
-            "seeds run: {} (of {}..{}){shards}; bugs: {bugs}\n",
+            "seeds run: {} (of {}..{}){shards}; bugs: {bugs}{replicas}\n",
             self.worlds,
             self.from,
             self.from + self.seeds.saturating_sub(1)
@@ -198,7 +224,7 @@ impl Summary {
             out += &format!("  {kind:<28} {n}\n");
         }
         out += "rare paths (worlds that took each):\n";
-        for (path, description) in crate::world::RARE {
+        for (path, description) in crate::world::rare_paths(self.replicas as usize) {
             let n = self.rare.get(path).copied().unwrap_or(0);
             let mark = if n == 0 { "  NEVER TAKEN" } else { "" };
             out += &format!("  {path:<28} {n:>5}  {description}{mark}\n");
@@ -229,7 +255,7 @@ mod tests {
     }
 
     fn part(index: u64, worlds: u64, failed: Option<u64>) -> Summary {
-        let mut s = Summary::new(1, 10, Shard { index, count: 2 }, vec![]);
+        let mut s = Summary::new(1, 10, Shard { index, count: 2 }, vec![], 1);
         s.worlds = worlds;
         s.faults.insert("partition".into(), worlds);
         if let Some(path) = crate::world::RARE.first() {
@@ -266,6 +292,10 @@ mod tests {
         other.seeds = 20;
         let mixed = Summary::merge(vec![part(1, 5, None), other]);
         assert!(mixed.is_err_and(|e| e.contains("different sweeps")));
+        let mut replicated = part(2, 5, None);
+        replicated.replicas = 2;
+        let mixed = Summary::merge(vec![part(1, 5, None), replicated]);
+        assert!(mixed.is_err_and(|e| e.contains("on 2 replicas")));
         let text = merged.render();
         assert!(
             text.contains("seeds run: 10 (of 1..10); shards [1, 2] of 2; bugs: none"),

@@ -8,7 +8,6 @@ use ace_client::{self as client};
 use hyper::Method;
 use serde_json::Value;
 
-use crate::net::TurmoilNet;
 use crate::oracle::{Call, Mirror};
 use crate::timeline::Kind;
 
@@ -51,11 +50,17 @@ impl Actor {
         count_exchange();
         let bytes = body.map(|b| b.to_string().into_bytes());
         let mut headers = headers.to_vec();
-        if url.starts_with(ADMIN) {
+        if url.starts_with(ADMIN)
+            || self
+                .shared
+                .replicas
+                .iter()
+                .any(|r| url.starts_with(&format!("http://{r}:8081/")))
+        {
             headers.push(("authorization", &self.shared.admin_authorization));
         }
         let r = client::request(
-            &TurmoilNet,
+            &self.shared.net,
             method.clone(),
             url,
             &headers,

@@ -10,6 +10,49 @@ use serde_json::json;
 use super::*;
 
 /// The connector's answers a contract check compares.
+/// In a replicated world, waits until every replica has applied the log as far as the others
+/// (a write one replica acknowledged reaches the others soon after) and checks that they
+/// agree on the state there; a single node has nothing to wait for.
+pub(super) async fn settle(actor: &Actor, when: &str) {
+    let replicas = actor.shared.replicas.clone();
+    if replicas.is_empty() {
+        return;
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let mut seen = Vec::new();
+        for replica in &replicas {
+            let url = format!("http://{replica}:8081/v1/state");
+            if let Ok(r) = actor.send(Method::GET, &url, None, None).await
+                && r.status == 200
+            {
+                let state = r.json();
+                seen.push((
+                    state["applied"].as_u64().unwrap_or_default(),
+                    state["sha256"].as_str().unwrap_or_default().to_owned(),
+                ));
+            }
+        }
+        let position = seen.first().map(|(p, _)| *p);
+        if seen.len() == replicas.len() && seen.iter().all(|(p, _)| Some(*p) == position) {
+            if seen.iter().any(|(_, sha)| *sha != seen[0].1) {
+                actor.shared.violation(format!(
+                    "replica convergence ({when}): at log position {} the replicas' states differ: {seen:?}",
+                    position.unwrap_or_default()
+                ));
+            }
+            return;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            actor.shared.violation(format!(
+                "replication ({when}): the replicas did not reach one log position within 10 s: {seen:?}"
+            ));
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 pub(super) fn expect(shared: &Shared, what: &str, got: u16, want: u16) {
     shared.note("solution-1", format!("contract: {what} -> {got}"));
     if got != want {
@@ -147,6 +190,7 @@ pub(super) async fn contract_phase(
         }
     }
     let call_proxy = || async {
+        settle(actor, "before a call through the proxy").await;
         let r = actor
             .send_with(
                 Method::GET,
@@ -199,6 +243,7 @@ pub(super) async fn contract_phase(
             k.clone_into(&mut own_key);
         }
     }
+    settle(actor, "before a call to ACE's own surface").await;
     let r = actor
         .send_with(
             Method::POST,
@@ -274,6 +319,7 @@ pub(super) async fn contract_phase(
             None,
         )
         .await;
+    settle(actor, "after the RE was created again").await;
     let r = actor.answer(Method::GET, services, None, Some(me)).await;
     expect(
         shared,

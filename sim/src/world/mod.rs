@@ -39,8 +39,8 @@ use ace_server::ServeOptions;
 use ace_server::driver::Placement;
 
 use crate::disk::{DiskNote, SimDisk};
-pub use crate::faults::{Clog, Faults, Loss, Misbehaviour, Partition};
-use crate::net::TurmoilNet;
+pub use crate::faults::{Clog, Faults, Loss, Misbehaviour, Partition, ReplicaFaults};
+use crate::net::{DeploymentNet, TurmoilNet};
 use crate::oracle::Mirror;
 use crate::timeline::{Entry, Kind};
 
@@ -195,11 +195,51 @@ pub const RARE: [(&str, &str); 16] = [
     ),
 ];
 
+/// The hosts of a replicated deployment's replicas (the first `n` of them).
+pub const REPLICA_HOSTS: [&str; 3] = ["ace-1", "ace-2", "ace-3"];
+
+/// Rare paths of replicated worlds, besides those of [`RARE`] that a replicated world can
+/// take.
+pub const REPLICATED_RARE: [(&str, &str); 4] = [
+    (
+        "takeover",
+        "a replica took the lease from another (crashed, cut off or lapsed) with traffic flowing",
+    ),
+    (
+        "guarded-write-conflict",
+        "a guarded write (a log append or a lease renewal) was refused as stale",
+    ),
+    (
+        "leader-move-under-traffic",
+        "a publish to the log was interrupted by a stream leader move",
+    ),
+    (
+        "replica-cut-off",
+        "a replica was cut off the log while the world ran",
+    ),
+];
+
+/// The rare paths a sweep of worlds of `replicas` replicas must reach (1: the single node).
+pub fn rare_paths(replicas: usize) -> Vec<(&'static str, &'static str)> {
+    if replicas <= 1 {
+        return RARE.to_vec();
+    }
+    // A replicated world has no local disk: its syncs and their faults are the log's.
+    let local = ["unsynced-write-lost", "unsynced-write-kept", "group-commit"];
+    RARE.iter()
+        .filter(|(path, _)| !local.contains(path))
+        .chain(REPLICATED_RARE.iter())
+        .copied()
+        .collect()
+}
+
 /// What a run saw.
 #[derive(Clone, Debug)]
 pub struct Report {
     /// The seed.
     pub seed: u64,
+    /// ACE's replicas in the world (1: the single node).
+    pub replicas: usize,
     /// Its faults.
     pub faults: Faults,
     /// The trace: one entry per observed step, in simulated order.
@@ -308,10 +348,31 @@ pub fn run(seed: u64) -> Result<Report, String> {
 
 /// Runs the world of `seed` with the server's `bugs` switched on, and checks it.
 pub fn run_with(seed: u64, bugs: Bugs) -> Result<Report, String> {
+    run_deployment(seed, bugs, 1)
+}
+
+/// Runs the world of `seed` on `replicas` replicas of ACE (1: the single node on its local
+/// disk; 2 or 3: replicas on a JetStream stand-in, which solutions, the operator and the
+/// proxy's callers reach in turn under the name `ace`), and checks it.
+pub fn run_deployment(seed: u64, bugs: Bugs, replicas: usize) -> Result<Report, String> {
+    if replicas > REPLICA_HOSTS.len() {
+        return Err(format!(
+            "a world has at most {} replicas, not {replicas}",
+            REPLICA_HOSTS.len()
+        ));
+    }
     let faults = Faults::of(seed);
+    let hosts: Vec<&'static str> = if replicas > 1 {
+        REPLICA_HOSTS[..replicas].to_vec()
+    } else {
+        Vec::new()
+    };
+    let replica_faults = (replicas > 1).then(|| ReplicaFaults::of(seed, replicas));
     EXCHANGES.with(|n| n.set(0));
     let shared = Arc::new(Shared {
         admin_authorization: format!("Bearer {}", admin_token(seed)),
+        net: DeploymentNet::new(&hosts),
+        replicas: hosts.clone(),
         ..Shared::default()
     });
     let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
@@ -354,29 +415,52 @@ pub fn run_with(seed: u64, bugs: Bugs) -> Result<Report, String> {
         .repair_rate(0.1)
         .build();
 
-    sim.host("ace", move || {
-        let (data, disk) = (data.clone(), disk.clone());
-        async move {
-            // After a crash the host starts again here: memory is gone, the disk is kept (with
-            // the fate of its unsynced write), and the new process reads the clock again.
-            let disk = disk.restart().map_err(|e| e.to_string())?;
-            let mut opts = options(&data, seed);
-            opts.bugs = bugs;
-            // ACE's own address in the world: its listeners there are its own, never a target.
-            opts.hosts.push(turmoil::lookup("ace").to_string());
-            let _server = ace_server::start_with_store(
-                TurmoilNet,
-                opts,
-                sim_clock(unix_ms),
-                seed.into(),
-                disk,
-            )
-            .await
-            .map_err(|e| e.to_string())?;
-            std::future::pending::<()>().await;
-            Ok(())
+    // The simulated time the main loop has reached: the stand-in's clock (each host runs
+    // a runtime of its own, whose instants cannot be compared with another's).
+    let now_ms = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let deployment = if hosts.is_empty() {
+        sim.host("ace", move || {
+            let (data, disk) = (data.clone(), disk.clone());
+            async move {
+                // After a crash the host starts again here: memory is gone, the disk is kept
+                // (with the fate of its unsynced write), and the new process reads the clock
+                // again.
+                let disk = disk.restart().map_err(|e| e.to_string())?;
+                let mut opts = options(&data, seed);
+                opts.bugs = bugs;
+                // ACE's own address in the world: its listeners there are its own, never a
+                // target.
+                opts.hosts.push(turmoil::lookup("ace").to_string());
+                let _server = ace_server::start_with_store(
+                    TurmoilNet,
+                    opts,
+                    sim_clock(unix_ms),
+                    seed.into(),
+                    disk,
+                )
+                .await
+                .map_err(|e| e.to_string())?;
+                std::future::pending::<()>().await;
+                Ok(())
+            }
+        });
+        schedule::Deployment {
+            hosts: vec!["ace"],
+            target: "ace",
+            standin: None,
         }
-    });
+    } else {
+        replicated(
+            &mut sim,
+            &hosts,
+            &data,
+            seed,
+            bugs,
+            unix_ms,
+            &now_ms,
+            &replica_faults,
+        )
+    };
     for (i, (host, ports)) in [("sub-a", &[9000, 9001][..]), ("sub-b", &[9000][..])]
         .into_iter()
         .enumerate()
@@ -409,14 +493,40 @@ pub fn run_with(seed: u64, bugs: Bugs) -> Result<Report, String> {
         );
     }
 
-    let plan = schedule(&faults);
+    let plan = schedule(&faults, replica_faults.as_ref());
     let mut next = 0;
+    let mut holder = None;
     loop {
         let elapsed = sim.elapsed();
+        now_ms.store(
+            u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX),
+            std::sync::atomic::Ordering::Relaxed,
+        );
+        if deployment.standin.is_some() {
+            let leader = deployment.leader();
+            if let (Some(before), Some(now)) = (holder, leader)
+                && before != now
+            {
+                shared.rare("takeover");
+            }
+            if leader.is_some() && leader != holder {
+                shared.push(Entry {
+                    at: elapsed,
+                    host: "faults".into(),
+                    peer: None,
+                    what: format!("{} leads", leader.unwrap_or_default()),
+                    kind: Kind::Note,
+                });
+                holder = leader;
+            }
+        }
         while let Some((at, action)) = plan.get(next)
             && elapsed >= *at
         {
-            let what = strike(&mut sim, action);
+            if matches!(action, Action::Cut(_, true)) {
+                shared.rare("replica-cut-off");
+            }
+            let what = strike(&mut sim, action, &deployment);
             shared.push(Entry {
                 at: elapsed,
                 host: "faults".into(),
@@ -437,5 +547,85 @@ pub fn run_with(seed: u64, bugs: Bugs) -> Result<Report, String> {
             }
         }
     }
+    if let Some(standin) = &deployment.standin {
+        let stats = standin.stats();
+        if stats.conflicts > 0 {
+            shared.rare("guarded-write-conflict");
+        }
+        if stats.lost + stats.unacknowledged > 0 {
+            shared.rare("leader-move-under-traffic");
+        }
+    }
     Ok(check(seed, faults, &shared))
+}
+
+/// The replicas of a replicated world: hosts `hosts` on one JetStream stand-in, sharing one
+/// identity (the data directory holds only that: their log is the stream).
+#[allow(clippy::too_many_arguments, reason = "the world's parts, passed once")]
+fn replicated(
+    sim: &mut turmoil::Sim<'_>,
+    hosts: &[&'static str],
+    data: &std::path::Path,
+    seed: u64,
+    bugs: Bugs,
+    unix_ms: u64,
+    now_ms: &Arc<std::sync::atomic::AtomicU64>,
+    faults: &Option<ReplicaFaults>,
+) -> schedule::Deployment {
+    use ace_server::nats::standin::{StandIn, StandInOptions};
+    let clock = Arc::clone(now_ms);
+    let standin = StandIn::with_clock(
+        StandInOptions {
+            seed,
+            ..StandInOptions::default()
+        },
+        Arc::new(move || Duration::from_millis(clock.load(std::sync::atomic::Ordering::Relaxed))),
+    );
+    let names: Vec<&'static str> = hosts.to_vec();
+    for (i, host) in hosts.iter().copied().enumerate() {
+        let (standin, data, names) = (standin.clone(), data.to_owned(), names.clone());
+        let starts = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        sim.host(host, move || {
+            let (standin, data, names) = (standin.clone(), data.clone(), names.clone());
+            let start = starts.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            async move {
+                let mut opts = options(&data, seed);
+                opts.bugs = bugs;
+                // One identity for every replica: a certificate for `ace` and each replica,
+                // every replica's address its own.
+                opts.hosts.extend(names.iter().map(|h| (*h).to_owned()));
+                opts.hosts
+                    .extend(names.iter().map(|h| turmoil::lookup(*h).to_string()));
+                let js = ace_server::store::jetstream::JetStreamOptions {
+                    servers: vec!["nats://standin:4222".into()],
+                    replica: ace_server::replica::ReplicaOptions {
+                        name: host.into(),
+                        lease: Duration::from_secs(2),
+                        answer_timeout: Duration::from_secs(10),
+                    },
+                    ..Default::default()
+                };
+                // Each start draws afresh: a replica must never draw what it drew before.
+                let model_seed = ace_model::Seed(seed_bytes(seed, 100 + i as u64 * 1000 + start));
+                let _server = ace_server::serve::start_replica(
+                    DeploymentNet::new(&names),
+                    opts,
+                    sim_clock(unix_ms),
+                    model_seed,
+                    standin.connect(host),
+                    &js,
+                )
+                .await
+                .map_err(|e| e.to_string())?;
+                std::future::pending::<()>().await;
+                Ok(())
+            }
+        });
+    }
+    let target = faults.as_ref().map_or(0, |f| f.target);
+    schedule::Deployment {
+        hosts: names.clone(),
+        target: names.get(target).copied().unwrap_or("ace"),
+        standin: Some(standin),
+    }
 }

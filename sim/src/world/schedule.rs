@@ -2,7 +2,34 @@
 
 use std::time::Duration;
 
-pub use crate::faults::Faults;
+pub use crate::faults::{Faults, ReplicaFaults};
+use ace_server::nats::standin::StandIn;
+
+/// The deployment the faults strike: one `ace`, or replicas on a JetStream stand-in.
+#[derive(Clone, Debug)]
+pub(super) struct Deployment {
+    /// Its hosts.
+    pub(super) hosts: Vec<&'static str>,
+    /// The host the partition, clog and crashes strike.
+    pub(super) target: &'static str,
+    /// The replicas' JetStream, if replicated.
+    pub(super) standin: Option<StandIn>,
+}
+
+impl Deployment {
+    /// The replica holding the lease now, if any.
+    pub(super) fn leader(&self) -> Option<&'static str> {
+        let standin = self.standin.as_ref()?;
+        let holder = standin.kv_value(LEASE_BUCKET, "leader")?;
+        self.hosts
+            .iter()
+            .find(|h| h.as_bytes() == holder.as_ref())
+            .copied()
+    }
+}
+
+/// The lease bucket of the replicas' stream.
+pub(super) const LEASE_BUCKET: &str = "ACE_LEASE";
 
 /// A fault's action at its time.
 #[derive(Clone, Debug)]
@@ -17,11 +44,32 @@ pub(super) enum Action {
     Down(&'static str),
     /// A host that was down starts again.
     Revive(&'static str),
+    /// The replica holding the lease crashes and restarts.
+    LeaderCrash,
+    /// The stream's leader moves; the election takes this long.
+    MoveLeader(Duration),
+    /// A replica is cut off the log, or connected again.
+    Cut(usize, bool),
 }
 
-/// The timed actions of `faults`, in order.
-pub(super) fn schedule(faults: &Faults) -> Vec<(Duration, Action)> {
+/// The timed actions of `faults` (and `replicated`'s), in order.
+pub(super) fn schedule(
+    faults: &Faults,
+    replicated: Option<&ReplicaFaults>,
+) -> Vec<(Duration, Action)> {
     let mut plan = Vec::new();
+    if let Some(r) = replicated {
+        if let Some(at) = r.leader_crash {
+            plan.push((at, Action::LeaderCrash));
+        }
+        for (at, election) in &r.leader_moves {
+            plan.push((*at, Action::MoveLeader(*election)));
+        }
+        if let Some((replica, at, len)) = r.cut {
+            plan.push((at, Action::Cut(replica, true)));
+            plan.push((at + len, Action::Cut(replica, false)));
+        }
+    }
     if let Some(p) = &faults.partition {
         plan.push((p.at, Action::Partition(p.peer, p.oneway)));
         plan.push((p.at + p.len, Action::Repair(p.peer, p.oneway)));
@@ -50,22 +98,19 @@ pub(super) fn schedule(faults: &Faults) -> Vec<(Duration, Action)> {
     plan
 }
 
-pub(super) fn strike(sim: &mut turmoil::Sim<'_>, action: &Action) -> String {
+pub(super) fn strike(sim: &mut turmoil::Sim<'_>, action: &Action, d: &Deployment) -> String {
+    let ace = d.target;
     match *action {
         Action::Partition(peer, None) => {
-            sim.partition("ace", peer);
-            format!("partition ace | {peer}")
+            sim.partition(ace, peer);
+            format!("partition {ace} | {peer}")
         }
         Action::Repair(peer, None) => {
-            sim.repair("ace", peer);
-            format!("repair ace | {peer}")
+            sim.repair(ace, peer);
+            format!("repair {ace} | {peer}")
         }
         Action::Partition(peer, Some(from_ace)) | Action::Repair(peer, Some(from_ace)) => {
-            let (from, to) = if from_ace {
-                ("ace", peer)
-            } else {
-                (peer, "ace")
-            };
+            let (from, to) = if from_ace { (ace, peer) } else { (peer, ace) };
             if matches!(action, Action::Partition(..)) {
                 sim.partition_oneway(from, to);
                 format!("partition: {from} -> {to} lost")
@@ -75,12 +120,12 @@ pub(super) fn strike(sim: &mut turmoil::Sim<'_>, action: &Action) -> String {
             }
         }
         Action::Hold(peer) => {
-            sim.hold("ace", peer);
-            format!("clog ace | {peer}")
+            sim.hold(ace, peer);
+            format!("clog {ace} | {peer}")
         }
         Action::Release(peer) => {
-            sim.release("ace", peer);
-            format!("release ace | {peer}")
+            sim.release(ace, peer);
+            format!("release {ace} | {peer}")
         }
         Action::Loss(rate) => {
             sim.set_fail_rate(rate);
@@ -91,8 +136,8 @@ pub(super) fn strike(sim: &mut turmoil::Sim<'_>, action: &Action) -> String {
             }
         }
         Action::Crash => {
-            sim.bounce("ace");
-            "crash and restart ace (memory lost)".to_owned()
+            sim.bounce(ace);
+            format!("crash and restart {ace} (memory lost)")
         }
         Action::Down(host) => {
             sim.crash(host);
@@ -101,6 +146,33 @@ pub(super) fn strike(sim: &mut turmoil::Sim<'_>, action: &Action) -> String {
         Action::Revive(host) => {
             sim.bounce(host);
             format!("{host} is up again")
+        }
+        Action::LeaderCrash => match d.leader() {
+            Some(leader) => {
+                sim.bounce(leader);
+                format!("crash and restart the leading replica {leader} (memory lost)")
+            }
+            None => "no replica leads: nothing to crash".to_owned(),
+        },
+        Action::MoveLeader(election) => {
+            if let Some(standin) = &d.standin {
+                standin.move_leader(election);
+            }
+            format!(
+                "the stream leader moves (election {} ms)",
+                election.as_millis()
+            )
+        }
+        Action::Cut(replica, cut) => {
+            let host = d.hosts.get(replica).copied().unwrap_or(ace);
+            if let Some(standin) = &d.standin {
+                standin.cut(host, cut);
+            }
+            if cut {
+                format!("{host} is cut off the log")
+            } else {
+                format!("{host} reaches the log again")
+            }
         }
     }
 }

@@ -52,6 +52,10 @@ pub(super) struct Shared {
     pub(super) gaps: Mutex<Vec<Gap>>,
     /// The admin API's `Authorization` header (the seed decides the token).
     pub(super) admin_authorization: String,
+    /// The network as the world's clients see it (`ace` is any replica).
+    pub(super) net: crate::net::DeploymentNet,
+    /// The replicas' hosts (none: the single `ace`).
+    pub(super) replicas: Vec<&'static str>,
 }
 
 impl Shared {
@@ -83,7 +87,12 @@ impl Shared {
     }
 
     pub(super) fn rare(&self, path: &'static str) {
-        debug_assert!(RARE.iter().any(|(name, _)| *name == path), "{path}");
+        debug_assert!(
+            RARE.iter()
+                .chain(REPLICATED_RARE.iter())
+                .any(|(name, _)| *name == path),
+            "{path}"
+        );
         if let Ok(mut r) = self.rare.lock() {
             *r.entry(path).or_default() += 1;
         }

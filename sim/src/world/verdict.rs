@@ -77,6 +77,7 @@ pub(super) fn check(seed: u64, faults: Faults, shared: &Shared) -> Report {
     let entries = shared.entries.lock().map(|t| t.clone()).unwrap_or_default();
     Report {
         seed,
+        replicas: shared.replicas.len().max(1),
         faults,
         entries,
         accepted: accepted.len(),

@@ -50,6 +50,26 @@ fn a_sweep_summarizes_faults_and_rare_paths_and_fails_when_asked_about_untaken_o
     assert!(stdout.contains("rare paths never taken:"), "{stdout}");
 }
 
+#[test]
+fn a_replicated_sweep_names_its_replicas_and_their_rare_paths_and_replays_them() {
+    let (ok, stdout) = ace_sim(&["sweep", "--seeds", "2", "--replicas", "2", "--jobs", "2"]);
+    assert!(ok, "{stdout}");
+    assert!(
+        stdout.contains("seeds run: 2 (of 1..2); bugs: none; 2 replicas"),
+        "{stdout}"
+    );
+    for (path, _) in ace_sim::world::REPLICATED_RARE {
+        assert!(stdout.contains(path), "{path} in {stdout}");
+    }
+    // The local disk's paths are no replicated world's.
+    assert!(!stdout.contains("unsynced-write-lost"), "{stdout}");
+    let (ok, stdout) = ace_sim(&["run", "--seed", "3", "--replicas", "2", "--trace"]);
+    assert!(ok, "{stdout}");
+    assert!(stdout.contains(" leads"), "{stdout}");
+    let (ok, stdout) = ace_sim(&["run", "--seed", "3", "--replicas", "4"]);
+    assert!(!ok && stdout.is_empty(), "{stdout}");
+}
+
 /// A sweep cut into shards, each writing its summary, and the merge of the summaries: the
 /// same worlds as the whole sweep, each run once; a missing or repeated shard is refused.
 #[test]

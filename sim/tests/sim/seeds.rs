@@ -37,20 +37,7 @@ fn the_same_seed_gives_the_same_trace_on_any_thread() {
         .map(|s| ace_sim::world::run(*s).unwrap_or_else(|e| panic!("{e}")))
         .collect();
     // The same worlds again, two at once on other threads (as `ace-sim sweep --jobs` runs).
-    let there: Vec<_> = std::thread::scope(|scope| {
-        let handles: Vec<_> = seeds
-            .iter()
-            .map(|s| scope.spawn(move || ace_sim::world::run(*s)))
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| {
-                h.join()
-                    .unwrap_or_else(|_| panic!("a world panicked"))
-                    .unwrap_or_else(|e| panic!("{e}"))
-            })
-            .collect()
-    });
+    let there = on_other_threads(&seeds.map(|s| (s, 1)));
     for (a, b) in here.iter().zip(&there) {
         assert_eq!(
             a.trace_hash(),
@@ -63,6 +50,28 @@ fn the_same_seed_gives_the_same_trace_on_any_thread() {
         assert!(a.entries.len() > 50, "the trace records the run");
     }
     assert_ne!(here[0].trace_hash(), here[1].trace_hash());
+}
+
+/// The worlds `(seed, replicas)`, all at once, each on a thread of its own.
+fn on_other_threads(worlds: &[(u64, usize)]) -> Vec<ace_sim::world::Report> {
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = worlds
+            .iter()
+            .map(|(s, r)| {
+                scope.spawn(move || {
+                    ace_sim::world::run_deployment(*s, ace_model::bugs::Bugs::NONE, *r)
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| panic!("a world panicked"))
+                    .unwrap_or_else(|e| panic!("{e}"))
+            })
+            .collect()
+    })
 }
 
 #[test]
