@@ -209,8 +209,17 @@ impl<S: Store> Driver<S> {
         self.metrics.replica_forwarded();
         let forward = Arc::clone(&replica.forward);
         tokio::spawn(async move {
-            let reply = forward.forward(job.request).await;
-            let _ = job.reply.send(reply);
+            let mut reply_to = job.reply;
+            // Once the caller is gone (it gave up waiting), the request is not sent again: a
+            // send long after would decide it after the caller's later requests (a deletion
+            // it gave up on undoing the creation that followed it).
+            tokio::select! {
+                biased;
+                () = reply_to.closed() => {}
+                reply = forward.forward(job.request) => {
+                    let _ = reply_to.send(reply);
+                }
+            }
         });
     }
 
