@@ -91,20 +91,25 @@ impl NatsClient {
     }
 
     fn stream(&self, name: &str) -> Result<stream::Stream, NatsError> {
-        self.streams
-            .lock()
-            .ok()
-            .and_then(|s| s.get(name).cloned())
-            .ok_or_else(|| NatsError::Refused(format!("stream {name} was not opened")))
+        opened(&self.streams, "stream", name)
     }
 
     fn bucket(&self, name: &str) -> Result<kv::Store, NatsError> {
-        self.buckets
-            .lock()
-            .ok()
-            .and_then(|b| b.get(name).cloned())
-            .ok_or_else(|| NatsError::Refused(format!("bucket {name} was not opened")))
+        opened(&self.buckets, "bucket", name)
     }
+}
+
+/// The `kind` called `name` that this connection opened.
+fn opened<T: Clone>(
+    opened: &Mutex<HashMap<String, T>>,
+    kind: &str,
+    name: &str,
+) -> Result<T, NatsError> {
+    opened
+        .lock()
+        .ok()
+        .and_then(|o| o.get(name).cloned())
+        .ok_or_else(|| NatsError::Refused(format!("{kind} {name} was not opened")))
 }
 
 fn message(m: jetstream::message::StreamMessage) -> Message {

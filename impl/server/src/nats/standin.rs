@@ -423,8 +423,7 @@ impl StandIn {
         self.lock().stats
     }
 
-    /// The stream's last sequence and its messages' subjects and payload hashes, for
-    /// comparing replicas' views and checking what was stored.
+    /// The messages a stream keeps (sequence, subject, payload), in order: what was stored.
     pub fn messages(&self, stream: &str) -> Vec<(u64, String, Bytes)> {
         self.lock()
             .streams
