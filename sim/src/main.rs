@@ -171,12 +171,23 @@ fn write_timeline(out: &Path, report: &Report, bugs: Bugs) -> String {
     }
 }
 
+/// Says so when this build cannot repeat a replicated world (see
+/// [`ace_sim::world::SEEDED_RUNTIMES`]).
+fn warn_if_unseeded(replicas: usize) {
+    if replicas > 1 && !ace_sim::world::SEEDED_RUNTIMES {
+        eprintln!(
+            "warning: this build's tokio runtimes are not seeded (built without --cfg tokio_unstable, as RUSTFLAGS overrides the workspace's .cargo/config.toml): a replicated world may not repeat from its seed"
+        );
+    }
+}
+
 fn run(seed: u64, replicas: usize, trace: bool, always: bool, out: &Path, bugs: Bugs) -> ExitCode {
     let mut stdout = std::io::stdout().lock();
     let _ = writeln!(stdout, "seed={seed}");
     if !bugs.is_empty() {
         let _ = writeln!(stdout, "bugs: {bugs}");
     }
+    warn_if_unseeded(replicas);
     let report = match ace_sim::world::run_deployment(seed, bugs, replicas) {
         Ok(report) => report,
         Err(e) => {
@@ -246,6 +257,7 @@ fn sweep(plan: &SweepPlan<'_>, bugs: Bugs) -> ExitCode {
         ProgressStyle::with_template("{bar:40} {pos}/{len} worlds, {elapsed} ({eta} left) {msg}")
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
+    warn_if_unseeded(plan.replicas);
     let next = AtomicU64::new(seeds.start);
     let failures = AtomicU64::new(0);
     let outcomes: Mutex<BTreeMap<u64, Outcome>> = Mutex::new(BTreeMap::new());

@@ -195,6 +195,12 @@ pub const RARE: [(&str, &str); 16] = [
     ),
 ];
 
+/// Whether this build seeds each host's tokio runtime from the world's seed (tokio built with
+/// `--cfg tokio_unstable`, which the workspace's `.cargo/config.toml` sets). Without it,
+/// tokio draws the waiter a `watch` channel wakes first from the OS, and a replicated world,
+/// whose replicas wait on such channels, is not reproducible from its seed.
+pub const SEEDED_RUNTIMES: bool = cfg!(tokio_unstable);
+
 /// The hosts of a replicated deployment's replicas (the first `n` of them).
 pub const REPLICA_HOSTS: [&str; 3] = ["ace-1", "ace-2", "ace-3"];
 

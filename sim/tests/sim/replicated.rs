@@ -41,6 +41,28 @@ fn replicated_worlds_keep_every_checked_guarantee() {
     }
 }
 
+/// The same seed gives the same trace. Seed 6 on two replicas wakes two tasks waiting on one
+/// `watch` channel at once: with tokio's runtimes unseeded, half of its runs took another
+/// order and another trace.
+#[test]
+fn a_replicated_world_repeats_from_its_seed() {
+    assert!(
+        ace_sim::world::SEEDED_RUNTIMES,
+        "built without --cfg tokio_unstable (RUSTFLAGS overrides .cargo/config.toml)"
+    );
+    let hashes: Vec<_> = (0..4)
+        .map(|_| {
+            run_deployment(6, Bugs::NONE, 2)
+                .unwrap_or_else(|e| panic!("{e}"))
+                .trace_hash()
+        })
+        .collect();
+    assert!(
+        hashes.iter().all(|h| *h == hashes[0]),
+        "seed 6 on two replicas gave the traces {hashes:?}"
+    );
+}
+
 #[test]
 fn a_world_has_at_most_three_replicas() {
     let refused = run_deployment(1, Bugs::NONE, 4).map(|r| r.seed);
