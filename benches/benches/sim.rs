@@ -1,6 +1,8 @@
 //! Simulated worlds per second: one whole deterministic turmoil world of the real `ace serve`
-//! (`ace_sim::world::run`) per iteration, against a bare turmoil world in the same run that has
-//! the same hosts and does as many plain HTTP/1.1 exchanges, with no ACE logic.
+//! (`ace_sim::world::run_deployment`) per iteration, against a bare turmoil world in the same
+//! run that has the same hosts and does as many plain HTTP/1.1 exchanges, with no ACE logic;
+//! and the replicated worlds of the same seeds (two and three replicas of `ace serve` on the
+//! JetStream stand-in, `ace_world_2_replicas` and `ace_world_3_replicas`).
 //!
 //! The standard scenario is seeds [`SEEDS`] (1 to 4) in rotation: iteration `i` of either
 //! benchmark runs the world of seed `SEEDS[i % 4]`, with the faults that seed picks, as the
@@ -35,12 +37,14 @@ const SERVERS: [&str; 4] = ["ace", "sub-a", "sub-b", "api"];
 const CLIENTS: [&str; 3] = ["operator", "solution-1", "solution-2"];
 const PORT: u16 = 8080;
 
-/// Runs the ACE world of `seed`, panics on a violation, and gives its report.
-fn ace_world(seed: u64) -> ace_sim::world::Report {
-    let report = ace_sim::world::run(seed).expect("the ACE world runs");
+/// Runs the ACE world of `seed` on `replicas` replicas (1: the single node), panics on a
+/// violation, and gives its report.
+fn ace_world(seed: u64, replicas: usize) -> ace_sim::world::Report {
+    let report = ace_sim::world::run_deployment(seed, ace_model::bugs::Bugs::NONE, replicas)
+        .expect("the ACE world runs");
     assert!(
         report.violations.is_empty(),
-        "seed={seed}: {:?}",
+        "seed={seed} replicas={replicas}: {:?}",
         report.violations
     );
     report
@@ -138,7 +142,7 @@ fn benchmarks(c: &mut Criterion) {
     // Each seed's exchange count, measured once.
     let exchanges = SEEDS.map(|seed| {
         let started = Instant::now();
-        let report = ace_world(seed);
+        let report = ace_world(seed, 1);
         let ace_wall = started.elapsed();
         let started = Instant::now();
         let bare = bare_world(seed, report.exchanges);
@@ -167,18 +171,32 @@ fn benchmarks(c: &mut Criterion) {
     group.warm_up_time(Duration::from_secs(1));
     group.measurement_time(Duration::from_secs(8));
     let next = Cell::new(0usize);
-    group.bench_function("ace_world", |b| {
-        b.iter(|| {
-            let i = next.replace(next.get() + 1) % SEEDS.len();
-            let r = ace_world(SEEDS[i]);
-            assert_eq!(
-                r.exchanges, exchanges[i],
-                "seed {}: the world is deterministic",
-                SEEDS[i]
-            );
-            r
-        });
+    // The replicated worlds of the same seeds: their exchange counts, measured once.
+    let replicated = [2usize, 3].map(|replicas| {
+        let counts = SEEDS.map(|seed| ace_world(seed, replicas).exchanges);
+        eprintln!("sim: {replicas} replicas: exchanges per seed {counts:?}");
+        (replicas, counts)
     });
+    let worlds = std::iter::once((1usize, exchanges)).chain(replicated);
+    for (replicas, counts) in worlds {
+        let name = match replicas {
+            1 => "ace_world".to_owned(),
+            n => format!("ace_world_{n}_replicas"),
+        };
+        next.set(0);
+        group.bench_function(name, |b| {
+            b.iter(|| {
+                let i = next.replace(next.get() + 1) % SEEDS.len();
+                let r = ace_world(SEEDS[i], replicas);
+                assert_eq!(
+                    r.exchanges, counts[i],
+                    "seed {} on {replicas}: the world is deterministic",
+                    SEEDS[i]
+                );
+                r
+            });
+        });
+    }
     next.set(0);
     group.bench_function("bare_turmoil", |b| {
         b.iter(|| {

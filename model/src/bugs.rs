@@ -65,11 +65,23 @@ pub enum Bug {
     TokenCachedForever,
     /// The egress policy is switched off.
     ProxyEgressOpen,
+    /// A replica's egress refuses its own listeners but not the other replicas'.
+    PeerEgressOpen,
+    /// A follower's forwarded-request ids repeat after it restarts under its name.
+    ForwardIdsReused,
+    /// A leader answers before the log acknowledged the append.
+    AckBeforeQuorum,
+    /// Followers number their forwarded requests alike, so their ids collide at the leader.
+    ForwardIdsShared,
+    /// The log's appends are not guarded by the sequence their writer last saw.
+    UnguardedAppend,
+    /// A leader keeps leading after its lease lapsed by its own clock.
+    LeaseOutlived,
 }
 
 impl Bug {
     /// Every bug, in the order they are listed.
-    pub const ALL: [Bug; 14] = [
+    pub const ALL: [Bug; 20] = [
         Bug::TokenReusable,
         Bug::TokenTtlIgnored,
         Bug::CnNotChecked,
@@ -84,6 +96,12 @@ impl Bug {
         Bug::BacklogWindowForgets,
         Bug::TokenCachedForever,
         Bug::ProxyEgressOpen,
+        Bug::PeerEgressOpen,
+        Bug::ForwardIdsReused,
+        Bug::AckBeforeQuorum,
+        Bug::ForwardIdsShared,
+        Bug::UnguardedAppend,
+        Bug::LeaseOutlived,
     ];
 
     /// The kebab-case name (`--inject-bug NAME`, `ace-sim run --bug NAME`).
@@ -103,10 +121,17 @@ impl Bug {
             Bug::BacklogWindowForgets => "backlog-window-forgets",
             Bug::TokenCachedForever => "token-cached-forever",
             Bug::ProxyEgressOpen => "proxy-egress-open",
+            Bug::PeerEgressOpen => "peer-egress-open",
+            Bug::ForwardIdsReused => "forward-ids-reused",
+            Bug::AckBeforeQuorum => "ack-before-quorum",
+            Bug::ForwardIdsShared => "forward-ids-shared",
+            Bug::UnguardedAppend => "unguarded-append",
+            Bug::LeaseOutlived => "lease-outlived",
         }
     }
 
-    /// The part of ACE it breaks: `tokens`, `certificates`, `metadata`, `events` or `proxy`.
+    /// The part of ACE it breaks: `tokens`, `certificates`, `metadata`, `events`, `proxy` or
+    /// `replicas` (a deployment of several replicas on one log; those bugs show only there).
     pub const fn area(self) -> &'static str {
         match self {
             Bug::TokenReusable | Bug::TokenTtlIgnored => "tokens",
@@ -119,6 +144,12 @@ impl Bug {
             | Bug::LossOnSubscriptionUpdate
             | Bug::BacklogWindowForgets => "events",
             Bug::TokenCachedForever | Bug::ProxyEgressOpen => "proxy",
+            Bug::PeerEgressOpen
+            | Bug::ForwardIdsReused
+            | Bug::AckBeforeQuorum
+            | Bug::ForwardIdsShared
+            | Bug::UnguardedAppend
+            | Bug::LeaseOutlived => "replicas",
         }
     }
 
@@ -164,6 +195,24 @@ impl Bug {
             }
             Bug::ProxyEgressOpen => {
                 "The egress policy is switched off: a registered API, its OAuth server or a subscriber may be any address, ACE's own admin and connector APIs included."
+            }
+            Bug::PeerEgressOpen => {
+                "A replica's egress policy refuses its own listeners but not the other replicas' (it never reads the members' record), so a registered API can point one replica's proxy at another replica's admin or connector API."
+            }
+            Bug::ForwardIdsReused => {
+                "A follower numbers its forwarded requests from the same start each time it starts under its name, so the leader, which keeps the answers to recent ids, answers a restarted follower's requests with the answers to its earlier ones."
+            }
+            Bug::AckBeforeQuorum => {
+                "A leading replica releases its answers before the log acknowledged their append (before a quorum of NATS servers has it), so a leader that crashes mid-append loses writes it confirmed."
+            }
+            Bug::ForwardIdsShared => {
+                "Forwarded-request ids are unique on each follower but not across them (a count, without the replica's name), so the leader answers one follower's request with the answer to another's."
+            }
+            Bug::UnguardedAppend => {
+                "Appends to the log are not guarded by the sequence their writer last saw, so a leader cut off the log that appends after another replica took over forks the replicas' states."
+            }
+            Bug::LeaseOutlived => {
+                "A leader trusts its lease until the lease task gives up renewing it, not until it lapses by its own clock, so a leader cut off the log keeps starting pushes while another replica leads and pushes the same events."
             }
         }
     }
@@ -314,7 +363,15 @@ mod tests {
             assert_eq!(bug.name().parse::<Bug>(), Ok(bug));
             assert!(seen.insert(bug.name()), "{} twice", bug.name());
             assert!(
-                ["tokens", "certificates", "metadata", "events", "proxy"].contains(&bug.area())
+                [
+                    "tokens",
+                    "certificates",
+                    "metadata",
+                    "events",
+                    "proxy",
+                    "replicas"
+                ]
+                .contains(&bug.area())
             );
             assert!(bug.description().ends_with('.'));
             assert!(

@@ -179,11 +179,12 @@ impl Summary {
             .collect()
     }
 
-    /// The rare paths no world of the summary took.
+    /// The rare paths `--require-rare` asks for that no world of the summary took.
     pub fn never_taken(&self) -> Vec<&str> {
+        let required = crate::world::required_paths(self.replicas as usize);
         self.rare
             .iter()
-            .filter(|(_, n)| **n == 0)
+            .filter(|(path, n)| **n == 0 && required.iter().any(|(p, _)| p == path))
             .map(|(path, _)| path.as_str())
             .collect()
     }

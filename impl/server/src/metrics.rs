@@ -54,6 +54,7 @@ struct ReplicaMetrics {
     lag: Gauge,
     conflicts: Counter,
     takeovers: Counter,
+    lapses: Counter,
     forwarded: Counter,
 }
 
@@ -135,6 +136,13 @@ impl Default for Metrics {
             "replica_takeovers",
             "Times this replica took the lead",
             replica.takeovers.clone(),
+        );
+        registry.register(
+            "replica_lapses",
+            "Times this replica stopped leading because its lease lapsed by its own clock before \
+             it heard of another leader (from then on it answers nothing from its state, which \
+             another leader may have made stale)",
+            replica.lapses.clone(),
         );
         registry.register(
             "replica_forwarded",
@@ -245,6 +253,11 @@ impl Metrics {
     /// Counts an append fenced by another replica's.
     pub fn replica_conflict(&self) {
         self.replica.conflicts.inc();
+    }
+
+    /// Counts a lead given up because the lease lapsed by this replica's clock.
+    pub fn replica_lapse(&self) {
+        self.replica.lapses.inc();
     }
 
     /// Counts a takeover.

@@ -23,16 +23,19 @@
 //!   same bucket (rewritten every 250 ms, so a dead replica's entry expires with the lease),
 //!   and reads everyone's: the egress policy refuses them as it refuses the replica's own, so
 //!   a registered API cannot point one replica's proxy at another replica's admin API. A
+//!   replica refuses every member it has seen for as long as it runs: a record also lapses
+//!   while its replica, still serving, cannot reach the log. A
 //!   replica starting records its listeners and waits for the others to have read them before
 //!   it serves.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use ace_model::bugs::{Bug, Bugs};
 use ace_model::error::CommonError;
 use ace_model::{Reply, Request, RequestError};
 use bytes::Bytes;
@@ -125,6 +128,9 @@ pub struct Replica {
     /// The name of the replica that holds the lease, when known.
     holder: watch::Sender<Option<String>>,
     applied: watch::Sender<u64>,
+    /// Bugs of the zoo switched on (`peer-egress-open`, `forward-ids-reused` and
+    /// `forward-ids-shared` are the replica's).
+    bugs: Bugs,
 }
 
 impl Replica {
@@ -164,7 +170,15 @@ impl Replica {
             lease,
             holder,
             applied,
+            bugs: Bugs::NONE,
         })
+    }
+
+    /// This replica with `bugs` of the zoo switched on.
+    #[must_use]
+    pub fn with_bugs(mut self, bugs: Bugs) -> Self {
+        self.bugs = bugs;
+        self
     }
 
     /// Records this replica's listeners (`own`) for the others, and waits until every other
@@ -208,7 +222,13 @@ impl Replica {
             rpc: self.rpc.clone(),
             // A replica started again under the same name must not send ids the leader
             // still keeps answers for: they would be answered with the old answers.
-            name: format!("{}-{:016x}", self.options.name, self.nats.nonce()),
+            name: if self.bugs.has(Bug::ForwardIdsShared) {
+                "forwarded".into()
+            } else if self.bugs.has(Bug::ForwardIdsReused) {
+                self.options.name.clone()
+            } else {
+                format!("{}-{:016x}", self.options.name, self.nats.nonce())
+            },
             holder: self.holder.subscribe(),
             sent: AtomicU64::new(0),
             retry_for: self.options.lease + Duration::from_secs(5),
@@ -253,6 +273,8 @@ impl Replica {
                 }
             }) as Release
         };
+        // With `peer-egress-open`, the others' listeners are recorded but never read.
+        let peers = (!self.bugs.has(Bug::PeerEgressOpen)).then_some(peers);
         let members = tokio::spawn(keep_membership(
             bucket.clone(),
             self.options.clone(),
@@ -269,8 +291,13 @@ impl Replica {
     }
 }
 
-/// Keeps this replica's listeners in the bucket and everyone's in `peers`.
-async fn keep_membership(bucket: Bucket, options: ReplicaOptions, own: Listeners, peers: Peers) {
+/// Keeps this replica's listeners in the bucket and everyone's in `peers` (if given).
+async fn keep_membership(
+    bucket: Bucket,
+    options: ReplicaOptions,
+    own: Listeners,
+    peers: Option<Peers>,
+) {
     let (key, value) = match member_entry(&options.name, &own) {
         Ok(entry) => entry,
         Err(e) => {
@@ -278,12 +305,24 @@ async fn keep_membership(bucket: Bucket, options: ReplicaOptions, own: Listeners
             return;
         }
     };
+    // Every member seen, by key: remembered for as long as this replica runs. A record
+    // lapses while its replica cannot reach the log (cut off, or the log electing a
+    // leader for longer than the lease) and the replica still serves meanwhile; and a
+    // replica restarted under its name replaces its entry.
+    let mut known: BTreeMap<String, Listeners> = BTreeMap::new();
     loop {
         if let Err(e) = bucket.nats.kv_put(&bucket.name, &key, value.clone()).await {
             tracing::warn!(error = %e, "cannot record this replica's listeners");
         }
+        let Some(peers) = &peers else {
+            tokio::time::sleep(MEMBERS_EVERY).await;
+            continue;
+        };
         match tokio::time::timeout(options.lease, members(&bucket)).await {
-            Ok(Ok(found)) => peers.set(found),
+            Ok(Ok(found)) => {
+                known.extend(found);
+                peers.set(known.values().cloned().collect());
+            }
             Ok(Err(e)) => tracing::warn!(error = %e, "cannot read the other replicas' listeners"),
             Err(_) => tracing::warn!("reading the other replicas' listeners took too long"),
         }
@@ -298,14 +337,14 @@ struct Bucket {
     name: String,
 }
 
-/// Every replica's listeners, as the bucket has them.
-async fn members(bucket: &Bucket) -> Result<Vec<Listeners>, NatsError> {
+/// Every replica's listeners, as the bucket has them, by key.
+async fn members(bucket: &Bucket) -> Result<Vec<(String, Listeners)>, NatsError> {
     let mut found = Vec::new();
     for key in bucket.nats.kv_keys(&bucket.name, "member.").await? {
         if let Some(entry) = bucket.nats.kv_get(&bucket.name, &key).await?
             && let Ok(listeners) = serde_json::from_slice::<Listeners>(&entry.value)
         {
-            found.push(listeners);
+            found.push((key, listeners));
         }
     }
     Ok(found)

@@ -238,7 +238,9 @@ pub async fn start_replica<N: Net>(
     nats: Arc<dyn crate::nats::Nats>,
     options: &store::jetstream::JetStreamOptions,
 ) -> Result<Server, StartError> {
-    let store = store::jetstream::JetStreamStore::open_on(nats, options).await?;
+    let store = store::jetstream::JetStreamStore::open_on(nats, options)
+        .await?
+        .with_bugs(opts.bugs);
     let replica = crate::replica::Replica::open(
         store.nats(),
         &store.stream_name(),
@@ -246,7 +248,8 @@ pub async fn start_replica<N: Net>(
         options.replica.clone(),
         options.unavailable_timeout,
     )
-    .await?;
+    .await?
+    .with_bugs(opts.bugs);
     start_inner(net, opts, clock, seed, store, Some(replica)).await
 }
 

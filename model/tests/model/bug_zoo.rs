@@ -429,8 +429,10 @@ fn proxy_egress_open_registers_aces_own_surfaces_as_apis() {
 
 #[test]
 fn every_bug_has_a_test_here_and_round_trips_its_name() {
-    // One test per bug above (ack-before-durable in the shell's tests).
-    assert_eq!(Bug::ALL.len(), 14);
+    // One test per bug above (ack-before-durable in the shell's tests; the bugs of replicas
+    // in the server's and the simulation's, as only a deployment of replicas has them).
+    let here = Bug::ALL.iter().filter(|b| b.area() != "replicas").count();
+    assert_eq!(here, 14);
     let all: Bugs = Bug::ALL.into_iter().collect();
     assert_eq!(all.len(), Bug::ALL.len());
     for bug in Bug::ALL {

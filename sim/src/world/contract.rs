@@ -53,6 +53,25 @@ pub(super) async fn settle(actor: &Actor, when: &str) {
     }
 }
 
+/// Whether some replica gave up its lead because its lease lapsed by its own clock (as its
+/// metrics say): the rare path of a stale read refused.
+async fn lapses(actor: &Actor) {
+    for replica in actor.shared.replicas.clone() {
+        let url = format!("http://{replica}:8081/metrics");
+        let Ok(r) = actor.send(Method::GET, &url, None, None).await else {
+            continue;
+        };
+        let lapsed = String::from_utf8_lossy(&r.body).lines().any(|l| {
+            l.strip_prefix("ace_replica_lapses_total ")
+                .and_then(|n| n.trim().parse::<f64>().ok())
+                .is_some_and(|n| n > 0.0)
+        });
+        if lapsed {
+            actor.shared.rare("stale-read-refused");
+        }
+    }
+}
+
 pub(super) fn expect(shared: &Shared, what: &str, got: u16, want: u16) {
     shared.note("solution-1", format!("contract: {what} -> {got}"));
     if got != want {
@@ -191,21 +210,8 @@ pub(super) async fn contract_phase(
     }
     let call_proxy = || async {
         settle(actor, "before a call through the proxy").await;
-        let r = actor
-            .send_with(
-                Method::GET,
-                &format!("http://ace:8090/re-ec-{id}/orders"),
-                &[("ace-binding-key", key.as_str())],
-                None,
-                None,
-            )
-            .await;
-        expect(
-            shared,
-            "a call through the proxy",
-            r.map_or(0, |r| r.status),
-            200,
-        );
+        let status = through_proxy(actor, Method::GET, "ace", &id, "/orders", &key).await;
+        expect(shared, "a call through the proxy", status, 200);
     };
     call_proxy().await;
     let oauth_expired =
@@ -244,21 +250,16 @@ pub(super) async fn contract_phase(
         }
     }
     settle(actor, "before a call to ACE's own surface").await;
-    let r = actor
-        .send_with(
-            Method::POST,
-            &format!("http://ace:8090/re-ec-{own_id}/v1/remoteenvironments/shop/tokens"),
-            &[("ace-binding-key", own_key.as_str())],
-            None,
-            None,
-        )
-        .await;
+    let path = "/v1/remoteenvironments/shop/tokens";
+    let status = through_proxy(actor, Method::POST, "ace", &own_id, path, &own_key).await;
     expect(
         shared,
         "the proxy never reaches ACE's own surfaces: a call to its connector internal API",
-        r.map_or(0, |r| r.status),
+        status,
         403,
     );
+
+    replicated_checks(actor, me, &id).await;
 
     // Events: an update with events owed.
     publish(actor, me, 0, EVENTS).await;
@@ -320,6 +321,7 @@ pub(super) async fn contract_phase(
         )
         .await;
     settle(actor, "after the RE was created again").await;
+    lapses(actor).await;
     let r = actor.answer(Method::GET, services, None, Some(me)).await;
     expect(
         shared,
@@ -327,4 +329,88 @@ pub(super) async fn contract_phase(
         r.status,
         403,
     );
+}
+
+/// What only a deployment of replicas can break, each replica addressed by its own name:
+/// read-your-writes on the replica that answered (a binding created through a replica opens
+/// that replica's proxy at once: a follower answers a forwarded write only once it applied
+/// it), and no replica's proxy reaching another replica's surfaces.
+async fn replicated_checks(actor: &Actor, me: &tokio_rustls::TlsConnector, id: &str) {
+    let shared = &actor.shared;
+    let replicas = shared.replicas.clone();
+    if replicas.len() < 2 {
+        return;
+    }
+    let bind = |name: String, instance: &'static str, via: &'static str| async move {
+        let url = format!("http://{via}:8081/v1/namespaces/prod/servicebindings/{name}");
+        let doc = json!({"spec": {"instanceRef": {"name": instance}}});
+        let r = actor.answer(Method::PUT, &url, Some(&doc), None).await;
+        r.json()["credentials"]["ACCESS_KEY"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    };
+    for (i, replica) in replicas.iter().copied().enumerate() {
+        let key = bind(format!("read-your-writes-{i}"), "orders-api", replica).await;
+        let status = through_proxy(actor, Method::GET, replica, id, "/orders", &key).await;
+        expect(
+            shared,
+            &format!(
+                "read-your-writes: a binding created through {replica} opens its proxy at once"
+            ),
+            status,
+            200,
+        );
+    }
+
+    // A service whose API is another replica's connector internal API.
+    let (from, to) = (replicas[0], replicas[1]);
+    let peer = json!({"provider": "p", "name": "peer", "description": "another replica's tokens",
+        "api": {"targetUrl": format!("http://{to}:8080")}});
+    let r = actor
+        .answer(
+            Method::POST,
+            "https://ace:8444/ec/v1/metadata/services",
+            Some(&peer),
+            Some(me),
+        )
+        .await;
+    let peer_id = r.json()["id"].as_str().unwrap_or_default().to_owned();
+    let url = "http://ace:8081/v1/namespaces/prod/serviceinstances/peer-api";
+    let doc = json!({"spec": {"serviceClassName": format!("re-ec-{peer_id}")}});
+    actor.answer(Method::PUT, url, Some(&doc), None).await;
+    let key = bind("peer-lambda".into(), "peer-api", "ace").await;
+    settle(actor, "before a call to another replica's surface").await;
+    let path = "/v1/remoteenvironments/shop/tokens";
+    let status = through_proxy(actor, Method::POST, from, &peer_id, path, &key).await;
+    expect(
+        shared,
+        &format!(
+            "the proxy never reaches another replica's surfaces: {from}'s proxy to {to}'s connector internal API"
+        ),
+        status,
+        403,
+    );
+}
+
+/// The status of a call through `via`'s proxy (`ace`: any replica) to service `id`'s API at
+/// `path`, with binding key `key` (0 when nothing answered).
+async fn through_proxy(
+    actor: &Actor,
+    method: Method,
+    via: &str,
+    id: &str,
+    path: &str,
+    key: &str,
+) -> u16 {
+    actor
+        .send_with(
+            method,
+            &format!("http://{via}:8090/re-ec-{id}{path}"),
+            &[("ace-binding-key", key)],
+            None,
+            None,
+        )
+        .await
+        .map_or(0, |r| r.status)
 }

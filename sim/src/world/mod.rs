@@ -206,14 +206,14 @@ pub const REPLICA_HOSTS: [&str; 3] = ["ace-1", "ace-2", "ace-3"];
 
 /// Rare paths of replicated worlds, besides those of [`RARE`] that a replicated world can
 /// take.
-pub const REPLICATED_RARE: [(&str, &str); 4] = [
+pub const REPLICATED_RARE: [(&str, &str); 5] = [
     (
         "takeover",
         "a replica took the lease from another (crashed, cut off or lapsed) with traffic flowing",
     ),
     (
         "guarded-write-conflict",
-        "a guarded write (a log append or a lease renewal) was refused as stale",
+        "an append to the log was refused by its guard, as another writer had appended",
     ),
     (
         "leader-move-under-traffic",
@@ -223,9 +223,24 @@ pub const REPLICATED_RARE: [(&str, &str); 4] = [
         "replica-cut-off",
         "a replica was cut off the log while the world ran",
     ),
+    (
+        "stale-read-refused",
+        "a leader whose lease lapsed by its own clock stopped answering from its state before it heard of another leader",
+    ),
 ];
 
-/// The rare paths a sweep of worlds of `replicas` replicas must reach (1: the single node).
+/// The rare paths a sweep with `--require-rare` must reach: [`RARE`] for the single node,
+/// [`REPLICATED_RARE`] for replicas (the others a replicated world takes are the single-node
+/// sweep's to require).
+pub fn required_paths(replicas: usize) -> &'static [(&'static str, &'static str)] {
+    if replicas <= 1 {
+        &RARE
+    } else {
+        &REPLICATED_RARE
+    }
+}
+
+/// The rare paths a world of `replicas` replicas can take (1: the single node).
 pub fn rare_paths(replicas: usize) -> Vec<(&'static str, &'static str)> {
     if replicas <= 1 {
         return RARE.to_vec();
@@ -597,11 +612,11 @@ fn replicated(
             async move {
                 let mut opts = options(&data, seed);
                 opts.bugs = bugs;
-                // One identity for every replica: a certificate for `ace` and each replica,
-                // every replica's address its own.
+                // One identity for every replica: a certificate for `ace` and each replica's
+                // name. Its own address only: the others' it learns as members (so a replica
+                // that did not would let its proxy reach them).
                 opts.hosts.extend(names.iter().map(|h| (*h).to_owned()));
-                opts.hosts
-                    .extend(names.iter().map(|h| turmoil::lookup(*h).to_string()));
+                opts.hosts.push(turmoil::lookup(host).to_string());
                 let js = ace_server::store::jetstream::JetStreamOptions {
                     servers: vec!["nats://standin:4222".into()],
                     replica: ace_server::replica::ReplicaOptions {

@@ -46,7 +46,8 @@ pub(super) enum Action {
     Revive(&'static str),
     /// The replica holding the lease crashes and restarts.
     LeaderCrash,
-    /// The stream's leader moves; the election takes this long.
+    /// The stream's leader moves as the next publish to the log is replicated (interrupting
+    /// it); the election takes this long.
     MoveLeader(Duration),
     /// A replica is cut off the log, or connected again.
     Cut(usize, bool),
@@ -156,10 +157,10 @@ pub(super) fn strike(sim: &mut turmoil::Sim<'_>, action: &Action, d: &Deployment
         },
         Action::MoveLeader(election) => {
             if let Some(standin) = &d.standin {
-                standin.move_leader(election);
+                standin.move_leader_under_traffic(election);
             }
             format!(
-                "the stream leader moves (election {} ms)",
+                "the stream leader moves as the next publish to the log is replicated (election {} ms)",
                 election.as_millis()
             )
         }

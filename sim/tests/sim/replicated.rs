@@ -46,10 +46,9 @@ fn replicated_worlds_keep_every_checked_guarantee() {
 /// order and another trace.
 #[test]
 fn a_replicated_world_repeats_from_its_seed() {
-    assert!(
-        ace_sim::world::SEEDED_RUNTIMES,
-        "built without --cfg tokio_unstable (RUSTFLAGS overrides .cargo/config.toml)"
-    );
+    if !ace_sim::world::SEEDED_RUNTIMES {
+        panic!("built without --cfg tokio_unstable (RUSTFLAGS overrides .cargo/config.toml)");
+    }
     let hashes: Vec<_> = (0..4)
         .map(|_| {
             run_deployment(6, Bugs::NONE, 2)

@@ -83,14 +83,36 @@ pub fn leads(lease: &watch::Receiver<Lease>) -> bool {
     matches!(*lease.borrow(), Lease::Lead { until } if Instant::now() < until)
 }
 
-/// Resolves once the lead is lost: the lease says so, or it lapsed without a renewal. Never
-/// resolves for a server alone (`None`).
-pub async fn lease_lost(lease: Option<&mut watch::Receiver<Lease>>) {
+/// Whether `lease` still names this replica the leader: a lead that is lost while it does
+/// lapsed by this replica's clock.
+pub fn lapsed(lease: &watch::Receiver<Lease>) -> bool {
+    matches!(*lease.borrow(), Lease::Lead { .. })
+}
+
+/// Whether `lease` says this replica leads, trusting it past its lapse with
+/// `lease-outlived` (`outlive`).
+pub fn still_leads(lease: &watch::Receiver<Lease>, outlive: bool) -> bool {
+    if outlive {
+        return matches!(*lease.borrow(), Lease::Lead { .. });
+    }
+    leads(lease)
+}
+
+/// Resolves once the lead is lost: the lease says so, or it lapsed without a renewal (not
+/// with `lease-outlived`: `outlive`). Never resolves for a server alone (`None`).
+pub async fn lease_lost(lease: Option<&mut watch::Receiver<Lease>>, outlive: bool) {
     let Some(lease) = lease else {
         return std::future::pending().await;
     };
     loop {
-        let until = match *lease.borrow_and_update() {
+        let seen = *lease.borrow_and_update();
+        let until = match seen {
+            Lease::Lead { .. } if outlive => {
+                if lease.changed().await.is_err() {
+                    return;
+                }
+                continue;
+            }
             Lease::Lead { until } => until,
             Lease::Follow { .. } => return,
         };

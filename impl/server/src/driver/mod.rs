@@ -327,6 +327,9 @@ impl<S: Store> Driver<S> {
             .config()
             .bugs
             .has(ace_model::bugs::Bug::AckBeforeDurable);
+        let bugs = self.model.config().bugs;
+        let outlive = bugs.has(ace_model::bugs::Bug::LeaseOutlived);
+        let ack_before_quorum = bugs.has(ace_model::bugs::Bug::AckBeforeQuorum);
         // With `ack-before-durable`: event records not yet written (see below).
         #[cfg(feature = "bug-zoo")]
         let mut held: Vec<ace_model::Record> = Vec::new();
@@ -348,9 +351,8 @@ impl<S: Store> Driver<S> {
             let lease = replica.as_deref_mut().map(|r| &mut r.lease);
             tokio::select! {
                 biased;
-                () = follow::lease_lost(lease) => {
-                    tracing::warn!("this replica's lease lapsed: following the new leader");
-                    return Ok(Led::LostLead);
+                () = follow::lease_lost(lease, outlive) => {
+                    return Ok(self.lost_lead(replica.as_deref()));
                 }
                 Some(outcome) = self.outcomes.recv() => {
                     self.model.handle_delivery_outcome(now(&self.clock), outcome);
@@ -406,6 +408,12 @@ impl<S: Store> Driver<S> {
                     records = std::mem::take(&mut held);
                 }
             }
+            if ack_before_quorum && replica.is_some() {
+                // The bug: the answers go out before the log has their records.
+                for (reply, tx, _) in replies.drain(..) {
+                    let _ = tx.send(reply);
+                }
+            }
             if let Err(e) = self.append(&mut records, &mut snapshot_len).await {
                 return self.append_failed(e, replica.is_some(), &mut replies);
             }
@@ -452,10 +460,9 @@ impl<S: Store> Driver<S> {
                 }
             }
             if let Some(r) = replica.as_deref()
-                && !follow::leads(&r.lease)
+                && !follow::still_leads(&r.lease, outlive)
             {
-                tracing::warn!("this replica's lease lapsed: following the new leader");
-                return Ok(Led::LostLead);
+                return Ok(self.lost_lead(Some(r)));
             }
             while let Some(delivery) = self.model.poll_delivery() {
                 self.metrics.delivery_started();
@@ -463,6 +470,19 @@ impl<S: Store> Driver<S> {
                 let _ = self.deliveries.send(delivery);
             }
         }
+    }
+
+    /// Gives the lead up: the lease names another, or it lapsed by this replica's clock.
+    fn lost_lead(&self, replica: Option<&ReplicaPorts>) -> Led {
+        if replica.is_some_and(|r| follow::lapsed(&r.lease)) {
+            self.metrics.replica_lapse();
+            tracing::warn!(
+                "this replica's lease lapsed by its own clock: it no longer answers from its state; following"
+            );
+        } else {
+            tracing::warn!("another replica holds the lease: following the new leader");
+        }
+        Led::LostLead
     }
 
     /// Appends `records` (if any) with one sync, compacts the log when it has grown enough

@@ -66,8 +66,10 @@ impl Default for StandInOptions {
 /// What happened in the cluster, for a simulation's rare paths.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct StandInStats {
-    /// Publishes refused by a guard (10071).
+    /// Publishes to a stream refused by a guard (10071), key-value buckets' aside.
     pub conflicts: u64,
+    /// Key-value writes refused by a guard (a key created or updated on a stale revision).
+    pub kv_conflicts: u64,
     /// Publishes answered as duplicates of an earlier `Nats-Msg-Id`.
     pub duplicates: u64,
     /// Leader moves.
@@ -114,6 +116,8 @@ struct Cluster {
     epoch: u64,
     /// Until when the streams have no leader.
     electing_until: Option<Instant>,
+    /// A leader move waiting for the next publish to a stream (the election it takes).
+    armed: Option<Duration>,
     cut: BTreeSet<String>,
     stats: StandInStats,
 }
@@ -241,7 +245,11 @@ impl StreamState {
             let guard = guard.as_deref().unwrap_or(&p.subject);
             let last = self.last_on(guard).map_or(0, |(s, _)| s);
             if last != *expected {
-                stats.conflicts += 1;
+                if self.per_subject.is_some() {
+                    stats.kv_conflicts += 1;
+                } else {
+                    stats.conflicts += 1;
+                }
                 return Err(NatsError::WrongLastSequence(format!(
                     "wrong last sequence: {last} (error code 10071)"
                 )));
@@ -327,6 +335,12 @@ impl Cluster {
         heard
     }
 
+    fn move_leader(&mut self, now: Instant, election: Duration) {
+        self.epoch += 1;
+        self.stats.leader_moves += 1;
+        self.electing_until = Some(now + election);
+    }
+
     fn electing(&self, now: Instant) -> bool {
         self.electing_until.is_some_and(|until| now < until)
     }
@@ -364,6 +378,7 @@ impl StandIn {
                 rng: options.seed,
                 epoch: 0,
                 electing_until: None,
+                armed: None,
                 cut: BTreeSet::new(),
                 stats: StandInStats::default(),
             })),
@@ -391,10 +406,14 @@ impl StandIn {
     /// The streams' leaders move: no stream answers for `election`, and publishes being
     /// replicated now are lost or stored without their acknowledgement.
     pub fn move_leader(&self, election: Duration) {
-        let mut cluster = self.lock();
-        cluster.epoch += 1;
-        cluster.stats.leader_moves += 1;
-        cluster.electing_until = Some(self.now() + election);
+        let now = self.now();
+        self.lock().move_leader(now, election);
+    }
+
+    /// The streams' leaders move as the next publish to a stream is being replicated (that
+    /// publish is interrupted), as [`move_leader`](Self::move_leader) says.
+    pub fn move_leader_under_traffic(&self, election: Duration) {
+        self.lock().armed = Some(election);
     }
 
     /// Cuts client `name` off the cluster (`true`) or heals it (`false`).
@@ -491,7 +510,11 @@ impl Connection {
             // A publish to a stream is a core message too: subscribers on its subject hear
             // it, whether the stream takes it or not.
             cluster.deliver(&message.subject, None, &message.payload);
-            cluster.epoch
+            let epoch = cluster.epoch;
+            if let Some(election) = cluster.armed.take() {
+                cluster.move_leader(self.standin.now(), election);
+            }
+            epoch
         };
         tokio::time::sleep(self.standin.options.replication).await;
         let interrupted = {
@@ -842,6 +865,35 @@ mod tests {
         assert_eq!(again.seq, 1);
         assert_eq!(again.duplicate, stats.unacknowledged == 1);
         assert_eq!(standin.messages("S").len(), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_leader_move_under_traffic_waits_for_the_next_publish_and_interrupts_it() {
+        let (standin, nats) = standin();
+        nats.create_stream(config(None))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        standin.move_leader_under_traffic(Duration::from_secs(1));
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        assert_eq!(
+            standin.stats().leader_moves,
+            0,
+            "nothing moves before a publish"
+        );
+        let interrupted = nats.publish("S", Publish::new("s.a", "1").id("x")).await;
+        assert!(
+            matches!(interrupted, Err(NatsError::Unavailable(_))),
+            "{interrupted:?}"
+        );
+        let stats = standin.stats();
+        assert_eq!(
+            (stats.leader_moves, stats.lost + stats.unacknowledged),
+            (1, 1)
+        );
+        // Once: the next publish goes through.
+        let next = nats.publish("S", Publish::new("s.b", "2").id("y")).await;
+        assert!(next.is_ok(), "{next:?}");
+        assert_eq!(standin.stats().leader_moves, 1);
     }
 
     #[tokio::test(start_paused = true)]

@@ -155,6 +155,8 @@ pub struct JetStreamStore {
     /// The batch read last (a snapshot is read a page at a time).
     last_batch: Option<Batch>,
     unavailable_timeout: Duration,
+    /// Bugs of the zoo switched on (only `unguarded-append` is the store's).
+    bugs: ace_model::bugs::Bugs,
 }
 
 /// A subscription to the log subject.
@@ -513,7 +515,28 @@ impl JetStreamStore {
             events,
             last_batch: None,
             unavailable_timeout: options.unavailable_timeout,
+            bugs: ace_model::bugs::Bugs::NONE,
         })
+    }
+
+    /// This store with `bugs` of the zoo switched on.
+    #[must_use]
+    pub fn with_bugs(mut self, bugs: ace_model::bugs::Bugs) -> Self {
+        self.bugs = bugs;
+        self
+    }
+
+    /// `message` guarded by the log's end as this writer saw it (not with
+    /// `unguarded-append`).
+    fn guarded(&self, message: Publish) -> Publish {
+        if self.bugs.has(ace_model::bugs::Bug::UnguardedAppend) {
+            return message;
+        }
+        if message.subject == self.subjects.log {
+            message.expect_last(self.last_log)
+        } else {
+            message.expect_last_of(self.last_log, self.subjects.log.as_str())
+        }
     }
 
     /// The batch whose first part is at `seq` or after, if any is complete.
@@ -608,10 +631,10 @@ impl JetStreamStore {
         let k = parts.len();
         let mut first = None;
         for (i, part) in parts.into_iter().enumerate() {
-            let mut message = Publish::new(&self.subjects.log, Bytes::copy_from_slice(part))
+            let message = Publish::new(&self.subjects.log, Bytes::copy_from_slice(part))
                 .id(format!("{batch_id}-{}", i + 1))
-                .expect_last(self.last_log)
                 .header("Ace-Batch", batch_id);
+            let mut message = self.guarded(message);
             if k > 1 {
                 message = message.header("Ace-Part", format!("{}/{k}", i + 1));
             }
@@ -721,9 +744,9 @@ impl JetStreamStore {
             let payload = journal_payload(&group)?;
             let bytes = payload.len() as u64;
             let subject = format!("{}.{first}.{last}.{bytes}", self.subjects.ev);
-            let message = Publish::new(subject.clone(), payload)
-                .id(format!("{batch_id}-ev-{first}"))
-                .expect_last_of(self.last_log, self.subjects.log.as_str());
+            let message = self.guarded(
+                Publish::new(subject.clone(), payload).id(format!("{batch_id}-ev-{first}")),
+            );
             self.publish(message).await?;
             written.push((first, last, subject, bytes, group));
         }
