@@ -369,6 +369,10 @@ pub struct ReplicaFaults {
     pub leader_moves: Vec<(Duration, Duration)>,
     /// A replica cut off the log (and the lease) for a while: (replica, from, for).
     pub cut: Option<(usize, Duration, Duration)>,
+    /// A replica paused for longer than the lease: (replica, from, for). Everything it sends
+    /// or is sent waits (its links held, its log requests unanswered), as for a stopped
+    /// process, until it resumes; then it all arrives at once.
+    pub pause: Option<(usize, Duration, Duration)>,
 }
 
 impl ReplicaFaults {
@@ -395,11 +399,20 @@ impl ReplicaFaults {
                 Duration::from_millis(pick(500, 4000)),
             )
         });
+        // Drawn last, so that the faults above stay what they were before pauses.
+        let pause = (pick(0, 3) == 0).then(|| {
+            (
+                pick(0, n - 1) as usize,
+                Duration::from_millis(pick(WINDOW.0, WINDOW.1)),
+                Duration::from_millis(pick(2500, 5000)),
+            )
+        });
         ReplicaFaults {
             target,
             leader_crash,
             leader_moves,
             cut,
+            pause,
         }
     }
 }

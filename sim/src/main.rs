@@ -70,7 +70,8 @@ enum Command {
         /// Worlds run at once (default: one per CPU).
         #[arg(long)]
         jobs: Option<usize>,
-        /// Fail the sweep if some rare path was never taken (use with a large sweep).
+        /// Fail the sweep if some rare path was never taken (use with a large sweep; on
+        /// replicas, the replicated rare paths).
         #[arg(long)]
         require_rare: bool,
         /// Where the timelines of failed seeds are written.
@@ -98,7 +99,8 @@ enum Command {
         /// The shards' summaries.
         #[arg(required = true, value_name = "FILE")]
         files: Vec<PathBuf>,
-        /// Fail if some rare path was never taken in the whole sweep.
+        /// Fail if some rare path was never taken in the whole sweep (on replicas, the
+        /// replicated rare paths).
         #[arg(long)]
         require_rare: bool,
         /// Write the merged summary as JSON to FILE too.

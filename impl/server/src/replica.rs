@@ -24,9 +24,8 @@
 //!   and reads everyone's: the egress policy refuses them as it refuses the replica's own, so
 //!   a registered API cannot point one replica's proxy at another replica's admin API. A
 //!   replica refuses every member it has seen for as long as it runs: a record also lapses
-//!   while its replica, still serving, cannot reach the log. A
-//!   replica starting records its listeners and waits for the others to have read them before
-//!   it serves.
+//!   while its replica, still serving, cannot reach the log. A replica starting records its
+//!   listeners and waits for the others to have read them before it serves.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::future::Future;

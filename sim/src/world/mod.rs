@@ -206,7 +206,7 @@ pub const REPLICA_HOSTS: [&str; 3] = ["ace-1", "ace-2", "ace-3"];
 
 /// Rare paths of replicated worlds, besides those of [`RARE`] that a replicated world can
 /// take.
-pub const REPLICATED_RARE: [(&str, &str); 5] = [
+pub const REPLICATED_RARE: [(&str, &str); 6] = [
     (
         "takeover",
         "a replica took the lease from another (crashed, cut off or lapsed) with traffic flowing",
@@ -222,6 +222,10 @@ pub const REPLICATED_RARE: [(&str, &str); 5] = [
     (
         "replica-cut-off",
         "a replica was cut off the log while the world ran",
+    ),
+    (
+        "replica-paused",
+        "a replica was paused past its lease (its links held, its log requests unanswered) and resumed",
     ),
     (
         "stale-read-refused",
@@ -546,6 +550,9 @@ pub fn run_deployment(seed: u64, bugs: Bugs, replicas: usize) -> Result<Report, 
         {
             if matches!(action, Action::Cut(_, true)) {
                 shared.rare("replica-cut-off");
+            }
+            if matches!(action, Action::Pause(_, false)) {
+                shared.rare("replica-paused");
             }
             let what = strike(&mut sim, action, &deployment);
             shared.push(Entry {

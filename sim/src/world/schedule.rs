@@ -51,7 +51,19 @@ pub(super) enum Action {
     MoveLeader(Duration),
     /// A replica is cut off the log, or connected again.
     Cut(usize, bool),
+    /// A replica is paused (its links held, its log requests unanswered), or resumed.
+    Pause(usize, bool),
 }
+
+/// The world's hosts besides ACE's.
+const NOT_ACE: [&str; 6] = [
+    "operator",
+    "solution-1",
+    "solution-2",
+    "sub-a",
+    "sub-b",
+    "api",
+];
 
 /// The timed actions of `faults` (and `replicated`'s), in order.
 pub(super) fn schedule(
@@ -69,6 +81,10 @@ pub(super) fn schedule(
         if let Some((replica, at, len)) = r.cut {
             plan.push((at, Action::Cut(replica, true)));
             plan.push((at + len, Action::Cut(replica, false)));
+        }
+        if let Some((replica, at, len)) = r.pause {
+            plan.push((at, Action::Pause(replica, true)));
+            plan.push((at + len, Action::Pause(replica, false)));
         }
     }
     if let Some(p) = &faults.partition {
@@ -163,6 +179,25 @@ pub(super) fn strike(sim: &mut turmoil::Sim<'_>, action: &Action, d: &Deployment
                 "the stream leader moves as the next publish to the log is replicated (election {} ms)",
                 election.as_millis()
             )
+        }
+        Action::Pause(replica, paused) => {
+            let host = d.hosts.get(replica).copied().unwrap_or(ace);
+            if let Some(standin) = &d.standin {
+                standin.pause(host, paused);
+            }
+            let others = d.hosts.iter().copied().filter(|h| *h != host);
+            for peer in others.chain(NOT_ACE) {
+                if paused {
+                    sim.hold(host, peer);
+                } else {
+                    sim.release(host, peer);
+                }
+            }
+            if paused {
+                format!("{host} pauses: everything it sends or is sent waits")
+            } else {
+                format!("{host} resumes")
+            }
         }
         Action::Cut(replica, cut) => {
             let host = d.hosts.get(replica).copied().unwrap_or(ace);

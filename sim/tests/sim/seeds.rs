@@ -103,14 +103,15 @@ fn a_few_fresh_seeds_keep_every_checked_guarantee() {
     }
 }
 
-/// `ace-sim run --seed 5` with the operating system's clock set to `date` (with
-/// `faketime`): its last line, `seed=5 trace=<hash> ok`.
-fn run_on(date: &str) -> String {
+/// `ace-sim run --seed 5` (and `args`) with the operating system's clock set to `date`
+/// (with `faketime`): its last line, `seed=5 trace=<hash> ok`.
+fn run_on(date: &str, args: &[&str]) -> String {
     let out = std::process::Command::new("faketime")
         .env("FAKETIME_DONT_FAKE_MONOTONIC", "1")
         .arg(date)
         .arg(env!("CARGO_BIN_EXE_ace-sim"))
         .args(["run", "--seed", "5"])
+        .args(args)
         .output()
         .unwrap_or_else(|e| panic!("cannot run faketime (CI installs it): {e}"));
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -126,9 +127,14 @@ fn run_on(date: &str) -> String {
 fn the_seed_decides_the_trace_and_every_certificate_byte_whatever_the_date() {
     // The trace notes the digest of each certificate chain ACE issues, so the same trace
     // hash means the same certificates, the CA's included.
-    let (a, b) = (run_on("2027-02-01 00:00:00"), run_on("2031-07-01 12:00:00"));
-    assert!(a.starts_with("seed=5 trace=") && a.ends_with(" ok"), "{a}");
-    assert_eq!(a, b, "one seed gave two traces on two dates");
+    for args in [&[][..], &["--replicas", "2"]] {
+        let (a, b) = (
+            run_on("2027-02-01 00:00:00", args),
+            run_on("2031-07-01 12:00:00", args),
+        );
+        assert!(a.starts_with("seed=5 trace=") && a.ends_with(" ok"), "{a}");
+        assert_eq!(a, b, "one seed gave two traces on two dates ({args:?})");
+    }
     let report = ace_sim::world::run(5).unwrap_or_else(|e| panic!("{e}"));
     assert!(
         report

@@ -83,19 +83,20 @@ pub fn leads(lease: &watch::Receiver<Lease>) -> bool {
     matches!(*lease.borrow(), Lease::Lead { until } if Instant::now() < until)
 }
 
-/// Whether `lease` still names this replica the leader: a lead that is lost while it does
-/// lapsed by this replica's clock.
-pub fn lapsed(lease: &watch::Receiver<Lease>) -> bool {
+/// Whether the lease task still names this replica the leader, whatever this replica's
+/// clock says (a lead given up while it does has lapsed by that clock).
+pub fn named_leader(lease: &watch::Receiver<Lease>) -> bool {
     matches!(*lease.borrow(), Lease::Lead { .. })
 }
 
-/// Whether `lease` says this replica leads, trusting it past its lapse with
-/// `lease-outlived` (`outlive`).
+/// Whether `lease` says this replica leads; with `lease-outlived` (`outlive`), trusting it
+/// past its lapse.
 pub fn still_leads(lease: &watch::Receiver<Lease>, outlive: bool) -> bool {
     if outlive {
-        return matches!(*lease.borrow(), Lease::Lead { .. });
+        named_leader(lease)
+    } else {
+        leads(lease)
     }
-    leads(lease)
 }
 
 /// Resolves once the lead is lost: the lease says so, or it lapsed without a renewal (not

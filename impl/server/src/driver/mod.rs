@@ -474,7 +474,7 @@ impl<S: Store> Driver<S> {
 
     /// Gives the lead up: the lease names another, or it lapsed by this replica's clock.
     fn lost_lead(&self, replica: Option<&ReplicaPorts>) -> Led {
-        if replica.is_some_and(|r| follow::lapsed(&r.lease)) {
+        if replica.is_some_and(|r| follow::named_leader(&r.lease)) {
             self.metrics.replica_lapse();
             tracing::warn!(
                 "this replica's lease lapsed by its own clock: it no longer answers from its state; following"

@@ -82,6 +82,18 @@ pub struct StandInStats {
     pub publishes: u64,
 }
 
+/// Puts `name` in `set` (`on`) or takes it out.
+fn mark(set: &mut BTreeSet<String>, name: &str, on: bool) {
+    if on {
+        set.insert(name.to_owned());
+    } else {
+        set.remove(name);
+    }
+}
+
+/// How often a paused client's request looks whether it was resumed.
+const PAUSED_POLL: Duration = Duration::from_millis(10);
+
 /// The cluster's clock: time since some fixed start. Hosts of a simulated world each run
 /// their own runtime, whose `tokio::time::Instant`s cannot be compared with another's, so
 /// the world gives the stand-in its own clock.
@@ -119,6 +131,8 @@ struct Cluster {
     /// A leader move waiting for the next publish to a stream (the election it takes).
     armed: Option<Duration>,
     cut: BTreeSet<String>,
+    /// Clients whose requests wait, unanswered, until they are resumed.
+    paused: BTreeSet<String>,
     stats: StandInStats,
 }
 
@@ -380,6 +394,7 @@ impl StandIn {
                 electing_until: None,
                 armed: None,
                 cut: BTreeSet::new(),
+                paused: BTreeSet::new(),
                 stats: StandInStats::default(),
             })),
             options,
@@ -418,12 +433,14 @@ impl StandIn {
 
     /// Cuts client `name` off the cluster (`true`) or heals it (`false`).
     pub fn cut(&self, name: &str, cut: bool) {
-        let mut cluster = self.lock();
-        if cut {
-            cluster.cut.insert(name.to_owned());
-        } else {
-            cluster.cut.remove(name);
-        }
+        mark(&mut self.lock().cut, name, cut);
+    }
+
+    /// Pauses client `name` (`true`): its requests wait, unanswered, until it is resumed
+    /// (`false`), as those of a stopped process (SIGSTOP, a long garbage-collection pause)
+    /// would; nothing times out meanwhile.
+    pub fn pause(&self, name: &str, paused: bool) {
+        mark(&mut self.lock().paused, name, paused);
     }
 
     /// A bucket key's value now (deleted and expired keys have none).
@@ -469,6 +486,9 @@ impl Connection {
     /// if this client is cut off, or if `stream_op` and the streams are electing a leader.
     async fn reach(&self, stream_op: bool) -> Result<(), NatsError> {
         tokio::time::sleep(self.standin.options.latency).await;
+        while self.standin.lock().paused.contains(&self.name) {
+            tokio::time::sleep(PAUSED_POLL).await;
+        }
         let refused = {
             let cluster = self.standin.lock();
             if cluster.cut.contains(&self.name) {
@@ -894,6 +914,26 @@ mod tests {
         let next = nats.publish("S", Publish::new("s.b", "2").id("y")).await;
         assert!(next.is_ok(), "{next:?}");
         assert_eq!(standin.stats().leader_moves, 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_paused_client_waits_until_it_is_resumed() {
+        let (standin, nats) = standin();
+        nats.create_stream(config(None))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        standin.pause("a", true);
+        let publishing = {
+            let nats = Arc::clone(&nats);
+            tokio::spawn(async move { nats.publish("S", Publish::new("s.a", "1").id("x")).await })
+        };
+        // Far past the client's timeout: still waiting, nothing stored.
+        tokio::time::sleep(Duration::from_secs(30)).await;
+        assert!(!publishing.is_finished());
+        assert!(standin.messages("S").is_empty());
+        standin.pause("a", false);
+        let done = publishing.await.unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(done.map(|ack| ack.seq), Ok(1));
     }
 
     #[tokio::test(start_paused = true)]
