@@ -25,9 +25,10 @@
 //!   a registered API cannot point one replica's proxy at another replica's admin API. A
 //!   replica refuses every member it has seen for as long as it runs: a record also lapses
 //!   while its replica, still serving, cannot reach the log. A replica starting records its
-//!   listeners and waits for the others to have read them before it serves.
+//!   listeners, reads the others', and waits for the others to have read its own before it
+//!   serves.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -82,6 +83,9 @@ const CATCH_UP: Duration = Duration::from_secs(5);
 
 /// How often a replica rewrites its listeners and reads everyone's.
 const MEMBERS_EVERY: Duration = Duration::from_millis(250);
+
+/// How long a replica waits for one write or read of the members before it tries again.
+const MEMBERS_WAIT: Duration = Duration::from_secs(1);
 
 /// How often a follower looks whether the lease is free.
 const POLL: Duration = Duration::from_millis(250);
@@ -183,7 +187,10 @@ impl Replica {
     /// Records this replica's listeners (`own`) for the others, and waits until every other
     /// replica has read them, before this one serves: from its first request on, no other
     /// replica's proxy reaches its surfaces.
-    pub async fn join(&self, own: &Listeners) -> Result<(), StoreError> {
+    ///
+    /// It also reads the others' listeners into `peers` before it serves, so its own proxy
+    /// never reaches theirs either.
+    pub async fn join(&self, own: &Listeners, peers: &Peers) -> Result<(), StoreError> {
         let (key, value) = member_entry(&self.options.name, own)?;
         crate::nats::patiently(
             self.patience,
@@ -194,6 +201,22 @@ impl Replica {
         .map_err(|e| {
             StoreError::Unavailable(format!("cannot record this replica's listeners: {e}"))
         })?;
+        let bucket = Bucket {
+            nats: Arc::clone(&self.nats),
+            name: self.bucket.clone(),
+        };
+        let found = crate::nats::patiently(
+            self.patience,
+            "cannot read the other replicas' listeners",
+            || members(&bucket),
+        )
+        .await
+        .map_err(|e| {
+            StoreError::Unavailable(format!("cannot read the other replicas' listeners: {e}"))
+        })?;
+        if !self.bugs.has(Bug::PeerEgressOpen) {
+            peers.learn(found);
+        }
         tokio::time::sleep(MEMBERS_EVERY * 2).await;
         Ok(())
     }
@@ -304,26 +327,35 @@ async fn keep_membership(
             return;
         }
     };
-    // Every member seen, by key: remembered for as long as this replica runs. A record
-    // lapses while its replica cannot reach the log (cut off, or the log electing a
-    // leader for longer than the lease) and the replica still serves meanwhile; and a
-    // replica restarted under its name replaces its entry.
-    let mut known: BTreeMap<String, Listeners> = BTreeMap::new();
     loop {
-        if let Err(e) = bucket.nats.kv_put(&bucket.name, &key, value.clone()).await {
-            tracing::warn!(error = %e, "cannot record this replica's listeners");
-        }
-        let Some(peers) = &peers else {
-            tokio::time::sleep(MEMBERS_EVERY).await;
-            continue;
-        };
-        match tokio::time::timeout(options.lease, members(&bucket)).await {
-            Ok(Ok(found)) => {
-                known.extend(found);
-                peers.set(known.values().cloned().collect());
+        // The write and the read side by side, each given up after a while when the log
+        // cannot answer (an election): the next round tries again, so that a write blocked
+        // never holds back learning of a replica that came meanwhile.
+        let put = tokio::time::timeout(
+            MEMBERS_WAIT,
+            bucket.nats.kv_put(&bucket.name, &key, value.clone()),
+        );
+        let read = async {
+            match &peers {
+                Some(_) => Some(tokio::time::timeout(MEMBERS_WAIT, members(&bucket)).await),
+                None => None,
             }
-            Ok(Err(e)) => tracing::warn!(error = %e, "cannot read the other replicas' listeners"),
-            Err(_) => tracing::warn!("reading the other replicas' listeners took too long"),
+        };
+        let (put, read) = tokio::join!(put, read);
+        match put {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "cannot record this replica's listeners"),
+            Err(_) => tracing::warn!("recording this replica's listeners took too long"),
+        }
+        match (read, &peers) {
+            (Some(Ok(Ok(found))), Some(peers)) => peers.learn(found),
+            (Some(Ok(Err(e))), _) => {
+                tracing::warn!(error = %e, "cannot read the other replicas' listeners");
+            }
+            (Some(Err(_)), _) => {
+                tracing::warn!("reading the other replicas' listeners took too long")
+            }
+            _ => {}
         }
         tokio::time::sleep(MEMBERS_EVERY).await;
     }

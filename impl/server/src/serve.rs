@@ -394,7 +394,7 @@ async fn start_inner<N: Net, S: Store>(
                 bound: config.egress.own_listeners.clone(),
                 addresses: config.egress.own_addresses.clone(),
             };
-            replica.join(&own).await?;
+            replica.join(&own, &peers).await?;
             let (replica_tasks, release) = replica.run(handle.clone(), own, peers.clone());
             tasks.extend(replica_tasks);
             on_stop = Some(release);

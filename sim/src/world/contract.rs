@@ -53,8 +53,8 @@ pub(super) async fn settle(actor: &Actor, when: &str) {
     }
 }
 
-/// Whether some replica gave up its lead because its lease lapsed by its own clock (as its
-/// metrics say): the rare path of a stale read refused.
+/// Takes the rare path of a stale read refused if some replica gave up its lead because its
+/// lease lapsed by its own clock (as its metrics say).
 async fn lapses(actor: &Actor) {
     for replica in actor.shared.replicas.clone() {
         let url = format!("http://{replica}:8081/metrics");

@@ -5,6 +5,7 @@
 //! address the second time cannot slip through. A name with any refused address is refused
 //! (a mixed answer is what a rebinding attack sends).
 
+use std::collections::BTreeMap;
 use std::error::Error;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
@@ -85,16 +86,18 @@ pub struct Listeners {
 }
 
 /// The listeners of the other servers of a deployment (replicas on one log): as much ACE's
-/// own as its own listeners, never reachable on someone else's behalf. Updated as replicas
-/// come and go.
+/// own as its own listeners, never reachable on someone else's behalf. Learnt as replicas
+/// come, by member name, and never forgotten while this server runs: a replica's record
+/// lapses while it cannot reach the log, and it may still serve meanwhile.
 #[derive(Clone, Debug, Default)]
-pub struct Peers(Arc<RwLock<Vec<Listeners>>>);
+pub struct Peers(Arc<RwLock<BTreeMap<String, Listeners>>>);
 
 impl Peers {
-    /// Replaces the listeners known.
-    pub fn set(&self, peers: Vec<Listeners>) {
+    /// Adds the members `found` (name, listeners) to those known; a member started again
+    /// under its name replaces its entry.
+    pub fn learn(&self, found: Vec<(String, Listeners)>) {
         if let Ok(mut known) = self.0.write() {
-            *known = peers;
+            known.extend(found);
         }
     }
 
@@ -103,7 +106,7 @@ impl Peers {
             .0
             .read()
             .map_err(|_| EgressRefusal::OwnListener(addr))?;
-        for peer in known.iter() {
+        for peer in known.values() {
             policy.check_peer(&peer.bound, &peer.addresses, addr)?;
         }
         Ok(())
