@@ -336,26 +336,22 @@ async fn keep_membership(
             bucket.nats.kv_put(&bucket.name, &key, value.clone()),
         );
         let read = async {
-            match &peers {
-                Some(_) => Some(tokio::time::timeout(MEMBERS_WAIT, members(&bucket)).await),
-                None => None,
+            let Some(peers) = &peers else {
+                return;
+            };
+            match tokio::time::timeout(MEMBERS_WAIT, members(&bucket)).await {
+                Ok(Ok(found)) => peers.learn(found),
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %e, "cannot read the other replicas' listeners");
+                }
+                Err(_) => tracing::warn!("reading the other replicas' listeners took too long"),
             }
         };
-        let (put, read) = tokio::join!(put, read);
+        let (put, ()) = tokio::join!(put, read);
         match put {
             Ok(Ok(_)) => {}
             Ok(Err(e)) => tracing::warn!(error = %e, "cannot record this replica's listeners"),
             Err(_) => tracing::warn!("recording this replica's listeners took too long"),
-        }
-        match (read, &peers) {
-            (Some(Ok(Ok(found))), Some(peers)) => peers.learn(found),
-            (Some(Ok(Err(e))), _) => {
-                tracing::warn!(error = %e, "cannot read the other replicas' listeners");
-            }
-            (Some(Err(_)), _) => {
-                tracing::warn!("reading the other replicas' listeners took too long")
-            }
-            _ => {}
         }
         tokio::time::sleep(MEMBERS_EVERY).await;
     }
