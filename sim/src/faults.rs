@@ -376,6 +376,30 @@ pub struct ReplicaFaults {
 }
 
 impl ReplicaFaults {
+    /// When these faults have healed: a crashed leader's lease has passed to another (the
+    /// world's lease is 2 s) with a second to spare, a leader move's election is over (it
+    /// strikes at the first publish after its time, under traffic at once) with a second to
+    /// spare, a cut or paused replica is back.
+    pub fn healed_by(&self) -> Duration {
+        let second = Duration::from_secs(1);
+        let crash = self
+            .leader_crash
+            .map(|at| at + Duration::from_secs(2) + second);
+        let moves = self
+            .leader_moves
+            .iter()
+            .map(|(at, len)| *at + *len + second);
+        let cut = self.cut.map(|(_, at, len)| at + len);
+        let pause = self.pause.map(|(_, at, len)| at + len);
+        crash
+            .into_iter()
+            .chain(moves)
+            .chain(cut)
+            .chain(pause)
+            .max()
+            .unwrap_or_default()
+    }
+
     /// The replicated faults of `seed` for `replicas` replicas.
     pub fn of(seed: u64, replicas: usize) -> ReplicaFaults {
         let mut s = seed ^ 0x7265_706c_6963_6173;

@@ -398,6 +398,10 @@ pub fn run_deployment(seed: u64, bugs: Bugs, replicas: usize) -> Result<Report, 
         admin_authorization: format!("Bearer {}", admin_token(seed)),
         net: DeploymentNet::new(&hosts),
         replicas: hosts.clone(),
+        replicated_healed_by: replica_faults
+            .as_ref()
+            .map(ReplicaFaults::healed_by)
+            .unwrap_or_default(),
         ..Shared::default()
     });
     let dir = tempfile::tempdir().map_err(|e| e.to_string())?;

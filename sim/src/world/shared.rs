@@ -56,6 +56,9 @@ pub(super) struct Shared {
     pub(super) net: crate::net::DeploymentNet,
     /// The replicas' hosts (none: the single `ace`).
     pub(super) replicas: Vec<&'static str>,
+    /// When the replicated faults have healed (zero for a single node): the contract phase
+    /// waits for it as for the single-node faults.
+    pub(super) replicated_healed_by: Duration,
 }
 
 impl Shared {

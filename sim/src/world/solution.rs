@@ -218,7 +218,7 @@ pub(super) async fn solution(
         dead_subscriber_burst(&actor, &me, dead).await;
     }
     // Liveness: once the faults have healed, every delivery owed is made within a bound.
-    sleep_until_elapsed(faults.healed_by()).await;
+    sleep_until_elapsed(faults.healed_by().max(actor.shared.replicated_healed_by)).await;
     wait_for_deliveries(&actor.shared, Duration::from_secs(60)).await;
     if index == 1 && faults.dead_subscriber.is_some() && actor.shared.all_received() {
         actor.shared.rare("dead-subscriber-drained");
