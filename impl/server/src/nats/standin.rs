@@ -847,6 +847,15 @@ mod tests {
         (standin, nats)
     }
 
+    /// A stand-in with stream `S` (subjects `s.>`) made, and a client of it.
+    async fn standin_with_stream() -> (StandIn, Arc<dyn Nats>) {
+        let (standin, nats) = standin();
+        nats.create_stream(config(None))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        (standin, nats)
+    }
+
     fn config(max_bytes: Option<u64>) -> StreamConfig {
         StreamConfig {
             name: "S".into(),
@@ -859,10 +868,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_leader_move_interrupts_a_publish_and_refuses_until_elected() {
-        let (standin, nats) = standin();
-        nats.create_stream(config(None))
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
+        let (standin, nats) = standin_with_stream().await;
         let publishing = {
             let nats = Arc::clone(&nats);
             tokio::spawn(async move { nats.publish("S", Publish::new("s.a", "1").id("x")).await })
@@ -889,10 +895,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_leader_move_under_traffic_waits_for_the_next_publish_and_interrupts_it() {
-        let (standin, nats) = standin();
-        nats.create_stream(config(None))
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
+        let (standin, nats) = standin_with_stream().await;
         standin.move_leader_under_traffic(Duration::from_secs(1));
         tokio::time::sleep(Duration::from_secs(2)).await;
         assert_eq!(
@@ -918,10 +921,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_paused_client_waits_until_it_is_resumed() {
-        let (standin, nats) = standin();
-        nats.create_stream(config(None))
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
+        let (standin, nats) = standin_with_stream().await;
         standin.pause("a", true);
         let publishing = {
             let nats = Arc::clone(&nats);
