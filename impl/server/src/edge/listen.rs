@@ -5,11 +5,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ace_client::net::Listener;
+use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
 
 use super::{App, Surface};
+use crate::outbound::forward::Upstream;
 use crate::pki;
 
 /// Limits of one connection.
@@ -85,9 +87,15 @@ async fn serve_connection<I>(
 ) where
     I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
 {
-    let service = hyper::service::service_fn(move |req| {
+    // The proxy forwards one connection's calls over an upstream connection of its own,
+    // closed with this one.
+    let upstream = (surface == Surface::Proxy).then(Upstream::default);
+    let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
         let app = app.clone();
         let peer = peer.clone();
+        if let Some(upstream) = &upstream {
+            req.extensions_mut().insert(upstream.clone());
+        }
         async move { app.handle(surface, peer, req).await }
     });
     let result = hyper::server::conn::http1::Builder::new()

@@ -13,7 +13,7 @@ use hyper::header::{CONTENT_LENGTH, HOST};
 
 use super::App;
 use super::reply::{Response, error, from_reply};
-use crate::outbound::forward::{BINDING_KEY_HEADER, Call, ForwardError};
+use crate::outbound::forward::{BINDING_KEY_HEADER, Call, ForwardError, Upstream};
 
 /// Which service a request is for, and the rest of its path: the first path segment if it
 /// is `re-...`, else the first label of the Host header (Kyma's access Services).
@@ -71,7 +71,9 @@ pub async fn route(app: &App, req: hyper::Request<Incoming>) -> Response {
         headers: parts.headers,
         body,
     };
-    match app.forwarder.forward(&target, call).await {
+    // The caller's connection's own upstream connection, which the listener put there.
+    let upstream = parts.extensions.get::<Upstream>();
+    match app.forwarder.forward(&target, call, upstream).await {
         Ok(response) => response.map(BodyExt::boxed),
         // The caller is not allowed to go there: a clear 403 naming the policy.
         Err(e @ ForwardError::Refused { .. }) => error(&CommonError::new(403, format!("{e}."))),

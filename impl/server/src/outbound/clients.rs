@@ -11,7 +11,7 @@ use ace_client::tls::{TlsError, TlsOptions, tls_connector};
 use rustls::pki_types::CertificateDer;
 use tokio_rustls::TlsConnector;
 
-use super::forward::Sender;
+use super::forward::{PooledSender, Sender};
 
 /// Most idle connections the proxy keeps per registered API host.
 pub const PROXY_MAX_IDLE_PER_HOST: usize = 512;
@@ -37,9 +37,13 @@ pub fn tls(
 
 /// The proxy's pooled client on `net`, verifying with `tls`.
 pub fn proxy_sender<N: Net>(net: N, tls: TlsConnector) -> Arc<dyn Sender> {
-    Arc::new(pooled_client(
-        NetConnector::new(net, tls),
-        PROXY_MAX_IDLE_PER_HOST,
-        PROXY_IDLE_TIMEOUT,
+    let connector = NetConnector::new(net, tls);
+    Arc::new(PooledSender::new(
+        pooled_client(
+            connector.clone(),
+            PROXY_MAX_IDLE_PER_HOST,
+            PROXY_IDLE_TIMEOUT,
+        ),
+        connector,
     ))
 }

@@ -18,8 +18,9 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::header::{self, AUTHORIZATION, CONTENT_TYPE, HeaderName, HeaderValue};
-use hyper::{HeaderMap, Method, StatusCode};
+use hyper::{HeaderMap, Method, StatusCode, Uri};
 use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioIo;
 use serde::Deserialize;
 
 use super::egress::refusal_of;
@@ -33,6 +34,10 @@ pub const ACCESS_TOKEN_HEADER: &str = "access-token";
 
 type SendFuture =
     Pin<Box<dyn Future<Output = Result<hyper::Response<Incoming>, SendError>> + Send>>;
+type OpenFuture = Pin<Box<dyn Future<Output = Result<Dedicated, SendError>> + Send>>;
+
+/// An HTTP/1.1 connection of the proxy's own to one registered API's server.
+pub type Dedicated = hyper::client::conn::http1::SendRequest<Full<Bytes>>;
 
 /// Why a request got no response.
 #[derive(Debug)]
@@ -52,24 +57,196 @@ impl std::fmt::Display for SendError {
     }
 }
 
-/// Sends one HTTP request (a pooled client on some network).
+/// Sends HTTP requests on some network: over a pool shared by every caller, or over a
+/// connection opened for one caller's connection.
 pub trait Sender: Send + Sync {
-    /// Sends `request`.
+    /// Sends `request` (an absolute URI) over the pool.
     fn send(&self, request: hyper::Request<Full<Bytes>>) -> SendFuture;
+    /// Opens a connection to `uri`'s server (TLS for `https`), through the same egress
+    /// checks as the pool's connections.
+    fn open(&self, uri: &Uri) -> OpenFuture;
 }
 
-impl<N: Net> Sender for Client<NetConnector<N>, Full<Bytes>> {
+/// A pooled client and the connector it opens its connections with.
+pub struct PooledSender<N> {
+    pool: Client<NetConnector<N>, Full<Bytes>>,
+    connector: NetConnector<N>,
+}
+
+impl<N> std::fmt::Debug for PooledSender<N> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PooledSender").finish_non_exhaustive()
+    }
+}
+
+impl<N: Net> PooledSender<N> {
+    /// Sends over `pool` and opens connections of its own with `connector` (the pool's).
+    pub fn new(pool: Client<NetConnector<N>, Full<Bytes>>, connector: NetConnector<N>) -> Self {
+        PooledSender { pool, connector }
+    }
+}
+
+fn send_error(e: &(dyn std::error::Error + 'static)) -> SendError {
+    match refusal_of(e) {
+        Some(refusal) => SendError::Refused(refusal),
+        None => SendError::Failed(e.to_string()),
+    }
+}
+
+impl<N: Net> Sender for PooledSender<N> {
     fn send(&self, request: hyper::Request<Full<Bytes>>) -> SendFuture {
-        let client = self.clone();
+        let client = self.pool.clone();
+        Box::pin(async move { client.request(request).await.map_err(|e| send_error(&e)) })
+    }
+
+    fn open(&self, uri: &Uri) -> OpenFuture {
+        let connector = self.connector.clone();
+        let uri = uri.clone();
         Box::pin(async move {
-            client
-                .request(request)
+            let io = connector.connect(&uri).await.map_err(|e| send_error(&e))?;
+            let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(io))
                 .await
-                .map_err(|e| match refusal_of(&e) {
-                    Some(refusal) => SendError::Refused(refusal),
-                    None => SendError::Failed(e.to_string()),
-                })
+                .map_err(|e| send_error(&e))?;
+            tokio::spawn(async move {
+                if let Err(e) = connection.await {
+                    tracing::debug!(error = %e, "proxy upstream connection ended with an error");
+                }
+            });
+            Ok(sender)
         })
+    }
+}
+
+/// Which server a connection goes to, and how its certificate is checked.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct UpstreamKey {
+    https: bool,
+    host: String,
+    port: Option<u16>,
+    skip_verify: bool,
+}
+
+impl UpstreamKey {
+    fn of(uri: &Uri, skip_verify: bool) -> Option<Self> {
+        Some(UpstreamKey {
+            https: match uri.scheme_str()? {
+                "https" => true,
+                "http" => false,
+                _ => return None,
+            },
+            host: uri.host()?.to_owned(),
+            port: uri.port_u16(),
+            skip_verify,
+        })
+    }
+}
+
+#[derive(Debug, Default)]
+struct Slot {
+    /// The server this caller's connection forwards to over a connection of its own (the
+    /// first it called); calls to other servers go over the pool.
+    key: Option<UpstreamKey>,
+    /// That connection, while no call is using it.
+    connection: Option<Dedicated>,
+}
+
+/// The upstream side of one caller's connection to the proxy: the caller's calls to the
+/// registered API it calls first go over one connection of the proxy's own, opened on the
+/// first call and closed with the caller's connection, without the pool's per-call
+/// dispatch; calls to any other server go over the pool. A caller's HTTP/1.1 connection
+/// carries one call at a time, so the connection is never contended.
+#[derive(Clone, Debug, Default)]
+pub struct Upstream(Arc<Mutex<Slot>>);
+
+/// What a call may use.
+enum Claim {
+    /// The caller's connection (`None`: open it).
+    Own(Option<Dedicated>),
+    /// The pool: the caller's connection goes to another server.
+    Pool,
+}
+
+impl Upstream {
+    fn claim(&self, key: &UpstreamKey) -> Claim {
+        let Ok(mut slot) = self.0.lock() else {
+            return Claim::Pool;
+        };
+        match &slot.key {
+            None => {
+                slot.key = Some(key.clone());
+                Claim::Own(None)
+            }
+            Some(k) if k == key => Claim::Own(slot.connection.take()),
+            Some(_) => Claim::Pool,
+        }
+    }
+
+    fn give_back(&self, connection: Dedicated) {
+        if let Ok(mut slot) = self.0.lock() {
+            slot.connection = Some(connection);
+        }
+    }
+}
+
+/// `host[:port]` as the pooled client writes the `Host` header (the port only when it is
+/// not the scheme's default).
+fn host_header(uri: &Uri) -> Option<HeaderValue> {
+    let host = uri.host()?;
+    let default = if uri.scheme_str() == Some("https") {
+        443
+    } else {
+        80
+    };
+    match uri.port_u16() {
+        Some(port) if port != default => HeaderValue::from_str(&format!("{host}:{port}")).ok(),
+        _ => HeaderValue::from_str(host).ok(),
+    }
+}
+
+/// Sends `request` over `upstream`'s connection when it goes to that connection's server,
+/// else over `sender`'s pool; a connection found closed is opened again, and a request the
+/// connection did not take is sent over the pool.
+async fn send_over(
+    sender: &dyn Sender,
+    upstream: &Upstream,
+    skip_verify: bool,
+    mut request: hyper::Request<Full<Bytes>>,
+) -> Result<hyper::Response<Incoming>, SendError> {
+    let absolute = request.uri().clone();
+    let (Some(key), Some(host), Some(origin)) = (
+        UpstreamKey::of(&absolute, skip_verify),
+        host_header(&absolute),
+        absolute.path_and_query().cloned(),
+    ) else {
+        return sender.send(request).await;
+    };
+    let held = match upstream.claim(&key) {
+        Claim::Pool => return sender.send(request).await,
+        Claim::Own(held) => held,
+    };
+    let mut connection = match held {
+        Some(mut c) => match c.ready().await {
+            Ok(()) => c,
+            // Closed by the server since the last call.
+            Err(_) => sender.open(&absolute).await?,
+        },
+        None => sender.open(&absolute).await?,
+    };
+    request.headers_mut().entry(header::HOST).or_insert(host);
+    *request.uri_mut() = Uri::from(origin);
+    match connection.try_send_request(request).await {
+        Ok(response) => {
+            upstream.give_back(connection);
+            Ok(response)
+        }
+        Err(mut e) => match e.take_message() {
+            // Not written: the connection closed just now. The pool may send it.
+            Some(mut request) => {
+                *request.uri_mut() = absolute;
+                sender.send(request).await
+            }
+            None => Err(send_error(e.error())),
+        },
     }
 }
 
@@ -280,11 +457,13 @@ impl Forwarder {
     }
 
     /// Forwards `call` to `target` and returns the target's response (hop-by-hop headers
-    /// removed; the body streams).
+    /// removed; the body streams): over `upstream`, the caller's connection's own, when it
+    /// has one, else over the pool.
     pub async fn forward(
         &self,
         target: &ProxyTarget,
         mut call: Call,
+        upstream: Option<&Upstream>,
     ) -> Result<hyper::Response<Incoming>, ForwardError> {
         let access_token = call
             .headers
@@ -304,7 +483,7 @@ impl Forwarder {
             (None, None) => None,
         };
         let first = self
-            .send(target, &call, &url, authorization.as_deref())
+            .send(target, &call, &url, authorization.as_deref(), upstream)
             .await?;
         // A 403 with a cached token may mean the token was revoked early: fetch a fresh one
         // and retry once, returning the retried response (Kyma kept the stale 403).
@@ -313,7 +492,8 @@ impl Forwarder {
             && target.oauth.is_some()
         {
             let token = self.token(target, true).await?;
-            self.send(target, &call, &url, Some(&format!("Bearer {token}")))
+            let authorization = format!("Bearer {token}");
+            self.send(target, &call, &url, Some(&authorization), upstream)
                 .await?
         } else {
             first
@@ -337,6 +517,7 @@ impl Forwarder {
         call: &Call,
         url: &str,
         authorization: Option<&str>,
+        upstream: Option<&Upstream>,
     ) -> Result<hyper::Response<Incoming>, ForwardError> {
         let bad = |reason: String| ForwardError::BadTarget {
             url: url.to_owned(),
@@ -354,7 +535,14 @@ impl Forwarder {
             let value = HeaderValue::from_str(auth).map_err(|e| bad(e.to_string()))?;
             request.headers_mut().insert(AUTHORIZATION, value);
         }
-        match tokio::time::timeout(self.timeout, self.sender_for(target).send(request)).await {
+        let sender = self.sender_for(target);
+        let exchange = async {
+            match upstream {
+                Some(upstream) => send_over(sender, upstream, target.skip_verify, request).await,
+                None => sender.send(request).await,
+            }
+        };
+        match tokio::time::timeout(self.timeout, exchange).await {
             Ok(Ok(r)) => Ok(r),
             Ok(Err(SendError::Refused(refusal))) => {
                 self.metrics.egress_refused("proxy");

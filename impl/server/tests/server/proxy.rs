@@ -686,3 +686,135 @@ async fn token_cached_forever_reuses_a_token_past_its_lifetime() {
         w.oauth.verify().await;
     }
 }
+
+/// A plain HTTP target answering 200 `hello` and counting the connections it accepted; with
+/// `one_call_each`, it closes every connection after its first response.
+async fn counting_target(
+    one_call_each: bool,
+) -> (
+    std::net::SocketAddr,
+    std::sync::Arc<std::sync::atomic::AtomicUsize>,
+) {
+    use hyper_util::rt::TokioIo;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let addr = listener.local_addr().unwrap_or_else(|e| panic!("{e}"));
+    let accepted = std::sync::Arc::new(AtomicUsize::new(0));
+    let count = accepted.clone();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            count.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(|_req| async {
+                    Ok::<_, std::convert::Infallible>(hyper::Response::new(
+                        http_body_util::Full::new(bytes::Bytes::from_static(b"hello")),
+                    ))
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .keep_alive(!one_call_each)
+                    .serve_connection(TokioIo::new(tcp), service)
+                    .await;
+            });
+        }
+    });
+    (addr, accepted)
+}
+
+/// A world whose registered API is a [`counting_target`], and that target's count.
+async fn world_with_counting_target(
+    one_call_each: bool,
+) -> (
+    tempfile::TempDir,
+    World,
+    std::sync::Arc<std::sync::atomic::AtomicUsize>,
+) {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let (addr, accepted) = counting_target(one_call_each).await;
+    let w = world_with_target(
+        dir.path(),
+        false,
+        Duration::from_secs(5),
+        Some(format!("http://{addr}/")),
+    )
+    .await;
+    (dir, w, accepted)
+}
+
+/// A caller's keep-alive connection to the proxy at `url`, and the path to call on it.
+async fn caller_connection(
+    url: &str,
+) -> (
+    hyper::client::conn::http1::SendRequest<http_body_util::Empty<bytes::Bytes>>,
+    String,
+) {
+    let uri: hyper::Uri = url.parse().unwrap_or_else(|e| panic!("{e}"));
+    let authority = uri.authority().map(ToString::to_string).unwrap_or_default();
+    let tcp = tokio::net::TcpStream::connect(&authority)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let (sender, connection) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tcp))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+    tokio::spawn(connection);
+    (sender, format!("{}/uuid", uri.path().trim_end_matches('/')))
+}
+
+/// One call over a caller's connection: its status and body.
+async fn call_over(
+    caller: &mut hyper::client::conn::http1::SendRequest<http_body_util::Empty<bytes::Bytes>>,
+    path: &str,
+    key: &str,
+) -> (u16, String) {
+    use http_body_util::BodyExt;
+    caller.ready().await.unwrap_or_else(|e| panic!("{e}"));
+    let request = hyper::Request::get(path)
+        .header("host", "localhost")
+        .header("ace-binding-key", key)
+        .body(http_body_util::Empty::new())
+        .unwrap_or_else(|e| panic!("{e}"));
+    let response = caller
+        .send_request(request)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let status = response.status().as_u16();
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .to_bytes();
+    (status, String::from_utf8_lossy(&body).into_owned())
+}
+
+/// Each caller's connection forwards over an upstream connection of its own: two callers
+/// taking turns use two upstream connections (a shared pool would reuse one), and more calls
+/// open no more.
+#[tokio::test]
+async fn each_callers_connection_forwards_over_an_upstream_connection_of_its_own() {
+    let (_dir, w, accepted) = world_with_counting_target(false).await;
+    let (mut a, path) = caller_connection(&w.gateway_url).await;
+    let (mut b, _) = caller_connection(&w.gateway_url).await;
+    for _ in 0..3 {
+        for caller in [&mut a, &mut b] {
+            let reply = call_over(caller, &path, &w.key).await;
+            assert_eq!(reply, (200, "hello".to_owned()));
+        }
+    }
+    assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 2);
+}
+
+/// A target that closes its connection after every response: the caller's next call opens a
+/// new one and still gets through.
+#[tokio::test]
+async fn an_upstream_connection_the_target_closed_is_opened_again() {
+    let (_dir, w, accepted) = world_with_counting_target(true).await;
+    let (mut caller, path) = caller_connection(&w.gateway_url).await;
+    for _ in 0..3 {
+        let reply = call_over(&mut caller, &path, &w.key).await;
+        assert_eq!(reply, (200, "hello".to_owned()));
+    }
+    assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 3);
+}
