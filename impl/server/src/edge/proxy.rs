@@ -16,21 +16,20 @@ use super::reply::{Response, error, from_reply};
 use crate::outbound::forward::{BINDING_KEY_HEADER, Call, ForwardError, Upstream};
 
 /// Which service a request is for, and the rest of its path: the first path segment if it
-/// is `re-...`, else the first label of the Host header (Kyma's access Services).
-fn service_of(req: &hyper::Request<Incoming>) -> Option<(String, String)> {
+/// is `re-...`, else the first label of the Host header (Kyma's access Services). Both are
+/// borrowed from the request: nothing is copied before the call is allowed.
+fn service_of(req: &hyper::Request<Incoming>) -> Option<(&str, &str)> {
     let path = req.uri().path();
     let trimmed = path.trim_start_matches('/');
-    let (first, rest) = trimmed
-        .split_once('/')
-        .map_or((trimmed, ""), |(f, r)| (f, r));
+    let first = trimmed.split_once('/').map_or(trimmed, |(f, _)| f);
     if first.starts_with("re-") {
-        return Some((first.to_owned(), format!("/{rest}")));
+        // The rest keeps its leading `/` (`/` when there is no rest).
+        let rest = &trimmed[first.len()..];
+        return Some((first, if rest.is_empty() { "/" } else { rest }));
     }
     let host = req.headers().get(HOST)?.to_str().ok()?;
     let label = host.split(['.', ':']).next()?;
-    label
-        .starts_with("re-")
-        .then(|| (label.to_owned(), path.to_owned()))
+    label.starts_with("re-").then_some((label, path))
 }
 
 /// Handles one call on the proxy.
@@ -44,11 +43,12 @@ pub async fn route(app: &App, req: hyper::Request<Incoming>) -> Response {
         .and_then(|v| v.to_str().ok());
     // The model's decision, from the table the driver published after the last change (no
     // round trip through the driver per call).
-    let decision = app.proxy_tables.borrow().decide(&service, binding_key);
+    let decision = app.proxy_tables.borrow().decide(service, binding_key);
     let target = match decision {
         Ok(target) => target,
         Err(e) => return from_reply(&Reply::Error(RequestError::Proxy(e))),
     };
+    let path = path.to_owned();
     // The caller's headers are moved into the call, not copied.
     let (parts, body) = req.into_parts();
     let body = if body.is_end_stream() {

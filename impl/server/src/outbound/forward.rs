@@ -117,27 +117,48 @@ impl<N: Net> Sender for PooledSender<N> {
     }
 }
 
-/// Which server a connection goes to, and how its certificate is checked.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// Which server a connection goes to, how its certificate is checked, and the `Host` header
+/// its requests carry.
+#[derive(Clone, Debug)]
 struct UpstreamKey {
     https: bool,
     host: String,
     port: Option<u16>,
     skip_verify: bool,
+    host_header: HeaderValue,
 }
 
 impl UpstreamKey {
+    /// The key of `uri`'s server (`None` for a scheme other than `http` and `https`).
     fn of(uri: &Uri, skip_verify: bool) -> Option<Self> {
+        let https = match uri.scheme_str()? {
+            "https" => true,
+            "http" => false,
+            _ => return None,
+        };
+        let host = uri.host()?;
+        // As the pooled client writes it: the port only when it is not the scheme's default.
+        let default = if https { 443 } else { 80 };
+        let host_header = match uri.port_u16() {
+            Some(port) if port != default => HeaderValue::from_str(&format!("{host}:{port}")),
+            _ => HeaderValue::from_str(host),
+        }
+        .ok()?;
         Some(UpstreamKey {
-            https: match uri.scheme_str()? {
-                "https" => true,
-                "http" => false,
-                _ => return None,
-            },
-            host: uri.host()?.to_owned(),
+            https,
+            host: host.to_owned(),
             port: uri.port_u16(),
             skip_verify,
+            host_header,
         })
+    }
+
+    /// Whether `uri` goes to this key's server (compared in place: no allocation per call).
+    fn matches(&self, uri: &Uri, skip_verify: bool) -> bool {
+        self.skip_verify == skip_verify
+            && uri.scheme_str() == Some(if self.https { "https" } else { "http" })
+            && uri.host() == Some(self.host.as_str())
+            && uri.port_u16() == self.port
     }
 }
 
@@ -160,23 +181,30 @@ pub struct Upstream(Arc<Mutex<Slot>>);
 
 /// What a call may use.
 enum Claim {
-    /// The caller's connection (`None`: open it).
-    Own(Option<Dedicated>),
-    /// The pool: the caller's connection goes to another server.
+    /// The caller's connection (`None`: open it), and the `Host` header for its server.
+    Own(Option<Dedicated>, HeaderValue),
+    /// The pool: the caller's connection goes to another server (or one it cannot take).
     Pool,
 }
 
 impl Upstream {
-    fn claim(&self, key: &UpstreamKey) -> Claim {
+    fn claim(&self, uri: &Uri, skip_verify: bool) -> Claim {
         let Ok(mut slot) = self.0.lock() else {
             return Claim::Pool;
         };
         match &slot.key {
-            None => {
-                slot.key = Some(key.clone());
-                Claim::Own(None)
+            None => match UpstreamKey::of(uri, skip_verify) {
+                Some(key) => {
+                    let host = key.host_header.clone();
+                    slot.key = Some(key);
+                    Claim::Own(None, host)
+                }
+                None => Claim::Pool,
+            },
+            Some(key) if key.matches(uri, skip_verify) => {
+                let host = key.host_header.clone();
+                Claim::Own(slot.connection.take(), host)
             }
-            Some(k) if k == key => Claim::Own(slot.connection.take()),
             Some(_) => Claim::Pool,
         }
     }
@@ -185,21 +213,6 @@ impl Upstream {
         if let Ok(mut slot) = self.0.lock() {
             slot.connection = Some(connection);
         }
-    }
-}
-
-/// `host[:port]` as the pooled client writes the `Host` header (the port only when it is
-/// not the scheme's default).
-fn host_header(uri: &Uri) -> Option<HeaderValue> {
-    let host = uri.host()?;
-    let default = if uri.scheme_str() == Some("https") {
-        443
-    } else {
-        80
-    };
-    match uri.port_u16() {
-        Some(port) if port != default => HeaderValue::from_str(&format!("{host}:{port}")).ok(),
-        _ => HeaderValue::from_str(host).ok(),
     }
 }
 
@@ -212,28 +225,23 @@ async fn send_over(
     skip_verify: bool,
     mut request: hyper::Request<Full<Bytes>>,
 ) -> Result<hyper::Response<Incoming>, SendError> {
-    let absolute = request.uri().clone();
-    let (Some(key), Some(host), Some(origin)) = (
-        UpstreamKey::of(&absolute, skip_verify),
-        host_header(&absolute),
-        absolute.path_and_query().cloned(),
-    ) else {
-        return sender.send(request).await;
-    };
-    let held = match upstream.claim(&key) {
+    let (held, host) = match upstream.claim(request.uri(), skip_verify) {
+        Claim::Own(held, host) => (held, host),
         Claim::Pool => return sender.send(request).await,
-        Claim::Own(held) => held,
+    };
+    let Some(origin) = request.uri().path_and_query().cloned() else {
+        return sender.send(request).await;
     };
     let mut connection = match held {
         Some(mut c) => match c.ready().await {
             Ok(()) => c,
             // Closed by the server since the last call.
-            Err(_) => sender.open(&absolute).await?,
+            Err(_) => sender.open(request.uri()).await?,
         },
-        None => sender.open(&absolute).await?,
+        None => sender.open(request.uri()).await?,
     };
     request.headers_mut().entry(header::HOST).or_insert(host);
-    *request.uri_mut() = Uri::from(origin);
+    let absolute = std::mem::replace(request.uri_mut(), Uri::from(origin));
     match connection.try_send_request(request).await {
         Ok(response) => {
             upstream.give_back(connection);
@@ -387,7 +395,8 @@ pub struct Call {
     pub path: String,
     /// The query, if any.
     pub query: Option<String>,
-    /// The caller's headers (those not forwarded are removed here).
+    /// The caller's headers (those not forwarded are removed here; they move into the
+    /// forwarded request).
     pub headers: HeaderMap,
     /// The body, read whole (a call after a 403 is sent again).
     pub body: Bytes,
@@ -482,18 +491,30 @@ impl Forwarder {
             (None, Some(_)) => Some(format!("Bearer {}", self.token(target, false).await?)),
             (None, None) => None,
         };
-        let first = self
-            .send(target, &call, &url, authorization.as_deref(), upstream)
-            .await?;
         // A 403 with a cached token may mean the token was revoked early: fetch a fresh one
-        // and retry once, returning the retried response (Kyma kept the stale 403).
-        let response = if first.status() == StatusCode::FORBIDDEN
-            && access_token.is_none()
-            && target.oauth.is_some()
-        {
+        // and retry once, returning the retried response (Kyma kept the stale 403). Only
+        // then are the caller's headers needed twice; else they move into the request.
+        let may_retry = access_token.is_none() && target.oauth.is_some();
+        let headers = if may_retry {
+            call.headers.clone()
+        } else {
+            std::mem::take(&mut call.headers)
+        };
+        let first = self
+            .send(
+                target,
+                &call,
+                headers,
+                &url,
+                authorization.as_deref(),
+                upstream,
+            )
+            .await?;
+        let response = if first.status() == StatusCode::FORBIDDEN && may_retry {
             let token = self.token(target, true).await?;
             let authorization = format!("Bearer {token}");
-            self.send(target, &call, &url, Some(&authorization), upstream)
+            let headers = std::mem::take(&mut call.headers);
+            self.send(target, &call, headers, &url, Some(&authorization), upstream)
                 .await?
         } else {
             first
@@ -515,6 +536,7 @@ impl Forwarder {
         &self,
         target: &ProxyTarget,
         call: &Call,
+        headers: HeaderMap,
         url: &str,
         authorization: Option<&str>,
         upstream: Option<&Upstream>,
@@ -523,13 +545,13 @@ impl Forwarder {
             url: url.to_owned(),
             reason,
         };
-        // Built in place: the caller's headers in one copy, the URL parsed once.
+        // Built in place: the caller's headers moved in, the URL parsed once.
         let mut request = hyper::Request::new(Full::new(call.body.clone()));
         *request.method_mut() = call.method.clone();
         *request.uri_mut() = url
             .parse()
             .map_err(|e: hyper::http::uri::InvalidUri| bad(e.to_string()))?;
-        *request.headers_mut() = call.headers.clone();
+        *request.headers_mut() = headers;
         if let Some(auth) = authorization {
             // The proxy's token replaces any the caller sent (as Kyma's proxy sets it).
             let value = HeaderValue::from_str(auth).map_err(|e| bad(e.to_string()))?;
