@@ -23,7 +23,7 @@ use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
 use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http1;
-use hyper::header::HOST;
+use hyper::header::{CONTENT_TYPE, HOST, HeaderName};
 use hyper::http::HeaderValue;
 use hyper::{Request, Uri};
 use hyper_util::rt::TokioIo;
@@ -280,6 +280,29 @@ async fn body_of<N: Net>(shared: &Shared<N>, delivery: &Delivery) -> Result<Byte
     Err(failure)
 }
 
+/// The names of the headers every push carries (HTTP/1.1 writes names in lower case), so
+/// that a push does not parse and allocate them again.
+static DELIVERY_HEADERS: [HeaderName; 7] = [
+    CONTENT_TYPE,
+    HeaderName::from_static("kyma-source-id"),
+    HeaderName::from_static("kyma-event-type"),
+    HeaderName::from_static("kyma-event-type-version"),
+    HeaderName::from_static("kyma-event-id"),
+    HeaderName::from_static("kyma-event-time"),
+    HeaderName::from_static("kyma-subscription"),
+];
+
+/// The header name `name`: one of [`DELIVERY_HEADERS`], or parsed (an event's trace headers).
+fn header_name(name: &str) -> Result<HeaderName, hyper::http::Error> {
+    match DELIVERY_HEADERS
+        .iter()
+        .find(|known| known.as_str().eq_ignore_ascii_case(name))
+    {
+        Some(known) => Ok(known.clone()),
+        None => Ok(HeaderName::from_bytes(name.as_bytes())?),
+    }
+}
+
 fn request(
     target: &Target,
     delivery: &Delivery,
@@ -287,7 +310,7 @@ fn request(
 ) -> Result<Request<Full<Bytes>>, Failure> {
     let mut request = Request::post(target.path.clone()).header(HOST, target.host.clone());
     for (name, value) in delivery.headers() {
-        request = request.header(name, value);
+        request = request.header(header_name(name).map_err(Failure::Request)?, value);
     }
     request.body(Full::new(body)).map_err(Failure::Request)
 }
@@ -387,6 +410,30 @@ mod tests {
 
     use super::*;
     use crate::store::MemoryStore;
+
+    /// The model's delivery header names are all known (not parsed per push), as HTTP/1.1
+    /// writes them; any other name (a trace header) is parsed, and a bad one refused.
+    #[test]
+    fn delivery_header_names_are_known_and_others_parsed() {
+        let clock = Clock::new(1_700_000_000_000);
+        let with_name = Delivery {
+            include_subscription_name_header: true,
+            ..delivery(1, &clock, "{}", false)
+        };
+        let headers = with_name.headers();
+        assert!(headers.len() >= 7);
+        for (name, _) in headers {
+            let known = header_name(name).unwrap_or_else(|e| panic!("{e}"));
+            assert!(
+                DELIVERY_HEADERS.contains(&known),
+                "{name} is parsed per push"
+            );
+            assert_eq!(known.as_str(), name.to_ascii_lowercase());
+        }
+        let trace = header_name("X-B3-TraceId").unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(trace.as_str(), "x-b3-traceid");
+        assert!(header_name("bad name").is_err());
+    }
 
     /// A network whose every connection reaches an in-memory HTTP server answering 200; it
     /// counts connections and keeps the bodies it received.
