@@ -653,6 +653,49 @@ impl Forwarder {
 mod tests {
     use super::*;
 
+    fn uri(s: &str) -> Uri {
+        s.parse().unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// A caller's connection keeps the server it called first (scheme, host, port and
+    /// certificate checking all alike); a call anywhere else goes over the pool, so a
+    /// connection of one API never carries another's call.
+    #[test]
+    fn a_callers_connection_keeps_its_first_server_and_sends_others_to_the_pool() {
+        let upstream = Upstream::default();
+        let first = uri("http://a.example:8080/v1/orders");
+        assert!(
+            matches!(upstream.claim(&first, false), Claim::Own(None, host) if host == "a.example:8080")
+        );
+        for other in [
+            "http://b.example:8080/v1/orders",
+            "https://a.example:8080/v1/orders",
+            "http://a.example:8081/v1/orders",
+            "http://a.example/v1/orders",
+        ] {
+            assert!(
+                matches!(upstream.claim(&uri(other), false), Claim::Pool),
+                "{other}"
+            );
+        }
+        // The same server without certificate checks is another connection.
+        assert!(matches!(upstream.claim(&first, true), Claim::Pool));
+        // Another path and query on the same server: its connection.
+        let same = uri("http://a.example:8080/v2/items?x=1");
+        assert!(matches!(upstream.claim(&same, false), Claim::Own(None, _)));
+        // The Host header leaves the scheme's default port out, as the pool writes it.
+        let https = uri("https://a.example:443/v1");
+        assert!(
+            matches!(Upstream::default().claim(&https, false), Claim::Own(None, host) if host == "a.example")
+        );
+        // A scheme the proxy cannot open a connection for goes to the pool (which refuses it).
+        let ftp = uri("ftp://a.example/v1");
+        assert!(matches!(
+            Upstream::default().claim(&ftp, false),
+            Claim::Pool
+        ));
+    }
+
     #[test]
     fn form_values_are_percent_encoded() {
         assert_eq!(form_encode("a b&c=d/é"), "a+b%26c%3Dd%2F%C3%A9");
