@@ -4,6 +4,7 @@
 //! once with a fresh token after a 403. The inbound half, which finds the service and asks
 //! the model, is [`crate::edge::proxy`].
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
@@ -402,6 +403,15 @@ pub struct Call {
     pub body: Bytes,
 }
 
+/// `value` as a header value; one that cannot be (a control character in a token) fails the
+/// call to `url`.
+fn header_value(value: &str, url: &str) -> Result<HeaderValue, ForwardError> {
+    HeaderValue::from_str(value).map_err(|e| ForwardError::BadTarget {
+        url: url.to_owned(),
+        reason: e.to_string(),
+    })
+}
+
 /// `application/x-www-form-urlencoded` encoding of one value.
 fn form_encode(value: &str) -> String {
     value
@@ -422,6 +432,10 @@ pub struct Forwarder {
     /// For REs with `skipVerify`.
     unverified: Arc<dyn Sender>,
     tokens: Mutex<TokenCache>,
+    /// By client id, the `Authorization` value of its cached token and that token, so that a
+    /// call with a cached token does not build it again (one entry per client, as in
+    /// `tokens`); taken under `tokens`' lock.
+    bearers: Mutex<HashMap<String, (String, HeaderValue)>>,
     clock: Clock,
     timeout: Duration,
     metrics: Arc<Metrics>,
@@ -450,6 +464,7 @@ impl Forwarder {
             sender,
             unverified,
             tokens: Mutex::new(TokenCache::new(TokenCachePolicy::default())),
+            bearers: Mutex::new(HashMap::new()),
             clock,
             timeout,
             metrics,
@@ -487,8 +502,8 @@ impl Forwarder {
             format!("http://{url}")
         };
         let authorization = match (&access_token, &target.oauth) {
-            (Some(given), _) => Some(given.clone()),
-            (None, Some(_)) => Some(format!("Bearer {}", self.token(target, false).await?)),
+            (Some(given), _) => Some(header_value(given, &url)?),
+            (None, Some(_)) => Some(self.bearer(target, &url).await?),
             (None, None) => None,
         };
         // A 403 with a cached token may mean the token was revoked early: fetch a fresh one
@@ -501,20 +516,13 @@ impl Forwarder {
             std::mem::take(&mut call.headers)
         };
         let first = self
-            .send(
-                target,
-                &call,
-                headers,
-                &url,
-                authorization.as_deref(),
-                upstream,
-            )
+            .send(target, &call, headers, &url, authorization, upstream)
             .await?;
         let response = if first.status() == StatusCode::FORBIDDEN && may_retry {
             let token = self.token(target, true).await?;
-            let authorization = format!("Bearer {token}");
+            let authorization = header_value(&format!("Bearer {token}"), &url)?;
             let headers = std::mem::take(&mut call.headers);
-            self.send(target, &call, headers, &url, Some(&authorization), upstream)
+            self.send(target, &call, headers, &url, Some(authorization), upstream)
                 .await?
         } else {
             first
@@ -538,7 +546,7 @@ impl Forwarder {
         call: &Call,
         headers: HeaderMap,
         url: &str,
-        authorization: Option<&str>,
+        authorization: Option<HeaderValue>,
         upstream: Option<&Upstream>,
     ) -> Result<hyper::Response<Incoming>, ForwardError> {
         let bad = |reason: String| ForwardError::BadTarget {
@@ -552,9 +560,8 @@ impl Forwarder {
             .parse()
             .map_err(|e: hyper::http::uri::InvalidUri| bad(e.to_string()))?;
         *request.headers_mut() = headers;
-        if let Some(auth) = authorization {
+        if let Some(value) = authorization {
             // The proxy's token replaces any the caller sent (as Kyma's proxy sets it).
-            let value = HeaderValue::from_str(auth).map_err(|e| bad(e.to_string()))?;
             request.headers_mut().insert(AUTHORIZATION, value);
         }
         let sender = self.sender_for(target);
@@ -582,6 +589,28 @@ impl Forwarder {
                 after: self.timeout,
             }),
         }
+    }
+
+    /// The `Authorization` value for `target`'s cached OAuth token (built once per token),
+    /// or for a fresh one when none is cached; `url` names the call in an error.
+    async fn bearer(&self, target: &ProxyTarget, url: &str) -> Result<HeaderValue, ForwardError> {
+        if let Some(oauth) = &target.oauth
+            && let client_id = oauth.client_id.expose()
+            && let Ok(cache) = self.tokens.lock()
+            && let Some(token) = cache.get(client_id, now(&self.clock))
+            && let Ok(mut bearers) = self.bearers.lock()
+        {
+            if let Some((built_for, value)) = bearers.get(client_id)
+                && built_for == token
+            {
+                return Ok(value.clone());
+            }
+            let value = header_value(&format!("Bearer {token}"), url)?;
+            bearers.insert(client_id.to_owned(), (token.to_owned(), value.clone()));
+            return Ok(value);
+        }
+        let token = self.token(target, false).await?;
+        header_value(&format!("Bearer {token}"), url)
     }
 
     /// The OAuth token for `target`: the cached one, or a fresh one (always fresh if `refresh`).

@@ -280,11 +280,13 @@ async fn a_403_refreshes_the_token_and_the_retried_response_is_returned() {
     Mock::given(method("GET"))
         .and(header("authorization", "Bearer stale"))
         .respond_with(ResponseTemplate::new(403))
+        .expect(1)
         .mount(&w.target)
         .await;
     Mock::given(method("GET"))
         .and(header("authorization", "Bearer fresh"))
         .respond_with(ResponseTemplate::new(200).set_body_string("ok"))
+        .expect(2)
         .mount(&w.target)
         .await;
     let r = call(&w.gateway_url, &[("ace-binding-key", &w.key)], None).await;
@@ -293,6 +295,59 @@ async fn a_403_refreshes_the_token_and_the_retried_response_is_returned() {
         (200, "ok"),
         "Kyma returned the stale 403 here"
     );
+    // The next call carries the fresh token at once: the stale one is never sent again.
+    let r = call(&w.gateway_url, &[("ace-binding-key", &w.key)], None).await;
+    assert_eq!((r.status, r.text().as_str()), (200, "ok"));
+    w.target.verify().await;
+}
+
+/// A token the target accepted for a while and then revoked: once refreshed, later calls carry
+/// the new token, not the one the earlier calls were sent with.
+#[tokio::test]
+async fn a_refreshed_token_replaces_the_one_earlier_calls_carried() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let w = world(dir.path(), true, Duration::from_secs(5)).await;
+    Mock::given(method("POST"))
+        .and(path("/token"))
+        .respond_with(token_reply("first", json!(3600)))
+        .up_to_n_times(1)
+        .mount(&w.oauth)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/token"))
+        .respond_with(token_reply("second", json!(3600)))
+        .expect(1)
+        .mount(&w.oauth)
+        .await;
+    // `first` works for two calls (fetched, then cached), then is revoked.
+    Mock::given(method("GET"))
+        .and(header("authorization", "Bearer first"))
+        .respond_with(ResponseTemplate::new(200).set_body_string("first"))
+        .up_to_n_times(2)
+        .mount(&w.target)
+        .await;
+    Mock::given(method("GET"))
+        .and(header("authorization", "Bearer first"))
+        .respond_with(ResponseTemplate::new(403))
+        .expect(1)
+        .mount(&w.target)
+        .await;
+    Mock::given(method("GET"))
+        .and(header("authorization", "Bearer second"))
+        .respond_with(ResponseTemplate::new(200).set_body_string("second"))
+        .expect(3)
+        .mount(&w.target)
+        .await;
+    let headers = [("ace-binding-key", w.key.as_str())];
+    let mut bodies = Vec::new();
+    for _ in 0..5 {
+        let r = call(&w.gateway_url, &headers, None).await;
+        assert_eq!(r.status, 200, "{}", r.text());
+        bodies.push(r.text());
+    }
+    assert_eq!(bodies, ["first", "first", "second", "second", "second"]);
+    w.target.verify().await;
+    w.oauth.verify().await;
 }
 
 #[tokio::test]
