@@ -226,12 +226,12 @@ async fn send_over(
     skip_verify: bool,
     mut request: hyper::Request<Full<Bytes>>,
 ) -> Result<hyper::Response<Incoming>, SendError> {
+    let Some(origin) = request.uri().path_and_query().cloned() else {
+        return sender.send(request).await;
+    };
     let (held, host) = match upstream.claim(request.uri(), skip_verify) {
         Claim::Own(held, host) => (held, host),
         Claim::Pool => return sender.send(request).await,
-    };
-    let Some(origin) = request.uri().path_and_query().cloned() else {
-        return sender.send(request).await;
     };
     let mut connection = match held {
         Some(mut c) => match c.ready().await {
@@ -412,6 +412,11 @@ fn header_value(value: &str, url: &str) -> Result<HeaderValue, ForwardError> {
     })
 }
 
+/// `Bearer <token>` as a header value.
+fn bearer_value(token: &str, url: &str) -> Result<HeaderValue, ForwardError> {
+    header_value(&format!("Bearer {token}"), url)
+}
+
 /// `application/x-www-form-urlencoded` encoding of one value.
 fn form_encode(value: &str) -> String {
     value
@@ -519,8 +524,8 @@ impl Forwarder {
             .send(target, &call, headers, &url, authorization, upstream)
             .await?;
         let response = if first.status() == StatusCode::FORBIDDEN && may_retry {
-            let token = self.token(target, true).await?;
-            let authorization = header_value(&format!("Bearer {token}"), &url)?;
+            let token = self.fetch_token(target).await?;
+            let authorization = bearer_value(&token, &url)?;
             let headers = std::mem::take(&mut call.headers);
             self.send(target, &call, headers, &url, Some(authorization), upstream)
                 .await?
@@ -598,33 +603,29 @@ impl Forwarder {
             && let client_id = oauth.client_id.expose()
             && let Ok(cache) = self.tokens.lock()
             && let Some(token) = cache.get(client_id, now(&self.clock))
-            && let Ok(mut bearers) = self.bearers.lock()
         {
+            let Ok(mut bearers) = self.bearers.lock() else {
+                return bearer_value(token, url);
+            };
             if let Some((built_for, value)) = bearers.get(client_id)
                 && built_for == token
             {
                 return Ok(value.clone());
             }
-            let value = header_value(&format!("Bearer {token}"), url)?;
+            let value = bearer_value(token, url)?;
             bearers.insert(client_id.to_owned(), (token.to_owned(), value.clone()));
             return Ok(value);
         }
-        let token = self.token(target, false).await?;
-        header_value(&format!("Bearer {token}"), url)
+        let token = self.fetch_token(target).await?;
+        bearer_value(&token, url)
     }
 
-    /// The OAuth token for `target`: the cached one, or a fresh one (always fresh if `refresh`).
-    async fn token(&self, target: &ProxyTarget, refresh: bool) -> Result<String, ForwardError> {
+    /// A fresh OAuth token for `target` from its token server, cached for the calls after.
+    async fn fetch_token(&self, target: &ProxyTarget) -> Result<String, ForwardError> {
         let Some(oauth) = &target.oauth else {
             return Err(ForwardError::TokenDecode("no OAuth credentials".into()));
         };
         let client_id = oauth.client_id.expose();
-        if !refresh
-            && let Ok(cache) = self.tokens.lock()
-            && let Some(token) = cache.get(client_id, now(&self.clock))
-        {
-            return Ok(token.to_owned());
-        }
         let form = format!(
             "client_id={}&client_secret={}&grant_type=client_credentials",
             form_encode(client_id),
