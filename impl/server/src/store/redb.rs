@@ -11,7 +11,7 @@
 //! removes them in the same commit, so disk use follows the backlog. redb's page cache is
 //! capped ([`RedbOptions::cache_bytes`]): a large backlog stays on disk, not in memory.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
@@ -362,7 +362,9 @@ impl RedbStore {
                 bodies: txn.open_table(BODIES).map_err(db_err)?,
                 events: txn.open_table(EVENTS).map_err(db_err)?,
                 bytes: &mut bytes,
+                transient: HashSet::new(),
             };
+            tables.transient = transient(w.pending);
             for (key, entry) in (w.first..).zip(w.pending) {
                 tables.insert(key, entry)?;
             }
@@ -373,6 +375,7 @@ impl RedbStore {
                 }
             }
             let first = w.first + w.pending.len() as u64;
+            tables.transient = transient(w.entries);
             for (key, entry) in (first..).zip(w.entries) {
                 tables.insert(key, entry)?;
             }
@@ -407,19 +410,39 @@ impl RedbStore {
     }
 }
 
+/// The events that `entries` both accept and release: a commit that writes them all never
+/// needs to keep those events apart (each is delivered everywhere it was due before redb
+/// sees it), so it neither inserts nor removes them. With a healthy subscriber that is
+/// nearly every event, and it spares four of redb's six B-tree changes per event.
+fn transient(entries: &[Encoded]) -> HashSet<u64> {
+    let mut accepted = HashSet::new();
+    let mut both = HashSet::new();
+    for entry in entries {
+        if let Some((seq, _)) = &entry.body {
+            accepted.insert(*seq);
+        }
+        both.extend(entry.released.iter().filter(|seq| accepted.contains(seq)));
+    }
+    both
+}
+
 /// The tables a commit writes, and the bytes of the events kept apart.
 struct Tables<'txn, 'b> {
     log: redb::Table<'txn, u64, &'static [u8]>,
     bodies: redb::Table<'txn, u64, &'static str>,
     events: redb::Table<'txn, u64, &'static [u8]>,
     bytes: &'b mut u64,
+    /// Events accepted and released by the records being written ([`transient`]).
+    transient: HashSet<u64>,
 }
 
 impl Tables<'_, '_> {
-    /// Writes one record, the event it keeps apart if any, and forgets the events it
-    /// releases.
+    /// Writes one record, the event it keeps apart if any (unless the same write releases
+    /// it), and forgets the events it releases.
     fn insert(&mut self, key: u64, entry: &Encoded) -> Result<(), StoreError> {
-        if let Some((seq, data)) = &entry.body {
+        if let Some((seq, data)) = &entry.body
+            && !self.transient.contains(seq)
+        {
             if let Some(old) = self.bodies.insert(*seq, data.as_str()).map_err(db_err)? {
                 *self.bytes = self.bytes.saturating_sub(old.value().len() as u64);
             }
@@ -433,7 +456,9 @@ impl Tables<'_, '_> {
             *self.bytes += entry.kept_bytes();
         }
         for seq in entry.released.iter() {
-            self.forget(seq)?;
+            if !self.transient.contains(&seq) {
+                self.forget(seq)?;
+            }
         }
         self.log
             .insert(key, entry.record.as_slice())
@@ -1021,6 +1046,80 @@ mod body_tests {
         assert_eq!(body(&s.events(), 3).await.as_deref(), Some("[3]"));
         assert_eq!(body(&s.events(), 2).await, None);
         assert_eq!(ids(&s, &[2, 3]).await, ["id-3"]);
+    }
+
+    /// Rows of redb's tables of events kept apart: (metadata, bodies).
+    fn kept_apart(s: &RedbStore) -> (u64, u64) {
+        let read = s.db.begin_read().unwrap_or_else(|e| panic!("{e}"));
+        let events = read.open_table(EVENTS).unwrap_or_else(|e| panic!("{e}"));
+        let bodies = read.open_table(BODIES).unwrap_or_else(|e| panic!("{e}"));
+        let rows = (events.len(), bodies.len());
+        (
+            rows.0.unwrap_or_else(|e| panic!("{e}")),
+            rows.1.unwrap_or_else(|e| panic!("{e}")),
+        )
+    }
+
+    #[test]
+    fn a_write_skips_only_the_events_it_both_accepts_and_releases() {
+        let entries = encode(&[
+            accepted(1, "[1]"),
+            acknowledged(0, true),
+            accepted(2, "[2]"),
+            acknowledged(1, true),
+            acknowledged(2, false),
+            accepted(3, "[3]"),
+        ])
+        .unwrap_or_else(|e| panic!("{e}"));
+        // 0 was accepted by an earlier write, 2 is not released, 3 is released later.
+        assert_eq!(transient(&entries), HashSet::from([1]));
+    }
+
+    #[tokio::test]
+    async fn events_accepted_and_released_in_one_write_never_reach_redbs_event_tables() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let path = dir.path().join("ace.redb");
+        let mut s = open(&path);
+        append(&mut s, vec![accepted(1, "[1]"), accepted(2, "[22]")]).await;
+        append(&mut s, vec![acknowledged(1, true), accepted(3, "[333]")]).await;
+        let three = s.stored_bytes();
+        append(&mut s, (0..FLUSH_AFTER as u64).map(record).collect()).await;
+        assert_eq!(
+            in_redb(&s),
+            FLUSH_AFTER as u64 + 4,
+            "every record is logged"
+        );
+        assert_eq!(
+            kept_apart(&s),
+            (2, 2),
+            "events 2 and 3 are kept apart, 1 is not"
+        );
+        assert_eq!(body(&s.events(), 1).await, None);
+        assert_eq!(body(&s.events(), 2).await.as_deref(), Some("[22]"));
+        assert_eq!(ids(&s, &[1, 2, 3]).await, ["id-2", "id-3"]);
+        assert_eq!(
+            s.stored_bytes(),
+            three,
+            "redb counts what the estimate said"
+        );
+        let two_and_three = s.stored_bytes();
+        // Released by a later write: removed there.
+        append(&mut s, vec![acknowledged(2, true)]).await;
+        append(&mut s, (0..FLUSH_AFTER as u64).map(record).collect()).await;
+        assert_eq!(kept_apart(&s), (1, 1));
+        assert!(s.stored_bytes() < two_and_three);
+        // Replayed after a crash: the journal's batches are one write, with the same skip.
+        drop(s);
+        let mut s = open(&path);
+        let crash = super::tests::Crash::keep(&path);
+        append(&mut s, vec![accepted(4, "[4]"), acknowledged(4, true)]).await;
+        append(&mut s, vec![accepted(5, "[5]")]).await;
+        let before = s.stored_bytes();
+        crash.crash(s);
+        let s = open(&path);
+        assert_eq!(kept_apart(&s), (2, 2), "events 3 and 5");
+        assert_eq!(ids(&s, &[3, 4, 5]).await, ["id-3", "id-5"]);
+        assert_eq!(s.stored_bytes(), before, "the replay counts the same bytes");
     }
 
     #[tokio::test]
