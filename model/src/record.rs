@@ -156,6 +156,30 @@ pub enum Record {
 }
 
 impl Record {
+    /// The record's stored form: exactly what `serde_json::to_vec(self)` writes.
+    ///
+    /// The Event Bus's records (one per accepted event and one per delivery) are written
+    /// directly. Serde cannot stream a struct variant of [`BusRecord`] inside this
+    /// internally tagged enum: it copies every field (the event's strings included) into a
+    /// buffer of its own first, which was most of the cost of encoding an event's records.
+    /// Written alone, a `BusRecord` is `{"Variant":{..}}`; here it is the same object after
+    /// the tag, `{"type":"Bus","Variant":{..}}`.
+    pub fn to_json(&self) -> serde_json::Result<Vec<u8>> {
+        const TAG: &[u8] = br#"{"type":"Bus""#;
+        if let Record::Bus(bus) = self {
+            let mut out = Vec::with_capacity(256);
+            out.extend_from_slice(TAG);
+            serde_json::to_writer(&mut out, bus)?;
+            // Every variant is a struct variant, so an object; anything else takes the
+            // general path.
+            if out.get(TAG.len()) == Some(&b'{') {
+                out[TAG.len()] = b',';
+                return Ok(out);
+            }
+        }
+        serde_json::to_vec(self)
+    }
+
     /// Whether applying it may change the proxy's decisions ([`crate::proxy::ProxyTable`]):
     /// Remote Environments, their services, instances and bindings.
     pub fn affects_proxy(&self) -> bool {

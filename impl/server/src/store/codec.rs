@@ -75,7 +75,8 @@ pub fn encode(records: &[Record]) -> Result<Vec<Encoded>, StoreError> {
         .map(|record| {
             let (logged, body) = split_body(record);
             Ok(Encoded {
-                record: serde_json::to_vec(logged.as_ref())
+                record: logged
+                    .to_json()
                     .map_err(|e| StoreError::Corrupt(format!("a record does not encode: {e}")))?,
                 body,
                 released: released(record),

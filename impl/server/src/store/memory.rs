@@ -76,7 +76,7 @@ impl MemoryStore {
                 if let Some((seq, body)) = body
                     && let Record::Bus(BusRecord::EventAccepted { at, event, .. }) = logged.as_ref()
                 {
-                    let json = serde_json::to_vec(logged.as_ref()).map_err(|e| {
+                    let json = logged.to_json().map_err(|e| {
                         StoreError::Corrupt(format!("a record does not encode: {e}"))
                     })?;
                     let bytes = (json.len() + body.len()) as u64;
