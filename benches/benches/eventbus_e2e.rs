@@ -826,11 +826,17 @@ fn eventbus_e2e(c: &mut Criterion) {
                     run: Box::new(|n| s.run(&clients, &counts, n)),
                 })
                 .collect();
-            paired::run(
-                &format!("{publishers}_publishers"),
-                rounds,
-                &mut systems,
-                0.5,
+            let label = format!("{publishers}_publishers");
+            let rates = paired::run(&label, rounds, &mut systems, 0.5);
+            // The yardstick: ACE against the same work made durable and nothing else.
+            let names: Vec<&str> = scenarios.iter().map(|s| s.case.name).collect();
+            paired::print_ratio(
+                &label,
+                &names,
+                &rates,
+                &format!("ace_1_subscription_{publishers}_publishers"),
+                &format!("ceiling_durable_forwarder_{publishers}_publishers"),
+                0.9,
             );
             for s in &scenarios {
                 s.report();

@@ -416,7 +416,17 @@ fn benchmarks(c: &mut Criterion) {
             systems.push(paired::System { name, run });
         }
         let bar = if peer.is_some() { 0.9 } else { 0.5 };
-        paired::run("proxy_16_clients", rounds, &mut systems, bar);
+        let rates = paired::run("proxy_16_clients", rounds, &mut systems, bar);
+        // ACE against a proxy on the same HTTP stack that does nothing else.
+        let names: Vec<&str> = systems.iter().map(|s| s.name).collect();
+        paired::print_ratio(
+            "proxy_16_clients",
+            &names,
+            &rates,
+            "ace_no_oauth",
+            "trivial_dedicated",
+            0.9,
+        );
         // The same API over https, against nginx over https.
         let mut secure: Vec<paired::System<'_>> = Vec::new();
         if let Some(n) = &tls_peer {
@@ -430,7 +440,7 @@ fn benchmarks(c: &mut Criterion) {
             run: calls(proxy_addr, tls_path.clone(), tls_headers.clone()),
         });
         if secure.len() > 1 {
-            paired::run("proxy_https_target_16_clients", rounds, &mut secure, 0.9);
+            let _ = paired::run("proxy_https_target_16_clients", rounds, &mut secure, 0.9);
         }
         return;
     }

@@ -61,18 +61,30 @@ fn spread(v: &[f64]) -> (f64, f64, f64) {
 
 /// Runs `systems` in turn for `rounds` rounds; the first is the baseline every ratio is to.
 /// Prints each round's rates and ratios, their median, lowest and highest, and in how many
-/// rounds each ratio reached `bar`, to stderr.
-pub fn run(label: &str, rounds: usize, systems: &mut [System<'_>], bar: f64) {
+/// rounds each ratio reached `bar`, to stderr. Returns every system's rate per round.
+pub fn run(label: &str, rounds: usize, systems: &mut [System<'_>], bar: f64) -> Vec<Vec<f64>> {
     let slice = slice();
-    // Calibrate: how many operations fill a slice, system by system (this also warms up).
+    // Calibrate: how many operations fill a slice, system by system, on a warm system: the
+    // first run opens connections and fills caches, and a slow first run used to leave a
+    // system with rounds of the smallest size, where its fixed costs per round weigh most.
     let sizes: Vec<u64> = systems
         .iter_mut()
         .map(|s| {
+            (s.run)(CALIBRATION);
             let took = (s.run)(CALIBRATION);
             let rate = CALIBRATION as f64 / took.as_secs_f64().max(1e-9);
             (rate * slice.as_secs_f64()).max(CALIBRATION as f64) as u64
         })
         .collect();
+    let per_round: Vec<String> = systems
+        .iter()
+        .zip(&sizes)
+        .map(|(s, n)| format!("{} {n}", s.name))
+        .collect();
+    eprintln!(
+        "paired {label}: operations per round: {}",
+        per_round.join(", ")
+    );
     let mut rates = vec![Vec::with_capacity(rounds); systems.len()];
     for round in 1..=rounds {
         let mut line = format!("paired {label} round {round}:");
@@ -100,4 +112,27 @@ pub fn run(label: &str, rounds: usize, systems: &mut [System<'_>], bar: f64) {
             ratios.iter().filter(|r| **r >= bar).count(),
         );
     }
+    rates
+}
+
+/// Prints the ratio of system `of`'s rate to system `to`'s, round by round (`rates` as
+/// [`run`] returns them, `names` in the same order): its median, lowest and highest, and in
+/// how many rounds it reached `bar`.
+pub fn print_ratio(label: &str, names: &[&str], rates: &[Vec<f64>], of: &str, to: &str, bar: f64) {
+    let index = |name: &str| {
+        names
+            .iter()
+            .position(|n| *n == name)
+            .unwrap_or_else(|| panic!("no system {name} in {label}"))
+    };
+    let (a, b) = (&rates[index(of)], &rates[index(to)]);
+    let ratios: Vec<f64> = a.iter().zip(b).map(|(a, b)| a / b).collect();
+    let (median, low, high) = spread(&ratios);
+    let by_round: Vec<String> = ratios.iter().map(|r| format!("{r:.2}")).collect();
+    eprintln!(
+        "paired {label} {of}: ratio to {to} by round {}; median {median:.2}, lowest {low:.2}, highest {high:.2}, at least {bar} in {} of {} rounds",
+        by_round.join(" "),
+        ratios.iter().filter(|r| **r >= bar).count(),
+        ratios.len(),
+    );
 }
