@@ -80,6 +80,19 @@ pub enum BusRecord {
         #[serde(default, skip_serializing_if = "std::ops::Not::not")]
         released: bool,
     },
+    /// A subscription acknowledged several events: the acknowledgements one turn of the bus
+    /// decided, written as one record ([`crate::effects::Effects::push_record`]). Applying it
+    /// is applying a `DeliveryAcknowledged` for each of `seqs`.
+    DeliveriesAcknowledged {
+        /// The subscription.
+        subscription: Arc<ResourceKey>,
+        /// The events it acknowledged.
+        seqs: SeqSet,
+        /// Of those, the events no subscription owes or holds any more: the store may forget
+        /// them.
+        #[serde(default, skip_serializing_if = "SeqSet::is_empty")]
+        released: SeqSet,
+    },
     /// Events owed to a subscription were dead-lettered, for `reason`.
     EventsDeadLettered {
         /// The subscription.

@@ -34,6 +34,11 @@ impl SeqSet {
         iter.take_while(move |seq| range.contains(seq))
     }
 
+    /// Whether it has no members (for serde's `skip_serializing_if`).
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
     /// The members up to and including `last`, as a set.
     pub fn through(&self, last: u64) -> SeqSet {
         let mut out = self.clone();

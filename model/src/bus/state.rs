@@ -850,6 +850,14 @@ impl EventBus {
                 let id = self.sub_id(subscription);
                 self.acknowledge(id, *seq);
             }
+            BusRecord::DeliveriesAcknowledged {
+                subscription, seqs, ..
+            } => {
+                let id = self.sub_id(subscription);
+                for seq in seqs.iter() {
+                    self.acknowledge(id, seq);
+                }
+            }
             BusRecord::EventsDeadLettered {
                 subscription,
                 seqs,

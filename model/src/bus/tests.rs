@@ -147,6 +147,20 @@ impl Harness {
         self.run(|bus, fx| bus.handle_delivery_outcome(fx, outcome));
     }
 
+    /// Every delivery of `d` answered 200, taken in one turn as the shell takes every
+    /// outcome waiting (their records are drained once, after all of them).
+    fn acknowledge_in_one_turn(&mut self, d: &[Delivery]) {
+        self.run(|bus, fx| {
+            for d in d {
+                let outcome = DeliveryOutcome {
+                    delivery: d.id,
+                    result: DeliveryResult::Status(200),
+                };
+                bus.handle_delivery_outcome(fx, outcome);
+            }
+        });
+    }
+
     fn delete(&mut self, name: &str) -> BusReply {
         self.req(BusRequest::DeleteSubscription {
             namespace: "prod".into(),
@@ -1675,6 +1689,63 @@ fn the_last_holder_of_an_event_releases_it_to_the_store() {
         })
         .collect();
     assert_eq!(deleted, [0, 1]);
+}
+
+#[test]
+fn acknowledgements_of_one_turn_are_one_record_per_subscription() {
+    let mut h = ready();
+    h.subscribe("prod", "other", spec("http://b/"));
+    for n in 0..3 {
+        h.publish(Some(&uuid(n)));
+    }
+    let mut d = h.deliveries();
+    assert_eq!(d.len(), 6);
+    // The shell takes every outcome waiting in one turn, in whatever order they came.
+    d.reverse();
+    let before = h.log.len();
+    h.acknowledge_in_one_turn(&d);
+    let mut acks = Vec::new();
+    for r in &h.log[before..] {
+        match r {
+            Record::Bus(BusRecord::DeliveriesAcknowledged {
+                subscription,
+                seqs,
+                released,
+            }) => acks.push((
+                subscription.name.clone(),
+                seqs.iter().collect::<Vec<_>>(),
+                released.iter().collect::<Vec<_>>(),
+            )),
+            other => panic!("only joined acknowledgements expected, not {other:?}"),
+        }
+    }
+    // Each event is released by the subscription whose acknowledgement came last: with the
+    // outcomes reversed, "sub" (started first) acknowledged last.
+    let mut by_name = acks.clone();
+    by_name.sort();
+    assert_eq!(
+        by_name,
+        [
+            ("other".to_owned(), vec![0, 1, 2], vec![]),
+            ("sub".to_owned(), vec![0, 1, 2], vec![0, 1, 2]),
+        ]
+    );
+    assert_eq!(h.replayed(), h.bus);
+    assert_eq!(h.stats("sub").delivered, 3);
+    // The same after a record of another kind: the next acknowledgement starts a record.
+    h.publish(Some(&uuid(3)));
+    let d = h.deliveries();
+    h.acknowledge_in_one_turn(&d);
+    let singles = h
+        .log
+        .iter()
+        .filter(|r| matches!(r, Record::Bus(BusRecord::DeliveryAcknowledged { .. })))
+        .count();
+    assert_eq!(
+        singles, 2,
+        "one acknowledgement per subscription stays a single record"
+    );
+    assert_eq!(h.replayed(), h.bus);
 }
 
 #[test]

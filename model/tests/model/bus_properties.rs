@@ -61,6 +61,11 @@ enum Op {
         pick: usize,
         result: u8,
     },
+    /// Several outcomes in one turn, as the shell takes every outcome waiting (their
+    /// acknowledgements join into one record per subscription).
+    Outcomes {
+        picks: Vec<(usize, u8)>,
+    },
     Advance {
         ms: u64,
     },
@@ -84,6 +89,8 @@ fn op() -> impl Strategy<Value = Op> {
         2 => (0..2usize, 0..2usize, 0..2usize).prop_map(|(ns, name, source)| Op::Activate { ns, name, source }),
         1 => (0..2usize, 0..2usize).prop_map(|(ns, name)| Op::Deactivate { ns, name }),
         8 => (any::<usize>(), 0..4u8).prop_map(|(pick, result)| Op::Outcome { pick, result }),
+        3 => proptest::collection::vec((any::<usize>(), 0..4u8), 2..8)
+            .prop_map(|picks| Op::Outcomes { picks }),
         3 => (0..8000u64).prop_map(|ms| Op::Advance { ms }),
         1 => Just(Op::Restart),
         4 => any::<usize>().prop_map(|pick| Op::AnswerRead { pick }),
@@ -228,6 +235,30 @@ impl World {
         }
     }
 
+    /// Outstanding delivery `pick` ends with `result` (0: 200, 1: 500, 2: timeout, else a
+    /// connection error); its records are not drained yet.
+    fn outcome(&mut self, pick: usize, result: u8) {
+        if self.outstanding.is_empty() {
+            return;
+        }
+        let (id, delivery) = self.outstanding.remove(pick % self.outstanding.len());
+        let result = match result {
+            0 => DeliveryResult::Status(200),
+            1 => DeliveryResult::Status(500),
+            2 => DeliveryResult::Timeout,
+            _ => DeliveryResult::ConnectionError,
+        };
+        self.ledger
+            .finished(id, matches!(result, DeliveryResult::Status(200)));
+        self.model.handle_delivery_outcome(
+            self.now,
+            DeliveryOutcome {
+                delivery: delivery.id,
+                result,
+            },
+        );
+    }
+
     /// The store answers read `pick` of those waiting, with what it was given.
     fn answer_read(&mut self, pick: usize) {
         if self.reads.is_empty() {
@@ -352,25 +383,13 @@ impl World {
                 });
             }
             Op::Outcome { pick, result } => {
-                if self.outstanding.is_empty() {
-                    return;
+                self.outcome(pick, result);
+                self.settle();
+            }
+            Op::Outcomes { ref picks } => {
+                for &(pick, result) in picks {
+                    self.outcome(pick, result);
                 }
-                let (id, delivery) = self.outstanding.remove(pick % self.outstanding.len());
-                let result = match result {
-                    0 => DeliveryResult::Status(200),
-                    1 => DeliveryResult::Status(500),
-                    2 => DeliveryResult::Timeout,
-                    _ => DeliveryResult::ConnectionError,
-                };
-                self.ledger
-                    .finished(id, matches!(result, DeliveryResult::Status(200)));
-                self.model.handle_delivery_outcome(
-                    self.now,
-                    DeliveryOutcome {
-                        delivery: delivery.id,
-                        result,
-                    },
-                );
                 self.settle();
             }
             Op::Advance { ms } => {
@@ -490,6 +509,68 @@ proptest! {
         prop_assert!(from_snapshot.state() == world.model.state());
         prop_assert_eq!(from_snapshot.state_digest(), world.model.state_digest());
         prop_assert!(from_snapshot.poll_delivery().is_none());
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// The shell takes every outcome waiting in one turn, and their acknowledgements join
+    /// into one record per subscription. Whatever the order of the outcomes and their mix
+    /// with failures, the joined records replay to the same state, and the store is told to
+    /// forget each event once.
+    #[test]
+    fn outcomes_taken_in_one_turn_replay_to_the_same_state(
+        seed in any::<u64>(),
+        subs in 1..4usize,
+        events in 1..24usize,
+        turns in proptest::collection::vec(
+            proptest::collection::vec((any::<usize>(), 0..2u8), 1..12),
+            1..30,
+        ),
+    ) {
+        let mut world = World::new(seed);
+        world.step(&Op::Activate { ns: 0, name: 0, source: 0 });
+        for name in 0..subs {
+            world.step(&Op::ApplySubscription {
+                ns: 0,
+                name,
+                source: 0,
+                event_type: 0,
+                version: 0,
+                max_inflight: 3,
+                timeout_ms: 1000,
+                endpoint: name % 2,
+            });
+        }
+        for _ in 0..events {
+            world.step(&Op::Publish { source: 0, event_type: 0, version: 0, client_id: true });
+        }
+        for picks in &turns {
+            world.step(&Op::Outcomes { picks: picks.clone() });
+            world.check_safety();
+        }
+        world.heal();
+        let restored = Model::replay(config(), seed.into(), world.log.clone());
+        prop_assert!(restored.state() == world.model.state());
+        prop_assert_eq!(restored.state_digest(), world.model.state_digest());
+        let mut released: BTreeMap<u64, usize> = BTreeMap::new();
+        for record in &world.log {
+            let seqs: Vec<u64> = match record {
+                Record::Bus(BusRecord::DeliveryAcknowledged { seq, released: true, .. }) => {
+                    vec![*seq]
+                }
+                Record::Bus(BusRecord::DeliveriesAcknowledged { released, .. }) => {
+                    released.iter().collect()
+                }
+                _ => Vec::new(),
+            };
+            for seq in seqs {
+                *released.entry(seq).or_default() += 1;
+            }
+        }
+        prop_assert!(released.values().all(|n| *n == 1), "released more than once: {released:?}");
+        prop_assert_eq!(released.len(), events, "every event delivered everywhere is released");
     }
 }
 

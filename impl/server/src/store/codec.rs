@@ -42,6 +42,7 @@ pub fn released(record: &Record) -> SeqSet {
         }) => SeqSet::from_iter([*seq]),
         Record::Bus(
             BusRecord::SubscriptionDeleted { released, .. }
+            | BusRecord::DeliveriesAcknowledged { released, .. }
             | BusRecord::DeadLettersDiscarded { released, .. },
         ) => released.clone(),
         _ => SeqSet::new(),
