@@ -25,7 +25,7 @@ use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http1;
 use hyper::header::{CONTENT_TYPE, HOST, HeaderName};
 use hyper::http::HeaderValue;
-use hyper::{Request, Uri};
+use hyper::{Method, Request, Uri};
 use hyper_util::rt::TokioIo;
 use tokio::sync::mpsc;
 
@@ -303,16 +303,25 @@ fn header_name(name: &str) -> Result<HeaderName, hyper::http::Error> {
     }
 }
 
+/// The POST of `delivery` to `target`, its header map sized once (a request builder would
+/// move the whole request head through every header it adds).
 fn request(
     target: &Target,
     delivery: &Delivery,
     body: Bytes,
 ) -> Result<Request<Full<Bytes>>, Failure> {
-    let mut request = Request::post(target.path.clone()).header(HOST, target.host.clone());
-    for (name, value) in delivery.headers() {
-        request = request.header(header_name(name).map_err(Failure::Request)?, value);
+    let mut request = Request::new(Full::new(body));
+    *request.method_mut() = Method::POST;
+    *request.uri_mut() = target.path.clone();
+    let fields = delivery.headers();
+    let headers = request.headers_mut();
+    headers.reserve(fields.len() + 1);
+    headers.insert(HOST, target.host.clone());
+    for (name, value) in fields {
+        let value = HeaderValue::from_str(value).map_err(|e| Failure::Request(e.into()))?;
+        headers.append(header_name(name).map_err(Failure::Request)?, value);
     }
-    request.body(Full::new(body)).map_err(Failure::Request)
+    Ok(request)
 }
 
 /// Sends `request` on `conn`, or on a new connection if there is none or if `conn` turns out
@@ -433,6 +442,38 @@ mod tests {
         let trace = header_name("X-B3-TraceId").unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(trace.as_str(), "x-b3-traceid");
         assert!(header_name("bad name").is_err());
+    }
+
+    /// A push is a POST of the body to the endpoint's path, with its Host, every delivery
+    /// header in the model's order, and nothing else; a header value that cannot be sent
+    /// fails the attempt instead of being dropped.
+    #[test]
+    fn a_push_request_carries_the_endpoint_and_every_delivery_header() {
+        let clock = Clock::new(1_700_000_000_000);
+        let target = Target::parse(ENDPOINT).unwrap_or_else(|e| panic!("{e}"));
+        let mut d = delivery(1, &clock, "{}", false);
+        Arc::make_mut(&mut d.event).trace_headers = vec![("x-b3-traceid".into(), "abc".into())];
+        let r = request(&target, &d, Bytes::from_static(b"{}")).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(r.method(), Method::POST);
+        assert_eq!(r.uri(), "/orders");
+        let sent: Vec<(String, String)> = r
+            .headers()
+            .iter()
+            .map(|(n, v)| (n.to_string(), v.to_str().unwrap_or("?").to_owned()))
+            .collect();
+        let mut want = vec![("host".to_owned(), "sub.prod:8080".to_owned())];
+        want.extend(
+            d.headers()
+                .into_iter()
+                .map(|(n, v)| (n.to_ascii_lowercase(), v.to_owned())),
+        );
+        assert_eq!(sent, want);
+        assert!(sent.iter().any(|(n, v)| n == "x-b3-traceid" && v == "abc"));
+        Arc::make_mut(&mut d.event).trace_headers = vec![("x-b3-traceid".into(), "a\nb".into())];
+        assert!(matches!(
+            request(&target, &d, Bytes::new()),
+            Err(Failure::Request(_))
+        ));
     }
 
     /// A network whose every connection reaches an in-memory HTTP server answering 200; it
