@@ -1,7 +1,6 @@
 //! The context a decision runs in: the time, the generator, and the queue of records.
 
 use std::collections::VecDeque;
-
 use std::sync::Arc;
 
 use crate::bus::{BusRecord, ResourceKey, SeqSet};
