@@ -26,7 +26,8 @@
 //!    from the store if the model does not hold it, POSTs it, and sends the outcome back on
 //!    the driver's outcomes channel.
 //! 5. The driver feeds the outcome to `Model::handle_delivery_outcome`; on a 2xx the model
-//!    records `DeliveryAcknowledged`, made durable with the next batch.
+//!    records `DeliveryAcknowledged` (the acknowledgements of one turn of a subscription
+//!    join into one `DeliveriesAcknowledged`), made durable with the next batch.
 
 #![forbid(unsafe_code)]
 #![cfg_attr(not(test), warn(clippy::unwrap_used))]

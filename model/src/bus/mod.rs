@@ -5,7 +5,8 @@
 //!
 //! Activations, subscriptions (spec and `events-activated` condition), and for every accepted
 //! event the subscriptions still owed it ([`BusRecord::EventAccepted`] names them;
-//! [`BusRecord::DeliveryAcknowledged`] and [`BusRecord::EventsDeadLettered`] settle them). An
+//! [`BusRecord::DeliveryAcknowledged`], [`BusRecord::DeliveriesAcknowledged`] and
+//! [`BusRecord::EventsDeadLettered`] settle them). An
 //! event is answered 200 only after its record is queued, and the shell makes records
 //! durable before it releases replies, so an accepted event survives a crash.
 //!
