@@ -28,7 +28,7 @@ impl Effects<'_> {
     /// Queues `record` for durable storage. The caller has already applied it to its state.
     ///
     /// An acknowledgement joins an earlier queued acknowledgement of the same subscription
-    /// (one of the last [`ACK_LOOKBACK`], with only acknowledgements after it), which then
+    /// (one of the last 32 queued records, with only acknowledgements after it), which then
     /// becomes a [`BusRecord::DeliveriesAcknowledged`]: the acknowledgements one turn of the
     /// shell takes are stored as one record per subscription rather than one per delivery.
     /// Moving an acknowledgement before other subscriptions' acknowledgements changes nothing
