@@ -3,13 +3,15 @@
 //!
 //! The baseline, measured in the same run, is the irreducible part: `serde_json` parsing the
 //! same event body into a `Value`. The ratio of the two is what to compare across machines.
+//! Also an accepted event's record encoded and decoded by serde's path and by ACE's.
 
 use std::hint::black_box;
 
 use ace_model::bus::{
-    ActivationSpec, BusRequest, DeliveryId, DeliveryOutcome, DeliveryResult, SubscriptionSpec,
+    ActivationSpec, BusRecord, BusRequest, DeliveryId, DeliveryOutcome, DeliveryResult,
+    SubscriptionSpec,
 };
-use ace_model::{Config, Model, Request, Timestamp};
+use ace_model::{Config, Model, Record, Request, Timestamp};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 
 const BODY: &str = r#"{"source-id":"ec-default","event-type":"order.created","event-type-version":"v1","event-time":"2018-11-02T22:08:41+00:00","data":{"orderCode":"4caad296-e0c5-491e-98ac-0ed118f9474e"}}"#;
@@ -92,6 +94,35 @@ fn eventbus(c: &mut Criterion) {
     group.throughput(Throughput::Elements(1));
     group.bench_function("baseline_serde_json_parse_event", |b| {
         b.iter(|| serde_json::from_slice::<serde_json::Value>(black_box(BODY.as_bytes())))
+    });
+    // An accepted event's record as the store writes and reads it: serde's own path for an
+    // internally tagged enum against ACE's (`Record::to_json`, `Record::from_json`).
+    let mut model = model_with(1);
+    model.handle_request(
+        Timestamp::from_unix_millis(1_700_000_000_000),
+        Request::Bus(BusRequest::Publish {
+            method: "POST".into(),
+            source_id_header: None,
+            body: BODY.as_bytes().to_vec(),
+            headers: Vec::new(),
+        }),
+    );
+    let record = std::iter::from_fn(|| model.poll_record())
+        .find(|r| matches!(r, Record::Bus(BusRecord::EventAccepted { .. })))
+        .expect("an accepted event's record");
+    let json = record.to_json().expect("encodes");
+    assert_eq!(json, serde_json::to_vec(&record).expect("encodes"));
+    group.bench_function("record_encode_serde", |b| {
+        b.iter(|| serde_json::to_vec(black_box(&record)))
+    });
+    group.bench_function("record_encode_ace", |b| {
+        b.iter(|| black_box(&record).to_json())
+    });
+    group.bench_function("record_decode_serde", |b| {
+        b.iter(|| serde_json::from_slice::<Record>(black_box(&json)))
+    });
+    group.bench_function("record_decode_ace", |b| {
+        b.iter(|| Record::from_json(black_box(&json)))
     });
     for subscriptions in [1usize, 10] {
         let mut model = model_with(subscriptions);

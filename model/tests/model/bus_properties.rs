@@ -500,6 +500,12 @@ proptest! {
             let json = record.to_json().map_err(|e| TestCaseError::fail(e.to_string()))?;
             let serde = serde_json::to_vec(record).map_err(|e| TestCaseError::fail(e.to_string()))?;
             prop_assert_eq!(String::from_utf8_lossy(&json), String::from_utf8_lossy(&serde));
+            // And it reads back as serde reads it.
+            let read = Record::from_json(&json).map_err(|e| TestCaseError::fail(e.to_string()))?;
+            let by_serde: Record =
+                serde_json::from_slice(&json).map_err(|e| TestCaseError::fail(e.to_string()))?;
+            prop_assert_eq!(&read, &by_serde);
+            prop_assert_eq!(&read, record);
         }
         let restored = Model::replay(config(), seed.into(), world.log.clone());
         prop_assert!(restored.state() == world.model.state());

@@ -192,5 +192,5 @@ pub fn held_events(snapshot: &[Record]) -> SeqSet {
 
 /// Decodes a logged record.
 pub fn decode(bytes: &[u8], what: impl std::fmt::Display) -> Result<Record, StoreError> {
-    serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt(format!("{what}: {e}")))
+    Record::from_json(bytes).map_err(|e| StoreError::Corrupt(format!("{what}: {e}")))
 }
