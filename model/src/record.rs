@@ -155,6 +155,9 @@ pub enum Record {
     },
 }
 
+/// How a stored Event Bus record begins: the tag of [`Record::Bus`].
+const BUS_TAG: &[u8] = br#"{"type":"Bus""#;
+
 impl Record {
     /// The record's stored form: exactly what `serde_json::to_vec(self)` writes.
     ///
@@ -165,15 +168,14 @@ impl Record {
     /// Written alone, a `BusRecord` is `{"Variant":{..}}`; here it is the same object after
     /// the tag, `{"type":"Bus","Variant":{..}}`.
     pub fn to_json(&self) -> serde_json::Result<Vec<u8>> {
-        const TAG: &[u8] = br#"{"type":"Bus""#;
         if let Record::Bus(bus) = self {
             let mut out = Vec::with_capacity(256);
-            out.extend_from_slice(TAG);
+            out.extend_from_slice(BUS_TAG);
             serde_json::to_writer(&mut out, bus)?;
             // Every variant is a struct variant, so an object; anything else takes the
             // general path.
-            if out.get(TAG.len()) == Some(&b'{') {
-                out[TAG.len()] = b',';
+            if out.get(BUS_TAG.len()) == Some(&b'{') {
+                out[BUS_TAG.len()] = b',';
                 return Ok(out);
             }
         }
@@ -187,8 +189,10 @@ impl Record {
     /// tagged enum by first copying the whole object into a buffer of its own. Anything else,
     /// or a record that does not read that way, takes the general path (and its error).
     pub fn from_json(bytes: &[u8]) -> serde_json::Result<Record> {
-        const TAG: &[u8] = br#"{"type":"Bus","#;
-        if let Some(rest) = bytes.strip_prefix(TAG) {
+        if let Some(rest) = bytes
+            .strip_prefix(BUS_TAG)
+            .and_then(|rest| rest.strip_prefix(b","))
+        {
             let mut bus = Vec::with_capacity(rest.len() + 1);
             bus.push(b'{');
             bus.extend_from_slice(rest);

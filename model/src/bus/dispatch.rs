@@ -3,7 +3,7 @@
 //! retention and dead letters, the limits on a backlog, the window's reads from the store,
 //! the hold after a restart.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 
 use crate::bugs::bug_on;
@@ -164,15 +164,21 @@ impl EventBus {
     }
 
     /// Subscription `f.sub` has event `f.seq`: committed with the id at hand (see `apply`).
+    ///
+    /// The acknowledgement joins a queued acknowledgement of the same subscription if there
+    /// is one ([`join_acknowledgement`]): the acknowledgements one turn of the shell takes
+    /// are stored as one record per subscription rather than one per delivery.
     fn acknowledged(&mut self, fx: &mut Effects<'_>, sub: SubId, seq: u64) {
         let released = !self.held_elsewhere(sub, seq);
         let key = Arc::clone(&self.subscriptions[&sub].key);
         self.acknowledge(sub, seq);
-        fx.push_record(Record::Bus(BusRecord::DeliveryAcknowledged {
-            seq,
-            subscription: key,
-            released,
-        }));
+        if !join_acknowledgement(fx.records, seq, &key, released) {
+            fx.push_record(Record::Bus(BusRecord::DeliveryAcknowledged {
+                seq,
+                subscription: key,
+                released,
+            }));
+        }
     }
 
     /// What attempt `id` says about its endpoint: an answer ends a backoff; the
@@ -539,4 +545,61 @@ impl EventBus {
 /// than once per event.
 fn beyond(set: &SeqSet, limit: u64) -> Option<SeqSet> {
     (set.len() > limit).then(|| set.first(set.len() - limit + limit / 1024))
+}
+
+/// Queued records looked back over for an acknowledgement of the same subscription.
+const ACK_LOOKBACK: usize = 32;
+
+/// Adds the acknowledgement of `seq` by `subscription` to one of the same subscription among
+/// the last [`ACK_LOOKBACK`] queued `records`, with only acknowledgements after it, which
+/// becomes a [`BusRecord::DeliveriesAcknowledged`]; returns whether there was one to join.
+/// Moving an acknowledgement before other subscriptions' acknowledgements changes nothing a
+/// replay rebuilds: each only settles its own subscription's event.
+fn join_acknowledgement(
+    records: &mut VecDeque<Record>,
+    seq: u64,
+    subscription: &Arc<ResourceKey>,
+    released: bool,
+) -> bool {
+    let same = |other: &Arc<ResourceKey>| Arc::ptr_eq(other, subscription) || other == subscription;
+    for queued in records.iter_mut().rev().take(ACK_LOOKBACK) {
+        let Record::Bus(bus) = queued else {
+            return false;
+        };
+        match bus {
+            BusRecord::DeliveryAcknowledged {
+                seq: first,
+                subscription: key,
+                released: first_released,
+            } if same(key) => {
+                let mut gone = SeqSet::new();
+                if *first_released {
+                    gone.insert(*first);
+                }
+                if released {
+                    gone.insert(seq);
+                }
+                *bus = BusRecord::DeliveriesAcknowledged {
+                    subscription: Arc::clone(key),
+                    seqs: SeqSet::from_iter([*first, seq]),
+                    released: gone,
+                };
+                return true;
+            }
+            BusRecord::DeliveriesAcknowledged {
+                subscription: key,
+                seqs,
+                released: gone,
+            } if same(key) => {
+                seqs.insert(seq);
+                if released {
+                    gone.insert(seq);
+                }
+                return true;
+            }
+            BusRecord::DeliveryAcknowledged { .. } | BusRecord::DeliveriesAcknowledged { .. } => {}
+            _ => return false,
+        }
+    }
+    false
 }

@@ -81,7 +81,7 @@ pub enum BusRecord {
         released: bool,
     },
     /// A subscription acknowledged several events: the acknowledgements one turn of the bus
-    /// decided, written as one record ([`crate::effects::Effects::push_record`]). Applying it
+    /// decided, written as one record (see `EventBus::acknowledged`). Applying it
     /// is applying a `DeliveryAcknowledged` for each of `seqs`.
     DeliveriesAcknowledged {
         /// The subscription.
