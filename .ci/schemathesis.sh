@@ -23,12 +23,12 @@ RUST_LOG="${RUST_LOG:-info,ace_server::edge::listen=debug}" "$ace" serve --data-
   --connector-internal-addr "127.0.0.1:$internal" --connector-external-addr "127.0.0.1:$external" \
   --gateway-addr "127.0.0.1:$gateway" --admin-addr "127.0.0.1:$admin" \
   --publish-addr "127.0.0.1:$publish" --proxy-addr "127.0.0.1:$proxy" --kube-addr "127.0.0.1:$kube" \
-  --egress-allow 0.0.0.0/0,::/0 --header-timeout 10m >"$work/serve.log" 2>&1 &
+  --egress-allow 0.0.0.0/0,::/0 --idle-timeout 10m >"$work/serve.log" 2>&1 &
 # Generated targetUrls name any address (0.0.0.0 among them), which the default egress policy
 # refuses with a 400 the schema cannot express; every address is allowed here (ACE's own
 # listeners stay refused), and the policy itself is checked by impl/server/tests/server/egress.rs.
-# Schemathesis keeps several keep-alive connections, some idle for seconds while it tests
-# through another; ACE closes a connection idle for --header-timeout (10s by default), and a
+# Schemathesis keeps several keep-alive connections, some idle for a long while as it tests
+# through another; ACE closes a connection idle for --idle-timeout (60s by default), and a
 # request sent on one at that very moment fails on the client's side (HTTP/1.1's keep-alive
 # race: a client retries, Python's requests does not). The longer limit keeps that race out
 # of these checks; the limit itself is checked by impl/server/tests/server/protection.rs.

@@ -528,11 +528,16 @@ pub struct ServeArgs {
     /// Most connections open at once [default: 1024].
     #[arg(long, env = "ACE_MAX_CONNECTIONS")]
     pub max_connections: Option<usize>,
-    /// Time a client has to send a request's headers, counted from the connection's previous
-    /// answer: also how long an idle keep-alive connection stays open [default: 10s].
+    /// Time a client has to send a request's headers, from their first byte (on a new
+    /// connection, from the connection's start) [default: 10s].
     #[arg(long, env = "ACE_HEADER_TIMEOUT", value_parser = humantime::parse_duration)]
     #[serde(default, with = "humantime_serde_opt")]
     pub header_timeout: Option<Duration>,
+    /// How long a keep-alive connection stays open with nothing to do between an answer and
+    /// the next request [default: 60s].
+    #[arg(long, env = "ACE_IDLE_TIMEOUT", value_parser = humantime::parse_duration)]
+    #[serde(default, with = "humantime_serde_opt")]
+    pub idle_timeout: Option<Duration>,
     /// Largest request body in bytes on the connector, events and admin APIs [default: 65536].
     #[arg(long, env = "ACE_MAX_BODY_BYTES")]
     pub max_body_bytes: Option<usize>,
@@ -754,6 +759,10 @@ impl ServeArgs {
                 .header_timeout
                 .or(file.header_timeout)
                 .unwrap_or(d.header_timeout),
+            idle_timeout: self
+                .idle_timeout
+                .or(file.idle_timeout)
+                .unwrap_or(d.idle_timeout),
             proxy_url: self.proxy_url.or(file.proxy_url).unwrap_or(d.proxy_url),
             limits,
             ..d
@@ -898,7 +907,7 @@ mod tests {
     fn flags_override_the_config_file_which_overrides_defaults() {
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
         let file = dir.path().join("ace.yaml");
-        std::fs::write(&file, "gateway-addr: 0.0.0.0:9444\nadmin-addr: 127.0.0.1:9081\ntoken-ttl: 10m\nheader-timeout: 2m\ncsr-policy: kyma\nhost: [ace.example.com]\n")
+        std::fs::write(&file, "gateway-addr: 0.0.0.0:9444\nadmin-addr: 127.0.0.1:9081\ntoken-ttl: 10m\nheader-timeout: 2s\nidle-timeout: 2m\ncsr-policy: kyma\nhost: [ace.example.com]\n")
             .unwrap_or_else(|e| panic!("{e}"));
         let cli = Cli::try_parse_from([
             "ace",
@@ -920,7 +929,8 @@ mod tests {
             "the default"
         );
         assert_eq!(opts.token_ttl, Duration::from_secs(600));
-        assert_eq!(opts.header_timeout, Duration::from_secs(120));
+        assert_eq!(opts.header_timeout, Duration::from_secs(2));
+        assert_eq!(opts.idle_timeout, Duration::from_secs(120));
         assert_eq!(opts.proxy_timeout, Duration::from_secs(10), "the default");
         assert!(!opts.strict_csr_policy);
         assert_eq!(opts.hosts, vec!["ace.example.com".to_owned()]);

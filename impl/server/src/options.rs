@@ -95,8 +95,11 @@ pub struct ServeOptions {
     pub strict_csr_policy: bool,
     /// Most connections open at once, all listeners together.
     pub max_connections: usize,
-    /// Time allowed to send request headers (also the keep-alive idle limit).
+    /// Time allowed to send a request's headers, from their first byte (or from the
+    /// connection's start).
     pub header_timeout: Duration,
+    /// Time a keep-alive connection may sit idle between an answer and the next request.
+    pub idle_timeout: Duration,
     /// Time allowed for a TLS handshake.
     pub handshake_timeout: Duration,
     /// Time allowed to send a request body.
@@ -152,6 +155,7 @@ impl Default for ServeOptions {
             strict_csr_policy: true,
             max_connections: 1024,
             header_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
             handshake_timeout: Duration::from_secs(10),
             body_timeout: Duration::from_secs(30),
             limits: model.limits,

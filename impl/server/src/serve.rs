@@ -435,6 +435,7 @@ async fn start_inner<N: Net, S: Store>(
     let conns = Arc::new(Semaphore::new(opts.max_connections));
     let conn = ConnOptions {
         header_timeout: opts.header_timeout,
+        idle_timeout: opts.idle_timeout,
         handshake_timeout: opts.handshake_timeout,
     };
     let addrs = Surface::ALL.map(bound);

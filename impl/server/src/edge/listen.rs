@@ -1,15 +1,18 @@
 //! Accepting connections: a connection cap over every listener, TLS handshakes within a time
-//! limit, and HTTP/1.1 with a header timeout, each connection in a task of its own.
+//! limit, and HTTP/1.1 with a header timeout and an idle timeout ([`super::timed`]), each
+//! connection in a task of its own.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use ace_client::net::Listener;
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
 
+use super::timed::{Phase, Timed};
 use super::{App, Surface};
 use crate::outbound::forward::Upstream;
 use crate::pki;
@@ -17,8 +20,11 @@ use crate::pki;
 /// Limits of one connection.
 #[derive(Clone, Copy, Debug)]
 pub struct ConnOptions {
-    /// Time allowed to send request headers (also the keep-alive idle limit).
+    /// Time allowed to send a request's headers, from their first byte (or from the
+    /// connection's start, for its first request).
     pub header_timeout: Duration,
+    /// Time a keep-alive connection may sit idle between an answer and the next request.
+    pub idle_timeout: Duration,
     /// Time allowed for a TLS handshake.
     pub handshake_timeout: Duration,
 }
@@ -53,7 +59,7 @@ pub async fn accept_loop<L: Listener>(
         tokio::spawn(async move {
             let _permit = permit;
             match tls {
-                None => serve_connection(TokioIo::new(io), surface, None, app, opts).await,
+                None => serve_connection(io, surface, None, app, opts).await,
                 Some(acceptor) => {
                     match tokio::time::timeout(opts.handshake_timeout, acceptor.accept(io)).await {
                         Ok(Ok(stream)) => {
@@ -63,7 +69,7 @@ pub async fn accept_loop<L: Listener>(
                                 .peer_certificates()
                                 .and_then(|c| c.first())
                                 .and_then(pki::peer_identity);
-                            serve_connection(TokioIo::new(stream), surface, peer, app, opts).await;
+                            serve_connection(stream, surface, peer, app, opts).await;
                         }
                         Ok(Err(e)) => {
                             tracing::debug!(surface = surface.name(), %peer_addr, error = %e, "TLS handshake failed")
@@ -85,8 +91,15 @@ async fn serve_connection<I>(
     app: Arc<App>,
     opts: ConnOptions,
 ) where
-    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    let phase = Phase::new();
+    let io = TokioIo::new(Timed::new(
+        io,
+        phase.clone(),
+        opts.header_timeout,
+        opts.idle_timeout,
+    ));
     // The proxy forwards one connection's calls over an upstream connection of its own,
     // closed with this one.
     let upstream = (surface == Surface::Proxy).then(Upstream::default);
@@ -96,11 +109,17 @@ async fn serve_connection<I>(
         if let Some(upstream) = &upstream {
             req.extensions_mut().insert(upstream.clone());
         }
-        async move { app.handle(surface, peer, req).await }
+        let phase = phase.clone();
+        phase.serving();
+        async move {
+            let response = app.handle(surface, peer, req).await;
+            phase.answered();
+            response
+        }
     });
+    // The header and idle timeouts are `Timed`'s: hyper's own header timer would count from
+    // the previous answer, and so close idle keep-alive connections after the header timeout.
     let result = hyper::server::conn::http1::Builder::new()
-        .timer(TokioTimer::new())
-        .header_read_timeout(opts.header_timeout)
         .max_buf_size(64 * 1024)
         .serve_connection(io, service)
         .await;

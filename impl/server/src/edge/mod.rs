@@ -15,6 +15,7 @@ pub mod proxy;
 pub mod publish;
 pub mod reply;
 pub mod routes;
+pub mod timed;
 pub mod tls;
 
 use std::convert::Infallible;

@@ -33,6 +33,8 @@ async fn a_client_that_never_finishes_its_headers_is_disconnected() {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let mut opts = options(dir.path());
     opts.header_timeout = Duration::from_millis(300);
+    // Far longer: what closes these connections is the header timeout.
+    opts.idle_timeout = Duration::from_secs(60);
     let s = start_with(opts).await;
     let mut conn = TcpStream::connect(s.server.admin)
         .await
@@ -46,12 +48,73 @@ async fn a_client_that_never_finishes_its_headers_is_disconnected() {
         read.is_ok(),
         "the server must close a connection whose headers never end"
     );
-    // An idle keep-alive connection is closed the same way.
-    let mut idle = TcpStream::connect(s.server.admin)
+    // So is a connection that never sends a request.
+    let mut silent = TcpStream::connect(s.server.admin)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
-    let read = tokio::time::timeout(Duration::from_secs(5), idle.read_to_end(&mut buf)).await;
-    assert!(read.is_ok(), "the server must close an idle connection");
+    let read = tokio::time::timeout(Duration::from_secs(5), silent.read_to_end(&mut buf)).await;
+    assert!(
+        read.is_ok(),
+        "the server must close a connection that sends nothing"
+    );
+}
+
+#[tokio::test]
+async fn a_keep_alive_connection_outlives_the_header_timeout_until_the_idle_limit() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let mut opts = options(dir.path());
+    opts.header_timeout = Duration::from_millis(300);
+    opts.idle_timeout = Duration::from_secs(2);
+    let s = start_with(opts).await;
+    let mut conn = TcpStream::connect(s.server.admin)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(healthz_on(&mut conn).await.starts_with("HTTP/1.1 200"));
+    // Idle for longer than the header timeout: the connection is still open.
+    tokio::time::sleep(Duration::from_millis(900)).await;
+    assert!(
+        healthz_on(&mut conn).await.starts_with("HTTP/1.1 200"),
+        "the idle connection was closed before the idle limit"
+    );
+    // Then idle past the idle limit: the server ends it.
+    let mut rest = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(10), conn.read_to_end(&mut rest)).await;
+    assert!(
+        matches!(read, Ok(Ok(0))),
+        "the server must close an idle connection at the idle limit: {read:?}"
+    );
+}
+
+/// Sends `GET /healthz` on a keep-alive connection and reads its whole answer.
+async fn healthz_on(conn: &mut TcpStream) -> String {
+    conn.write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 1024];
+    loop {
+        let text = String::from_utf8_lossy(&answer).into_owned();
+        if let Some((head, body)) = text.split_once("\r\n\r\n") {
+            let length = head
+                .lines()
+                .find_map(|l| {
+                    l.to_ascii_lowercase()
+                        .strip_prefix("content-length:")
+                        .map(|v| v.trim().to_owned())
+                })
+                .and_then(|v| v.parse::<usize>().ok())
+                .unwrap_or_else(|| panic!("no content-length in {head}"));
+            if body.len() >= length {
+                return text;
+            }
+        }
+        let n = tokio::time::timeout(Duration::from_secs(5), conn.read(&mut buf))
+            .await
+            .unwrap_or_else(|e| panic!("no answer: {e}"))
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(n > 0, "the connection closed while an answer was awaited");
+        answer.extend_from_slice(&buf[..n]);
+    }
 }
 
 #[tokio::test]

@@ -1,0 +1,241 @@
+//! A connection's two time limits, kept apart: a request's head must be complete within the
+//! header timeout of its first byte (and a new connection must send one that soon), while a
+//! keep-alive connection with nothing to do stays open for the idle timeout.
+//!
+//! hyper's own header timer runs from the previous answer, so it is both limits at once: a
+//! short one (against clients that send their headers a byte at a time) closes keep-alive
+//! connections early, and each close is a chance for HTTP/1.1's keep-alive race (a client
+//! sending on a connection as the server closes it). [`Timed`] wraps the connection's IO and
+//! learns from the service ([`Phase`]) when a request's head is complete and when its answer
+//! is ready.
+
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use futures_util::task::AtomicWaker;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::time::{Instant, Sleep};
+
+/// Reading a request's head (or waiting for the first one): the header timeout applies.
+const HEAD: u8 = 0;
+/// Serving a request: the handler's own limits apply (body timeout, proxy timeout).
+const BUSY: u8 = 1;
+/// Answered, waiting for the next request: the idle timeout applies, from the last write.
+const IDLE: u8 = 2;
+
+/// Where a connection is in its request cycle, as its service sees it.
+#[derive(Clone, Debug)]
+pub struct Phase(Arc<Shared>);
+
+#[derive(Debug)]
+struct Shared {
+    phase: AtomicU8,
+    /// The connection's task as of its last read: hyper does not read again after an answer
+    /// until the socket has something, so the idle timer is started by waking it.
+    reader: AtomicWaker,
+}
+
+impl Phase {
+    /// A new connection: its first request's head is awaited.
+    pub fn new() -> Self {
+        Phase(Arc::new(Shared {
+            phase: AtomicU8::new(HEAD),
+            reader: AtomicWaker::new(),
+        }))
+    }
+
+    /// A request's head is complete and its handler runs.
+    pub fn serving(&self) {
+        self.set(BUSY);
+    }
+
+    /// The handler has its answer; the connection waits for the next request.
+    pub fn answered(&self) {
+        self.set(IDLE);
+        self.0.reader.wake();
+    }
+
+    fn set(&self, phase: u8) {
+        self.0.phase.store(phase, Ordering::Relaxed);
+    }
+
+    fn get(&self) -> u8 {
+        self.0.phase.load(Ordering::Relaxed)
+    }
+}
+
+impl Default for Phase {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// A connection's IO that ends the connection when the limit of its [`Phase`] passes: with an
+/// error while a request's head is late, with an end of stream (a graceful close, TLS
+/// `close_notify` included) when it has been idle too long.
+pub struct Timed<I> {
+    io: I,
+    phase: Phase,
+    /// The phase the timer is set for.
+    armed: u8,
+    header: Duration,
+    idle: Duration,
+    timer: Pin<Box<Sleep>>,
+    last_write: Instant,
+}
+
+impl<I> std::fmt::Debug for Timed<I> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Timed")
+            .field("phase", &self.phase)
+            .field("armed", &self.armed)
+            .field("header", &self.header)
+            .field("idle", &self.idle)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<I> Timed<I> {
+    /// Wraps `io`, shared with the connection's service through `phase`.
+    pub fn new(io: I, phase: Phase, header: Duration, idle: Duration) -> Self {
+        let now = Instant::now();
+        Timed {
+            io,
+            armed: phase.get(),
+            phase,
+            header,
+            idle,
+            timer: Box::pin(tokio::time::sleep_until(now + header)),
+            last_write: now,
+        }
+    }
+
+    fn arm(&mut self, phase: u8) {
+        self.armed = phase;
+        let now = Instant::now();
+        match phase {
+            HEAD => self.timer.as_mut().reset(now + self.header),
+            IDLE => {
+                self.last_write = now;
+                self.timer.as_mut().reset(now + self.idle);
+            }
+            _ => {}
+        }
+    }
+
+    /// Whether the current phase's limit has passed (registering for a wake-up if not).
+    fn limit_passed(&mut self, cx: &mut Context<'_>) -> bool {
+        loop {
+            if self.timer.as_mut().poll(cx).is_pending() {
+                return false;
+            }
+            // Idle counts from the last write: an answer still being written is not idle.
+            let quiet_until = self.last_write + self.idle;
+            if self.armed == IDLE && quiet_until > Instant::now() {
+                self.timer.as_mut().reset(quiet_until);
+                continue;
+            }
+            return true;
+        }
+    }
+}
+
+impl<I: AsyncRead + Unpin> AsyncRead for Timed<I> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut this.io).poll_read(cx, buf);
+        let mut phase = this.phase.get();
+        match polled {
+            Poll::Ready(Ok(())) if buf.filled().len() > before => {
+                // The first bytes after an answer start the next request's head.
+                if phase == IDLE {
+                    this.phase.set(HEAD);
+                    phase = HEAD;
+                }
+                if phase != this.armed {
+                    this.arm(phase);
+                }
+                return Poll::Ready(Ok(()));
+            }
+            Poll::Pending => {}
+            other => return other,
+        }
+        if phase != this.armed {
+            this.arm(phase);
+        }
+        if phase == BUSY {
+            this.phase.0.reader.register(cx.waker());
+            // The answer may have come since the phase was read.
+            if this.phase.get() == BUSY {
+                return Poll::Pending;
+            }
+            phase = this.phase.get();
+            this.arm(phase);
+        }
+        if !this.limit_passed(cx) {
+            return Poll::Pending;
+        }
+        if phase == IDLE {
+            // An end of stream: hyper closes the connection as if the client had.
+            return Poll::Ready(Ok(()));
+        }
+        Poll::Ready(Err(io::Error::new(
+            io::ErrorKind::TimedOut,
+            "the request's headers did not arrive in time",
+        )))
+    }
+}
+
+impl<I: AsyncWrite + Unpin> AsyncWrite for Timed<I> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.io).poll_write(cx, buf);
+        this.wrote(&polled);
+        polled
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.io).poll_write_vectored(cx, bufs);
+        this.wrote(&polled);
+        polled
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
+    }
+}
+
+impl<I> Timed<I> {
+    /// An answer written after the handler finished keeps the connection from being idle.
+    fn wrote(&mut self, polled: &Poll<io::Result<usize>>) {
+        if matches!(polled, Poll::Ready(Ok(n)) if *n > 0) && self.phase.get() == IDLE {
+            self.last_write = Instant::now();
+        }
+    }
+}
