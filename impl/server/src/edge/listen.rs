@@ -12,7 +12,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
 
-use super::timed::{Phase, Timed};
+use super::timed::{Answered, Phase, Timed};
 use super::{App, Surface};
 use crate::outbound::forward::Upstream;
 use crate::pki;
@@ -112,9 +112,8 @@ async fn serve_connection<I>(
         let phase = phase.clone();
         phase.serving();
         async move {
-            let response = app.handle(surface, peer, req).await;
-            phase.answered();
-            response
+            let response = app.handle(surface, peer, req).await?;
+            Ok::<_, std::convert::Infallible>(response.map(|body| Answered::new(body, phase)))
         }
     });
     // The header and idle timeouts are `Timed`'s: hyper's own header timer would count from

@@ -7,7 +7,7 @@
 //! connections early, and each close is a chance for HTTP/1.1's keep-alive race (a client
 //! sending on a connection as the server closes it). [`Timed`] wraps the connection's IO and
 //! learns from the service ([`Phase`]) when a request's head is complete and when its answer
-//! is ready.
+//! is complete ([`Answered`]).
 
 use std::io;
 use std::pin::Pin;
@@ -53,8 +53,8 @@ impl Phase {
         self.set(BUSY);
     }
 
-    /// The handler has its answer; the connection waits for the next request.
-    pub fn answered(&self) {
+    /// The answer is written (or dropped); the connection waits for the next request.
+    fn answered(&self) {
         self.set(IDLE);
         self.0.reader.wake();
     }
@@ -237,5 +237,149 @@ impl<I> Timed<I> {
         if matches!(polled, Poll::Ready(Ok(n)) if *n > 0) && self.phase.get() == IDLE {
             self.last_write = Instant::now();
         }
+    }
+}
+
+/// An answer's body that marks its connection answered once hyper is done with it (written in
+/// full, or dropped): a connection is not idle while a streamed answer (a registered API's,
+/// through the proxy) is still being written.
+#[derive(Debug)]
+pub struct Answered<B> {
+    body: B,
+    phase: Phase,
+}
+
+impl<B> Answered<B> {
+    /// `body`, answering on the connection of `phase`.
+    pub fn new(body: B, phase: Phase) -> Self {
+        Answered { body, phase }
+    }
+}
+
+impl<B: hyper::body::Body + Unpin> hyper::body::Body for Answered<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<hyper::body::Frame<Self::Data>, Self::Error>>> {
+        Pin::new(&mut self.get_mut().body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.body.size_hint()
+    }
+}
+
+impl<B> Drop for Answered<B> {
+    fn drop(&mut self) {
+        self.phase.answered();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::convert::Infallible;
+
+    use bytes::Bytes;
+    use http_body_util::StreamBody;
+    use hyper::body::Frame;
+    use hyper_util::rt::TokioIo;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    use super::*;
+
+    /// Serves one connection as the listener does, answering every request with a body
+    /// streamed in two parts `gap` apart.
+    fn serve_streaming(
+        io: tokio::io::DuplexStream,
+        header: Duration,
+        idle: Duration,
+        gap: Duration,
+    ) {
+        let phase = Phase::new();
+        let io = TokioIo::new(Timed::new(io, phase.clone(), header, idle));
+        let service = hyper::service::service_fn(move |_req| {
+            let phase = phase.clone();
+            phase.serving();
+            async move {
+                let (tx, rx) = tokio::sync::mpsc::channel::<Result<Frame<Bytes>, Infallible>>(1);
+                tokio::spawn(async move {
+                    let _ = tx
+                        .send(Ok(Frame::data(Bytes::from_static(b"first;"))))
+                        .await;
+                    tokio::time::sleep(gap).await;
+                    let _ = tx.send(Ok(Frame::data(Bytes::from_static(b"last")))).await;
+                });
+                let frames = futures_util::stream::unfold(rx, |mut rx| async move {
+                    rx.recv().await.map(|frame| (frame, rx))
+                });
+                let body = Answered::new(StreamBody::new(Box::pin(frames)), phase);
+                Ok::<_, Infallible>(hyper::Response::new(body))
+            }
+        });
+        tokio::spawn(async move {
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(io, service)
+                .await;
+        });
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_streamed_answer_is_not_idle_time_and_the_idle_limit_follows_it() {
+        let (mut client, server) = tokio::io::duplex(64 * 1024);
+        let (header, idle) = (Duration::from_secs(1), Duration::from_secs(2));
+        serve_streaming(server, header, idle, Duration::from_secs(5));
+        let start = Instant::now();
+        client
+            .write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let mut answer = Vec::new();
+        client
+            .read_to_end(&mut answer)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let answer = String::from_utf8_lossy(&answer);
+        // The whole answer, its gap longer than the idle limit notwithstanding.
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+        assert!(
+            answer.contains("first;") && answer.contains("last") && answer.ends_with("0\r\n\r\n"),
+            "the streamed answer was cut: {answer}"
+        );
+        // Then the connection was closed at the idle limit after it, not before.
+        let open_for = start.elapsed();
+        assert!(
+            open_for >= Duration::from_secs(7) && open_for < Duration::from_secs(8),
+            "closed after {open_for:?}"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_late_request_head_ends_the_connection_at_the_header_timeout() {
+        let (mut client, server) = tokio::io::duplex(64 * 1024);
+        serve_streaming(
+            server,
+            Duration::from_secs(1),
+            Duration::from_secs(60),
+            Duration::ZERO,
+        );
+        let start = Instant::now();
+        client
+            .write_all(b"GET / HTTP/1.1\r\nHost")
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let mut answer = Vec::new();
+        let _ = client.read_to_end(&mut answer).await;
+        let open_for = start.elapsed();
+        assert!(
+            open_for >= Duration::from_secs(1) && open_for < Duration::from_secs(2),
+            "closed after {open_for:?}, not at the header timeout"
+        );
     }
 }
