@@ -156,3 +156,53 @@ fn the_gateway_spec_states_the_models_url_pattern() {
     assert_eq!(url["minLength"], *ace_model::registry::URL_LENGTH.start());
     assert_eq!(url["maxLength"], *ace_model::registry::URL_LENGTH.end());
 }
+
+/// Every `$ref` inside a spec names something the spec has: a dangling one makes tools skip
+/// that part of the schema (schemathesis only warns), so what it describes goes unchecked.
+#[test]
+fn every_reference_within_a_spec_resolves() {
+    fn refs<'v>(value: &'v Value, out: &mut Vec<&'v str>) {
+        match value {
+            Value::Object(map) => {
+                for (key, v) in map {
+                    match (key.as_str(), v) {
+                        ("$ref", Value::String(target)) => out.push(target),
+                        _ => refs(v, out),
+                    }
+                }
+            }
+            Value::Array(items) => items.iter().for_each(|v| refs(v, out)),
+            _ => {}
+        }
+    }
+    let specs = [
+        ("connector", specs::CONNECTOR),
+        ("gateway", specs::GATEWAY),
+        ("admin", specs::ADMIN),
+        ("kubernetes", specs::KUBERNETES),
+        ("publish", specs::PUBLISH),
+        ("proxy", include_str!("../../../../specs/proxy.yaml")),
+    ];
+    let mut dangling = Vec::new();
+    let mut seen = 0;
+    for (name, spec) in specs {
+        let doc: Value = serde_yaml_ng::from_str(spec)
+            .unwrap_or_else(|e| panic!("{name} spec does not parse: {e}"));
+        let mut found = Vec::new();
+        refs(&doc, &mut found);
+        for target in found {
+            let Some(pointer) = target.strip_prefix('#') else {
+                continue;
+            };
+            seen += 1;
+            if doc.pointer(pointer).is_none() {
+                dangling.push(format!("{name}: {target}"));
+            }
+        }
+    }
+    assert!(
+        seen > 20,
+        "only {seen} references found: the walk is broken"
+    );
+    assert!(dangling.is_empty(), "dangling references: {dangling:?}");
+}
