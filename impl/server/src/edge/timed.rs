@@ -127,6 +127,13 @@ impl<I> Timed<I> {
         }
     }
 
+    /// An answer written after the handler finished keeps the connection from being idle.
+    fn wrote(&mut self, polled: &Poll<io::Result<usize>>) {
+        if matches!(polled, Poll::Ready(Ok(n)) if *n > 0) && self.phase.get() == IDLE {
+            self.last_write = Instant::now();
+        }
+    }
+
     /// Whether the current phase's limit has passed (registering for a wake-up if not).
     fn limit_passed(&mut self, cx: &mut Context<'_>) -> bool {
         loop {
@@ -228,15 +235,6 @@ impl<I: AsyncWrite + Unpin> AsyncWrite for Timed<I> {
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
-    }
-}
-
-impl<I> Timed<I> {
-    /// An answer written after the handler finished keeps the connection from being idle.
-    fn wrote(&mut self, polled: &Poll<io::Result<usize>>) {
-        if matches!(polled, Poll::Ready(Ok(n)) if *n > 0) && self.phase.get() == IDLE {
-            self.last_write = Instant::now();
-        }
     }
 }
 
